@@ -1,0 +1,153 @@
+#include "models/io/weight_store.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/io/tensor_file.h"
+
+namespace vidgen::io {
+namespace {
+
+bool EndsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string ShapeText(const at::Tensor& tensor) { return fmt::format("[{}]", fmt::join(tensor.sizes(), ", ")); }
+
+// One category of load problems, formatted as "missing (2): a, b".
+void AppendProblems(std::string& message, std::string_view what, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  message += fmt::format("\n  {} ({}): {}", what, names.size(), fmt::join(names, ", "));
+}
+
+}  // namespace
+
+std::string ApplyKeyMap(const KeyMap& map, std::string_view name) {
+  std::string out;
+  for (std::size_t at = 0; at < name.size();) {
+    const auto match = std::find_if(map.begin(), map.end(), [&](const auto& pair) {
+      return !pair.first.empty() && name.substr(at, pair.first.size()) == pair.first;
+    });
+    if (match == map.end()) {
+      out.push_back(name[at++]);
+    } else {
+      out += match->second;
+      at += match->first.size();
+    }
+  }
+  return out;
+}
+
+void WeightStore::AddFile(const std::string& path) {
+  NamedTensors tensors;
+  if (EndsWith(path, ".index.json")) {
+    std::map<std::string, std::string> weight_map;
+    for (const auto& shard : ReadSafetensorsIndex(path, &weight_map)) {
+      const SafetensorsFile file(shard);
+      for (auto& [name, tensor] : file.Tensors()) Add(name, std::move(tensor), shard);
+    }
+    for (const auto& [name, shard] : weight_map) {
+      const auto it = tensors_.find(name);
+      if (it == tensors_.end() || it->second.source != shard) {
+        Fail(ErrorCode::kInvalidArgument, "safetensors index '{}' puts tensor '{}' in '{}', which does not hold it",
+             path, name, shard);
+      }
+    }
+    return;
+  }
+  if (EndsWith(path, ".safetensors")) {
+    tensors = SafetensorsFile(path).Tensors();
+  } else {
+    tensors = ReadTorchCheckpoint(path);
+  }
+  for (auto& [name, tensor] : tensors) Add(std::move(name), std::move(tensor), path);
+}
+
+void WeightStore::Add(std::string name, at::Tensor tensor, std::string source) {
+  const auto it = tensors_.find(name);
+  if (it != tensors_.end()) {
+    Fail(ErrorCode::kInvalidArgument, "tensor '{}' is in both '{}' and '{}'", name, it->second.source, source);
+  }
+  tensors_.emplace(std::move(name), Entry{std::move(tensor), std::move(source)});
+}
+
+void WeightStore::Rebuild(const std::function<std::optional<std::string>(const std::string&)>& rename) {
+  std::map<std::string, Entry, std::less<>> renamed;
+  for (auto& [name, entry] : tensors_) {
+    auto new_name = rename(name);
+    if (!new_name) continue;
+    const auto [it, inserted] = renamed.emplace(*new_name, entry);
+    if (!inserted) {
+      Fail(ErrorCode::kInvalidArgument, "renaming tensors gives two the name '{}' (one is '{}' from '{}')",
+           *new_name, name, entry.source);
+    }
+  }
+  tensors_ = std::move(renamed);
+}
+
+void WeightStore::SelectPrefix(std::string_view prefix) {
+  Rebuild([&](const std::string& name) -> std::optional<std::string> {
+    if (!name.starts_with(prefix)) return std::nullopt;
+    return name.substr(prefix.size());
+  });
+}
+
+void WeightStore::StripPrefix(std::string_view prefix) {
+  Rebuild([&](const std::string& name) { return name.starts_with(prefix) ? name.substr(prefix.size()) : name; });
+}
+
+void WeightStore::Rename(const KeyMap& map) {
+  Rebuild([&](const std::string& name) { return ApplyKeyMap(map, name); });
+}
+
+bool WeightStore::Contains(std::string_view name) const { return tensors_.find(name) != tensors_.end(); }
+
+const at::Tensor& WeightStore::Get(std::string_view name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) Fail(ErrorCode::kNotFound, "no tensor '{}' in the loaded checkpoint files", name);
+  return it->second.tensor;
+}
+
+std::vector<std::string> WeightStore::Names() const {
+  std::vector<std::string> names;
+  names.reserve(tensors_.size());
+  for (const auto& [name, entry] : tensors_) names.push_back(name);
+  return names;
+}
+
+void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options) const {
+  std::vector<std::pair<torch::Tensor, const at::Tensor*>> copies;
+  std::vector<std::string> missing, misshaped, unexpected;
+  std::set<std::string, std::less<>> wanted;
+  auto plan = [&](const std::string& name, torch::Tensor& target) {
+    wanted.insert(name);
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end()) {
+      missing.push_back(name);
+    } else if (it->second.tensor.sizes() != target.sizes()) {
+      misshaped.push_back(fmt::format("{} (checkpoint {} in '{}', module {})", name, ShapeText(it->second.tensor),
+                                      it->second.source, ShapeText(target)));
+    } else {
+      copies.emplace_back(target, &it->second.tensor);
+    }
+  };
+  for (auto& item : module.named_parameters(/*recurse=*/true)) plan(item.key(), item.value());
+  for (auto& item : module.named_buffers(/*recurse=*/true)) plan(item.key(), item.value());
+  if (!options.allow_unexpected) {
+    for (const auto& [name, entry] : tensors_) {
+      if (!wanted.contains(name)) unexpected.push_back(name);
+    }
+  }
+
+  if (!missing.empty() || !misshaped.empty() || !unexpected.empty()) {
+    std::string message = fmt::format("cannot load the checkpoint into {}:", module.name());
+    AppendProblems(message, "missing", missing);
+    AppendProblems(message, "wrong shape", misshaped);
+    AppendProblems(message, "unexpected", unexpected);
+    throw Error(ErrorCode::kInvalidArgument, message);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, source] : copies) target.copy_(*source);
+}
+
+}  // namespace vidgen::io

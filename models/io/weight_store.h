@@ -1,0 +1,68 @@
+// WeightStore: named tensors gathered from one or more checkpoint files, renamed to a module's parameter names and
+// loaded into it with a report of everything that does not fit.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace vidgen::io {
+
+// A key map: pairs of (checkpoint spelling, module spelling) substituted in one left-to-right pass over each name,
+// the first pair that matches at a position winning. One pass lets a map swap names ("norm2" <-> "norm3").
+using KeyMap = std::vector<std::pair<std::string, std::string>>;
+std::string ApplyKeyMap(const KeyMap& map, std::string_view name);
+
+class WeightStore {
+ public:
+  // Adds every tensor of `path`: a .safetensors file, a sharded `*.safetensors.index.json`, or a torch.save archive
+  // (.pt, .pth, .bin). Throws Error naming the file on a bad file, and naming both files when a tensor name is
+  // already in the store.
+  void AddFile(const std::string& path);
+  // Adds one tensor; `source` names where it came from in errors.
+  void Add(std::string name, at::Tensor tensor, std::string source);
+
+  // Keeps only names under `prefix` and removes the prefix from them ("module." of HunyuanVideo's checkpoint).
+  void SelectPrefix(std::string_view prefix);
+  // Removes `prefix` from every name that has it, keeping the others ("vae." in some VAE files).
+  void StripPrefix(std::string_view prefix);
+  // Renames every tensor through `map`; throws Error(INVALID_ARGUMENT) when two names collide.
+  void Rename(const KeyMap& map);
+
+  bool Contains(std::string_view name) const;
+  // Throws Error(NOT_FOUND) naming the tensor.
+  const at::Tensor& Get(std::string_view name) const;
+  std::vector<std::string> Names() const;
+  std::size_t size() const { return tensors_.size(); }
+
+  struct LoadOptions {
+    // Names in the store that the module does not have are an error unless this is set.
+    bool allow_unexpected = false;
+  };
+  // Copies into every parameter and buffer of `module` the tensor of the same name, converted to the parameter's
+  // dtype and device. Checks everything first and throws one Error(INVALID_ARGUMENT) that lists every missing,
+  // unexpected and mis-shaped name, in which case the module is left untouched.
+  void LoadInto(torch::nn::Module& module, const LoadOptions& options) const;
+  void LoadInto(torch::nn::Module& module) const { LoadInto(module, LoadOptions{}); }
+
+ private:
+  struct Entry {
+    at::Tensor tensor;
+    std::string source;
+  };
+  void Rebuild(const std::function<std::optional<std::string>(const std::string&)>& rename);
+
+  std::map<std::string, Entry, std::less<>> tensors_;
+};
+
+}  // namespace vidgen::io

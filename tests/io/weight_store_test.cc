@@ -1,0 +1,159 @@
+// WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/io/tensor_file.h"
+#include "models/io/weight_store.h"
+#include "tests/support/golden.h"
+
+namespace vidgen::io {
+namespace {
+
+struct TinyBlockImpl : torch::nn::Module {
+  TinyBlockImpl() {
+    proj = register_module("proj", torch::nn::Linear(4, 3));
+    norm_weight = register_parameter("norm_weight", torch::ones({3}));
+    scale = register_buffer("scale", torch::zeros({1}));
+  }
+  torch::nn::Linear proj{nullptr};
+  torch::Tensor norm_weight, scale;
+};
+TORCH_MODULE(TinyBlock);
+
+class WeightStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("vidgen-weights-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::filesystem::path dir_;
+};
+
+std::string LoadError(const WeightStore& store, torch::nn::Module& module) {
+  try {
+    store.LoadInto(module);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    return e.what();
+  }
+  ADD_FAILURE() << "the load succeeded";
+  return "";
+}
+
+TEST(KeyMapTest, SubstitutesInOnePassSoThatSwapsWork) {
+  const KeyMap map = {{"norm2", "norm3"}, {"norm3", "norm2"}, {"attn1.to_q", "self_attn.q"}};
+  EXPECT_EQ(ApplyKeyMap(map, "blocks.0.norm2.weight"), "blocks.0.norm3.weight");
+  EXPECT_EQ(ApplyKeyMap(map, "blocks.0.norm3.bias"), "blocks.0.norm2.bias");
+  EXPECT_EQ(ApplyKeyMap(map, "blocks.12.attn1.to_q.weight"), "blocks.12.self_attn.q.weight");
+  EXPECT_EQ(ApplyKeyMap(map, "head.weight"), "head.weight");
+}
+
+TEST_F(WeightStoreTest, LoadsRenamedTensorsFromSeveralFilesAndCastsDType) {
+  WriteSafetensors(Path("a.safetensors"), {{"model.linear.weight", torch::arange(12.).reshape({3, 4}).to(torch::kBFloat16)},
+                                           {"model.linear.bias", torch::tensor({1., 2., 3.}, torch::kFloat64)}});
+  WriteSafetensors(Path("b.safetensors"), {{"model.gamma", torch::full({3}, 0.5)}, {"model.scale", torch::ones({1})}});
+  WeightStore store;
+  store.AddFile(Path("a.safetensors"));
+  store.AddFile(Path("b.safetensors"));
+  store.StripPrefix("model.");
+  store.Rename({{"linear", "proj"}, {"gamma", "norm_weight"}});
+  TinyBlock block;
+  store.LoadInto(*block);
+  EXPECT_EQ(block->proj->weight.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(block->proj->weight, torch::arange(12.f).reshape({3, 4})));
+  EXPECT_TRUE(torch::equal(block->proj->bias, torch::tensor({1.f, 2.f, 3.f})));
+  EXPECT_TRUE(torch::equal(block->norm_weight, torch::full({3}, 0.5f)));
+  EXPECT_TRUE(torch::equal(block->scale, torch::ones({1})));
+}
+
+TEST_F(WeightStoreTest, ReportsEveryProblemAtOnceAndLeavesTheModuleUntouched) {
+  WeightStore store;
+  store.Add("proj.weight", torch::zeros({4, 3}), "a.safetensors");  // transposed by mistake
+  store.Add("proj.bias", torch::zeros({3}), "a.safetensors");
+  store.Add("extra.weight", torch::zeros({1}), "b.safetensors");
+  store.Add("another", torch::zeros({1}), "b.safetensors");
+  TinyBlock block;
+  const auto bias_before = block->proj->bias.clone();
+  const std::string message = LoadError(store, *block);
+  EXPECT_NE(message.find("missing (2): norm_weight, scale"), std::string::npos) << message;
+  EXPECT_NE(message.find("wrong shape (1): proj.weight (checkpoint [4, 3] in 'a.safetensors', module [3, 4])"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("unexpected (2): another, extra.weight"), std::string::npos) << message;
+  EXPECT_TRUE(torch::equal(block->proj->bias, bias_before));  // nothing was copied
+
+  WeightStore::LoadOptions lenient;
+  lenient.allow_unexpected = true;
+  try {
+    store.LoadInto(*block, lenient);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("unexpected"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(WeightStoreTest, RefusesTheSameNameFromTwoFilesAndRenameCollisions) {
+  WriteSafetensors(Path("a.safetensors"), {{"w", torch::ones({1})}});
+  WriteSafetensors(Path("b.safetensors"), {{"w", torch::ones({1})}, {"v", torch::ones({1})}});
+  WeightStore store;
+  store.AddFile(Path("a.safetensors"));
+  try {
+    store.AddFile(Path("b.safetensors"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.safetensors"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("b.safetensors"), std::string::npos) << e.what();
+  }
+  WeightStore pair;
+  pair.Add("x.w", torch::ones({1}), "m");
+  pair.Add("y.w", torch::ones({1}), "m");
+  EXPECT_THROW(pair.Rename({{"x.", ""}, {"y.", ""}}), Error);
+}
+
+TEST_F(WeightStoreTest, LoadsShardedIndexAndChecksItsMap) {
+  WriteSafetensors(Path("m-1.safetensors"), {{"proj.weight", torch::ones({3, 4})}, {"proj.bias", torch::ones({3})}});
+  WriteSafetensors(Path("m-2.safetensors"), {{"norm_weight", torch::ones({3})}, {"scale", torch::ones({1})}});
+  std::ofstream(Path("m.safetensors.index.json"))
+      << R"({"weight_map":{"proj.weight":"m-1.safetensors","proj.bias":"m-1.safetensors",)"
+      << R"("norm_weight":"m-2.safetensors","scale":"m-2.safetensors"}})";
+  WeightStore store;
+  store.AddFile(Path("m.safetensors.index.json"));
+  EXPECT_EQ(store.size(), 4u);
+  TinyBlock block;
+  store.LoadInto(*block);
+  EXPECT_TRUE(torch::equal(block->proj->weight, torch::ones({3, 4})));
+
+  std::ofstream(Path("wrong.safetensors.index.json"))
+      << R"({"weight_map":{"proj.weight":"m-2.safetensors","norm_weight":"m-2.safetensors","scale":"m-2.safetensors"}})";
+  WeightStore wrong;
+  EXPECT_THROW(wrong.AddFile(Path("wrong.safetensors.index.json")), Error);
+}
+
+TEST(WeightStoreGoldenTest, SelectsTheModulePrefixOfHunyuanCheckpoint) {
+  const auto dir = testing::GoldenCase(testing::GoldenCases("hunyuan_dit").at(0)).CheckpointDir();
+  WeightStore store;
+  store.AddFile((dir / "transformers" / "mp_rank_00_model_states.pt").string());
+  const std::size_t count = store.size();
+  store.SelectPrefix("module.");
+  EXPECT_EQ(store.size(), count);
+  EXPECT_TRUE(store.Contains("img_in.proj.weight"));
+  EXPECT_FALSE(store.Contains("module.img_in.proj.weight"));
+  try {
+    store.Get("module.img_in.proj.weight");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+  }
+}
+
+}  // namespace
+}  // namespace vidgen::io
