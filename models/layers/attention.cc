@@ -1,0 +1,68 @@
+#include "models/layers/attention.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace vidgen::layers {
+namespace {
+
+// Scores held at once by the blocked kernel: 2^24 fp32 values (64 MiB).
+constexpr std::int64_t kScoreBudget = std::int64_t{1} << 24;
+
+// Additive mask [B, 1, 1, Lk]: 0 for real keys, -inf past each sample's length.
+torch::Tensor KeyMask(const std::vector<std::int64_t>& key_lengths, std::int64_t lk, const torch::Device& device) {
+  const auto positions = torch::arange(lk, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const auto lengths = torch::tensor(key_lengths, torch::kLong).to(device).view({-1, 1});
+  const auto masked = positions.view({1, -1}) >= lengths;
+  return torch::zeros(masked.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(device))
+      .masked_fill(masked, -std::numeric_limits<float>::infinity())
+      .view({static_cast<std::int64_t>(key_lengths.size()), 1, 1, lk});
+}
+
+torch::Tensor BlockedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& mask, double scale) {
+  // [B, H, L, D] layout for batched matrix products.
+  const auto qh = q.transpose(1, 2);
+  const auto kt = k.permute({0, 2, 3, 1});  // [B, H, D, Lk]
+  const auto vh = v.transpose(1, 2);
+  const std::int64_t batch = q.size(0), heads = q.size(2), lq = q.size(1), lk = k.size(1);
+  const std::int64_t block = std::max<std::int64_t>(1, kScoreBudget / std::max<std::int64_t>(1, batch * heads * lk));
+  auto out = torch::empty({batch, heads, lq, v.size(3)}, v.options());
+  for (std::int64_t start = 0; start < lq; start += block) {
+    const std::int64_t end = std::min(lq, start + block);
+    auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
+    if (mask.defined()) scores.add_(mask);
+    const auto weights = torch::softmax(scores, -1).to(v.scalar_type());
+    out.slice(2, start, end).copy_(torch::matmul(weights, vh));
+  }
+  return out.transpose(1, 2);
+}
+
+}  // namespace
+
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "Attention expects [B, L, H, D] inputs, got ", q.sizes(),
+              ", ", k.sizes(), ", ", v.sizes());
+  TORCH_CHECK(options.key_lengths.empty() || static_cast<std::int64_t>(options.key_lengths.size()) == q.size(0),
+              "Attention: ", options.key_lengths.size(), " key lengths for a batch of ", q.size(0));
+  const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  bool all_keys = true;
+  for (const auto length : options.key_lengths) all_keys = all_keys && length >= k.size(1);
+  const torch::Tensor mask = all_keys ? torch::Tensor() : KeyMask(options.key_lengths, k.size(1), q.device());
+  const auto kv_dtype = v.scalar_type();
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  if (q.is_cuda()) {
+    const auto attn_mask = mask.defined() ? c10::optional<at::Tensor>(mask.to(kv_dtype)) : c10::nullopt;
+    auto out = at::scaled_dot_product_attention(q.to(kv_dtype).transpose(1, 2), k.to(kv_dtype).transpose(1, 2),
+                                                v.transpose(1, 2), attn_mask, /*dropout_p=*/0.0,
+                                                /*is_causal=*/false, c10::optional<double>(scale));
+    return out.transpose(1, 2).to(q.scalar_type());
+  }
+#endif
+  return BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, mask, scale).to(q.scalar_type());
+}
+
+}  // namespace vidgen::layers

@@ -1,0 +1,25 @@
+// Exact softmax attention, the one local attention call of every model (sequence parallelism wraps it).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace vidgen::layers {
+
+struct AttentionOptions {
+  // Per sample, how many leading keys are real; later keys are masked out. Empty: every key is real.
+  std::vector<std::int64_t> key_lengths;
+  // Softmax scale; 0 means 1/sqrt(head_dim).
+  double scale = 0;
+};
+
+// q: [B, Lq, H, D], k and v: [B, Lk, H, D] -> [B, Lq, H, D] in q's dtype. Computes in the inputs' dtype with the
+// softmax in fp32. On CUDA with LibTorch 2.x it dispatches to scaled_dot_product_attention (flash / memory
+// efficient kernels); elsewhere it runs exact attention over blocks of queries, so the score matrix never exceeds
+// a fixed budget however long the sequence.
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const AttentionOptions& options = {});
+
+}  // namespace vidgen::layers

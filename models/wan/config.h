@@ -1,0 +1,48 @@
+// Wan2.1 model configurations: the DiT's config.json, the presets of the released sizes, and the run dtype.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include <c10/core/ScalarType.h>
+
+namespace vidgen::wan {
+
+enum class WanModelType { kT2V, kI2V, kFLF2V };
+
+struct WanDitConfig {
+  WanModelType model_type = WanModelType::kT2V;
+  std::array<std::int64_t, 3> patch_size = {1, 2, 2};
+  std::int64_t text_len = 512;
+  std::int64_t in_dim = 16;
+  std::int64_t dim = 1536;
+  std::int64_t ffn_dim = 8960;
+  std::int64_t freq_dim = 256;
+  std::int64_t text_dim = 4096;
+  std::int64_t out_dim = 16;
+  std::int64_t num_heads = 12;
+  std::int64_t num_layers = 30;
+  bool qk_norm = true;
+  bool cross_attn_norm = true;
+  double eps = 1e-6;
+
+  std::int64_t head_dim() const { return dim / num_heads; }
+  bool has_image_input() const { return model_type != WanModelType::kT2V; }
+
+  // Checks sizes and throws Error(INVALID_ARGUMENT) naming the field.
+  void Validate() const;
+};
+
+// The released Wan2.1 T2V sizes.
+WanDitConfig WanT2V1_3B();
+WanDitConfig WanT2V14B();
+
+// Reads a Wan DiT config.json (the released keys: model_type, dim, ffn_dim, num_heads, ...; keys it lacks keep the
+// reference's defaults). Throws Error naming the file and the key on a value vidgen does not support.
+WanDitConfig ReadWanDitConfig(const std::string& path);
+
+// "fp32", "bf16", "fp16" -> the dtype of the matrix products; throws Error(INVALID_ARGUMENT) otherwise.
+c10::ScalarType ParseModelDType(const std::string& name);
+
+}  // namespace vidgen::wan

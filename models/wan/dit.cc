@@ -1,0 +1,238 @@
+#include "models/wan/dit.h"
+
+#include <torch/torch.h>
+
+#include "models/layers/attention.h"
+#include "models/layers/rope.h"
+
+namespace vidgen::wan {
+namespace {
+
+using layers::Project;
+
+constexpr std::int64_t kClipDim = 1280;
+constexpr std::int64_t kClipTokens = 257;
+
+// [B, L, dim] -> [B, L, heads, dim/heads]
+at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) { return x.unflatten(-1, {heads, -1}); }
+
+}  // namespace
+
+WanMlpImpl::WanMlpImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, Activation activation)
+    : activation(activation) {
+  fc1 = register_module("0", torch::nn::Linear(in, hidden));
+  fc2 = register_module("2", torch::nn::Linear(hidden, out));
+}
+
+at::Tensor WanMlpImpl::forward(const at::Tensor& x) {
+  const auto hidden = Project(fc1, x);
+  return Project(fc2, activation == Activation::kSilu ? torch::silu(hidden) : layers::GeluTanh(hidden));
+}
+
+WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_heads(config.num_heads) {
+  q = register_module("q", torch::nn::Linear(config.dim, config.dim));
+  k = register_module("k", torch::nn::Linear(config.dim, config.dim));
+  v = register_module("v", torch::nn::Linear(config.dim, config.dim));
+  o = register_module("o", torch::nn::Linear(config.dim, config.dim));
+  norm_q = register_module("norm_q", layers::RmsNorm(config.dim, config.eps));
+  norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
+}
+
+at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const WanTokenLayout& layout) {
+  const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads);
+  const auto keys = SplitHeads(norm_k(Project(k, x)), num_heads);
+  const auto values = SplitHeads(Project(v, x), num_heads);
+  // RoPE turns the real tokens of each sample in float64; padding passes through.
+  std::vector<at::Tensor> rotated_q, rotated_k;
+  for (std::size_t i = 0; i < layout.lengths.size(); ++i) {
+    const auto b = static_cast<std::int64_t>(i);
+    const std::int64_t length = layout.lengths[i];
+    auto rotate = [&](const at::Tensor& t) {
+      return torch::cat({layers::ApplyRopeFp64(t[b].slice(0, 0, length), layout.rope_angles[i]),
+                         t[b].slice(0, length).to(torch::kFloat)});
+    };
+    rotated_q.push_back(rotate(queries));
+    rotated_k.push_back(rotate(keys));
+  }
+  layers::AttentionOptions options;
+  options.key_lengths = layout.lengths;
+  const auto out = layers::Attention(torch::stack(rotated_q).to(values.scalar_type()),
+                                     torch::stack(rotated_k).to(values.scalar_type()), values, options);
+  return Project(o, out.flatten(2));
+}
+
+WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : num_heads(config.num_heads) {
+  q = register_module("q", torch::nn::Linear(config.dim, config.dim));
+  k = register_module("k", torch::nn::Linear(config.dim, config.dim));
+  v = register_module("v", torch::nn::Linear(config.dim, config.dim));
+  o = register_module("o", torch::nn::Linear(config.dim, config.dim));
+  norm_q = register_module("norm_q", layers::RmsNorm(config.dim, config.eps));
+  norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
+  if (config.has_image_input()) {
+    k_img = register_module("k_img", torch::nn::Linear(config.dim, config.dim));
+    v_img = register_module("v_img", torch::nn::Linear(config.dim, config.dim));
+    norm_k_img = register_module("norm_k_img", layers::RmsNorm(config.dim, config.eps));
+  }
+}
+
+at::Tensor WanCrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context, std::int64_t image_tokens) {
+  const auto text = context.slice(1, image_tokens);
+  const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads);
+  const auto keys = SplitHeads(norm_k(Project(k, text)), num_heads);
+  const auto values = SplitHeads(Project(v, text), num_heads);
+  // Every text slot is attended to, the zero-padded ones included, as in the reference.
+  auto out = layers::Attention(queries.to(values.scalar_type()), keys.to(values.scalar_type()), values).flatten(2);
+  if (image_tokens > 0) {
+    const auto image = context.slice(1, 0, image_tokens);
+    const auto image_keys = SplitHeads(norm_k_img(Project(k_img, image)), num_heads);
+    const auto image_values = SplitHeads(Project(v_img, image), num_heads);
+    out = out + layers::Attention(queries.to(image_values.scalar_type()), image_keys.to(image_values.scalar_type()),
+                                  image_values)
+                    .flatten(2);
+  }
+  return Project(o, out);
+}
+
+WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
+  self_attn = register_module("self_attn", WanSelfAttention(config));
+  if (config.cross_attn_norm) norm3 = register_module("norm3", layers::AffineLayerNorm(config.dim, config.eps));
+  cross_attn = register_module("cross_attn", WanCrossAttention(config));
+  ffn = register_module("ffn", WanMlp(config.dim, config.ffn_dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
+  modulation = register_parameter("modulation", torch::zeros({1, 6, config.dim}));
+}
+
+at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout,
+                                 const at::Tensor& context, std::int64_t image_tokens) {
+  const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
+  const auto& [shift_attn, scale_attn, gate_attn] = std::tie(e[0], e[1], e[2]);
+  const auto& [shift_ffn, scale_ffn, gate_ffn] = std::tie(e[3], e[4], e[5]);
+
+  auto h = x + self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout) * gate_attn;
+  h = h + cross_attn(norm3 ? norm3(h) : h, context, image_tokens);
+  return h + ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn) * gate_ffn;
+}
+
+WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {
+  const std::int64_t patch = config.patch_size[0] * config.patch_size[1] * config.patch_size[2];
+  head = register_module("head", torch::nn::Linear(config.dim, patch * config.out_dim));
+  modulation = register_parameter("modulation", torch::zeros({1, 2, config.dim}));
+}
+
+at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
+  const auto m = (modulation.to(torch::kFloat) + e.unsqueeze(1)).chunk(2, 1);
+  return Project(head, layers::LayerNormFp32(x, eps) * (1 + m[1]) + m[0]);
+}
+
+WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim) {
+  proj = register_module("proj", torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({clip_dim})),
+                                                       torch::nn::Linear(clip_dim, clip_dim), torch::nn::GELU(),
+                                                       torch::nn::Linear(clip_dim, config.dim),
+                                                       torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.dim}))));
+  if (config.model_type == WanModelType::kFLF2V) {
+    emb_pos = register_parameter("emb_pos", torch::zeros({1, 2 * kClipTokens, clip_dim}));
+  }
+}
+
+at::Tensor WanImageEmbeddingImpl::forward(const at::Tensor& clip_features) {
+  auto x = clip_features.to(torch::kFloat);
+  if (emb_pos.defined()) x = x.reshape({x.size(0), -1, x.size(2)}) + emb_pos;
+  x = proj[0]->as<torch::nn::LayerNorm>()->forward(x);
+  x = torch::gelu(Project(torch::nn::Linear(proj->ptr<torch::nn::LinearImpl>(1)), x));
+  x = Project(torch::nn::Linear(proj->ptr<torch::nn::LinearImpl>(3)), x);
+  return proj[4]->as<torch::nn::LayerNorm>()->forward(x.to(torch::kFloat));
+}
+
+WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config) {
+  config.Validate();
+  const auto& p = config.patch_size;
+  patch_embedding = register_module(
+      "patch_embedding", torch::nn::Conv3d(torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]})
+                                               .stride({p[0], p[1], p[2]})));
+  text_embedding = register_module(
+      "text_embedding", WanMlp(config.text_dim, config.dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
+  time_embedding = register_module(
+      "time_embedding", WanMlp(config.freq_dim, config.dim, config.dim, WanMlpImpl::Activation::kSilu));
+  time_projection = register_module(
+      "time_projection", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(config.dim, 6 * config.dim)));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(WanBlock(config));
+  head = register_module("head", WanHead(config));
+  if (config.has_image_input()) img_emb = register_module("img_emb", WanImageEmbedding(config, kClipDim));
+}
+
+void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
+  for (const auto& item : named_modules()) {
+    const std::string& name = item.key();
+    if (name.starts_with("time_") || name.starts_with("head")) continue;
+    if (item.value()->as<torch::nn::Linear>() || item.value()->as<torch::nn::Conv3d>()) item.value()->to(dtype);
+  }
+}
+
+std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input) {
+  const auto batch = static_cast<std::int64_t>(input.x.size());
+  TORCH_CHECK(batch > 0 && static_cast<std::int64_t>(input.context.size()) == batch && input.timesteps.numel() == batch,
+              "WanDit: ", batch, " latents, ", input.context.size(), " contexts and ", input.timesteps.numel(),
+              " timesteps");
+  const std::int64_t head_pairs = config_.head_dim() / 2;
+  const std::array<std::int64_t, 3> pairs = {head_pairs - 2 * (head_pairs / 3), head_pairs / 3, head_pairs / 3};
+
+  // Patch embedding; tokens in (t, h, w) order, right-padded with zeros to seq_len.
+  WanTokenLayout layout;
+  std::vector<at::Tensor> tokens;
+  const auto conv_dtype = patch_embedding->weight.scalar_type();
+  for (const auto& latent : input.x) {
+    TORCH_CHECK(latent.dim() == 4 && latent.size(0) == config_.in_dim, "WanDit expects latents [", config_.in_dim,
+                ", F, H, W], got ", latent.sizes());
+    const auto embedded = patch_embedding(latent.unsqueeze(0).to(conv_dtype));  // [1, dim, f, h, w]
+    const std::array<std::int64_t, 3> grid = {embedded.size(2), embedded.size(3), embedded.size(4)};
+    layout.grids.push_back(grid);
+    layout.lengths.push_back(grid[0] * grid[1] * grid[2]);
+    layout.rope_angles.push_back(layers::GridRopeAngles(grid, pairs, /*theta=*/10000.0).to(latent.device()));
+    tokens.push_back(embedded.flatten(2).transpose(1, 2)[0]);
+  }
+  const std::int64_t longest = *std::max_element(layout.lengths.begin(), layout.lengths.end());
+  const std::int64_t seq_len = input.seq_len > 0 ? input.seq_len : longest;
+  TORCH_CHECK(longest <= seq_len, "WanDit: ", longest, " tokens do not fit seq_len ", seq_len);
+  for (auto& t : tokens) t = torch::constant_pad_nd(t, {0, 0, 0, seq_len - t.size(0)});
+  auto x = torch::stack(tokens).to(torch::kFloat);
+
+  // Time: sinusoid in float64, embedding and projection in fp32.
+  const auto e = time_embedding(layers::TimestepSinusoid(input.timesteps, config_.freq_dim).to(torch::kFloat));
+  const auto e0 = time_projection->forward(e).unflatten(1, {6, config_.dim});
+
+  // Text: zero-padded to text_len, then embedded; the padded slots become text_embedding(0) and stay attended to.
+  std::vector<at::Tensor> padded;
+  for (const auto& c : input.context) {
+    TORCH_CHECK(c.dim() == 2 && c.size(1) == config_.text_dim && c.size(0) <= config_.text_len,
+                "WanDit expects a context [<= ", config_.text_len, ", ", config_.text_dim, "], got ", c.sizes());
+    padded.push_back(torch::constant_pad_nd(c, {0, 0, 0, config_.text_len - c.size(0)}));
+  }
+  auto context = text_embedding(torch::stack(padded));
+  std::int64_t image_tokens = 0;
+  if (config_.has_image_input()) {
+    TORCH_CHECK(input.clip_features.defined(), "WanDit: this I2V model needs CLIP image features");
+    const auto image_context = img_emb(input.clip_features);
+    image_tokens = image_context.size(1);
+    context = torch::cat({image_context.to(context.scalar_type()), context}, 1);
+  }
+
+  for (std::size_t i = 0; i < blocks->size(); ++i) {
+    x = blocks[i]->as<WanBlock>()->forward(x, e0, layout, context, image_tokens);
+    if (trace) trace("block" + std::to_string(i), x);
+  }
+  return Unpatchify(head(x, e), layout);
+}
+
+std::vector<at::Tensor> WanDitImpl::Unpatchify(const at::Tensor& x, const WanTokenLayout& layout) const {
+  const auto& p = config_.patch_size;
+  std::vector<at::Tensor> out;
+  for (std::size_t i = 0; i < layout.grids.size(); ++i) {
+    const auto& [f, h, w] = layout.grids[i];
+    // A token's vector is laid out (pt, ph, pw, c) with c fastest.
+    const auto u = x[static_cast<std::int64_t>(i)].slice(0, 0, layout.lengths[i]).view({f, h, w, p[0], p[1], p[2], -1});
+    out.push_back(u.permute({6, 0, 3, 1, 4, 2, 5}).reshape({-1, f * p[0], h * p[1], w * p[2]}).to(torch::kFloat));
+  }
+  return out;
+}
+
+}  // namespace vidgen::wan

@@ -1,0 +1,131 @@
+// The Wan2.1 diffusion transformer (models.md A): T2V, and the image cross-attention of I2V/FLF2V checkpoints.
+// Module and parameter names are the released checkpoint's keys.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include "models/layers/layers.h"
+#include "models/wan/config.h"
+
+namespace vidgen::wan {
+
+// Where the tokens of each sample sit: its (t, h, w) grid and the rotary angles of its real tokens.
+struct WanTokenLayout {
+  std::vector<std::array<std::int64_t, 3>> grids;
+  std::vector<std::int64_t> lengths;  // t·h·w per sample; later positions are padding
+  std::vector<at::Tensor> rope_angles;  // per sample [length, head_dim/2] float64
+};
+
+// Linear → activation → Linear, registered as "0" and "2" like the reference's nn.Sequential.
+struct WanMlpImpl : torch::nn::Module {
+  enum class Activation { kSilu, kGeluTanh };
+  WanMlpImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, Activation activation);
+  at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Activation activation;
+};
+TORCH_MODULE(WanMlp);
+
+struct WanSelfAttentionImpl : torch::nn::Module {
+  explicit WanSelfAttentionImpl(const WanDitConfig& config);
+  at::Tensor forward(const at::Tensor& x, const WanTokenLayout& layout);  // [B, L, dim] -> [B, L, dim]
+  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+  layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
+  std::int64_t num_heads;
+};
+TORCH_MODULE(WanSelfAttention);
+
+// Text cross-attention; with image input also the attention to the CLIP tokens that lead the context.
+struct WanCrossAttentionImpl : torch::nn::Module {
+  explicit WanCrossAttentionImpl(const WanDitConfig& config);
+  // x: [B, L, dim], context: [B, image_tokens + text_len, dim] -> [B, L, dim]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, std::int64_t image_tokens);
+  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+  layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
+  torch::nn::Linear k_img{nullptr}, v_img{nullptr};
+  layers::RmsNorm norm_k_img{nullptr};
+  std::int64_t num_heads;
+};
+TORCH_MODULE(WanCrossAttention);
+
+struct WanBlockImpl : torch::nn::Module {
+  explicit WanBlockImpl(const WanDitConfig& config);
+  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout,
+                     const at::Tensor& context, std::int64_t image_tokens);
+  WanSelfAttention self_attn{nullptr};
+  layers::AffineLayerNorm norm3{nullptr};
+  WanCrossAttention cross_attn{nullptr};
+  WanMlp ffn{nullptr};
+  at::Tensor modulation;  // [1, 6, dim]: shift, scale, gate of attention, then of the FFN
+  double eps;
+};
+TORCH_MODULE(WanBlock);
+
+struct WanHeadImpl : torch::nn::Module {
+  explicit WanHeadImpl(const WanDitConfig& config);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& e);  // x [B, L, dim], e [B, dim] -> [B, L, out·Πpatch]
+  torch::nn::Linear head{nullptr};
+  at::Tensor modulation;  // [1, 2, dim]: shift, scale
+  double eps;
+};
+TORCH_MODULE(WanHead);
+
+// CLIP image features -> context tokens (I2V/FLF2V `img_emb`): LayerNorm, Linear, GELU, Linear, LayerNorm.
+struct WanImageEmbeddingImpl : torch::nn::Module {
+  WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim);
+  at::Tensor forward(const at::Tensor& clip_features);  // [B, N, clip_dim] -> [B, N', dim]
+  torch::nn::Sequential proj{nullptr};
+  at::Tensor emb_pos;  // FLF2V only: [1, 2·257, clip_dim]
+};
+TORCH_MODULE(WanImageEmbedding);
+
+struct WanDitInput {
+  std::vector<at::Tensor> x;        // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
+  at::Tensor timesteps;             // [B]
+  std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
+  std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
+  at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
+};
+
+class WanDitImpl : public torch::nn::Module {
+ public:
+  explicit WanDitImpl(const WanDitConfig& config);
+
+  // Per sample [out_dim, F, H, W] fp32.
+  std::vector<at::Tensor> forward(const WanDitInput& input);
+
+  // Casts the matrix-product weights (attention, FFN, embeddings) to `dtype`; norms, modulation, the time
+  // embedding and the head stay fp32, as the reference runs them.
+  void SetComputeDType(c10::ScalarType dtype);
+
+  // Called with ("block<N>", hidden states [B, L, dim]) after every block, for parity dumps.
+  std::function<void(const std::string&, const at::Tensor&)> trace;
+
+  const WanDitConfig& config() const { return config_; }
+
+  torch::nn::Conv3d patch_embedding{nullptr};
+  WanMlp text_embedding{nullptr}, time_embedding{nullptr};
+  torch::nn::Sequential time_projection{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  WanHead head{nullptr};
+  WanImageEmbedding img_emb{nullptr};
+
+ private:
+  std::vector<at::Tensor> Unpatchify(const at::Tensor& x, const WanTokenLayout& layout) const;
+
+  WanDitConfig config_;
+};
+TORCH_MODULE(WanDit);
+
+}  // namespace vidgen::wan
