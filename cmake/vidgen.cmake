@@ -5,17 +5,18 @@ function(vidgen_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
 endfunction()
 
-# A target that includes <torch/torch.h> uses one shared precompiled header. The first such target builds it and
-# the others reuse it, which needs identical compile flags: keep LibTorch targets' options alike.
+# Every target that includes <torch/torch.h> reuses one precompiled header, built by a target of its own with no
+# definitions: a PCH is only valid for compilations that define at least the macros it was built with.
 function(vidgen_use_torch target)
-  target_link_libraries(${target} PUBLIC torch)
-  get_property(pch_owner GLOBAL PROPERTY VIDGEN_TORCH_PCH_OWNER)
-  if(NOT pch_owner)
-    target_precompile_headers(${target} PRIVATE <torch/torch.h>)
-    set_property(GLOBAL PROPERTY VIDGEN_TORCH_PCH_OWNER ${target})
-  else()
-    target_precompile_headers(${target} REUSE_FROM ${pch_owner})
+  if(NOT TARGET vidgen_torch_pch)
+    file(WRITE ${PROJECT_BINARY_DIR}/torch_pch.cc "")
+    add_library(vidgen_torch_pch STATIC ${PROJECT_BINARY_DIR}/torch_pch.cc)
+    target_link_libraries(vidgen_torch_pch PUBLIC torch)
+    target_precompile_headers(vidgen_torch_pch PRIVATE <torch/torch.h>)
+    vidgen_warnings(vidgen_torch_pch)
   endif()
+  target_link_libraries(${target} PUBLIC torch)
+  target_precompile_headers(${target} REUSE_FROM vidgen_torch_pch)
 endfunction()
 
 # vidgen_add_test(name SOURCES a.cc b.cc LIBS lib... LABELS unit golden ...)

@@ -1,0 +1,91 @@
+// The umT5 encoder and the tokenizer against the reference (golden wan_t5_* and wan_tokenizer_* cases).
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/io/weight_store.h"
+#include "models/wan/t5.h"
+#include "models/wan/tokenizer.h"
+#include "tests/support/golden.h"
+
+namespace vidgen::wan {
+namespace {
+
+// The tokenizer case names no checkpoint: its sentencepiece model is the one in the Wan checkpoint folders.
+std::filesystem::path SentencepieceModel(const testing::GoldenCase& golden) {
+  std::vector<std::string> candidates;
+  if (golden.metadata().contains("checkpoint")) candidates.push_back(golden.Meta("checkpoint"));
+  for (const auto& name : testing::GoldenCases("wan_")) {
+    const testing::GoldenCase other(name);
+    if (other.metadata().contains("checkpoint")) candidates.push_back(other.Meta("checkpoint"));
+  }
+  for (const auto& checkpoint : candidates) {
+    const auto path = testing::GoldenDir() / checkpoint / "google" / "umt5-xxl" / "spiece.model";
+    if (std::filesystem::exists(path)) return path;
+  }
+  return {};
+}
+
+class WanT5GoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WanT5GoldenTest, MatchesTheReference) {
+  torch::NoGradGuard no_grad;
+  const testing::GoldenCase golden(GetParam());
+  io::WeightStore weights;
+  weights.AddFile((golden.CheckpointDir() / "models_t5_umt5-xxl-enc-bf16.pth").string());
+  UmT5Encoder encoder(InferUmT5Config(weights));
+  weights.LoadInto(*encoder);
+  const auto hidden = encoder->forward(golden.Get("ids"), golden.Get("mask"));
+  EXPECT_TRUE(testing::TensorsClose(hidden, golden.Get("hidden")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, WanT5GoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_t5")));
+
+class WanTokenizerGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WanTokenizerGoldenTest, MatchesTheReference) {
+  const testing::GoldenCase golden(GetParam());
+  const auto model = SentencepieceModel(golden);
+  ASSERT_FALSE(model.empty()) << "no google/umt5-xxl/spiece.model in the golden checkpoints";
+  const auto expected_ids = golden.Get("ids");
+  const WanTokenizer tokenizer(model.string(), expected_ids.size(1));
+  std::vector<std::string> prompts;
+  for (int i = 0; golden.metadata().contains("prompt" + std::to_string(i)); ++i) {
+    prompts.push_back(golden.Meta("prompt" + std::to_string(i)));
+  }
+  ASSERT_EQ(static_cast<std::int64_t>(prompts.size()), expected_ids.size(0));
+  const auto tokens = tokenizer.Encode(prompts);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto row = static_cast<std::int64_t>(i);
+    EXPECT_TRUE(torch::equal(tokens.ids[row], expected_ids[row])) << prompts[i] << "\n" << tokens.ids[row] << "\n"
+                                                                  << expected_ids[row];
+    EXPECT_TRUE(torch::equal(tokens.mask[row], golden.Get("mask")[row])) << prompts[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, WanTokenizerGoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_tokenizer")));
+
+TEST(WanTokenizerTest, CleansLikeTheReference) {
+  EXPECT_EQ(CleanPrompt("  a  cat\t\twalking \n"), "a cat walking");
+  EXPECT_EQ(CleanPrompt("fish &amp;amp; chips &lt;3 &#233;t&#xE9;"), "fish & chips <3 \xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(CleanPrompt("wide\xe3\x80\x80space\xc2\xa0here"), "wide space here");
+  EXPECT_EQ(CleanPrompt("&unknown; & alone"), "&unknown; & alone");
+}
+
+TEST(WanTokenizerTest, TruncationKeepsTheEndToken) {
+  const auto golden = testing::GoldenCases("wan_tokenizer");
+  ASSERT_FALSE(golden.empty());
+  const auto model = SentencepieceModel(testing::GoldenCase(golden[0]));
+  const WanTokenizer tokenizer(model.string(), /*text_len=*/4);
+  const auto tokens = tokenizer.Encode({"a long prompt that has many more than four tokens", ""});
+  EXPECT_EQ(tokens.ids[0][3].item<std::int64_t>(), WanTokenizer::kEosId);
+  EXPECT_EQ(tokens.mask[0].sum().item<std::int64_t>(), 4);
+  EXPECT_EQ(tokens.ids[1][0].item<std::int64_t>(), WanTokenizer::kEosId);  // an empty prompt is just </s>
+  EXPECT_EQ(tokens.mask[1].sum().item<std::int64_t>(), 1);
+  EXPECT_THROW(WanTokenizer("/nonexistent/spiece.model", 8), Error);
+}
+
+}  // namespace
+}  // namespace vidgen::wan
