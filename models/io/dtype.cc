@@ -27,13 +27,19 @@ constexpr std::array<DTypeInfo, 12> kDTypes = {{
     {DType::kBool, "BOOL", 1},
 }};
 
-const DTypeInfo& Info(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)]; }
+const DTypeInfo& Info(DType dtype) {
+  return kDTypes[static_cast<std::size_t>(dtype)];
+}
 
 }  // namespace
 
-std::size_t ElementSize(DType dtype) { return Info(dtype).size; }
+std::size_t ElementSize(DType dtype) {
+  return Info(dtype).size;
+}
 
-std::string_view SafetensorsName(DType dtype) { return Info(dtype).name; }
+std::string_view SafetensorsName(DType dtype) {
+  return Info(dtype).name;
+}
 
 std::optional<DType> ParseSafetensorsDType(std::string_view name) {
   for (const auto& info : kDTypes) {

@@ -1,5 +1,4 @@
 #include "models/io/mapped_file.h"
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

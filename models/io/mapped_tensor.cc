@@ -19,7 +19,8 @@ at::Tensor TensorFromMappedFile(const std::shared_ptr<const MappedFile>& file, s
     return torch::from_blob(data, sizes, strides, options).clone();
   }
   // The deleter holds the mapping for as long as the tensor's storage lives.
-  return torch::from_blob(data, sizes, strides, [keep = file](void*) {}, options);
+  return torch::from_blob(
+      data, sizes, strides, [keep = file](void*) {}, options);
 }
 
 }  // namespace vidgen::io

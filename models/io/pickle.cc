@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <optional>
 #include <cstring>
+#include <optional>
 
 #include "common/error.h"
 
@@ -46,14 +46,52 @@ std::optional<DType> StorageDType(const Global& global) {
 
 // Pickle opcodes (Python's Lib/pickletools.py documents them).
 enum Opcode : std::uint8_t {
-  kMark = '(', kStop = '.', kPop = '0', kPopMark = '1', kDup = '2', kBinFloat = 'G', kBinInt = 'J',
-  kBinInt1 = 'K', kBinInt2 = 'M', kNone = 'N', kBinPersId = 'Q', kReduce = 'R', kBinString = 'T',
-  kShortBinString = 'U', kBinUnicode = 'X', kEmptyList = ']', kAppend = 'a', kBuild = 'b', kGlobal = 'c',
-  kAppends = 'e', kBinGet = 'h', kLongBinGet = 'j', kList = 'l', kBinPut = 'q', kLongBinPut = 'r', kSetItem = 's',
-  kTuple = 't', kSetItems = 'u', kEmptyDict = '}', kDict = 'd', kEmptyTuple = ')', kBinBytes = 'B',
-  kShortBinBytes = 'C', kProto = 0x80, kNewObj = 0x81, kTuple1 = 0x85, kTuple2 = 0x86, kTuple3 = 0x87,
-  kNewTrue = 0x88, kNewFalse = 0x89, kLong1 = 0x8a, kShortBinUnicode = 0x8c, kBinUnicode8 = 0x8d,
-  kStackGlobal = 0x93, kMemoize = 0x94, kFrame = 0x95,
+  kMark = '(',
+  kStop = '.',
+  kPop = '0',
+  kPopMark = '1',
+  kDup = '2',
+  kBinFloat = 'G',
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kBinInt2 = 'M',
+  kNone = 'N',
+  kBinPersId = 'Q',
+  kReduce = 'R',
+  kBinString = 'T',
+  kShortBinString = 'U',
+  kBinUnicode = 'X',
+  kEmptyList = ']',
+  kAppend = 'a',
+  kBuild = 'b',
+  kGlobal = 'c',
+  kAppends = 'e',
+  kBinGet = 'h',
+  kLongBinGet = 'j',
+  kList = 'l',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kSetItem = 's',
+  kTuple = 't',
+  kSetItems = 'u',
+  kEmptyDict = '}',
+  kDict = 'd',
+  kEmptyTuple = ')',
+  kBinBytes = 'B',
+  kShortBinBytes = 'C',
+  kProto = 0x80,
+  kNewObj = 0x81,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kLong1 = 0x8a,
+  kShortBinUnicode = 0x8c,
+  kBinUnicode8 = 0x8d,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
 };
 
 bool SameKey(const Value& a, const Value& b) {
@@ -164,9 +202,8 @@ class Unpickler {
   void PushGlobal(std::string module, std::string name) {
     Global global{std::move(module), std::move(name)};
     const std::string full = global.module + "." + global.name;
-    const bool allowed =
-        StorageDType(global).has_value() ||
-        std::find(kAllowedCalls.begin(), kAllowedCalls.end(), full) != kAllowedCalls.end();
+    const bool allowed = StorageDType(global).has_value() ||
+                         std::find(kAllowedCalls.begin(), kAllowedCalls.end(), full) != kAllowedCalls.end();
     if (!allowed) {
       Fail(ErrorCode::kInvalidArgument,
            "pickle '{}' refers to the global '{}', which is not allowed: vidgen loads only tensors and plain data "
@@ -365,7 +402,6 @@ class Unpickler {
   Document document_;
 };
 
-
 void Dict::Set(Value key, Value value) {
   if (const auto* s = std::get_if<std::string>(&key)) {
     const auto [it, inserted] = string_keys_.emplace(*s, items.size());
@@ -389,6 +425,8 @@ const Value* Dict::Find(std::string_view key) const {
   return it == string_keys_.end() ? nullptr : &items[it->second].second;
 }
 
-Document Load(std::span<const std::uint8_t> bytes, std::string_view source) { return Unpickler(bytes, source).Run(); }
+Document Load(std::span<const std::uint8_t> bytes, std::string_view source) {
+  return Unpickler(bytes, source).Run();
+}
 
 }  // namespace vidgen::io::pickle

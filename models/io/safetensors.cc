@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -7,7 +8,6 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
@@ -141,8 +141,8 @@ std::vector<std::string> ReadSafetensorsIndex(const std::string& index_path,
   std::vector<std::string> shards;
   for (const auto& [name, shard] : map->items()) {
     if (!shard.is_string()) {
-      Fail(ErrorCode::kInvalidArgument, "safetensors index '{}': weight_map entry '{}' is not a file name",
-           index_path, name);
+      Fail(ErrorCode::kInvalidArgument, "safetensors index '{}': weight_map entry '{}' is not a file name", index_path,
+           name);
     }
     const auto shard_name = shard.get<std::string>();
     const auto shard_path = std::filesystem::path(shard_name);

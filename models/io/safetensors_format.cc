@@ -12,7 +12,9 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string ShapeString(std::span<const std::int64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string ShapeString(std::span<const std::int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 SafetensorsEntry ParseEntry(const std::string& name, const Json& value, std::string_view source) {
   auto bad = [&](std::string_view what) {
@@ -43,7 +45,8 @@ SafetensorsEntry ParseEntry(const std::string& name, const Json& value, std::str
   }
   entry.begin = (*offsets_it)[0].get<std::uint64_t>();
   entry.end = (*offsets_it)[1].get<std::uint64_t>();
-  if (entry.end < entry.begin) bad(fmt::format("has data_offsets [{}, {}] that end before they begin", entry.begin, entry.end));
+  if (entry.end < entry.begin)
+    bad(fmt::format("has data_offsets [{}, {}] that end before they begin", entry.begin, entry.end));
   const std::uint64_t bytes = TensorBytes(entry.shape, entry.dtype, name);
   if (bytes != entry.end - entry.begin) {
     bad(fmt::format("has shape {} of {} ({} bytes) but data_offsets [{}, {}] span {} bytes", ShapeString(entry.shape),
@@ -57,7 +60,8 @@ SafetensorsEntry ParseEntry(const std::string& name, const Json& value, std::str
 std::uint64_t TensorBytes(std::span<const std::int64_t> shape, DType dtype, std::string_view what) {
   std::uint64_t bytes = ElementSize(dtype);
   for (const std::int64_t dim : shape) {
-    if (dim < 0) Fail(ErrorCode::kInvalidArgument, "tensor '{}' has a negative dimension in {}", what, ShapeString(shape));
+    if (dim < 0)
+      Fail(ErrorCode::kInvalidArgument, "tensor '{}' has a negative dimension in {}", what, ShapeString(shape));
     if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(dim), &bytes)) {
       Fail(ErrorCode::kInvalidArgument, "tensor '{}' of shape {} is too large", what, ShapeString(shape));
     }
@@ -130,9 +134,8 @@ SafetensorsHeader ParseSafetensorsHeader(std::span<const std::uint8_t> file, std
     const auto& previous = *by_offset[i - 1];
     const auto& current = *by_offset[i];
     if (current.begin < previous.end) {
-      Fail(ErrorCode::kInvalidArgument,
-           "safetensors file '{}': tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", source, previous.name,
-           previous.begin, previous.end, current.name, current.begin, current.end);
+      Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': tensors '{}' [{}, {}] and '{}' [{}, {}] overlap",
+           source, previous.name, previous.begin, previous.end, current.name, current.begin, current.end);
     }
   }
   return header;
@@ -143,9 +146,8 @@ std::string EncodeSafetensorsHeader(const std::vector<SafetensorsEntry>& tensors
   Json json = Json::object();
   if (!metadata.empty()) json["__metadata__"] = metadata;
   for (const auto& entry : tensors) {
-    json[entry.name] = {{"dtype", SafetensorsName(entry.dtype)},
-                        {"shape", entry.shape},
-                        {"data_offsets", {entry.begin, entry.end}}};
+    json[entry.name] = {
+        {"dtype", SafetensorsName(entry.dtype)}, {"shape", entry.shape}, {"data_offsets", {entry.begin, entry.end}}};
   }
   std::string text = json.dump();
   text.append((8 - text.size() % 8) % 8, ' ');

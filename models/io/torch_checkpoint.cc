@@ -54,8 +54,10 @@ class TensorCollector {
     const std::string entry_name = prefix_ + "data/" + ref.storage.key;
     const ZipEntry* entry = archive_.Find(entry_name);
     if (!entry) {
-      Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}': tensor '{}' refers to storage '{}', which the archive "
-           "lacks", file_->path(), name, entry_name);
+      Fail(ErrorCode::kInvalidArgument,
+           "torch checkpoint '{}': tensor '{}' refers to storage '{}', which the archive "
+           "lacks",
+           file_->path(), name, entry_name);
     }
     const std::uint64_t element = ElementSize(ref.storage.dtype);
     if (entry->size / element < ref.storage.numel) {
@@ -72,10 +74,9 @@ class TensorCollector {
       }
       empty = empty || ref.sizes[d] == 0;
       std::uint64_t reach = 0;
-      if (ref.sizes[d] > 0 &&
-          (__builtin_mul_overflow(static_cast<std::uint64_t>(ref.sizes[d] - 1),
-                                  static_cast<std::uint64_t>(ref.strides[d]), &reach) ||
-           __builtin_add_overflow(last, reach, &last))) {
+      if (ref.sizes[d] > 0 && (__builtin_mul_overflow(static_cast<std::uint64_t>(ref.sizes[d] - 1),
+                                                      static_cast<std::uint64_t>(ref.strides[d]), &reach) ||
+                               __builtin_add_overflow(last, reach, &last))) {
         last = ~std::uint64_t{0};
       }
     }
@@ -100,8 +101,10 @@ class TensorCollector {
 NamedTensors ReadTorchCheckpoint(const std::string& path) {
   const auto file = MappedFile::Open(path);
   if (!LooksLikeZip(file->bytes())) {
-    Fail(ErrorCode::kInvalidArgument, "'{}' is not a torch.save zip archive (files from torch.save before PyTorch "
-         "1.6 are not supported: re-save them with a current PyTorch)", path);
+    Fail(ErrorCode::kInvalidArgument,
+         "'{}' is not a torch.save zip archive (files from torch.save before PyTorch "
+         "1.6 are not supported: re-save them with a current PyTorch)",
+         path);
   }
   const ZipArchive archive(file->bytes(), path);
   // torch.save puts every entry under one top folder named after the file: "<name>/data.pkl", "<name>/data/0".

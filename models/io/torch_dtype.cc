@@ -1,5 +1,4 @@
 #include "models/io/torch_dtype.h"
-
 #include <torch/version.h>
 
 #include "common/error.h"
@@ -32,8 +31,9 @@ c10::ScalarType ToScalarType(DType dtype, std::string_view what) {
     case DType::kF8E5M2: break;
 #endif
   }
-  Fail(ErrorCode::kUnimplemented, "tensor '{}' has dtype {}, which this LibTorch ({}) cannot hold: FP8 needs 2.1 or later",
-       what, SafetensorsName(dtype), TORCH_VERSION);
+  Fail(ErrorCode::kUnimplemented,
+       "tensor '{}' has dtype {}, which this LibTorch ({}) cannot hold: FP8 needs 2.1 or later", what,
+       SafetensorsName(dtype), TORCH_VERSION);
 }
 
 DType FromScalarType(c10::ScalarType type, std::string_view what) {

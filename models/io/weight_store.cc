@@ -1,5 +1,4 @@
 #include "models/io/weight_store.h"
-
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -12,7 +11,9 @@ bool EndsWith(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
-std::string ShapeText(const at::Tensor& tensor) { return fmt::format("[{}]", fmt::join(tensor.sizes(), ", ")); }
+std::string ShapeText(const at::Tensor& tensor) {
+  return fmt::format("[{}]", fmt::join(tensor.sizes(), ", "));
+}
 
 // One category of load problems, formatted as "missing (2): a, b".
 void AppendProblems(std::string& message, std::string_view what, const std::vector<std::string>& names) {
@@ -78,8 +79,8 @@ void WeightStore::Rebuild(const std::function<std::optional<std::string>(const s
     if (!new_name) continue;
     const auto [it, inserted] = renamed.emplace(*new_name, entry);
     if (!inserted) {
-      Fail(ErrorCode::kInvalidArgument, "renaming tensors gives two the name '{}' (one is '{}' from '{}')",
-           *new_name, name, entry.source);
+      Fail(ErrorCode::kInvalidArgument, "renaming tensors gives two the name '{}' (one is '{}' from '{}')", *new_name,
+           name, entry.source);
     }
   }
   tensors_ = std::move(renamed);
@@ -100,7 +101,9 @@ void WeightStore::Rename(const KeyMap& map) {
   Rebuild([&](const std::string& name) { return ApplyKeyMap(map, name); });
 }
 
-bool WeightStore::Contains(std::string_view name) const { return tensors_.find(name) != tensors_.end(); }
+bool WeightStore::Contains(std::string_view name) const {
+  return tensors_.find(name) != tensors_.end();
+}
 
 const at::Tensor& WeightStore::Get(std::string_view name) const {
   const auto it = tensors_.find(name);

@@ -2,6 +2,8 @@
 // loaded into it with a report of everything that does not fit.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <functional>
 #include <map>
 #include <optional>
@@ -9,8 +11,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 namespace torch::nn {
 class Module;

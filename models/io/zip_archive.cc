@@ -39,8 +39,10 @@ class Bytes {
   }
   void Require(std::uint64_t offset, std::uint64_t size, std::string_view what) const {
     if (offset > file_.size() || size > file_.size() - offset) {
-      Fail(ErrorCode::kInvalidArgument, "zip archive '{}' is truncated or corrupt: {} at offset {} ({} bytes) lies "
-           "past the end of the {}-byte file", source_, what, offset, size, file_.size());
+      Fail(ErrorCode::kInvalidArgument,
+           "zip archive '{}' is truncated or corrupt: {} at offset {} ({} bytes) lies "
+           "past the end of the {}-byte file",
+           source_, what, offset, size, file_.size());
     }
   }
   [[noreturn]] void Corrupt(std::string_view what) const {
@@ -62,8 +64,7 @@ struct Directory {
 
 Directory FindDirectory(const Bytes& bytes) {
   if (bytes.size() < kEndOfDirectoryBytes) {
-    Fail(ErrorCode::kInvalidArgument, "'{}' is not a zip archive: {} bytes is too short", bytes.source(),
-         bytes.size());
+    Fail(ErrorCode::kInvalidArgument, "'{}' is not a zip archive: {} bytes is too short", bytes.source(), bytes.size());
   }
   // The end-of-directory record sits at the end, before a comment of at most 64 KiB.
   const std::uint64_t last = bytes.size() - kEndOfDirectoryBytes;
@@ -76,8 +77,8 @@ Directory FindDirectory(const Bytes& bytes) {
     }
   }
   if (end > last) {
-    Fail(ErrorCode::kInvalidArgument,
-         "'{}' is not a zip archive or is truncated: no end-of-central-directory record", bytes.source());
+    Fail(ErrorCode::kInvalidArgument, "'{}' is not a zip archive or is truncated: no end-of-central-directory record",
+         bytes.source());
   }
 
   if (bytes.Read<std::uint16_t>(end + 4) != 0 || bytes.Read<std::uint16_t>(end + 6) != 0) {
@@ -108,8 +109,7 @@ ZipArchive::ZipArchive(std::span<const std::uint8_t> file, std::string_view sour
   bytes.Require(directory.offset, directory.size, "the central directory");
   // Each entry takes at least kCentralHeaderBytes, which bounds a hostile entry count before we reserve.
   if (directory.entries > directory.size / kCentralHeaderBytes) {
-    bytes.Corrupt(fmt::format("{} entries cannot fit a {}-byte central directory", directory.entries,
-                              directory.size));
+    bytes.Corrupt(fmt::format("{} entries cannot fit a {}-byte central directory", directory.entries, directory.size));
   }
   entries_.reserve(directory.entries);
 
@@ -148,14 +148,16 @@ ZipArchive::ZipArchive(std::span<const std::uint8_t> file, std::string_view sour
 
     if (flags & 0x1) bytes.Corrupt(fmt::format("entry '{}' is encrypted", entry.name));
     if (method != 0 || compressed != size) {
-      bytes.Corrupt(fmt::format("entry '{}' is compressed (method {}); torch.save archives store entries "
-                                "uncompressed", entry.name, method));
+      bytes.Corrupt(
+          fmt::format("entry '{}' is compressed (method {}); torch.save archives store entries "
+                      "uncompressed",
+                      entry.name, method));
     }
     if (bytes.Read<std::uint32_t>(local) != kLocalHeaderSignature) {
       bytes.Corrupt(fmt::format("bad local header for entry '{}' at offset {}", entry.name, local));
     }
-    entry.data_offset = local + kLocalHeaderBytes + bytes.Read<std::uint16_t>(local + 26) +
-                        bytes.Read<std::uint16_t>(local + 28);
+    entry.data_offset =
+        local + kLocalHeaderBytes + bytes.Read<std::uint16_t>(local + 26) + bytes.Read<std::uint16_t>(local + 28);
     entry.size = size;
     bytes.Require(entry.data_offset, entry.size, fmt::format("the data of entry '{}'", entry.name));
     entries_.push_back(std::move(entry));

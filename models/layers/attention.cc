@@ -1,5 +1,4 @@
 #include "models/layers/attention.h"
-
 #include <torch/torch.h>
 #include <torch/version.h>
 

@@ -1,5 +1,4 @@
 #include "models/layers/layers.h"
-
 #include <torch/torch.h>
 
 namespace vidgen::layers {
@@ -40,6 +39,8 @@ at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim) {
   return torch::cat({torch::cos(angles), torch::sin(angles)}, 1);
 }
 
-at::Tensor GeluTanh(const at::Tensor& x) { return torch::gelu(x, "tanh"); }
+at::Tensor GeluTanh(const at::Tensor& x) {
+  return torch::gelu(x, "tanh");
+}
 
 }  // namespace vidgen::layers

@@ -1,5 +1,4 @@
 #include "models/layers/rope.h"
-
 #include <torch/torch.h>
 
 namespace vidgen::layers {

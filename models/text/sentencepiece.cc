@@ -1,5 +1,4 @@
 #include "models/text/sentencepiece.h"
-
 #include <dlfcn.h>
 
 #include <filesystem>
@@ -106,6 +105,8 @@ std::vector<int> SentencePiece::Encode(std::string_view text) const {
   return out;
 }
 
-int SentencePiece::vocab_size() const { return Api().vocab_size(processor_); }
+int SentencePiece::vocab_size() const {
+  return Api().vocab_size(processor_);
+}
 
 }  // namespace vidgen::text

@@ -53,8 +53,14 @@ int vidgen_spm_vocab_size(void* processor) {
   return static_cast<sentencepiece::SentencePieceProcessor*>(processor)->GetPieceSize();
 }
 
-void vidgen_spm_free(void* processor) { delete static_cast<sentencepiece::SentencePieceProcessor*>(processor); }
-void vidgen_spm_free_ids(int* ids) { delete[] ids; }
-void vidgen_spm_free_string(char* text) { delete[] text; }
+void vidgen_spm_free(void* processor) {
+  delete static_cast<sentencepiece::SentencePieceProcessor*>(processor);
+}
+void vidgen_spm_free_ids(int* ids) {
+  delete[] ids;
+}
+void vidgen_spm_free_string(char* text) {
+  delete[] text;
+}
 
 }  // extern "C"

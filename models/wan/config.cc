@@ -11,7 +11,8 @@ namespace vidgen::wan {
 
 void WanDitConfig::Validate() const {
   auto positive = [](const char* field, std::int64_t value) {
-    if (value <= 0) Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a positive size", field, value);
+    if (value <= 0)
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a positive size", field, value);
   };
   positive("dim", dim);
   positive("ffn_dim", ffn_dim);
@@ -31,7 +32,9 @@ void WanDitConfig::Validate() const {
   if (freq_dim % 2 != 0) Fail(ErrorCode::kInvalidArgument, "invalid value for 'freq_dim': {}, expected even", freq_dim);
 }
 
-WanDitConfig WanT2V1_3B() { return WanDitConfig{}; }
+WanDitConfig WanT2V1_3B() {
+  return WanDitConfig{};
+}
 
 WanDitConfig WanT2V14B() {
   WanDitConfig config;

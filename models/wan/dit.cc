@@ -1,5 +1,4 @@
 #include "models/wan/dit.h"
-
 #include <torch/torch.h>
 
 #include "models/layers/attention.h"
@@ -14,7 +13,9 @@ constexpr std::int64_t kClipDim = 1280;
 constexpr std::int64_t kClipTokens = 257;
 
 // [B, L, dim] -> [B, L, heads, dim/heads]
-at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) { return x.unflatten(-1, {heads, -1}); }
+at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) {
+  return x.unflatten(-1, {heads, -1});
+}
 
 }  // namespace
 
@@ -124,10 +125,11 @@ at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
 }
 
 WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim) {
-  proj = register_module("proj", torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({clip_dim})),
-                                                       torch::nn::Linear(clip_dim, clip_dim), torch::nn::GELU(),
-                                                       torch::nn::Linear(clip_dim, config.dim),
-                                                       torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.dim}))));
+  proj =
+      register_module("proj", torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({clip_dim})),
+                                                    torch::nn::Linear(clip_dim, clip_dim), torch::nn::GELU(),
+                                                    torch::nn::Linear(clip_dim, config.dim),
+                                                    torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.dim}))));
   if (config.model_type == WanModelType::kFLF2V) {
     emb_pos = register_parameter("emb_pos", torch::zeros({1, 2 * kClipTokens, clip_dim}));
   }
@@ -146,12 +148,13 @@ WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config) {
   config.Validate();
   const auto& p = config.patch_size;
   patch_embedding = register_module(
-      "patch_embedding", torch::nn::Conv3d(torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]})
-                                               .stride({p[0], p[1], p[2]})));
-  text_embedding = register_module(
-      "text_embedding", WanMlp(config.text_dim, config.dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
-  time_embedding = register_module(
-      "time_embedding", WanMlp(config.freq_dim, config.dim, config.dim, WanMlpImpl::Activation::kSilu));
+      "patch_embedding",
+      torch::nn::Conv3d(
+          torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
+  text_embedding = register_module("text_embedding",
+                                   WanMlp(config.text_dim, config.dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
+  time_embedding =
+      register_module("time_embedding", WanMlp(config.freq_dim, config.dim, config.dim, WanMlpImpl::Activation::kSilu));
   time_projection = register_module(
       "time_projection", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(config.dim, 6 * config.dim)));
   blocks = register_module("blocks", torch::nn::ModuleList());

@@ -2,17 +2,17 @@
 // Module and parameter names are the released checkpoint's keys.
 #pragma once
 
-#include <array>
-#include <cstdint>
-#include <functional>
-#include <string>
-#include <vector>
-
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "models/layers/layers.h"
 #include "models/wan/config.h"
@@ -22,7 +22,7 @@ namespace vidgen::wan {
 // Where the tokens of each sample sit: its (t, h, w) grid and the rotary angles of its real tokens.
 struct WanTokenLayout {
   std::vector<std::array<std::int64_t, 3>> grids;
-  std::vector<std::int64_t> lengths;  // t·h·w per sample; later positions are padding
+  std::vector<std::int64_t> lengths;    // t·h·w per sample; later positions are padding
   std::vector<at::Tensor> rope_angles;  // per sample [length, head_dim/2] float64
 };
 
@@ -61,8 +61,8 @@ TORCH_MODULE(WanCrossAttention);
 struct WanBlockImpl : torch::nn::Module {
   explicit WanBlockImpl(const WanDitConfig& config);
   // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout,
-                     const at::Tensor& context, std::int64_t image_tokens);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout, const at::Tensor& context,
+                     std::int64_t image_tokens);
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};

@@ -1,5 +1,4 @@
 #include "models/wan/t5.h"
-
 #include <torch/torch.h>
 
 #include <cmath>
@@ -34,8 +33,10 @@ UmT5Config InferUmT5Config(const io::WeightStore& weights) {
   const auto& fc1 = weights.Get("blocks.0.ffn.fc1.weight");
   const auto& buckets = weights.Get("blocks.0.pos_embedding.embedding.weight");
   if (embedding.dim() != 2 || q.dim() != 2 || fc1.dim() != 2 || buckets.dim() != 2) {
-    Fail(ErrorCode::kInvalidArgument, "umT5 weights have unexpected ranks (token_embedding {}, q {}, fc1 {}, "
-         "pos_embedding {})", embedding.dim(), q.dim(), fc1.dim(), buckets.dim());
+    Fail(ErrorCode::kInvalidArgument,
+         "umT5 weights have unexpected ranks (token_embedding {}, q {}, fc1 {}, "
+         "pos_embedding {})",
+         embedding.dim(), q.dim(), fc1.dim(), buckets.dim());
   }
   config.vocab = embedding.size(0);
   config.dim = embedding.size(1);
@@ -52,7 +53,9 @@ UmT5Config InferUmT5Config(const io::WeightStore& weights) {
   return config;
 }
 
-T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim) { weight = register_parameter("weight", torch::ones({dim})); }
+T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
 
 at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) {
   auto normed = x * torch::rsqrt(x.to(torch::kFloat).pow(2).mean(-1, /*keepdim=*/true) + 1e-6);

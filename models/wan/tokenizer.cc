@@ -1,5 +1,4 @@
 #include "models/wan/tokenizer.h"
-
 #include <torch/torch.h>
 
 #include <array>
@@ -81,13 +80,13 @@ std::size_t SpaceBytes(std::string_view text, std::size_t i) {
   const auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
   const unsigned char c = byte(0);
   if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
-  if (c == 0xC2 && (byte(1) == 0x85 || byte(1) == 0xA0)) return 2;                       // U+0085, U+00A0
-  if (c == 0xE1 && byte(1) == 0x9A && byte(2) == 0x80) return 3;                          // U+1680
+  if (c == 0xC2 && (byte(1) == 0x85 || byte(1) == 0xA0)) return 2;  // U+0085, U+00A0
+  if (c == 0xE1 && byte(1) == 0x9A && byte(2) == 0x80) return 3;    // U+1680
   if (c == 0xE2 && byte(1) == 0x80 && (byte(2) <= 0x8A || byte(2) == 0xA8 || byte(2) == 0xA9 || byte(2) == 0xAF)) {
-    return 3;                                                                              // U+2000-200A, 2028, 2029, 202F
+    return 3;  // U+2000-200A, 2028, 2029, 202F
   }
-  if (c == 0xE2 && byte(1) == 0x81 && byte(2) == 0x9F) return 3;                          // U+205F
-  if (c == 0xE3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;                          // U+3000
+  if (c == 0xE2 && byte(1) == 0x81 && byte(2) == 0x9F) return 3;  // U+205F
+  if (c == 0xE3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;  // U+3000
   return 0;
 }
 
@@ -125,7 +124,8 @@ std::vector<int> WanTokenizer::Ids(std::string_view text) const {
 
 TokenizedText WanTokenizer::Encode(const std::vector<std::string>& texts) const {
   const auto batch = static_cast<std::int64_t>(texts.size());
-  TokenizedText out{torch::full({batch, text_len_}, kPadId, torch::kLong), torch::zeros({batch, text_len_}, torch::kLong)};
+  TokenizedText out{torch::full({batch, text_len_}, kPadId, torch::kLong),
+                    torch::zeros({batch, text_len_}, torch::kLong)};
   auto ids_view = out.ids.accessor<std::int64_t, 2>();
   auto mask_view = out.mask.accessor<std::int64_t, 2>();
   for (std::int64_t b = 0; b < batch; ++b) {

@@ -1,9 +1,9 @@
 // The restricted unpickler: the values torch.save writes, refused globals, and malformed input (also run under
 // AddressSanitizer).
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "models/io/mapped_file.h"
@@ -62,7 +62,8 @@ TEST(PickleTest, NegativeLong1IsSignExtended) {
 
 TEST(PickleTest, RefusesOsSystem) {
   // protocol 2: GLOBAL 'os system', then REDUCE with ('echo pwned',)
-  const std::string message = LoadError(std::string("\x80\x02\x63os\nsystem\nX\x0a\x00\x00\x00\x65\x63ho pwned\x85R.", 31));
+  const std::string message =
+      LoadError(std::string("\x80\x02\x63os\nsystem\nX\x0a\x00\x00\x00\x65\x63ho pwned\x85R.", 31));
   EXPECT_NE(message.find("'os.system'"), std::string::npos) << message;
   EXPECT_NE(message.find("not allowed"), std::string::npos) << message;
 }
@@ -89,11 +90,17 @@ TEST(PickleTest, RefusesOtherGlobals) {
 TEST(PickleTest, RefusesMalformedInput) {
   EXPECT_NE(LoadError("").find("truncated"), std::string::npos);
   EXPECT_NE(LoadError("\x80\x02K\x01").find("truncated"), std::string::npos);  // no STOP
-  EXPECT_NE(LoadError("\x80\x02X\xff\x00\x00\x00" "ab."s).find("truncated"), std::string::npos);
+  EXPECT_NE(LoadError("\x80\x02X\xff\x00\x00\x00"
+                      "ab."s)
+                .find("truncated"),
+            std::string::npos);
   EXPECT_NE(LoadError("\x80\x02R.").find("stack is empty"), std::string::npos);
   EXPECT_NE(LoadError("\x80\x02h\x05.").find("never stored"), std::string::npos);
   EXPECT_NE(LoadError("\x80\x02(K\x01t\x8a\x09").find("wider than 64"), std::string::npos);
-  EXPECT_NE(LoadError("\x80\x02)K\x01" "a.").find("append to a tuple"), std::string::npos);
+  EXPECT_NE(LoadError("\x80\x02)K\x01"
+                      "a.")
+                .find("append to a tuple"),
+            std::string::npos);
   EXPECT_NE(LoadError("\x80\x02}(K\x01u.").find("odd number"), std::string::npos);
   EXPECT_NE(LoadError("\x80\x02(K\x01.").find("exactly one value"), std::string::npos);
   EXPECT_NE(LoadError("\x80\x02K\x01K\x02.").find("exactly one value"), std::string::npos);
@@ -105,7 +112,9 @@ TEST(PickleTest, RefusesMalformedInput) {
 
 TEST(PickleTest, SurvivesSelfReferenceAndDeepNesting) {
   // l = []; l.append(l): a cycle through the memo.
-  const Document cycle = Load(Bytes("\x80\x02]q\x00h\x00" "a."s), "cycle.pkl");
+  const Document cycle = Load(Bytes("\x80\x02]q\x00h\x00"
+                                    "a."s),
+                              "cycle.pkl");
   const List* list = std::get<List*>(cycle.root());
   ASSERT_EQ(list->items.size(), 1u);
   EXPECT_EQ(std::get<List*>(list->items[0]), list);

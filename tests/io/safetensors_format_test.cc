@@ -1,9 +1,9 @@
 // The safetensors header parser on well-formed and malformed bytes (also run under AddressSanitizer).
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "models/io/safetensors_format.h"
@@ -113,8 +113,7 @@ TEST(SafetensorsFormatTest, RejectsShapeThatDoesNotMatchTheByteSpan) {
 }
 
 TEST(SafetensorsFormatTest, RejectsOverflowingShape) {
-  const auto file = FileWithHeader(
-      R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8);
+  const auto file = FileWithHeader(R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8);
   EXPECT_NE(ParseError(file).find("too large"), std::string::npos);
 }
 
@@ -122,9 +121,9 @@ TEST(SafetensorsFormatTest, RejectsNonJsonAndWrongJsonShapes) {
   EXPECT_NE(ParseError(FileWithHeader("{not json", 0)).find("not valid JSON"), std::string::npos);
   EXPECT_NE(ParseError(FileWithHeader("[1,2]", 0)).find("not a JSON object"), std::string::npos);
   EXPECT_NE(ParseError(FileWithHeader(R"({"a":3})", 0)).find("not a JSON object"), std::string::npos);
-  EXPECT_NE(ParseError(FileWithHeader(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", 0))
-                .find("not a size"),
-            std::string::npos);
+  EXPECT_NE(
+      ParseError(FileWithHeader(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", 0)).find("not a size"),
+      std::string::npos);
   EXPECT_NE(ParseError(FileWithHeader(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4))
                 .find("end before they begin"),
             std::string::npos);

@@ -1,9 +1,9 @@
 // Safetensors files as LibTorch tensors: zero-copy reads, bit-exact round trips, sharded checkpoints, errors.
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
@@ -15,9 +15,8 @@ namespace {
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("vidgen-safetensors-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("vidgen-safetensors-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -102,8 +101,7 @@ TEST_F(SafetensorsTest, MissingTensorAndMissingFileAreNotFound) {
 }
 
 TEST_F(SafetensorsTest, WriterRefusesRepeatedNamesAndLeavesNoFile) {
-  EXPECT_THROW(WriteSafetensors(Path("dup.safetensors"), {{"w", torch::ones({1})}, {"w", torch::ones({1})}}),
-               Error);
+  EXPECT_THROW(WriteSafetensors(Path("dup.safetensors"), {{"w", torch::ones({1})}, {"w", torch::ones({1})}}), Error);
   EXPECT_FALSE(std::filesystem::exists(Path("dup.safetensors")));
 }
 

@@ -1,8 +1,8 @@
 // torch.save archives through the restricted unpickler: values, views, zip64, refusals, golden checkpoints.
-#include <filesystem>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
@@ -37,8 +37,8 @@ void ExpectTinyState(const std::string& file) {
   EXPECT_TRUE(torch::equal(tensors.at("module.linear.weight"), range.reshape({3, 4})));
   EXPECT_TRUE(torch::equal(tensors.at("module.linear.bias"), torch::tensor({4.f, 5.f, 6.f})));
   EXPECT_TRUE(torch::equal(tensors.at("module.transposed"), torch::tensor({{1.f, 5.f, 9.f}, {2.f, 6.f, 10.f}})));
-  EXPECT_TRUE(torch::equal(tensors.at("module.ids"), torch::tensor({std::int64_t{-3}, std::int64_t{7},
-                                                                    std::int64_t{1} << 40})));
+  EXPECT_TRUE(torch::equal(tensors.at("module.ids"),
+                           torch::tensor({std::int64_t{-3}, std::int64_t{7}, std::int64_t{1} << 40})));
   EXPECT_EQ(tensors.at("module.half").scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(tensors.at("module.half").to(torch::kFloat32), torch::tensor({1.f, -2.f})));
   EXPECT_EQ(tensors.at("module.scalar").dim(), 0);
@@ -46,9 +46,13 @@ void ExpectTinyState(const std::string& file) {
   EXPECT_TRUE(torch::equal(tensors.at("blocks.0"), torch::tensor({2.f, 3.f})));
 }
 
-TEST(TorchCheckpointTest, ReadsTensorsViewsAndNestedContainers) { ExpectTinyState("tiny_state.pt"); }
+TEST(TorchCheckpointTest, ReadsTensorsViewsAndNestedContainers) {
+  ExpectTinyState("tiny_state.pt");
+}
 
-TEST(TorchCheckpointTest, ReadsZip64Archives) { ExpectTinyState("tiny_state_zip64.pt"); }
+TEST(TorchCheckpointTest, ReadsZip64Archives) {
+  ExpectTinyState("tiny_state_zip64.pt");
+}
 
 TEST(TorchCheckpointTest, RefusesOsSystemWithoutRunningIt) {
   const std::string message = CheckpointError(kFixtures + "/os_system.pt");
@@ -62,13 +66,13 @@ TEST(TorchCheckpointTest, RefusesViewsPastTheirStorage) {
 
 TEST(TorchCheckpointTest, RefusesCompressedAndNonZipFiles) {
   EXPECT_NE(CheckpointError(kFixtures + "/compressed.pt").find("compressed"), std::string::npos);
-  EXPECT_NE(CheckpointError(kFixtures + "/make_fixtures.py").find("not a torch.save zip archive"),
-            std::string::npos);
+  EXPECT_NE(CheckpointError(kFixtures + "/make_fixtures.py").find("not a torch.save zip archive"), std::string::npos);
 }
 
 TEST(TorchCheckpointTest, RefusesTruncatedGoldenCheckpoint) {
   const auto source = testing::GoldenCase(testing::GoldenCases("wan_vae").at(0)).CheckpointDir() / "Wan2.1_VAE.pth";
-  const auto copy = std::filesystem::temp_directory_path() / ("vidgen-truncated-" + std::to_string(::getpid()) + ".pth");
+  const auto copy =
+      std::filesystem::temp_directory_path() / ("vidgen-truncated-" + std::to_string(::getpid()) + ".pth");
   std::filesystem::copy_file(source, copy, std::filesystem::copy_options::overwrite_existing);
   std::filesystem::resize_file(copy, std::filesystem::file_size(copy) / 2);
   const std::string message = CheckpointError(copy.string());

@@ -1,9 +1,9 @@
 // WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
@@ -27,9 +27,8 @@ TORCH_MODULE(TinyBlock);
 class WeightStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("vidgen-weights-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("vidgen-weights-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -58,8 +57,9 @@ TEST(KeyMapTest, SubstitutesInOnePassSoThatSwapsWork) {
 }
 
 TEST_F(WeightStoreTest, LoadsRenamedTensorsFromSeveralFilesAndCastsDType) {
-  WriteSafetensors(Path("a.safetensors"), {{"model.linear.weight", torch::arange(12.).reshape({3, 4}).to(torch::kBFloat16)},
-                                           {"model.linear.bias", torch::tensor({1., 2., 3.}, torch::kFloat64)}});
+  WriteSafetensors(Path("a.safetensors"),
+                   {{"model.linear.weight", torch::arange(12.).reshape({3, 4}).to(torch::kBFloat16)},
+                    {"model.linear.bias", torch::tensor({1., 2., 3.}, torch::kFloat64)}});
   WriteSafetensors(Path("b.safetensors"), {{"model.gamma", torch::full({3}, 0.5)}, {"model.scale", torch::ones({1})}});
   WeightStore store;
   store.AddFile(Path("a.safetensors"));

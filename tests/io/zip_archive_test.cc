@@ -1,8 +1,8 @@
 // The zip directory reader on torch.save-style archives, zip64, and damaged files (also run under AddressSanitizer).
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "models/io/mapped_file.h"

@@ -1,11 +1,10 @@
 #include "tests/support/golden.h"
-
-#include <algorithm>
-#include <cstdlib>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 namespace vidgen::testing {
 
@@ -36,7 +35,9 @@ const std::string& GoldenCase::Meta(const std::string& key) const {
   return it->second;
 }
 
-std::filesystem::path GoldenCase::CheckpointDir() const { return GoldenDir() / Meta("checkpoint"); }
+std::filesystem::path GoldenCase::CheckpointDir() const {
+  return GoldenDir() / Meta("checkpoint");
+}
 
 ::testing::AssertionResult TensorsClose(const at::Tensor& actual, const at::Tensor& expected, double tolerance) {
   if (actual.sizes() != expected.sizes()) {
@@ -53,7 +54,8 @@ std::filesystem::path GoldenCase::CheckpointDir() const { return GoldenDir() / M
   const bool finite = torch::isfinite(a).all().item<bool>();
   if (finite && max_error <= tolerance * scale) return ::testing::AssertionSuccess();
 
-  const auto worst = finite ? diff.argmax().item<std::int64_t>() : (~torch::isfinite(a)).flatten().nonzero()[0].item<std::int64_t>();
+  const auto worst =
+      finite ? diff.argmax().item<std::int64_t>() : (~torch::isfinite(a)).flatten().nonzero()[0].item<std::int64_t>();
   std::vector<std::int64_t> index(static_cast<std::size_t>(a.dim()));
   for (std::int64_t d = a.dim() - 1, rest = worst; d >= 0; --d) {
     index[static_cast<std::size_t>(d)] = rest % a.size(d);
@@ -61,9 +63,8 @@ std::filesystem::path GoldenCase::CheckpointDir() const { return GoldenDir() / M
   }
   return ::testing::AssertionFailure() << fmt::format(
              "max |a-b| = {:.3e} > {:.1e} * {:.3e} (relative {:.3e}) at [{}]: actual {:.6e}, expected {:.6e}{}",
-             max_error, tolerance, scale, max_error / scale, fmt::join(index, ", "),
-             a.flatten()[worst].item<double>(), b.flatten()[worst].item<double>(),
-             finite ? "" : " (actual has non-finite values)");
+             max_error, tolerance, scale, max_error / scale, fmt::join(index, ", "), a.flatten()[worst].item<double>(),
+             b.flatten()[worst].item<double>(), finite ? "" : " (actual has non-finite values)");
 }
 
 }  // namespace vidgen::testing

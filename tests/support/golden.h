@@ -3,14 +3,14 @@
 // variant name or a size.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <gtest/gtest.h>
 
 #include "models/io/tensor_file.h"
 
@@ -42,7 +42,6 @@ class GoldenCase {
 
 // The golden tolerance rule: max|actual - expected| <= tolerance * max(1, max|expected|), shapes equal. The failure
 // message gives both errors, the place of the worst element and its two values.
-::testing::AssertionResult TensorsClose(const at::Tensor& actual, const at::Tensor& expected,
-                                        double tolerance = 1e-4);
+::testing::AssertionResult TensorsClose(const at::Tensor& actual, const at::Tensor& expected, double tolerance = 1e-4);
 
 }  // namespace vidgen::testing

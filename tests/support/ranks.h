@@ -21,11 +21,11 @@ bool RegisterRankBody(std::string name, RankBody body);
 
 struct RankOutcome {
   int rank = 0;
-  int exit_code = -1;      // when the process exited
-  int signal = 0;          // when a signal ended it
-  bool timed_out = false;  // killed at the deadline
+  int exit_code = -1;                 // when the process exited
+  int signal = 0;                     // when a signal ended it
+  bool timed_out = false;             // killed at the deadline
   bool killed_after_failure = false;  // killed because another rank failed first
-  std::string output;      // its stdout and stderr, interleaved
+  std::string output;                 // its stdout and stderr, interleaved
   bool ok() const { return exit_code == 0; }
 };
 

@@ -1,8 +1,8 @@
 // The multi-rank test helper: environment, exit codes, output, timeouts and fail-fast.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "tests/support/ranks.h"
 

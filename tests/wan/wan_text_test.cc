@@ -1,8 +1,8 @@
 // The umT5 encoder and the tokenizer against the reference (golden wan_t5_* and wan_tokenizer_* cases).
-#include <filesystem>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
 
 #include "common/error.h"
 #include "models/io/weight_store.h"
@@ -59,7 +59,8 @@ TEST_P(WanTokenizerGoldenTest, MatchesTheReference) {
   const auto tokens = tokenizer.Encode(prompts);
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto row = static_cast<std::int64_t>(i);
-    EXPECT_TRUE(torch::equal(tokens.ids[row], expected_ids[row])) << prompts[i] << "\n" << tokens.ids[row] << "\n"
+    EXPECT_TRUE(torch::equal(tokens.ids[row], expected_ids[row])) << prompts[i] << "\n"
+                                                                  << tokens.ids[row] << "\n"
                                                                   << expected_ids[row];
     EXPECT_TRUE(torch::equal(tokens.mask[row], golden.Get("mask")[row])) << prompts[i];
   }
