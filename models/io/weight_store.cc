@@ -101,6 +101,15 @@ void WeightStore::Rename(const KeyMap& map) {
   Rebuild([&](const std::string& name) { return ApplyKeyMap(map, name); });
 }
 
+void WeightStore::Rename(const std::function<std::string(const std::string&)>& rename) {
+  Rebuild([&](const std::string& name) { return rename(name); });
+}
+
+void WeightStore::Erase(std::string_view name) {
+  const auto it = tensors_.find(name);
+  if (it != tensors_.end()) tensors_.erase(it);
+}
+
 bool WeightStore::Contains(std::string_view name) const {
   return tensors_.find(name) != tensors_.end();
 }

@@ -36,8 +36,11 @@ class WeightStore {
   void SelectPrefix(std::string_view prefix);
   // Removes `prefix` from every name that has it, keeping the others ("vae." in some VAE files).
   void StripPrefix(std::string_view prefix);
-  // Renames every tensor through `map`; throws Error(INVALID_ARGUMENT) when two names collide.
+  // Renames every tensor through `map` or `rename`; throws Error(INVALID_ARGUMENT) when two names collide.
   void Rename(const KeyMap& map);
+  void Rename(const std::function<std::string(const std::string&)>& rename);
+  // Drops a tensor if present (a tied copy, say).
+  void Erase(std::string_view name);
 
   bool Contains(std::string_view name) const;
   // Throws Error(NOT_FOUND) naming the tensor.

@@ -1,0 +1,56 @@
+// What every model family's pipeline takes and gives: a validated request in, frames and statistics out, with a
+// progress callback and a cancel check once per denoising step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "models/schedulers/flow_scheduler.h"
+
+namespace vidgen {
+
+struct GenerationRequest {
+  std::string prompt;
+  std::string negative_prompt;  // empty: the model family's default
+  std::int64_t width = 832;
+  std::int64_t height = 480;
+  std::int64_t frames = 81;  // 4n + 1
+  int steps = 50;
+  double guidance_scale = 5.0;
+  double shift = 5.0;
+  std::uint64_t seed = 0;
+  schedulers::Solver solver = schedulers::Solver::kUniPC;
+};
+
+struct StepProgress {
+  int step = 0;  // 1-based: steps done
+  int total = 0;
+  double seconds = 0;  // since denoising began
+};
+
+struct GenerationCallbacks {
+  std::function<void(const StepProgress&)> on_step;
+  // Checked before every step; returning true stops the run with Error(CANCELLED).
+  std::function<bool()> cancelled;
+};
+
+struct GenerationStats {
+  std::map<std::string, double> stage_seconds;  // "encode_text", "denoise", "decode"
+  int full_steps = 0;
+  int predicted_steps = 0;
+  std::int64_t model_calls = 0;  // DiT forward passes, each CFG pass counted
+};
+
+struct GenerationResult {
+  at::Tensor frames;  // [F, H, W, 3] uint8
+  GenerationStats stats;
+};
+
+// [C, F, H, W] in [-1, 1] -> [F, H, W, C] uint8, as the reference's video writer converts.
+at::Tensor ToVideoFrames(const at::Tensor& video);
+
+}  // namespace vidgen

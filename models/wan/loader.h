@@ -1,0 +1,39 @@
+// Reading a Wan2.1 checkpoint folder, released or diffusers layout, into vidgen's modules.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <c10/core/ScalarType.h>
+
+#include "models/io/weight_store.h"
+#include "models/wan/dit.h"
+#include "models/wan/t5.h"
+#include "models/wan/tokenizer.h"
+#include "models/wan/vae.h"
+
+namespace vidgen::wan {
+
+enum class WanLayout { kReleased, kDiffusers };
+
+struct WanCheckpoint {
+  WanLayout layout = WanLayout::kReleased;
+  std::unique_ptr<WanTokenizer> tokenizer;
+  UmT5Encoder t5{nullptr};
+  WanDit dit{nullptr};
+  WanVae vae{nullptr};
+};
+
+// Detects the layout of `dir` and loads every part: the DiT's matrix products and the T5 in `dtype`, norms,
+// modulation and time embedding in fp32, the VAE in fp32. Throws Error naming the missing file or tensor.
+WanCheckpoint LoadWanCheckpoint(const std::string& dir, c10::ScalarType dtype);
+
+// diffusers names -> Wan names (models.md A.6, B.3, C.1).
+const io::KeyMap& DiffusersDitKeyMap();
+const io::KeyMap& DiffusersT5KeyMap();
+std::string DiffusersVaeKeyToWan(const std::string& name);
+
+// The DiT config from a diffusers transformer/config.json.
+WanDitConfig ReadDiffusersDitConfig(const std::string& path);
+
+}  // namespace vidgen::wan

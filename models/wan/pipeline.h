@@ -1,0 +1,82 @@
+// Wan2.1 text-to-video: tokenize and encode the prompts, denoise seeded noise with classifier-free guidance, decode.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "models/generation.h"
+#include "models/wan/dit.h"
+#include "models/wan/t5.h"
+#include "models/wan/tokenizer.h"
+#include "models/wan/vae.h"
+
+namespace vidgen::wan {
+
+// The reference's default negative prompt (wan/configs/shared_config.py), used when a request gives none.
+extern const char* const kDefaultNegativePrompt;
+
+struct WanLoadOptions {
+  c10::ScalarType dtype = c10::ScalarType::Float;  // of the DiT's and T5's matrix products; the VAE runs fp32
+  c10::Device device = c10::Device(c10::DeviceType::CPU);
+  // Run the conditional and unconditional passes as one batch of two (faster on a GPU, twice the activations).
+  bool batch_cfg = false;
+};
+
+struct DenoiseOptions {
+  schedulers::ScheduleOptions schedule;
+  double guidance_scale = 5.0;
+};
+
+// Sees every step: its index, the guided velocity and the latents after the step.
+using StepObserver = std::function<void(int step, const at::Tensor& velocity, const at::Tensor& latents)>;
+
+class WanPipeline {
+ public:
+  // Loads a checkpoint folder in the released layout (config.json, diffusion_pytorch_model*.safetensors,
+  // models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/spiece.model) or in the diffusers layout
+  // (transformer/, vae/, text_encoder/, tokenizer/). Throws Error naming the file or tensor that does not fit.
+  static std::unique_ptr<WanPipeline> Load(const std::string& dir, const WanLoadOptions& options = {});
+
+  // Runs a whole request. Throws Error(INVALID_ARGUMENT) naming the field of a bad request and Error(CANCELLED)
+  // when callbacks.cancelled() says so between steps.
+  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {});
+
+  // Checks a request against this model; throws Error(INVALID_ARGUMENT) naming the field.
+  void Validate(const GenerationRequest& request) const;
+
+  // The stages, for tests and tools.
+  // Per prompt the encoder states of its real tokens (</s> included): [len, text_dim] fp32.
+  std::vector<at::Tensor> EncodeText(const TokenizedText& tokens);
+  // noise: [z, T, h, w] -> denoised latents [z, T, h, w].
+  at::Tensor Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
+                     const DenoiseOptions& options, const GenerationCallbacks& callbacks = {},
+                     const StepObserver& observer = nullptr, GenerationStats* stats = nullptr);
+  // latents [z, T, h, w] -> video [3, 1+4(T-1), 8h, 8w] in [-1, 1].
+  at::Tensor Decode(const at::Tensor& latents);
+
+  const WanTokenizer& tokenizer() const { return *tokenizer_; }
+  WanDit& dit() { return dit_; }
+  const WanLoadOptions& options() const { return options_; }
+
+ private:
+  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
+              WanVae vae);
+
+  // The guided velocity at one step.
+  at::Tensor Velocity(const at::Tensor& latents, double timestep, const at::Tensor& context,
+                      const at::Tensor& context_null, double guidance_scale, std::int64_t* model_calls);
+
+  WanLoadOptions options_;
+  std::unique_ptr<WanTokenizer> tokenizer_;
+  UmT5Encoder t5_;
+  WanDit dit_;
+  WanVae vae_;
+};
+
+}  // namespace vidgen::wan

@@ -1,0 +1,51 @@
+// The whole Wan2.1 text-to-video run against the reference (golden wan_t2v_* cases), step by step.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/wan/pipeline.h"
+#include "tests/support/golden.h"
+
+namespace vidgen::wan {
+namespace {
+
+TokenizedText Tokens(const testing::GoldenCase& golden, const std::string& ids, const std::string& mask) {
+  return {golden.Get(ids).unsqueeze(0), golden.Get(mask).unsqueeze(0)};
+}
+
+class WanT2VGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
+  const testing::GoldenCase golden(GetParam());
+  auto pipeline = WanPipeline::Load(golden.CheckpointDir().string());
+  const auto context = pipeline->EncodeText(Tokens(golden, "ids", "mask"))[0];
+  const auto context_null = pipeline->EncodeText(Tokens(golden, "neg_ids", "neg_mask"))[0];
+
+  DenoiseOptions options;
+  options.schedule.solver = schedulers::ParseSolver(golden.Meta("solver"));
+  options.schedule.steps = std::stoi(golden.Meta("steps"));
+  options.schedule.shift = std::stod(golden.Meta("shift"));
+  options.guidance_scale = std::stod(golden.Meta("guide_scale"));
+
+  const auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
+  EXPECT_TRUE(testing::TensorsClose(torch::tensor(scheduler->sigmas()), golden.Get("sigmas"), 1e-6));
+  EXPECT_TRUE(torch::equal(torch::tensor(scheduler->timesteps()).to(torch::kFloat), golden.Get("timesteps")));
+
+  int steps_seen = 0;
+  const auto latents = pipeline->Denoise(
+      golden.Get("noise"), context, context_null, options, {},
+      [&](int step, const torch::Tensor& velocity, const torch::Tensor& latents) {
+        const std::string prefix = "step" + std::to_string(step) + ".";
+        EXPECT_TRUE(testing::TensorsClose(velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
+        EXPECT_TRUE(testing::TensorsClose(latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
+        ++steps_seen;
+      });
+  EXPECT_EQ(steps_seen, options.schedule.steps);
+  EXPECT_TRUE(testing::TensorsClose(latents, golden.Get("latents"), 1e-4));
+  EXPECT_TRUE(testing::TensorsClose(pipeline->Decode(latents), golden.Get("video"), 1e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, WanT2VGoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_t2v")));
+
+}  // namespace
+}  // namespace vidgen::wan
