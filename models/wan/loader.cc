@@ -114,9 +114,10 @@ std::string DiffusersVaeKeyToWan(const std::string& name) {
       {"encoder.conv_in.", "encoder.conv1."},
       {"decoder.conv_in.", "decoder.conv1."},
       {"down_blocks.", "downsamples."},
-      {"mid_block.resnets.0.", "middle.0."},
-      {"mid_block.attentions.0.", "middle.1."},
-      {"mid_block.resnets.1.", "middle.2."},
+      // No trailing dot: the residual rules below start with one.
+      {"mid_block.resnets.0", "middle.0"},
+      {"mid_block.attentions.0", "middle.1"},
+      {"mid_block.resnets.1", "middle.2"},
       {"norm_out.", "head.0."},
       {"conv_out.", "head.2."},
       {".norm1.", ".residual.0."},
@@ -158,6 +159,8 @@ WanDitConfig ReadDiffusersDitConfig(const std::string& path) {
     config.text_dim = json.value("text_dim", config.text_dim);
     config.eps = json.value("eps", config.eps);
     config.cross_attn_norm = json.value("cross_attn_norm", config.cross_attn_norm);
+    // diffusers pads prompts to the pipeline's max_sequence_length (512); a config may state another.
+    config.text_len = json.value("text_len", config.text_len);
     if (json.contains("patch_size")) json.at("patch_size").get_to(config.patch_size);
     const auto qk_norm = json.value("qk_norm", std::string("rms_norm_across_heads"));
     if (qk_norm != "rms_norm_across_heads") {

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <mutex>
 
 #include "common/error.h"
 #include "models/wan/loader.h"
@@ -159,17 +158,13 @@ GenerationResult WanPipeline::Generate(const GenerationRequest& request, const G
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
   stats.stage_seconds["encode_text"] = SecondsSince(start);
 
-  // Seeded noise from the device's generator, as the reference draws it.
   const auto& config = dit_->config();
   const std::vector<std::int64_t> shape = {config.in_dim, (request.frames - 1) / kVaeStrideT + 1,
                                            request.height / kVaeStrideHW, request.width / kVaeStrideHW};
-  at::Tensor noise;
-  {
-    auto generator = at::globalContext().defaultGenerator(options_.device);
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_current_seed(request.seed);
-    noise = torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
-  }
+  // Seeded noise from a private generator of the device's kind, as the reference draws it.
+  auto generator = at::globalContext().defaultGenerator(options_.device).clone();
+  generator.set_current_seed(request.seed);
+  const auto noise = torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
 
   start = Clock::now();
   DenoiseOptions options;
