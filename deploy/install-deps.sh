@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libsqlite3-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
-  libgtest-dev
+  libpng-dev libgtest-dev
 )
 
 missing=()

@@ -1,0 +1,93 @@
+// vidgen-generate: one video from the command line, without a server.
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/wan/pipeline.h"
+#include "tools/png.h"
+
+namespace {
+
+// "832x480" or "832*480" (the reference's spelling) -> width, height.
+std::pair<std::int64_t, std::int64_t> ParseSize(const std::string& size) {
+  const auto split = size.find_first_of("x*");
+  try {
+    if (split != std::string::npos) return {std::stoll(size.substr(0, split)), std::stoll(size.substr(split + 1))};
+  } catch (const std::exception&) {
+  }
+  vidgen::Fail(vidgen::ErrorCode::kInvalidArgument, "invalid value for 'size': '{}', expected WIDTHxHEIGHT", size);
+}
+
+void DrawProgress(const vidgen::StepProgress& progress) {
+  constexpr int kWidth = 30;
+  const int filled = kWidth * progress.step / progress.total;
+  const double per_step = progress.seconds / progress.step;
+  fmt::print(stderr, "\rdenoising [{}{}] {}/{} {:.2f} s/step, {:.0f} s left ", std::string(filled, '#'),
+             std::string(kWidth - filled, '.'), progress.step, progress.total, per_step,
+             per_step * (progress.total - progress.step));
+  if (progress.step == progress.total) fmt::print(stderr, "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generates one video with Wan2.1 and writes its frames as PNG files."};
+  std::string model_dir, size = "832x480", out = "vidgen-out", dtype = "bf16", solver = "unipc", device = "cpu";
+  vidgen::GenerationRequest request;
+  int threads = 0;
+  app.add_option("--model-dir", model_dir, "Wan2.1 checkpoint folder (released or diffusers layout)")->required();
+  app.add_option("--prompt", request.prompt, "what the video shows")->required();
+  app.add_option("--negative-prompt", request.negative_prompt, "what to avoid (default: the reference's)");
+  app.add_option("--size", size, "WIDTHxHEIGHT, multiples of 16")->capture_default_str();
+  app.add_option("--frames", request.frames, "4k+1 frames")->capture_default_str();
+  app.add_option("--steps", request.steps, "denoising steps")->capture_default_str();
+  app.add_option("--guidance", request.guidance_scale, "classifier-free guidance scale")->capture_default_str();
+  app.add_option("--shift", request.shift, "flow-matching timestep shift")->capture_default_str();
+  app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
+  app.add_option("--solver", solver, "unipc, dpm++ or euler")->capture_default_str();
+  app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
+  app.add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (default: all cores)");
+  app.add_option("--out", out, "folder for frame_0000.png, ...")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::tie(request.width, request.height) = ParseSize(size);
+    request.solver = vidgen::schedulers::ParseSolver(solver);
+    torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+    vidgen::wan::WanLoadOptions options;
+    options.dtype = vidgen::wan::ParseModelDType(dtype);
+    options.device = c10::Device(device);
+
+    const auto load_start = std::chrono::steady_clock::now();
+    auto pipeline = vidgen::wan::WanPipeline::Load(model_dir, options);
+    const double load_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+
+    vidgen::GenerationCallbacks callbacks;
+    callbacks.on_step = DrawProgress;
+    const auto result = pipeline->Generate(request, callbacks);
+
+    std::filesystem::create_directories(out);
+    for (std::int64_t f = 0; f < result.frames.size(0); ++f) {
+      vidgen::tools::WritePng(fmt::format("{}/frame_{:04d}.png", out, f), result.frames[f]);
+    }
+    fmt::print("wrote {} frames of {}x{} to {}/\n", result.frames.size(0), request.width, request.height, out);
+    fmt::print("load {:.2f} s", load_seconds);
+    for (const auto& [stage, seconds] : result.stats.stage_seconds) fmt::print(", {} {:.2f} s", stage, seconds);
+    fmt::print(" ({} DiT passes)\n", result.stats.model_calls);
+  } catch (const vidgen::Error& e) {
+    fmt::print(stderr, "vidgen-generate: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    fmt::print(stderr, "vidgen-generate: INTERNAL: {}\n", e.what_without_backtrace());
+    return 1;
+  }
+  return 0;
+}
