@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "cache/config.h"
 #include "models/schedulers/flow_scheduler.h"
 
 namespace vidgen {
@@ -24,6 +25,7 @@ struct GenerationRequest {
   double shift = 5.0;
   std::uint64_t seed = 0;
   schedulers::Solver solver = schedulers::Solver::kUniPC;
+  cache::CacheConfig cache;  // feature caching (TaylorSeer); none by default
 };
 
 struct StepProgress {
@@ -43,6 +45,10 @@ struct GenerationStats {
   int full_steps = 0;
   int predicted_steps = 0;
   std::int64_t model_calls = 0;  // DiT forward passes, each CFG pass counted
+  cache::Policy cache_policy = cache::Policy::kNone;  // in effect, after any budget fallback
+  std::int64_t cache_estimated_bytes = 0;
+  std::int64_t cache_peak_bytes = 0;
+  double forecast_seconds = 0;
 };
 
 struct GenerationResult {

@@ -103,14 +103,20 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
 }
 
 at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout,
-                                 const at::Tensor& context, std::int64_t image_tokens) {
+                                 const at::Tensor& context, std::int64_t image_tokens,
+                                 cache::FeatureCache::Forward* cache, std::int64_t layer) {
   const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
   const auto& [shift_attn, scale_attn, gate_attn] = std::tie(e[0], e[1], e[2]);
   const auto& [shift_ffn, scale_ffn, gate_ffn] = std::tie(e[3], e[4], e[5]);
+  auto branch = [&](std::int64_t kind, const std::function<at::Tensor()>& compute) {
+    return cache ? cache->Branch(3 * layer + kind, compute) : compute();
+  };
 
-  auto h = x + self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout) * gate_attn;
-  h = h + cross_attn(norm3 ? norm3(h) : h, context, image_tokens);
-  return h + ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn) * gate_ffn;
+  auto h = x + branch(0, [&] {
+             return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout);
+           }) * gate_attn;
+  h = h + branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); });
+  return h + branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); }) * gate_ffn;
 }
 
 WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {
@@ -171,11 +177,31 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   }
 }
 
-std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input) {
+at::Tensor WanDitImpl::EmbedText(const std::vector<at::Tensor>& context) {
+  std::vector<at::Tensor> padded;
+  for (const auto& c : context) {
+    TORCH_CHECK(c.dim() == 2 && c.size(1) == config_.text_dim && c.size(0) <= config_.text_len,
+                "WanDit expects a context [<= ", config_.text_len, ", ", config_.text_dim, "], got ", c.sizes());
+    padded.push_back(torch::constant_pad_nd(c, {0, 0, 0, config_.text_len - c.size(0)}));
+  }
+  return text_embedding(torch::stack(padded));
+}
+
+cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tokens, int streams) const {
+  cache::CacheFootprint footprint;
+  footprint.streams = streams;
+  footprint.branch_numels.assign(static_cast<std::size_t>(3 * config_.num_layers), batch * tokens * config_.dim);
+  const auto& p = config_.patch_size;
+  footprint.output_numel = batch * tokens * config_.out_dim * p[0] * p[1] * p[2];
+  return footprint;
+}
+
+std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::FeatureCache::Forward* cache) {
   const auto batch = static_cast<std::int64_t>(input.x.size());
-  TORCH_CHECK(batch > 0 && static_cast<std::int64_t>(input.context.size()) == batch && input.timesteps.numel() == batch,
-              "WanDit: ", batch, " latents, ", input.context.size(), " contexts and ", input.timesteps.numel(),
-              " timesteps");
+  const auto contexts = input.text_states.defined() ? input.text_states.size(0)
+                                                    : static_cast<std::int64_t>(input.context.size());
+  TORCH_CHECK(batch > 0 && contexts == batch && input.timesteps.numel() == batch, "WanDit: ", batch, " latents, ",
+              contexts, " contexts and ", input.timesteps.numel(), " timesteps");
   const std::int64_t head_pairs = config_.head_dim() / 2;
   const std::array<std::int64_t, 3> pairs = {head_pairs - 2 * (head_pairs / 3), head_pairs / 3, head_pairs / 3};
 
@@ -204,13 +230,7 @@ std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input) {
   const auto e0 = time_projection->forward(e).unflatten(1, {6, config_.dim});
 
   // Text: zero-padded to text_len, then embedded; the padded slots become text_embedding(0) and stay attended to.
-  std::vector<at::Tensor> padded;
-  for (const auto& c : input.context) {
-    TORCH_CHECK(c.dim() == 2 && c.size(1) == config_.text_dim && c.size(0) <= config_.text_len,
-                "WanDit expects a context [<= ", config_.text_len, ", ", config_.text_dim, "], got ", c.sizes());
-    padded.push_back(torch::constant_pad_nd(c, {0, 0, 0, config_.text_len - c.size(0)}));
-  }
-  auto context = text_embedding(torch::stack(padded));
+  auto context = input.text_states.defined() ? input.text_states : EmbedText(input.context);
   std::int64_t image_tokens = 0;
   if (config_.has_image_input()) {
     TORCH_CHECK(input.clip_features.defined(), "WanDit: this I2V model needs CLIP image features");
@@ -219,11 +239,19 @@ std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input) {
     context = torch::cat({image_context.to(context.scalar_type()), context}, 1);
   }
 
-  for (std::size_t i = 0; i < blocks->size(); ++i) {
-    x = blocks[i]->as<WanBlock>()->forward(x, e0, layout, context, image_tokens);
-    if (trace) trace("block" + std::to_string(i), x);
-  }
-  return Unpatchify(head(x, e), layout);
+  auto run_blocks = [&](cache::FeatureCache::Forward* branch_cache) {
+    auto h = x;
+    for (std::size_t i = 0; i < blocks->size(); ++i) {
+      h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, context, image_tokens, branch_cache,
+                                             static_cast<std::int64_t>(i));
+      if (trace) trace("block" + std::to_string(i), h);
+    }
+    return head(h, e);
+  };
+  const auto out = cache && cache->lite()
+                       ? cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return run_blocks(nullptr); })
+                       : run_blocks(cache);
+  return Unpatchify(out, layout);
 }
 
 std::vector<at::Tensor> WanDitImpl::Unpatchify(const at::Tensor& x, const WanTokenLayout& layout) const {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/feature_cache.h"
 #include "models/layers/layers.h"
 #include "models/wan/config.h"
 
@@ -60,9 +61,12 @@ TORCH_MODULE(WanCrossAttention);
 
 struct WanBlockImpl : torch::nn::Module {
   explicit WanBlockImpl(const WanDitConfig& config);
-  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32
+  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32. With a cache, the
+  // self-attention, cross-attention and FFN outputs (before their gates) go through it as branches
+  // 3·layer + {0, 1, 2}; gates, modulation and residual adds always run.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout, const at::Tensor& context,
-                     std::int64_t image_tokens);
+                     std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr,
+                     std::int64_t layer = 0);
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};
@@ -94,6 +98,7 @@ struct WanDitInput {
   std::vector<at::Tensor> x;        // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
   at::Tensor timesteps;             // [B]
   std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
+  at::Tensor text_states;           // or, instead of `context`, its EmbedText() (constant over the steps)
   std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
   at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
 };
@@ -102,8 +107,15 @@ class WanDitImpl : public torch::nn::Module {
  public:
   explicit WanDitImpl(const WanDitConfig& config);
 
-  // Per sample [out_dim, F, H, W] fp32.
-  std::vector<at::Tensor> forward(const WanDitInput& input);
+  // Per sample [out_dim, F, H, W] fp32. With a cache, its branches are computed or forecast per its plan; in lite
+  // mode the whole block stack and head are one branch, skipped on predicted steps.
+  std::vector<at::Tensor> forward(const WanDitInput& input, cache::FeatureCache::Forward* cache = nullptr);
+
+  // The text embedding of per-sample contexts [L <= text_len, text_dim], zero-padded: [B, text_len, dim].
+  at::Tensor EmbedText(const std::vector<at::Tensor>& context);
+
+  // What a cache for a batch of `batch` samples of `tokens` (padded) tokens holds per stream.
+  cache::CacheFootprint Footprint(std::int64_t batch, std::int64_t tokens, int streams) const;
 
   // Casts the matrix-product weights (attention, FFN, embeddings) to `dtype`; norms, modulation, the time
   // embedding and the head stay fp32, as the reference runs them.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "common/error.h"
 #include "models/wan/loader.h"
@@ -86,36 +87,32 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
   return contexts;
 }
 
-at::Tensor WanPipeline::Velocity(const at::Tensor& latents, double timestep, const at::Tensor& context,
-                                 const at::Tensor& context_null, double guidance_scale, std::int64_t* model_calls) {
-  const auto device = latents.device();
-  WanDitInput input;
-  input.seq_len = 0;
-  // Guidance 1 is the conditional prediction alone: the unconditional pass would not change it.
-  if (guidance_scale == 1.0) {
-    input.x = {latents};
-    input.context = {context};
-    input.timesteps = torch::tensor({timestep}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+at::Tensor WanPipeline::Velocity(const at::Tensor& latents, int step, double timestep, const at::Tensor& text_cond,
+                                 const at::Tensor& text_uncond, double guidance_scale, cache::FeatureCache* cache,
+                                 std::int64_t* model_calls) {
+  const auto time_options = torch::TensorOptions().dtype(torch::kFloat64).device(latents.device());
+  // One DiT pass for stream `stream` (0 conditional, 1 unconditional) over `count` copies of the latents.
+  auto pass = [&](int stream, const at::Tensor& text_states, int count) {
+    WanDitInput input;
+    input.x.assign(static_cast<std::size_t>(count), latents);
+    input.text_states = text_states;
+    input.timesteps = torch::full({count}, timestep, time_options);
     ++*model_calls;
-    return dit_->forward(input)[0];
-  }
+    if (!cache) return dit_->forward(input);
+    auto forward = cache->Begin(step, stream);
+    return dit_->forward(input, &forward);
+  };
+  // Guidance 1 is the conditional prediction alone: the unconditional pass would not change it.
+  if (guidance_scale == 1.0) return pass(0, text_cond, 1)[0];
   at::Tensor cond, uncond;
   if (options_.batch_cfg) {
-    input.x = {latents, latents};
-    input.context = {context, context_null};
-    input.timesteps = torch::tensor({timestep, timestep}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-    const auto out = dit_->forward(input);
+    const auto out = pass(0, torch::cat({text_cond, text_uncond}), 2);
     cond = out[0];
     uncond = out[1];
   } else {
-    input.x = {latents};
-    input.timesteps = torch::tensor({timestep}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-    input.context = {context};
-    cond = dit_->forward(input)[0];
-    input.context = {context_null};
-    uncond = dit_->forward(input)[0];
+    cond = pass(0, text_cond, 1)[0];
+    uncond = pass(1, text_uncond, 1)[0];
   }
-  *model_calls += 2;
   return uncond + guidance_scale * (cond - uncond);
 }
 
@@ -125,20 +122,47 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
   torch::NoGradGuard no_grad;
   auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
   auto latents = noise.to(options_.device, torch::kFloat);
-  const auto start = Clock::now();
   GenerationStats local;
   GenerationStats& out = stats ? *stats : local;
+
+  // The text embedding is the same at every step: once per stream.
+  const auto text_cond = dit_->EmbedText({context.to(options_.device)});
+  const auto text_uncond = dit_->EmbedText({context_null.to(options_.device)});
+
+  std::optional<cache::FeatureCache> feature_cache;
+  if (options.cache.enabled()) {
+    const bool guided = options.guidance_scale != 1.0;
+    const auto& p = dit_->config().patch_size;
+    const std::int64_t tokens = (latents.size(1) / p[0]) * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
+    const int streams = guided && !options_.batch_cfg ? 2 : 1;
+    const std::int64_t batch = guided && options_.batch_cfg ? 2 : 1;
+    feature_cache.emplace(options.cache, dit_->Footprint(batch, tokens, streams), scheduler->steps(),
+                          scheduler->sigmas());
+  }
+  cache::FeatureCache* cache = feature_cache ? &*feature_cache : nullptr;
+
+  const auto start = Clock::now();
   for (int step = 0; step < scheduler->steps(); ++step) {
     if (callbacks.cancelled && callbacks.cancelled()) {
       Fail(ErrorCode::kCancelled, "generation cancelled before step {} of {}", step + 1, scheduler->steps());
     }
-    const auto velocity = Velocity(latents, scheduler->timesteps()[static_cast<std::size_t>(step)], context,
-                                   context_null, options.guidance_scale, &out.model_calls);
+    const auto velocity = Velocity(latents, step, scheduler->timesteps()[static_cast<std::size_t>(step)], text_cond,
+                                   text_uncond, options.guidance_scale, cache, &out.model_calls);
     // The scheduler works on a batch of one, as the reference's.
     latents = scheduler->Step(velocity.unsqueeze(0), latents.unsqueeze(0))[0];
-    ++out.full_steps;
     if (observer) observer(step, velocity, latents);
     if (callbacks.on_step) callbacks.on_step({step + 1, scheduler->steps(), SecondsSince(start)});
+  }
+  if (cache) {
+    const auto& cache_stats = cache->stats();
+    out.full_steps += cache_stats.full_steps;
+    out.predicted_steps += cache_stats.predicted_steps;
+    out.cache_policy = cache_stats.policy;
+    out.cache_estimated_bytes = cache_stats.estimated_bytes;
+    out.cache_peak_bytes = cache_stats.peak_bytes;
+    out.forecast_seconds = cache_stats.forecast_seconds;
+  } else {
+    out.full_steps += scheduler->steps();
   }
   return latents;
 }
@@ -170,6 +194,7 @@ GenerationResult WanPipeline::Generate(const GenerationRequest& request, const G
   DenoiseOptions options;
   options.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/true};
   options.guidance_scale = request.guidance_scale;
+  options.cache = request.cache;
   const auto latents = Denoise(noise, contexts[0], contexts[1], options, callbacks, nullptr, &stats);
   stats.stage_seconds["denoise"] = SecondsSince(start);
 

@@ -31,6 +31,7 @@ struct WanLoadOptions {
 struct DenoiseOptions {
   schedulers::ScheduleOptions schedule;
   double guidance_scale = 5.0;
+  cache::CacheConfig cache;
 };
 
 // Sees every step: its index, the guided velocity and the latents after the step.
@@ -68,9 +69,10 @@ class WanPipeline {
   WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
               WanVae vae);
 
-  // The guided velocity at one step.
-  at::Tensor Velocity(const at::Tensor& latents, double timestep, const at::Tensor& context,
-                      const at::Tensor& context_null, double guidance_scale, std::int64_t* model_calls);
+  // The guided velocity at one step; text states come from WanDit::EmbedText, conditional then unconditional.
+  at::Tensor Velocity(const at::Tensor& latents, int step, double timestep, const at::Tensor& text_cond,
+                      const at::Tensor& text_uncond, double guidance_scale, cache::FeatureCache* cache,
+                      std::int64_t* model_calls);
 
   WanLoadOptions options_;
   std::unique_ptr<WanTokenizer> tokenizer_;

@@ -1,0 +1,97 @@
+#include "cache/config.h"
+
+#include "common/error.h"
+
+namespace vidgen::cache {
+
+void CacheConfig::Validate() const {
+  if (policy == Policy::kNone) return;
+  if (interval < 1 || interval > 100) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.interval': {}, expected 1 to 100", interval);
+  }
+  if (order < 0 || order > 4) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.order': {}, expected 0 to 4", order);
+  // Step 0 has nothing to forecast from.
+  if (warmup < 1) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.warmup': {}, expected at least 1", warmup);
+  if (tail < 0) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.tail': {}, expected 0 or more", tail);
+  if (budget_bytes < 0) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.budget_bytes': {}, expected 0 (no limit) or more",
+         budget_bytes);
+  }
+}
+
+CacheConfig Preset(std::string_view name) {
+  CacheConfig config;
+  if (name == "none") return config;
+  config.policy = Policy::kTaylorSeer;
+  if (name == "taylorseer-wan" || name == "taylorseer-hunyuan" || name == "taylorseer") return config;
+  if (name == "taylorseer-flux") {
+    config.interval = 6;
+    config.warmup = 3;
+    return config;
+  }
+  if (name == "fora") {
+    config.order = 0;
+    return config;
+  }
+  if (name == "lite") {
+    config.policy = Policy::kLite;
+    config.order = 2;
+    config.warmup = 3;
+    return config;
+  }
+  Fail(ErrorCode::kInvalidArgument,
+       "invalid value for 'cache': '{}', expected none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora or "
+       "lite",
+       name);
+}
+
+Policy ParsePolicy(std::string_view name) {
+  if (name == "none") return Policy::kNone;
+  if (name == "taylorseer" || name == "reuse") return Policy::kTaylorSeer;
+  if (name == "lite") return Policy::kLite;
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.policy': '{}', expected none, taylorseer or lite", name);
+}
+
+Distance ParseDistance(std::string_view name) {
+  if (name == "step") return Distance::kStep;
+  if (name == "sigma") return Distance::kSigma;
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.distance': '{}', expected step or sigma", name);
+}
+
+Expansion ParseExpansion(std::string_view name) {
+  if (name == "taylor") return Expansion::kTaylor;
+  if (name == "newton") return Expansion::kNewton;
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.expansion': '{}', expected taylor or newton", name);
+}
+
+FactorDType ParseFactorDType(std::string_view name) {
+  if (name == "fp32") return FactorDType::kFloat32;
+  if (name == "bf16") return FactorDType::kBFloat16;
+  if (name == "fp8" || name == "fp8-e4m3") return FactorDType::kFloat8E4M3;
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.factor_dtype': '{}', expected fp32, bf16 or fp8",
+       name);
+}
+
+std::string PolicyName(Policy policy) {
+  switch (policy) {
+    case Policy::kNone: return "none";
+    case Policy::kTaylorSeer: return "taylorseer";
+    case Policy::kLite: return "lite";
+  }
+  return "unknown";
+}
+
+bool IsFullStep(const CacheConfig& config, int step, int steps) {
+  if (!config.enabled()) return true;
+  if (step < config.warmup || step >= steps - config.tail) return true;
+  // One full step every `interval`, counted from the last warm-up step (the reference's cache_counter).
+  return (step - (config.warmup - 1)) % config.interval == 0;
+}
+
+std::vector<bool> Plan(const CacheConfig& config, int steps) {
+  std::vector<bool> plan(static_cast<std::size_t>(std::max(steps, 0)));
+  for (int step = 0; step < steps; ++step) plan[static_cast<std::size_t>(step)] = IsFullStep(config, step, steps);
+  return plan;
+}
+
+}  // namespace vidgen::cache

@@ -1,0 +1,67 @@
+// How a generation caches features: the policy, its schedule of full and predicted steps, factor storage and the
+// memory budget. The schedule is a pure function of the step index and this config, so every rank of a group
+// takes the same decisions without talking.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vidgen::cache {
+
+enum class Policy {
+  kNone,        // every step full
+  kTaylorSeer,  // forecast every cacheable branch of every block (order 0 is plain reuse, i.e. FORA)
+  kLite,        // forecast only the model's final output and skip all blocks on predicted steps
+};
+
+// What the Taylor expansion steps in: the step index (as published) or the scheduler's sigma.
+enum class Distance { kStep, kSigma };
+
+// How factors are stored: fp32, bf16, or fp8-e4m3 with one fp32 scale per tensor.
+enum class FactorDType { kFloat32, kBFloat16, kFloat8E4M3 };
+
+// How factors extrapolate: Σ Δ^k·x^k/k! as published, or Newton's backward form Σ Δ^k·Π_{j<k}(x + j·d)/k!, which is
+// exact for polynomials of degree ≤ order when full steps are evenly spaced (the published form is exact only up to
+// degree 1, because its differences are backward differences, not derivatives).
+enum class Expansion { kTaylor, kNewton };
+
+// What happens when the estimated cache bytes exceed the budget.
+enum class OverBudget { kRefuse, kFallBackToLite };
+
+struct CacheConfig {
+  Policy policy = Policy::kNone;
+  int interval = 5;  // one full step every `interval` after the warm-up (TaylorSeer's fresh_threshold)
+  int order = 1;     // Taylor order, 0 to 4 (max_order)
+  int warmup = 1;    // the first `warmup` steps are full (first_enhance)
+  int tail = 0;      // the last `tail` steps are full
+  Distance distance = Distance::kStep;
+  Expansion expansion = Expansion::kTaylor;
+  FactorDType factor_dtype = FactorDType::kFloat32;
+  std::int64_t budget_bytes = 0;  // 0: no limit
+  OverBudget over_budget = OverBudget::kRefuse;
+
+  // Throws Error(INVALID_ARGUMENT) naming the field.
+  void Validate() const;
+  bool enabled() const { return policy != Policy::kNone; }
+};
+
+// Named presets: "none"; "taylorseer-wan" and "taylorseer-hunyuan" (the official N=5, O=1, first_enhance=1);
+// "taylorseer-flux" (N=6, O=1, first_enhance=3); "fora" (order 0, N=5); "lite" (N=5, O=2, first_enhance=3, as
+// TaylorSeer-Lite). Throws Error(INVALID_ARGUMENT) for other names.
+CacheConfig Preset(std::string_view name);
+
+// Parses "none", "taylorseer", "lite" (policy names) and the enum spellings used in flags and JSON.
+Policy ParsePolicy(std::string_view name);
+Distance ParseDistance(std::string_view name);
+Expansion ParseExpansion(std::string_view name);
+FactorDType ParseFactorDType(std::string_view name);
+std::string PolicyName(Policy policy);
+
+// True when `step` (0-based) of `steps` is computed in full.
+bool IsFullStep(const CacheConfig& config, int step, int steps);
+// The whole plan: one entry per step.
+std::vector<bool> Plan(const CacheConfig& config, int steps);
+
+}  // namespace vidgen::cache

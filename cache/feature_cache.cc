@@ -1,0 +1,141 @@
+#include "cache/feature_cache.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace vidgen::cache {
+namespace {
+
+double GiB(std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
+
+}  // namespace
+
+std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint) {
+  std::int64_t per_stream = 0;
+  const std::int64_t terms = config.order + 1;
+  if (config.policy == Policy::kTaylorSeer) {
+    for (const auto numel : footprint.branch_numels) per_stream += terms * StoredBytes(numel, config.factor_dtype);
+  } else if (config.policy == Policy::kLite) {
+    per_stream = terms * StoredBytes(footprint.output_numel, config.factor_dtype);
+  }
+  return footprint.streams * per_stream;
+}
+
+FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& footprint, int steps,
+                           std::vector<double> sigmas)
+    : config_(config), steps_(steps), sigmas_(std::move(sigmas)) {
+  config_.Validate();
+  if (config_.distance == Distance::kSigma && static_cast<int>(sigmas_.size()) < steps) {
+    Fail(ErrorCode::kInvalidArgument, "cache distance 'sigma' needs the sigma of each of the {} steps", steps);
+  }
+  std::int64_t estimate = EstimateBytes(config_, footprint);
+  if (config_.budget_bytes > 0 && estimate > config_.budget_bytes) {
+    CacheConfig lite = config_;
+    lite.policy = Policy::kLite;
+    const std::int64_t lite_estimate = EstimateBytes(lite, footprint);
+    const bool fall_back = config_.over_budget == OverBudget::kFallBackToLite && config_.policy != Policy::kLite &&
+                           lite_estimate <= config_.budget_bytes;
+    if (!fall_back) {
+      Fail(ErrorCode::kResourceExhausted,
+           "the {} cache needs {:.3f} GiB ({} streams, order {}, {} branches), over the cache budget of {:.3f} GiB; "
+           "lower the order, store factors in bf16 or fp8, use lite mode ({:.3f} GiB) or more ranks",
+           PolicyName(config_.policy), GiB(estimate), footprint.streams, config_.order,
+           config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(), GiB(config_.budget_bytes),
+           GiB(lite_estimate));
+    }
+    spdlog::warn("TaylorSeer cache needs {:.3f} GiB, over the budget of {:.3f} GiB: falling back to lite mode "
+                 "({:.3f} GiB)",
+                 GiB(estimate), GiB(config_.budget_bytes), GiB(lite_estimate));
+    config_ = lite;
+    estimate = lite_estimate;
+  }
+  plan_ = Plan(config_, steps);
+  stats_.policy = config_.policy;
+  stats_.estimated_bytes = estimate;
+}
+
+double FeatureCache::Coordinate(int step) const {
+  return config_.distance == Distance::kSigma ? sigmas_[static_cast<std::size_t>(step)] : static_cast<double>(step);
+}
+
+FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
+  if (step < 0 || step >= steps_) Fail(ErrorCode::kInternal, "cache step {} outside 0..{}", step, steps_ - 1);
+  const bool full = plan_[static_cast<std::size_t>(step)];
+  if (step != last_counted_step_) {
+    (full ? stats_.full_steps : stats_.predicted_steps) += 1;
+    last_counted_step_ = step;
+  }
+  auto& state = streams_[stream];
+  if (full && (state.full_steps.empty() || state.full_steps.back() != step)) state.full_steps.push_back(step);
+  if (!full && state.full_steps.empty()) {
+    Fail(ErrorCode::kFailedPrecondition, "cache stream {} is asked to forecast step {} before any full step", stream,
+         step);
+  }
+  return Forward(this, step, stream, full);
+}
+
+at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at::Tensor()>& compute) {
+  auto& stream = cache_->streams_[stream_];
+  if (!full_) return cache_->Forecast(stream, step_, id);
+  auto value = compute();
+  cache_->Update(stream, step_, id, value);
+  return value;
+}
+
+void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value) {
+  auto& factors = stream.factors[id];
+  for (const auto& term : factors.terms) bytes_ -= term.bytes();
+  Factors fresh;
+  fresh.dtype = value.scalar_type();
+  auto current = value.detach().to(torch::kFloat);
+  fresh.terms.push_back(StoredTensor::Store(current, config_.factor_dtype));
+  // Differences need a previous full step; as the reference, none are taken during the warm-up but its last step.
+  const auto& full = stream.full_steps;
+  if (config_.policy != Policy::kNone && full.size() >= 2 && step >= config_.warmup - 1) {
+    const double distance = Coordinate(full[full.size() - 1]) - Coordinate(full[full.size() - 2]);
+    for (int k = 0; k < config_.order && k < static_cast<int>(factors.terms.size()); ++k) {
+      current = (current - factors.terms[static_cast<std::size_t>(k)].Load()) / distance;
+      fresh.terms.push_back(StoredTensor::Store(current, config_.factor_dtype));
+    }
+  }
+  for (const auto& term : fresh.terms) bytes_ += term.bytes();
+  factors = std::move(fresh);
+  stats_.peak_bytes = std::max(stats_.peak_bytes, bytes_);
+}
+
+int FeatureCache::TEST_TermCount(int stream, std::int64_t id) const {
+  const auto s = streams_.find(stream);
+  if (s == streams_.end()) return 0;
+  const auto f = s->second.factors.find(id);
+  return f == s->second.factors.end() ? 0 : static_cast<int>(f->second.terms.size());
+}
+
+at::Tensor FeatureCache::Forecast(const Stream& stream, int step, std::int64_t id) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto it = stream.factors.find(id);
+  if (it == stream.factors.end()) {
+    Fail(ErrorCode::kFailedPrecondition, "no cached features for branch {} at step {}", id, step);
+  }
+  const auto& full = stream.full_steps;
+  const double x = Coordinate(step) - Coordinate(full.back());
+  const double d = full.size() >= 2 ? Coordinate(full.back()) - Coordinate(full[full.size() - 2]) : 0.0;
+  auto out = it->second.terms[0].Load();
+  double coefficient = 1;
+  for (std::size_t k = 1; k < it->second.terms.size(); ++k) {
+    // Taylor: x^k / k!; Newton: x (x + d) ... (x + (k-1) d) / k!
+    const double shift = config_.expansion == Expansion::kNewton ? static_cast<double>(k - 1) * d : 0.0;
+    coefficient *= (x + shift) / static_cast<double>(k);
+    out.add_(it->second.terms[k].Load(), coefficient);
+  }
+  out = out.to(it->second.dtype);
+  stats_.forecast_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+}  // namespace vidgen::cache

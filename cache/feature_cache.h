@@ -1,0 +1,101 @@
+// FeatureCache: TaylorSeer-style forecasting of a model's cacheable branches, one cache per generation.
+//
+// A model computes each cacheable branch through Forward::Branch(id, compute). On a full step `compute` runs and the
+// cache rebuilds that branch's Taylor factors by recursive divided differences over the last two full steps; on a
+// predicted step `compute` is not run and Σ Δ^k·x^k/k! comes back. State is kept per stream (the conditional and
+// unconditional CFG passes) and holds exactly what this process computed: under sequence parallelism that is its
+// token shard, and nothing in the cache is ever communicated.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "cache/config.h"
+#include "cache/stored_tensor.h"
+
+namespace vidgen::cache {
+
+// What a model will ask the cache to keep, per stream.
+struct CacheFootprint {
+  int streams = 1;
+  std::vector<std::int64_t> branch_numels;  // TaylorSeer: the elements of every branch of every block
+  std::int64_t output_numel = 0;            // lite: the elements of the model's output
+};
+
+// Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch.
+std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint);
+
+struct CacheStats {
+  Policy policy = Policy::kNone;  // the one in effect (after a budget fallback)
+  int full_steps = 0;
+  int predicted_steps = 0;
+  std::int64_t estimated_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  double forecast_seconds = 0;
+};
+
+class FeatureCache {
+ public:
+  // The id under which lite mode keeps the model's output.
+  static constexpr std::int64_t kOutputBranch = -1;
+
+  // `sigmas`: the scheduler's sigma per step (for Distance::kSigma). Checks the budget: over it, throws
+  // Error(RESOURCE_EXHAUSTED) with the numbers, or switches to lite mode, as config.over_budget says.
+  FeatureCache(const CacheConfig& config, const CacheFootprint& footprint, int steps, std::vector<double> sigmas);
+
+  class Forward {
+   public:
+    bool full() const { return full_; }
+    // Lite mode: the model routes its whole block stack through Branch(kOutputBranch, ...).
+    bool lite() const { return cache_->config_.policy == Policy::kLite; }
+    // The branch's output at this step: computed (full step) or forecast (predicted step).
+    at::Tensor Branch(std::int64_t id, const std::function<at::Tensor()>& compute);
+
+   private:
+    friend class FeatureCache;
+    Forward(FeatureCache* cache, int step, int stream, bool full)
+        : cache_(cache), step_(step), stream_(stream), full_(full) {}
+    FeatureCache* cache_;
+    int step_, stream_;
+    bool full_;
+  };
+
+  // Starts one model forward of `stream` (0: conditional, 1: unconditional) at `step`.
+  Forward Begin(int step, int stream);
+
+  const CacheConfig& config() const { return config_; }
+  const CacheStats& stats() const { return stats_; }
+  std::int64_t bytes() const { return bytes_; }
+  // How many Taylor factors (order + 1 once built up) a branch holds; 0 when it holds none.
+  int TEST_TermCount(int stream, std::int64_t id) const;
+
+ private:
+  struct Factors {
+    std::vector<StoredTensor> terms;  // F, ΔF, Δ²F, ...
+    c10::ScalarType dtype = c10::ScalarType::Float;
+  };
+  struct Stream {
+    std::vector<int> full_steps;  // the steps at which this stream was computed in full
+    std::map<std::int64_t, Factors> factors;
+  };
+
+  double Coordinate(int step) const;
+  void Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value);
+  at::Tensor Forecast(const Stream& stream, int step, std::int64_t id);
+
+  CacheConfig config_;
+  int steps_;
+  std::vector<double> sigmas_;
+  std::vector<bool> plan_;
+  std::map<int, Stream> streams_;
+  std::int64_t bytes_ = 0;
+  int last_counted_step_ = -1;
+  CacheStats stats_;
+};
+
+}  // namespace vidgen::cache

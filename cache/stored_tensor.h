@@ -1,0 +1,36 @@
+// StoredTensor: a cache tensor kept in fp32, bf16, or fp8-e4m3 with a per-tensor scale, read back as fp32.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "cache/config.h"
+
+namespace vidgen::cache {
+
+class StoredTensor {
+ public:
+  StoredTensor() = default;
+  // Keeps `value` (any float dtype) in `dtype`. FP8 is e4m3 (max 448, 3 mantissa bits), scaled so that the largest
+  // magnitude maps to 448; it is encoded here rather than through LibTorch so that it works on every version.
+  static StoredTensor Store(const at::Tensor& value, FactorDType dtype);
+
+  at::Tensor Load() const;  // a fresh fp32 tensor in the stored shape, the caller's to modify
+  std::int64_t bytes() const;  // data plus the scale
+  bool defined() const { return data_.defined(); }
+
+ private:
+  at::Tensor data_;
+  float scale_ = 1.0f;
+  FactorDType dtype_ = FactorDType::kFloat32;
+};
+
+// Bytes that one stored tensor of `numel` elements takes.
+std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype);
+
+// fp8-e4m3 codes <-> fp32 values (already divided by the scale, within [-448, 448]); exposed for tests.
+at::Tensor EncodeE4M3(const at::Tensor& values);
+at::Tensor DecodeE4M3(const at::Tensor& codes);
+
+}  // namespace vidgen::cache

@@ -1,0 +1,225 @@
+// The feature cache: schedules, Taylor factors, storage dtypes, memory accounting and budgets.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "cache/feature_cache.h"
+#include "common/error.h"
+
+namespace vidgen::cache {
+namespace {
+
+std::vector<int> FullSteps(const CacheConfig& config, int steps) {
+  std::vector<int> full;
+  const auto plan = Plan(config, steps);
+  for (int i = 0; i < steps; ++i) {
+    if (plan[static_cast<std::size_t>(i)]) full.push_back(i);
+  }
+  return full;
+}
+
+TEST(CachePlanTest, MatchesTheOfficialSchedules) {
+  // Wan2.1 and HunyuanVideo: N=5, O=1, first_enhance=1 -> 0, 5, ..., 45 (10 of 50).
+  for (const char* preset : {"taylorseer-wan", "taylorseer-hunyuan"}) {
+    const auto config = Preset(preset);
+    EXPECT_EQ(config.interval, 5);
+    EXPECT_EQ(config.order, 1);
+    EXPECT_EQ(config.warmup, 1);
+    EXPECT_EQ(FullSteps(config, 50), (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45})) << preset;
+  }
+  // FLUX: N=6, O=1, first_enhance=3 -> 0, 1, 2, 8, 14, ..., 44 (10 of 50).
+  EXPECT_EQ(FullSteps(Preset("taylorseer-flux"), 50), (std::vector<int>{0, 1, 2, 8, 14, 20, 26, 32, 38, 44}));
+  EXPECT_EQ(Preset("fora").order, 0);
+  EXPECT_EQ(FullSteps(Preset("none"), 4), (std::vector<int>{0, 1, 2, 3}));
+  auto tailed = Preset("taylorseer-wan");
+  tailed.tail = 3;
+  EXPECT_EQ(FullSteps(tailed, 20), (std::vector<int>{0, 5, 10, 15, 17, 18, 19}));
+}
+
+TEST(CachePlanTest, RejectsBadConfigs) {
+  auto config = Preset("taylorseer-wan");
+  config.order = 5;
+  EXPECT_THROW(config.Validate(), Error);
+  config = Preset("taylorseer-wan");
+  config.warmup = 0;
+  EXPECT_THROW(config.Validate(), Error);
+  config = Preset("taylorseer-wan");
+  config.interval = 0;
+  try {
+    config.Validate();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'cache.interval'"), std::string::npos);
+  }
+  EXPECT_THROW(Preset("magic"), Error);
+}
+
+// Runs a cache over `steps` steps of one branch whose value at coordinate s is f(s); returns the largest error of a
+// predicted step once the order has built up (order + 1 full steps).
+double MaxForecastError(const CacheConfig& config, int steps, const std::function<double(double)>& f,
+                        const std::vector<double>& sigmas = {}) {
+  FeatureCache cache(config, {1, {4}, 0}, steps, sigmas);
+  double worst = 0;
+  int full_seen = 0;
+  for (int step = 0; step < steps; ++step) {
+    const double s = config.distance == Distance::kSigma ? sigmas[static_cast<std::size_t>(step)] : step;
+    const auto truth = torch::full({4}, f(s), torch::kFloat64);
+    auto forward = cache.Begin(step, 0);
+    full_seen += forward.full();
+    const auto got = forward.Branch(7, [&] { return truth; });
+    if (!forward.full() && full_seen > config.order) worst = std::max(worst, (got - truth).abs().max().item<double>());
+  }
+  return worst;
+}
+
+TEST(FeatureCacheTest, LinearTrajectoriesAreExactFromOrderOne) {
+  auto config = Preset("taylorseer-wan");
+  for (int order = 1; order <= 4; ++order) {
+    config.order = order;
+    EXPECT_LT(MaxForecastError(config, 30, [](double s) { return 3 - 0.25 * s; }), 1e-5) << order;
+  }
+  config.order = 0;  // plain reuse holds constants only
+  EXPECT_LT(MaxForecastError(config, 30, [](double) { return 2.5; }), 1e-7);
+  EXPECT_GT(MaxForecastError(config, 30, [](double s) { return s; }), 1.0);
+}
+
+TEST(FeatureCacheTest, NewtonExpansionIsExactForPolynomialsUpToTheOrder) {
+  auto config = Preset("taylorseer-wan");
+  config.expansion = Expansion::kNewton;
+  config.interval = 4;
+  config.warmup = 1;
+  const std::vector<std::function<double(double)>> polynomials = {
+      [](double) { return 1.5; }, [](double s) { return 1 + 0.5 * s; },
+      [](double s) { return 1 - 0.3 * s + 0.02 * s * s; }, [](double s) { return 0.001 * s * s * s - 0.1 * s; },
+      [](double s) { return 1e-5 * std::pow(s, 4) + 0.01 * s; }};
+  for (int order = 0; order <= 4; ++order) {
+    config.order = order;
+    for (int degree = 0; degree <= order; ++degree) {
+      // Forecasts start once the order has built up: the first forecasts use fewer factors.
+      FeatureCache cache(config, {1, {1}, 0}, 40, {});
+      double worst = 0;
+      int full_seen = 0;
+      for (int step = 0; step < 40; ++step) {
+        const auto truth = torch::full({1}, polynomials[static_cast<std::size_t>(degree)](step), torch::kFloat64);
+        auto forward = cache.Begin(step, 0);
+        full_seen += forward.full();
+        const auto got = forward.Branch(0, [&] { return truth; });
+        if (!forward.full() && full_seen > order) worst = std::max(worst, (got - truth).abs().max().item<double>());
+      }
+      EXPECT_LT(worst, 2e-4) << "order " << order << " degree " << degree;
+    }
+  }
+}
+
+TEST(FeatureCacheTest, PublishedTaylorFormUsesBackwardDifferences) {
+  // F(s) = s², full at 0, 5, 10; forecast at 12: F(10) + 2·ΔF + 2²/2·Δ²F = 100 + 2·15 + 2·2 = 134 (true: 144).
+  auto config = Preset("taylorseer-wan");
+  config.order = 2;
+  FeatureCache cache(config, {1, {1}, 0}, 13, {});
+  torch::Tensor got;
+  for (int step = 0; step <= 12; ++step) {
+    auto forward = cache.Begin(step, 0);
+    got = forward.Branch(0, [&] { return torch::full({1}, static_cast<double>(step * step), torch::kFloat64); });
+  }
+  EXPECT_NEAR(got.item<double>(), 134.0, 1e-9);
+}
+
+TEST(FeatureCacheTest, OrdersBuildUpOnePerFullStep) {
+  auto config = Preset("taylorseer-wan");
+  config.order = 3;
+  FeatureCache cache(config, {2, {2}, 0}, 30, {});
+  std::vector<int> counts;
+  for (int step = 0; step < 30; ++step) {
+    auto forward = cache.Begin(step, 1);
+    forward.Branch(5, [&] { return torch::full({2}, static_cast<float>(step)); });
+    if (forward.full()) counts.push_back(cache.TEST_TermCount(1, 5));
+  }
+  EXPECT_EQ(counts, (std::vector<int>{1, 2, 3, 4, 4, 4}));
+  EXPECT_EQ(cache.TEST_TermCount(0, 5), 0);  // streams are separate
+}
+
+TEST(FeatureCacheTest, SigmaDistanceFollowsTheSchedule) {
+  // A feature linear in sigma is exact with sigma distance, not with step distance, on a shifted schedule.
+  std::vector<double> sigmas;
+  for (int i = 0; i < 30; ++i) {
+    const double s = 1.0 - i / 30.0;
+    sigmas.push_back(5 * s / (1 + 4 * s));
+  }
+  auto config = Preset("taylorseer-wan");
+  config.distance = Distance::kSigma;
+  EXPECT_LT(MaxForecastError(config, 30, [](double sigma) { return 2 * sigma; }, sigmas), 1e-5);
+  config.distance = Distance::kStep;
+  EXPECT_GT(MaxForecastError(config, 30, [&](double step) { return 2 * sigmas[static_cast<std::size_t>(step)]; }),
+            1e-3);
+}
+
+TEST(FeatureCacheTest, BytesEqualTheFormula) {
+  for (const auto dtype : {FactorDType::kFloat32, FactorDType::kBFloat16, FactorDType::kFloat8E4M3}) {
+    auto config = Preset("taylorseer-wan");
+    config.order = 2;
+    config.factor_dtype = dtype;
+    const CacheFootprint footprint{2, {6, 6, 10}, 0};
+    FeatureCache cache(config, footprint, 20, {});
+    for (int step = 0; step < 20; ++step) {
+      for (int stream = 0; stream < 2; ++stream) {
+        auto forward = cache.Begin(step, stream);
+        for (std::int64_t id = 0; id < 3; ++id) {
+          forward.Branch(id, [&] { return torch::rand({footprint.branch_numels[static_cast<std::size_t>(id)]}); });
+        }
+      }
+    }
+    const std::int64_t element = dtype == FactorDType::kFloat32 ? 4 : dtype == FactorDType::kBFloat16 ? 2 : 1;
+    const std::int64_t per_tensor = dtype == FactorDType::kFloat8E4M3 ? 4 : 0;  // the fp8 scale
+    const std::int64_t expected = 2 * 3 * ((6 + 6 + 10) * element + 3 * per_tensor);
+    EXPECT_EQ(EstimateBytes(config, footprint), expected);
+    EXPECT_EQ(cache.stats().estimated_bytes, expected);
+    EXPECT_EQ(cache.stats().peak_bytes, expected);
+    EXPECT_EQ(cache.bytes(), expected);
+  }
+  CacheConfig lite = Preset("lite");
+  EXPECT_EQ(EstimateBytes(lite, {2, {100, 100}, 64}), 2 * 3 * 64 * 4);
+}
+
+TEST(FeatureCacheTest, BudgetRefusesOrFallsBackToLite) {
+  auto config = Preset("taylorseer-wan");
+  const CacheFootprint footprint{2, std::vector<std::int64_t>(30, 1000), 64};
+  config.budget_bytes = 10000;
+  try {
+    FeatureCache cache(config, footprint, 10, {});
+    FAIL() << "an over-budget cache was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    EXPECT_NE(std::string(e.what()).find("GiB"), std::string::npos);
+  }
+  config.over_budget = OverBudget::kFallBackToLite;
+  FeatureCache cache(config, footprint, 10, {});
+  EXPECT_EQ(cache.config().policy, Policy::kLite);
+  EXPECT_EQ(cache.stats().estimated_bytes, 2 * 2 * 64 * 4);
+  config.budget_bytes = 100;  // even lite does not fit
+  EXPECT_THROW(FeatureCache(config, footprint, 10, {}), Error);
+}
+
+TEST(StoredTensorTest, Fp8RoundTripsEveryCodeAndBoundsTheError) {
+  // Every finite e4m3 code decodes to a value that encodes back to the same code.
+  auto codes = torch::arange(256, torch::kLong).to(torch::kUInt8);
+  codes = codes.index({(codes != 0x7F) & (codes != 0xFF) & (codes != 0x80)});
+  EXPECT_TRUE(torch::equal(EncodeE4M3(DecodeE4M3(codes)), codes));
+
+  torch::manual_seed(11);
+  const auto x = torch::randn({4096}) * 3;
+  const auto stored = StoredTensor::Store(x, FactorDType::kFloat8E4M3);
+  EXPECT_EQ(stored.bytes(), 4096 + 4);
+  const auto y = stored.Load();
+  const double scale = x.abs().max().item<double>() / 448;
+  // Half a unit in the last place of a 3-bit mantissa: 2^-4 relative, or the subnormal step near zero.
+  const auto bound = x.abs() * std::ldexp(1.0, -4) + scale * std::ldexp(1.0, -10);
+  EXPECT_TRUE(((x - y).abs() <= bound + 1e-7).all().item<bool>());
+  EXPECT_TRUE(torch::equal(StoredTensor::Store(torch::zeros({3}), FactorDType::kFloat8E4M3).Load(), torch::zeros({3})));
+  const auto bf16 = StoredTensor::Store(x, FactorDType::kBFloat16);
+  EXPECT_EQ(bf16.bytes(), 4096 * 2);
+  EXPECT_LT(((bf16.Load() - x).abs() / x.abs().clamp_min(1e-3)).max().item<double>(), std::ldexp(1.0, -8) + 1e-6);
+}
+
+}  // namespace
+}  // namespace vidgen::cache
