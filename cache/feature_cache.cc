@@ -92,7 +92,6 @@ void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::T
   auto& factors = stream.factors[id];
   for (const auto& term : factors.terms) bytes_ -= term.bytes();
   Factors fresh;
-  fresh.dtype = value.scalar_type();
   auto current = value.detach().to(torch::kFloat);
   fresh.terms.push_back(StoredTensor::Store(current, config_.factor_dtype));
   // Differences need a previous full step; as the reference, none are taken during the warm-up but its last step.
@@ -125,15 +124,21 @@ at::Tensor FeatureCache::Forecast(const Stream& stream, int step, std::int64_t i
   const auto& full = stream.full_steps;
   const double x = Coordinate(step) - Coordinate(full.back());
   const double d = full.size() >= 2 ? Coordinate(full.back()) - Coordinate(full[full.size() - 2]) : 0.0;
-  auto out = it->second.terms[0].Load();
+  const auto& terms = it->second.terms;
+  // Σ_k c_k·Δ^k with c_k = x^k/k! (Taylor) or x(x+d)…(x+(k−1)d)/k! (Newton), summed in fp32 in one pass per term.
+  const auto base = terms[0].View().to(torch::kFloat);
+  at::Tensor out;
   double coefficient = 1;
-  for (std::size_t k = 1; k < it->second.terms.size(); ++k) {
-    // Taylor: x^k / k!; Newton: x (x + d) ... (x + (k-1) d) / k!
+  for (std::size_t k = 1; k < terms.size(); ++k) {
     const double shift = config_.expansion == Expansion::kNewton ? static_cast<double>(k - 1) * d : 0.0;
     coefficient *= (x + shift) / static_cast<double>(k);
-    out.add_(it->second.terms[k].Load(), coefficient);
+    if (k == 1) {
+      out = torch::add(base, terms[1].View(), coefficient);
+    } else {
+      out.add_(terms[k].View(), coefficient);
+    }
   }
-  out = out.to(it->second.dtype);
+  if (!out.defined()) out = base.clone();  // order 0: a copy, never the cache's own tensor
   stats_.forecast_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

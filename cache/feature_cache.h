@@ -53,7 +53,8 @@ class FeatureCache {
     bool full() const { return full_; }
     // Lite mode: the model routes its whole block stack through Branch(kOutputBranch, ...).
     bool lite() const { return cache_->config_.policy == Policy::kLite; }
-    // The branch's output at this step: computed (full step) or forecast (predicted step).
+    // The branch's output at this step: computed (full step, in compute's dtype) or forecast (predicted step, fp32:
+    // the blocks add branches into their fp32 residual stream, and a cast back to bf16 would only lose bits).
     at::Tensor Branch(std::int64_t id, const std::function<at::Tensor()>& compute);
 
    private:
@@ -77,7 +78,6 @@ class FeatureCache {
  private:
   struct Factors {
     std::vector<StoredTensor> terms;  // F, ΔF, Δ²F, ...
-    c10::ScalarType dtype = c10::ScalarType::Float;
   };
   struct Stream {
     std::vector<int> full_steps;  // the steps at which this stream was computed in full

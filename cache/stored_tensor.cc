@@ -69,6 +69,10 @@ at::Tensor StoredTensor::Load() const {
   return dtype_ == FactorDType::kFloat32 ? data_.clone() : data_.to(torch::kFloat);
 }
 
+at::Tensor StoredTensor::View() const {
+  return dtype_ == FactorDType::kFloat8E4M3 ? DecodeE4M3(data_) * scale_ : data_;
+}
+
 std::int64_t StoredTensor::bytes() const {
   return data_.defined() ? StoredBytes(data_.numel(), dtype_) : 0;
 }

@@ -17,6 +17,9 @@ class StoredTensor {
   static StoredTensor Store(const at::Tensor& value, FactorDType dtype);
 
   at::Tensor Load() const;  // a fresh fp32 tensor in the stored shape, the caller's to modify
+  // The values for arithmetic, without a copy where possible: fp32 and bf16 storage as they are (read-only: they
+  // alias the cache), fp8 decoded to a fresh fp32 tensor.
+  at::Tensor View() const;
   std::int64_t bytes() const;  // data plus the scale
   bool defined() const { return data_.defined(); }
 

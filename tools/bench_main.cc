@@ -1,5 +1,7 @@
 // vidgen-bench: speed measurements. `dit` times Wan DiT forward passes at a chosen width, depth and token count.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <chrono>
 #include <numeric>
 
@@ -8,9 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "cache/config.h"
 #include "common/error.h"
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
+#include "models/wan/pipeline.h"
 
 namespace {
 
@@ -103,6 +107,108 @@ int RunDitBench(const DitBenchOptions& options) {
   return 0;
 }
 
+struct CacheBenchOptions {
+  std::string model_dir = "tests/data/golden/wan2.1-t2v-tiny";  // tokenizer, text encoder and VAE
+  std::int64_t dim = 1536, heads = 12, ffn_dim = 8960, layers = 1;
+  std::int64_t frames = 9, height = 256, width = 320;
+  int steps = 30;
+  int threads = 2;
+  std::string dtype = "bf16";
+  bool json = false;
+};
+
+struct CacheBenchRow {
+  std::string name;
+  vidgen::cache::CacheConfig config;
+};
+
+double Psnr(const torch::Tensor& a, const torch::Tensor& b) {
+  const double mse = (a.to(torch::kFloat) - b.to(torch::kFloat)).pow(2).mean().item<double>();
+  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
+}
+
+// End-to-end denoising with each cache configuration against the uncached run of the same pipeline: a Wan DiT of
+// the 1.3B block width with random weights, and the text encoder, tokenizer and VAE of `model_dir`.
+int RunCacheBench(const CacheBenchOptions& options) {
+  torch::NoGradGuard no_grad;
+  torch::set_num_threads(options.threads);
+  auto parts = vidgen::wan::LoadWanCheckpoint(options.model_dir, torch::kFloat);
+  auto config = parts.dit->config();
+  config.dim = options.dim;
+  config.num_heads = options.heads;
+  config.ffn_dim = options.ffn_dim;
+  config.num_layers = options.layers;
+  torch::manual_seed(0);
+  parts.dit = vidgen::wan::WanDit(config);
+  for (auto& p : parts.dit->parameters()) p.normal_(0, 0.02);
+  parts.dit->SetComputeDType(vidgen::wan::ParseModelDType(options.dtype));
+  parts.dit->eval();
+  auto pipeline = vidgen::wan::WanPipeline::FromParts(std::move(parts));
+
+  const auto tokens = pipeline->tokenizer().Encode({"a red ball bouncing on a wooden floor", "blurry, static"});
+  const auto contexts = pipeline->EncodeText(tokens);
+  const auto noise = torch::randn({config.in_dim, (options.frames - 1) / 4 + 1, options.height / 8, options.width / 8},
+                                  torch::TensorOptions().dtype(torch::kFloat));
+  vidgen::wan::DenoiseOptions denoise;
+  denoise.schedule = {vidgen::schedulers::Solver::kUniPC, options.steps, 5.0, true};
+  denoise.guidance_scale = 5.0;
+
+  std::vector<CacheBenchRow> rows = {{"none", vidgen::cache::Preset("none")},
+                                     {"reuse", vidgen::cache::Preset("fora")},
+                                     {"taylorseer", vidgen::cache::Preset("taylorseer-wan")},
+                                     {"taylorseer", vidgen::cache::Preset("taylorseer-wan")},
+                                     {"lite", vidgen::cache::Preset("lite")}};
+  rows[3].config.order = 2;
+
+  pipeline->Denoise(noise, contexts[0], contexts[1], [&] {  // warm-up: allocator and kernels
+    auto warm = denoise;
+    warm.schedule.steps = 2;
+    return warm;
+  }());
+  torch::Tensor reference_latents, reference_frames;
+  double reference_seconds = 0;
+  nlohmann::json report = nlohmann::json::array();
+  for (const auto& row : rows) {
+    denoise.cache = row.config;
+    vidgen::GenerationStats stats;
+    const auto start = std::chrono::steady_clock::now();
+    const auto latents = pipeline->Denoise(noise, contexts[0], contexts[1], denoise, {}, nullptr, &stats);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto frames = vidgen::ToVideoFrames(pipeline->Decode(latents));
+    if (!reference_latents.defined()) {
+      reference_latents = latents;
+      reference_frames = frames;
+      reference_seconds = seconds;
+    }
+    const double rel_l2 = ((latents - reference_latents).norm() / reference_latents.norm()).item<double>();
+    const double psnr = Psnr(frames, reference_frames);
+    nlohmann::json entry = {{"policy", row.name},
+                            {"interval", row.config.enabled() ? row.config.interval : 1},
+                            {"order", row.config.enabled() ? row.config.order : 0},
+                            {"warmup", row.config.enabled() ? row.config.warmup : 0},
+                            {"steps", options.steps},
+                            {"full_steps", stats.full_steps},
+                            {"ideal_speedup", static_cast<double>(options.steps) / stats.full_steps},
+                            {"speedup", reference_seconds / seconds},
+                            {"seconds", seconds},
+                            {"rel_l2", rel_l2},
+                            {"psnr_db", std::isfinite(psnr) ? nlohmann::json(psnr) : nlohmann::json("inf")},
+                            {"cache_bytes", stats.cache_peak_bytes},
+                            {"forecast_seconds", stats.forecast_seconds}};
+    report.push_back(entry);
+    if (!options.json) {
+      fmt::print("{:<11} N={} O={} full {:>2}/{} ideal {:.2f}x speedup {:.2f}x ({:.1f}% of ideal) {:.2f} s  rel_l2 "
+                 "{:.4f} psnr {:.1f} dB cache {:.1f} MiB\n",
+                 row.name, entry["interval"].get<int>(), entry["order"].get<int>(), stats.full_steps, options.steps,
+                 entry["ideal_speedup"].get<double>(), reference_seconds / seconds,
+                 100 * (reference_seconds / seconds) / entry["ideal_speedup"].get<double>(), seconds, rel_l2, psnr,
+                 static_cast<double>(stats.cache_peak_bytes) / (1 << 20));
+    }
+  }
+  if (options.json) fmt::print("{}\n", report.dump(2));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,10 +228,27 @@ int main(int argc, char** argv) {
   dit_command->add_option("--threads", dit.threads, "thread counts to measure")->capture_default_str();
   dit_command->add_option("--repeats", dit.repeats)->capture_default_str();
   dit_command->add_flag("--json", dit.json, "print one JSON report");
+
+  CacheBenchOptions cache;
+  auto* cache_command = app.add_subcommand("cache", "denoising with each cache policy vs uncached (random DiT)");
+  cache_command->add_option("--model-dir", cache.model_dir, "checkpoint for tokenizer, T5 and VAE")
+      ->capture_default_str();
+  cache_command->add_option("--dim", cache.dim)->capture_default_str();
+  cache_command->add_option("--heads", cache.heads)->capture_default_str();
+  cache_command->add_option("--ffn-dim", cache.ffn_dim)->capture_default_str();
+  cache_command->add_option("--layers", cache.layers)->capture_default_str();
+  cache_command->add_option("--frames", cache.frames)->capture_default_str();
+  cache_command->add_option("--height", cache.height)->capture_default_str();
+  cache_command->add_option("--width", cache.width)->capture_default_str();
+  cache_command->add_option("--steps", cache.steps)->capture_default_str();
+  cache_command->add_option("--threads", cache.threads)->capture_default_str();
+  cache_command->add_option("--dtype", cache.dtype)->capture_default_str();
+  cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (dit_command->parsed()) return RunDitBench(dit);
+    if (cache_command->parsed()) return RunCacheBench(cache);
   } catch (const vidgen::Error& e) {
     fmt::print(stderr, "vidgen-bench: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
     return 1;

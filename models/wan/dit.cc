@@ -112,11 +112,15 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
     return cache ? cache->Branch(3 * layer + kind, compute) : compute();
   };
 
-  auto h = x + branch(0, [&] {
-             return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout);
-           }) * gate_attn;
-  h = h + branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); });
-  return h + branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); }) * gate_ffn;
+  // x + gate ⊙ attention, + cross-attention, + gate ⊙ FFN: one new tensor, then in place (each branch argument is
+  // evaluated before the add that uses it).
+  auto h = torch::addcmul(x, branch(0, [&] {
+                            return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout);
+                          }),
+                          gate_attn);
+  h.add_(branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); }));
+  h.addcmul_(branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); }), gate_ffn);
+  return h;
 }
 
 WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {
@@ -177,6 +181,13 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   }
 }
 
+std::pair<at::Tensor, at::Tensor> WanDitImpl::EmbedTime(const at::Tensor& timesteps) {
+  // Sinusoid in float64, embedding and projection in fp32.
+  auto e = time_embedding(layers::TimestepSinusoid(timesteps, config_.freq_dim).to(torch::kFloat));
+  auto e0 = time_projection->forward(e).unflatten(1, {6, config_.dim});
+  return {std::move(e), std::move(e0)};
+}
+
 at::Tensor WanDitImpl::EmbedText(const std::vector<at::Tensor>& context) {
   std::vector<at::Tensor> padded;
   for (const auto& c : context) {
@@ -225,9 +236,7 @@ std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::Fea
   for (auto& t : tokens) t = torch::constant_pad_nd(t, {0, 0, 0, seq_len - t.size(0)});
   auto x = torch::stack(tokens).to(torch::kFloat);
 
-  // Time: sinusoid in float64, embedding and projection in fp32.
-  const auto e = time_embedding(layers::TimestepSinusoid(input.timesteps, config_.freq_dim).to(torch::kFloat));
-  const auto e0 = time_projection->forward(e).unflatten(1, {6, config_.dim});
+  const auto [e, e0] = input.time.defined() ? std::pair(input.time, input.time_projection) : EmbedTime(input.timesteps);
 
   // Text: zero-padded to text_len, then embedded; the padded slots become text_embedding(0) and stay attended to.
   auto context = input.text_states.defined() ? input.text_states : EmbedText(input.context);

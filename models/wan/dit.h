@@ -99,6 +99,7 @@ struct WanDitInput {
   at::Tensor timesteps;             // [B]
   std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
   at::Tensor text_states;           // or, instead of `context`, its EmbedText() (constant over the steps)
+  at::Tensor time, time_projection; // optional: EmbedTime(timesteps), shared by the CFG passes of a step
   std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
   at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
 };
@@ -110,6 +111,9 @@ class WanDitImpl : public torch::nn::Module {
   // Per sample [out_dim, F, H, W] fp32. With a cache, its branches are computed or forecast per its plan; in lite
   // mode the whole block stack and head are one branch, skipped on predicted steps.
   std::vector<at::Tensor> forward(const WanDitInput& input, cache::FeatureCache::Forward* cache = nullptr);
+
+  // The time embedding e [B, dim] and its projection e0 [B, 6, dim] (fp32, from a float64 sinusoid).
+  std::pair<at::Tensor, at::Tensor> EmbedTime(const at::Tensor& timesteps);
 
   // The text embedding of per-sample contexts [L <= text_len, text_dim], zero-padded: [B, text_len, dim].
   at::Tensor EmbedText(const std::vector<at::Tensor>& context);

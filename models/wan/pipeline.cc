@@ -7,7 +7,6 @@
 #include <optional>
 
 #include "common/error.h"
-#include "models/wan/loader.h"
 
 namespace vidgen::wan {
 namespace {
@@ -35,7 +34,10 @@ WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> t
       vae_(std::move(vae)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
-  auto parts = LoadWanCheckpoint(dir, options.dtype);
+  return FromParts(LoadWanCheckpoint(dir, options.dtype), options);
+}
+
+std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const WanLoadOptions& options) {
   parts.t5->to(options.device);
   parts.dit->to(options.device);
   parts.vae->to(options.device);
@@ -90,13 +92,17 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
 at::Tensor WanPipeline::Velocity(const at::Tensor& latents, int step, double timestep, const at::Tensor& text_cond,
                                  const at::Tensor& text_uncond, double guidance_scale, cache::FeatureCache* cache,
                                  std::int64_t* model_calls) {
-  const auto time_options = torch::TensorOptions().dtype(torch::kFloat64).device(latents.device());
+  // The time embedding is the same for both passes of a step.
+  const auto [time, time_projection] =
+      dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(latents.device())));
   // One DiT pass for stream `stream` (0 conditional, 1 unconditional) over `count` copies of the latents.
   auto pass = [&](int stream, const at::Tensor& text_states, int count) {
     WanDitInput input;
     input.x.assign(static_cast<std::size_t>(count), latents);
     input.text_states = text_states;
-    input.timesteps = torch::full({count}, timestep, time_options);
+    input.timesteps = torch::full({count}, timestep, torch::TensorOptions().dtype(torch::kFloat64));
+    input.time = time.expand({count, -1});
+    input.time_projection = time_projection.expand({count, -1, -1});
     ++*model_calls;
     if (!cache) return dit_->forward(input);
     auto forward = cache->Begin(step, stream);

@@ -12,6 +12,7 @@
 
 #include "models/generation.h"
 #include "models/wan/dit.h"
+#include "models/wan/loader.h"
 #include "models/wan/t5.h"
 #include "models/wan/tokenizer.h"
 #include "models/wan/vae.h"
@@ -43,6 +44,8 @@ class WanPipeline {
   // models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/spiece.model) or in the diffusers layout
   // (transformer/, vae/, text_encoder/, tokenizer/). Throws Error naming the file or tensor that does not fit.
   static std::unique_ptr<WanPipeline> Load(const std::string& dir, const WanLoadOptions& options = {});
+  // Assembles a pipeline from loaded parts (a benchmark may swap in a DiT of another size).
+  static std::unique_ptr<WanPipeline> FromParts(WanCheckpoint parts, const WanLoadOptions& options = {});
 
   // Runs a whole request. Throws Error(INVALID_ARGUMENT) naming the field of a bad request and Error(CANCELLED)
   // when callbacks.cancelled() says so between steps.
