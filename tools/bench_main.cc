@@ -7,10 +7,13 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "cache/config.h"
+#include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
@@ -212,6 +215,9 @@ int RunCacheBench(const CacheBenchOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries the tool's results (JSON for --json).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("vidgen"));
+  vidgen::TuneCpuAllocator();
   CLI::App app{"vidgen benchmarks"};
   app.require_subcommand(1);
   DitBenchOptions dit;

@@ -5,9 +5,11 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "models/wan/pipeline.h"
 #include "tools/png.h"
@@ -37,10 +39,17 @@ void DrawProgress(const vidgen::StepProgress& progress) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries the tool's results (JSON for --json).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("vidgen"));
+  vidgen::TuneCpuAllocator();
   CLI::App app{"Generates one video with Wan2.1 and writes its frames as PNG files."};
   std::string model_dir, size = "832x480", out = "vidgen-out", dtype = "bf16", solver = "unipc", device = "cpu";
   vidgen::GenerationRequest request;
   int threads = 0;
+  std::string cache_preset = "none", cache_distance = "step", cache_factor_dtype = "fp32", cache_expansion = "taylor";
+  int cache_interval = 0, cache_order = -1, cache_warmup = 0, cache_tail = -1;
+  double cache_budget_gib = 0;
+  bool cache_fallback = false;
   app.add_option("--model-dir", model_dir, "Wan2.1 checkpoint folder (released or diffusers layout)")->required();
   app.add_option("--prompt", request.prompt, "what the video shows")->required();
   app.add_option("--negative-prompt", request.negative_prompt, "what to avoid (default: the reference's)");
@@ -55,11 +64,34 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (default: all cores)");
   app.add_option("--out", out, "folder for frame_0000.png, ...")->capture_default_str();
+  app.add_option("--cache", cache_preset, "none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora, lite")
+      ->capture_default_str();
+  app.add_option("--cache-interval", cache_interval, "one full step every N (overrides the preset)");
+  app.add_option("--cache-order", cache_order, "Taylor order 0-4 (overrides the preset)");
+  app.add_option("--cache-warmup", cache_warmup, "full steps at the start (overrides the preset)");
+  app.add_option("--cache-tail", cache_tail, "full steps at the end");
+  app.add_option("--cache-distance", cache_distance, "step or sigma")->capture_default_str();
+  app.add_option("--cache-expansion", cache_expansion, "taylor (as published) or newton")->capture_default_str();
+  app.add_option("--cache-factor-dtype", cache_factor_dtype, "fp32, bf16 or fp8")->capture_default_str();
+  app.add_option("--cache-budget-gib", cache_budget_gib, "refuse caches larger than this (0: no limit)");
+  app.add_flag("--cache-fallback", cache_fallback, "over budget, fall back to lite mode instead of refusing");
   CLI11_PARSE(app, argc, argv);
 
   try {
     std::tie(request.width, request.height) = ParseSize(size);
     request.solver = vidgen::schedulers::ParseSolver(solver);
+    auto& cache = request.cache;
+    cache = vidgen::cache::Preset(cache_preset);
+    if (cache_interval > 0) cache.interval = cache_interval;
+    if (cache_order >= 0) cache.order = cache_order;
+    if (cache_warmup > 0) cache.warmup = cache_warmup;
+    if (cache_tail >= 0) cache.tail = cache_tail;
+    cache.distance = vidgen::cache::ParseDistance(cache_distance);
+    cache.expansion = vidgen::cache::ParseExpansion(cache_expansion);
+    cache.factor_dtype = vidgen::cache::ParseFactorDType(cache_factor_dtype);
+    cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
+    cache.over_budget = cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
+    cache.Validate();
     torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
     vidgen::wan::WanLoadOptions options;
     options.dtype = vidgen::wan::ParseModelDType(dtype);
@@ -82,6 +114,12 @@ int main(int argc, char** argv) {
     fmt::print("load {:.2f} s", load_seconds);
     for (const auto& [stage, seconds] : result.stats.stage_seconds) fmt::print(", {} {:.2f} s", stage, seconds);
     fmt::print(" ({} DiT passes)\n", result.stats.model_calls);
+    if (request.cache.enabled()) {
+      fmt::print("cache {}: {} full and {} predicted steps, {:.1f} MiB, {:.2f} s forecasting\n",
+                 vidgen::cache::PolicyName(result.stats.cache_policy), result.stats.full_steps,
+                 result.stats.predicted_steps, static_cast<double>(result.stats.cache_peak_bytes) / (1 << 20),
+                 result.stats.forecast_seconds);
+    }
   } catch (const vidgen::Error& e) {
     fmt::print(stderr, "vidgen-generate: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
     return 1;
