@@ -26,19 +26,40 @@ std::vector<double> Linspace(double start, double stop, int count) {
 // λ(σ) = log(α) − log(σ) with α = 1 − σ: the half log-SNR that DPM-Solver and UniPC step in.
 double Lambda(double sigma) { return std::log(1 - sigma) - std::log(sigma); }
 
+// The schedule of every solver: σ = shift·s/(1 + (shift−1)·s) for s = linspace(start, 0, steps + 1), without its
+// last point, then a final 0. Wan truncates σ·1000 computed in float64; HunyuanVideo computes σ·1000 in fp32.
+void ShiftedSchedule(double start, const ScheduleOptions& options, std::vector<double>& sigmas,
+                     std::vector<double>& timesteps) {
+  auto base = Linspace(start, 0.0, options.steps + 1);
+  base.pop_back();
+  for (const double s : base) {
+    const double sigma = Shifted(s, options.shift);
+    timesteps.push_back(options.integer_timesteps ? std::trunc(sigma * 1000.0) : Fp32(sigma) * 1000.0);
+    sigmas.push_back(Fp32(sigma));
+  }
+  sigmas.push_back(0.0);
+}
+
+// The x0 predictions of the last two steps, oldest first.
+class RecentOutputs {
+ public:
+  void Push(at::Tensor x0) {
+    outputs_.push_back(std::move(x0));
+    if (outputs_.size() > 2) outputs_.pop_front();
+  }
+  const at::Tensor& newest() const { return outputs_.back(); }
+  const at::Tensor& previous() const { return outputs_.front(); }
+  std::size_t size() const { return outputs_.size(); }
+
+ private:
+  std::deque<at::Tensor> outputs_;
+};
+
 class UniPCScheduler final : public FlowScheduler {
  public:
   explicit UniPCScheduler(const ScheduleOptions& options) {
     // The reference builds σ_max from its 1000-step training table in fp32: 1 − 1/1000 rounded.
-    const double sigma_max = Fp32(1.0 - 1.0 / 1000.0);
-    auto base = Linspace(sigma_max, 0.0, options.steps + 1);
-    base.pop_back();
-    for (const double s : base) {
-      const double sigma = Shifted(s, options.shift);
-      timesteps_.push_back(std::trunc(sigma * 1000.0));
-      sigmas_.push_back(Fp32(sigma));
-    }
-    sigmas_.push_back(0.0);
+    ShiftedSchedule(Fp32(1.0 - 1.0 / 1000.0), options, sigmas_, timesteps_);
   }
 
   at::Tensor Step(const at::Tensor& velocity, const at::Tensor& sample) override {
@@ -46,8 +67,7 @@ class UniPCScheduler final : public FlowScheduler {
     const auto x0 = sample - sigmas_[i] * velocity;
     auto x = sample;
     if (i > 0) x = Correct(x0);
-    outputs_.push_back(x0);
-    if (outputs_.size() > 2) outputs_.pop_front();
+    outputs_.Push(x0);
     // Order 1 on the first and the last step, 2 in between.
     order_ = std::min({2, steps() - i, warm_steps_ + 1});
     last_sample_ = x;
@@ -66,11 +86,11 @@ class UniPCScheduler final : public FlowScheduler {
     const double h = Lambda(sigma_t) - Lambda(sigma_s0);
     const double h_phi_1 = std::expm1(-h);
     const double b_h = h_phi_1;
-    const auto& m0 = outputs_.back();
+    const auto& m0 = outputs_.newest();
     auto x_t = (sigma_t / sigma_s0) * x - (alpha_t * h_phi_1) * m0;
     if (order_ == 2) {
       const double rk = (Lambda(sigmas_[i - 1]) - Lambda(sigma_s0)) / h;
-      const auto d1 = (outputs_.front() - m0) / rk;
+      const auto d1 = (outputs_.previous() - m0) / rk;
       x_t = x_t - (alpha_t * b_h) * (0.5 * d1);
     }
     return x_t;
@@ -86,7 +106,7 @@ class UniPCScheduler final : public FlowScheduler {
     const double hh = -h;
     const double h_phi_1 = std::expm1(hh);
     const double b_h = h_phi_1;
-    const auto& m0 = outputs_.back();
+    const auto& m0 = outputs_.newest();
     auto x_t = (sigma_t / sigma_s0) * last_sample_ - (alpha_t * h_phi_1) * m0;
     const auto d1_t = model_t - m0;
     if (order_ == 1) return x_t - (alpha_t * b_h) * (0.5 * d1_t);
@@ -99,11 +119,11 @@ class UniPCScheduler final : public FlowScheduler {
     const double det = 1 - rk;
     const double rho0 = (b1 - b2) / det;
     const double rho1 = (b2 - rk * b1) / det;
-    const auto d1 = (outputs_.front() - m0) / rk;
+    const auto d1 = (outputs_.previous() - m0) / rk;
     return x_t - (alpha_t * b_h) * (rho0 * d1 + rho1 * d1_t);
   }
 
-  std::deque<at::Tensor> outputs_;  // x0 predictions of the last two steps, oldest first
+  RecentOutputs outputs_;
   at::Tensor last_sample_;
   int order_ = 1;
   int warm_steps_ = 0;
@@ -111,22 +131,12 @@ class UniPCScheduler final : public FlowScheduler {
 
 class DpmSolverScheduler final : public FlowScheduler {
  public:
-  explicit DpmSolverScheduler(const ScheduleOptions& options) {
-    auto base = Linspace(1.0, 0.0, options.steps + 1);
-    base.pop_back();
-    for (const double s : base) {
-      const double sigma = Shifted(s, options.shift);
-      timesteps_.push_back(std::trunc(sigma * 1000.0));
-      sigmas_.push_back(Fp32(sigma));
-    }
-    sigmas_.push_back(0.0);
-  }
+  explicit DpmSolverScheduler(const ScheduleOptions& options) { ShiftedSchedule(1.0, options, sigmas_, timesteps_); }
 
   at::Tensor Step(const at::Tensor& velocity, const at::Tensor& sample) override {
     const int i = step_index_;
     const auto x0 = sample - sigmas_[i] * velocity;
-    outputs_.push_back(x0);
-    if (outputs_.size() > 2) outputs_.pop_front();
+    outputs_.Push(x0);
     const double sigma_t = sigmas_[i + 1], sigma_s0 = sigmas_[i];
     const double alpha_t = 1 - sigma_t;
     const double h = Lambda(sigma_t) - Lambda(sigma_s0);
@@ -136,25 +146,19 @@ class DpmSolverScheduler final : public FlowScheduler {
     const bool last = i == steps() - 1;
     if (outputs_.size() == 2 && !last) {
       const double r0 = (Lambda(sigma_s0) - Lambda(sigmas_[i - 1])) / h;
-      next = next - 0.5 * phi * ((1.0 / r0) * (x0 - outputs_.front()));
+      next = next - 0.5 * phi * ((1.0 / r0) * (x0 - outputs_.previous()));
     }
     ++step_index_;
     return next;
   }
 
  private:
-  std::deque<at::Tensor> outputs_;
+  RecentOutputs outputs_;
 };
 
 class EulerScheduler final : public FlowScheduler {
  public:
-  explicit EulerScheduler(const ScheduleOptions& options) {
-    for (const double s : Linspace(1.0, 0.0, options.steps + 1)) sigmas_.push_back(Fp32(Shifted(s, options.shift)));
-    for (int i = 0; i < options.steps; ++i) {
-      const double t = sigmas_[static_cast<std::size_t>(i)] * 1000.0;
-      timesteps_.push_back(options.integer_timesteps ? std::trunc(t) : t);
-    }
-  }
+  explicit EulerScheduler(const ScheduleOptions& options) { ShiftedSchedule(1.0, options, sigmas_, timesteps_); }
 
   at::Tensor Step(const at::Tensor& velocity, const at::Tensor& sample) override {
     const int i = step_index_++;

@@ -62,13 +62,7 @@ at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const WanTokenLayo
   return Project(o, out.flatten(2));
 }
 
-WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : num_heads(config.num_heads) {
-  q = register_module("q", torch::nn::Linear(config.dim, config.dim));
-  k = register_module("k", torch::nn::Linear(config.dim, config.dim));
-  v = register_module("v", torch::nn::Linear(config.dim, config.dim));
-  o = register_module("o", torch::nn::Linear(config.dim, config.dim));
-  norm_q = register_module("norm_q", layers::RmsNorm(config.dim, config.eps));
-  norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
+WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : WanSelfAttentionImpl(config) {
   if (config.has_image_input()) {
     k_img = register_module("k_img", torch::nn::Linear(config.dim, config.dim));
     v_img = register_module("v_img", torch::nn::Linear(config.dim, config.dim));

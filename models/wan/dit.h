@@ -46,16 +46,14 @@ struct WanSelfAttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(WanSelfAttention);
 
-// Text cross-attention; with image input also the attention to the CLIP tokens that lead the context.
-struct WanCrossAttentionImpl : torch::nn::Module {
+// Text cross-attention (the self-attention's projections and q/k norms over another sequence); with image input
+// also the attention to the CLIP tokens that lead the context.
+struct WanCrossAttentionImpl : WanSelfAttentionImpl {
   explicit WanCrossAttentionImpl(const WanDitConfig& config);
   // x: [B, L, dim], context: [B, image_tokens + text_len, dim] -> [B, L, dim]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& context, std::int64_t image_tokens);
-  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
-  layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
   torch::nn::Linear k_img{nullptr}, v_img{nullptr};
   layers::RmsNorm norm_k_img{nullptr};
-  std::int64_t num_heads;
 };
 TORCH_MODULE(WanCrossAttention);
 
