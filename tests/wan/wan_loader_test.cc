@@ -337,3 +337,47 @@ TEST_F(WanPipelineTest, BadRequestsNameTheirField) {
 
 }  // namespace
 }  // namespace vidgen::wan
+
+namespace vidgen::wan {
+namespace {
+
+// An I2V checkpoint (image cross-attention, img_emb) written and read back through the released layout's files.
+TEST(WanLoaderTest, I2VCheckpointLoadsAndUsesTheImageTokens) {
+  torch::NoGradGuard no_grad;
+  ScratchDir scratch;
+  nlohmann::json config = {{"model_type", "i2v"}, {"in_dim", 36},     {"dim", 64},     {"ffn_dim", 128},
+                           {"freq_dim", 32},      {"text_dim", 48},    {"num_heads", 2}, {"num_layers", 1},
+                           {"out_dim", 16},       {"text_len", 8}};
+  std::ofstream(scratch.path() / "config.json") << config.dump();
+  const auto parsed = ReadWanDitConfig((scratch.path() / "config.json").string());
+  ASSERT_EQ(parsed.model_type, WanModelType::kI2V);
+  WanDit original(parsed);
+  torch::manual_seed(5);
+  io::NamedTensors tensors;
+  for (const auto& item : original->named_parameters()) {
+    item.value().normal_(0, 0.1);
+    tensors.emplace_back(item.key(), item.value());
+  }
+  EXPECT_TRUE(std::any_of(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "img_emb.proj.1.weight"; }));
+  EXPECT_TRUE(std::any_of(tensors.begin(), tensors.end(),
+                          [](const auto& t) { return t.first == "blocks.0.cross_attn.k_img.weight"; }));
+  io::WriteSafetensors((scratch.path() / "diffusion_pytorch_model.safetensors").string(), tensors);
+
+  WanDit loaded(parsed);
+  io::WeightStore store;
+  store.AddFile((scratch.path() / "diffusion_pytorch_model.safetensors").string());
+  store.LoadInto(*loaded);
+  WanDitInput input;
+  input.x = {torch::randn({36, 1, 4, 4})};
+  input.timesteps = torch::tensor({700.0}, torch::kFloat64);
+  input.context = {torch::randn({5, 48})};
+  input.clip_features = torch::randn({1, 257, 1280});
+  const auto out = loaded->forward(input)[0];
+  EXPECT_EQ(out.sizes(), (std::vector<std::int64_t>{16, 1, 4, 4}));
+  EXPECT_TRUE(torch::equal(out, original->forward(input)[0]));
+  input.clip_features = torch::randn({1, 257, 1280});
+  EXPECT_FALSE(torch::allclose(loaded->forward(input)[0], out));  // the image tokens are attended to
+}
+
+}  // namespace
+}  // namespace vidgen::wan
