@@ -1,0 +1,32 @@
+// Attention over a sequence split across the sequence group: Ulysses (all-to-all from sequence to head shards and
+// back), ring (K/V blocks passed around the ring, partial results merged by log-sum-exp), or both (USP).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace vidgen::parallel {
+
+class World;
+
+// Exact attention that also returns the log-sum-exp of each query's scores: q [B, Lq, H, D], k and v [B, Lk, H, D],
+// `key_offset` the global position of k's first key, keys at or past `valid_lengths[b]` masked. Returns out
+// [B, Lq, H, D] fp32 and lse [B, H, Lq] fp32 (−inf, with out 0, where every key was masked).
+std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                   std::int64_t key_offset,
+                                                   const std::vector<std::int64_t>& valid_lengths, double scale);
+
+// Merges the partial results of two disjoint key blocks, in place into (out, lse), stably.
+void MergeAttention(at::Tensor& out, at::Tensor& lse, const at::Tensor& block_out, const at::Tensor& block_lse);
+
+// q, k, v: this rank's chunk [B, L/P, H, D] of a sequence of L tokens split in rank order over the sequence group
+// (P = ring × Ulysses ranks; the caller pads L to a multiple of P). Keys at or past `valid_lengths[b]` (global
+// positions) are never attended to. Returns this rank's chunk of the output, in q's dtype. Throws
+// Error(INVALID_ARGUMENT) when the heads do not divide by the Ulysses degree.
+at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                     const std::vector<std::int64_t>& valid_lengths);
+
+}  // namespace vidgen::parallel

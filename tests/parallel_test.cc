@@ -1,0 +1,130 @@
+// Sequence-parallel attention on real processes over loopback (Gloo): every layout equals one process.
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/layers/attention.h"
+#include "parallel/attention.h"
+#include "parallel/world.h"
+#include "tests/support/ranks.h"
+
+namespace vidgen::parallel {
+namespace {
+
+using testing::RanksOptions;
+using testing::RunRanks;
+
+MeshOptions MeshFromEnv() {
+  MeshOptions mesh;
+  mesh.ulysses = std::atoi(std::getenv("TEST_ULYSSES"));
+  mesh.ring = std::atoi(std::getenv("TEST_RING"));
+  mesh.cfg = std::atoi(std::getenv("TEST_CFG"));
+  return mesh;
+}
+
+// Each rank draws the same global q, k, v (odd valid lengths, padded to the group), computes the single-process
+// reference, and checks its own chunk of the parallel result and the collectives it took.
+const bool kAttentionBody = testing::RegisterRankBody("sequence_attention", [] {
+  torch::set_num_threads(1);
+  Rendezvous rendezvous = RendezvousFromEnv();
+  rendezvous.timeout = std::chrono::seconds(30);
+  World world(rendezvous, MeshFromEnv());
+  const int p = world.sequence().size();
+  const std::vector<std::int64_t> valid = {37, 29};
+  const std::int64_t padded = (37 + p - 1) / p * p;
+  torch::manual_seed(1234);
+  const auto q = torch::randn({2, padded, 4, 8});
+  const auto k = torch::randn({2, padded, 4, 8});
+  const auto v = torch::randn({2, padded, 4, 8});
+  layers::AttentionOptions options;
+  options.key_lengths = valid;
+  const auto reference = layers::Attention(q, k, v, options);
+
+  const std::int64_t chunk = padded / p;
+  const auto mine = [&](const torch::Tensor& t) { return t.slice(1, world.sequence().rank() * chunk,
+                                                                 (world.sequence().rank() + 1) * chunk); };
+  const auto before = world.collectives();
+  const auto out = SequenceParallelAttention(world, mine(q), mine(k), mine(v), valid);
+  const auto taken = world.collectives() - before;
+  const double error = ((out - mine(reference)).abs().max() / reference.abs().max()).item<double>();
+  const int u = world.mesh().ulysses, r = world.mesh().ring;
+  const std::int64_t expected = (u > 1 ? 2 : 0) + (r - 1);  // all-to-all in and out; R-1 ring hops
+  std::printf("rank %d error %.3e collectives %lld\n", world.rank(), error, static_cast<long long>(taken));
+  return error < 1e-5 && taken == expected ? 0 : 1;
+});
+
+struct Layout {
+  int ulysses, ring, cfg;
+};
+
+class SequenceAttentionTest : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(SequenceAttentionTest, EqualsOneProcess) {
+  const auto layout = GetParam();
+  RanksOptions options;
+  options.timeout = std::chrono::seconds(120);
+  options.extra_env = {{"TEST_ULYSSES", std::to_string(layout.ulysses)},
+                       {"TEST_RING", std::to_string(layout.ring)},
+                       {"TEST_CFG", std::to_string(layout.cfg)}};
+  const auto outcome = RunRanks("sequence_attention", layout.ulysses * layout.ring * layout.cfg, options);
+  EXPECT_TRUE(outcome.ok()) << outcome.Summary();
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, SequenceAttentionTest,
+                         ::testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{2, 2, 1}, Layout{1, 1, 2},
+                                           Layout{2, 1, 2}, Layout{4, 1, 1}, Layout{1, 4, 1}),
+                         [](const auto& info) {
+                           return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) +
+                                  "c" + std::to_string(info.param.cfg);
+                         });
+
+// Rank 1 dies before the collective: rank 0 must fail with a clear error, not hang.
+const bool kDeadPeerBody = testing::RegisterRankBody("dead_peer", [] {
+  Rendezvous rendezvous = RendezvousFromEnv();
+  rendezvous.timeout = std::chrono::seconds(10);
+  World world(rendezvous, {2, 1, 1});
+  if (world.rank() == 1) std::_Exit(9);
+  try {
+    world.ulysses().AllToAll(torch::ones({2, 4}));
+  } catch (const Error& e) {
+    std::printf("rank 0: %s: %s\n", std::string(ErrorCodeName(e.code())).c_str(), e.what());
+    return e.code() == ErrorCode::kUnavailable ? 4 : 5;
+  }
+  return 0;
+});
+
+TEST(WorldTest, DeadPeerFailsTheCollectiveWithAClearError) {
+  RanksOptions options;
+  options.timeout = std::chrono::seconds(60);
+  options.grace_after_failure = std::chrono::seconds(30);
+  const auto start = std::chrono::steady_clock::now();
+  const auto outcome = RunRanks("dead_peer", 2, options);
+  EXPECT_EQ(outcome.ranks[1].exit_code, 9);
+  EXPECT_EQ(outcome.ranks[0].exit_code, 4) << outcome.Summary();
+  EXPECT_NE(outcome.ranks[0].output.find("UNAVAILABLE"), std::string::npos) << outcome.Summary();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(40));
+}
+
+TEST(WorldTest, RejectsLayoutsThatDoNotMatchTheWorld) {
+  Rendezvous rendezvous;
+  rendezvous.world_size = 4;
+  try {
+    World world(rendezvous, {3, 1, 1});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE 4"), std::string::npos);
+  }
+  ::setenv("RANK", "3", 1);
+  ::setenv("WORLD_SIZE", "2", 1);
+  EXPECT_THROW(RendezvousFromEnv(), Error);
+  ::setenv("WORLD_SIZE", "two", 1);
+  EXPECT_THROW(RendezvousFromEnv(), Error);
+  ::unsetenv("RANK");
+  ::unsetenv("WORLD_SIZE");
+}
+
+}  // namespace
+}  // namespace vidgen::parallel
