@@ -3,6 +3,7 @@
 
 #include "models/layers/attention.h"
 #include "models/layers/rope.h"
+#include "parallel/attention.h"
 
 namespace vidgen::wan {
 namespace {
@@ -43,22 +44,30 @@ at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const WanTokenLayo
   const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads);
   const auto keys = SplitHeads(norm_k(Project(k, x)), num_heads);
   const auto values = SplitHeads(Project(v, x), num_heads);
-  // RoPE turns the real tokens of each sample in float64; padding passes through.
+  // RoPE turns the real tokens of each sample in float64; padding passes through. This process holds the tokens
+  // from layout.offset on.
+  const std::int64_t chunk = x.size(1);
   std::vector<at::Tensor> rotated_q, rotated_k;
   for (std::size_t i = 0; i < layout.lengths.size(); ++i) {
     const auto b = static_cast<std::int64_t>(i);
-    const std::int64_t length = layout.lengths[i];
+    const std::int64_t real = std::clamp<std::int64_t>(layout.lengths[i] - layout.offset, 0, chunk);
+    const auto angles = layout.rope_angles[i].slice(0, layout.offset, layout.offset + real);
     auto rotate = [&](const at::Tensor& t) {
-      return torch::cat({layers::ApplyRopeFp64(t[b].slice(0, 0, length), layout.rope_angles[i]),
-                         t[b].slice(0, length).to(torch::kFloat)});
+      return torch::cat({layers::ApplyRopeFp64(t[b].slice(0, 0, real), angles), t[b].slice(0, real).to(torch::kFloat)});
     };
     rotated_q.push_back(rotate(queries));
     rotated_k.push_back(rotate(keys));
   }
-  layers::AttentionOptions options;
-  options.key_lengths = layout.lengths;
-  const auto out = layers::Attention(torch::stack(rotated_q).to(values.scalar_type()),
-                                     torch::stack(rotated_k).to(values.scalar_type()), values, options);
+  const auto q_all = torch::stack(rotated_q).to(values.scalar_type());
+  const auto k_all = torch::stack(rotated_k).to(values.scalar_type());
+  at::Tensor out;
+  if (layout.world) {
+    out = parallel::SequenceParallelAttention(*layout.world, q_all, k_all, values, layout.lengths);
+  } else {
+    layers::AttentionOptions options;
+    options.key_lengths = layout.lengths;
+    out = layers::Attention(q_all, k_all, values, options);
+  }
   return Project(o, out.flatten(2));
 }
 
@@ -201,39 +210,88 @@ cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tok
   return footprint;
 }
 
+std::array<std::int64_t, 3> WanDitImpl::TokenGrid(const at::Tensor& latents) const {
+  const auto& p = config_.patch_size;
+  TORCH_CHECK(latents.dim() == 4 && latents.size(0) == config_.in_dim && latents.size(1) % p[0] == 0 &&
+                  latents.size(2) % p[1] == 0 && latents.size(3) % p[2] == 0,
+              "WanDit expects latents [", config_.in_dim, ", F, H, W] divisible by the patch, got ", latents.sizes());
+  return {latents.size(1) / p[0], latents.size(2) / p[1], latents.size(3) / p[2]};
+}
+
+at::Tensor WanDitImpl::Patchify(const at::Tensor& latents) const {
+  const auto [f, h, w] = TokenGrid(latents);
+  const auto& p = config_.patch_size;
+  return latents.reshape({latents.size(0), f, p[0], h, p[1], w, p[2]})
+      .permute({1, 3, 5, 0, 2, 4, 6})
+      .reshape({f * h * w, -1});
+}
+
+at::Tensor WanDitImpl::Unpatchify(const at::Tensor& tokens, const std::array<std::int64_t, 3>& grid) const {
+  const auto& [f, h, w] = grid;
+  const auto& p = config_.patch_size;
+  return tokens.slice(0, 0, f * h * w)
+      .reshape({f, h, w, -1, p[0], p[1], p[2]})
+      .permute({3, 0, 4, 1, 5, 2, 6})
+      .reshape({-1, f * p[0], h * p[1], w * p[2]});
+}
+
 std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::FeatureCache::Forward* cache) {
-  const auto batch = static_cast<std::int64_t>(input.x.size());
-  const auto contexts = input.text_states.defined() ? input.text_states.size(0)
-                                                    : static_cast<std::int64_t>(input.context.size());
-  TORCH_CHECK(batch > 0 && contexts == batch && input.timesteps.numel() == batch, "WanDit: ", batch, " latents, ",
-              contexts, " contexts and ", input.timesteps.numel(), " timesteps");
+  WanTokenInput tokens;
+  std::vector<at::Tensor> patches;
+  std::int64_t longest = 0;
+  for (const auto& latent : input.x) {
+    tokens.grids.push_back(TokenGrid(latent));
+    patches.push_back(Patchify(latent));
+    longest = std::max(longest, patches.back().size(0));
+  }
+  const std::int64_t seq_len = input.seq_len > 0 ? input.seq_len : longest;
+  TORCH_CHECK(longest <= seq_len, "WanDit: ", longest, " tokens do not fit seq_len ", seq_len);
+  for (auto& t : patches) t = torch::constant_pad_nd(t, {0, 0, 0, seq_len - t.size(0)});
+  tokens.tokens = torch::stack(patches);
+  tokens.timesteps = input.timesteps;
+  tokens.time = input.time;
+  tokens.time_projection = input.time_projection;
+  tokens.text_states = input.text_states.defined() ? input.text_states : EmbedText(input.context);
+  tokens.clip_features = input.clip_features;
+  const auto out = ForwardTokens(tokens, cache);
+  std::vector<at::Tensor> videos;
+  for (std::size_t i = 0; i < tokens.grids.size(); ++i) {
+    videos.push_back(Unpatchify(out[static_cast<std::int64_t>(i)], tokens.grids[i]));
+  }
+  return videos;
+}
+
+at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, cache::FeatureCache::Forward* cache) {
+  const std::int64_t batch = input.tokens.size(0), chunk = input.tokens.size(1);
+  TORCH_CHECK(input.tokens.dim() == 3 && static_cast<std::int64_t>(input.grids.size()) == batch &&
+                  input.text_states.defined() && input.text_states.size(0) == batch,
+              "WanDit: tokens ", input.tokens.sizes(), " for ", input.grids.size(), " grids and text states ",
+              input.text_states.defined() ? input.text_states.sizes() : at::IntArrayRef{});
   const std::int64_t head_pairs = config_.head_dim() / 2;
   const std::array<std::int64_t, 3> pairs = {head_pairs - 2 * (head_pairs / 3), head_pairs / 3, head_pairs / 3};
 
-  // Patch embedding; tokens in (t, h, w) order, right-padded with zeros to seq_len.
   WanTokenLayout layout;
-  std::vector<at::Tensor> tokens;
-  const auto conv_dtype = patch_embedding->weight.scalar_type();
-  for (const auto& latent : input.x) {
-    TORCH_CHECK(latent.dim() == 4 && latent.size(0) == config_.in_dim, "WanDit expects latents [", config_.in_dim,
-                ", F, H, W], got ", latent.sizes());
-    const auto embedded = patch_embedding(latent.unsqueeze(0).to(conv_dtype));  // [1, dim, f, h, w]
-    const std::array<std::int64_t, 3> grid = {embedded.size(2), embedded.size(3), embedded.size(4)};
-    layout.grids.push_back(grid);
+  layout.offset = input.offset;
+  layout.world = input.world;
+  layout.grids = input.grids;
+  for (const auto& grid : input.grids) {
     layout.lengths.push_back(grid[0] * grid[1] * grid[2]);
-    layout.rope_angles.push_back(layers::GridRopeAngles(grid, pairs, /*theta=*/10000.0).to(latent.device()));
-    tokens.push_back(embedded.flatten(2).transpose(1, 2)[0]);
+    layout.rope_angles.push_back(layers::GridRopeAngles(grid, pairs, /*theta=*/10000.0).to(input.tokens.device()));
   }
-  const std::int64_t longest = *std::max_element(layout.lengths.begin(), layout.lengths.end());
-  const std::int64_t seq_len = input.seq_len > 0 ? input.seq_len : longest;
-  TORCH_CHECK(longest <= seq_len, "WanDit: ", longest, " tokens do not fit seq_len ", seq_len);
-  for (auto& t : tokens) t = torch::constant_pad_nd(t, {0, 0, 0, seq_len - t.size(0)});
-  auto x = torch::stack(tokens).to(torch::kFloat);
+
+  // Patch embedding: the 3D convolution with kernel = stride is a matrix product per token. As the reference, the
+  // padding tokens past each sample's length are zeros, not the embedding's bias.
+  const auto& conv_weight = patch_embedding->weight;
+  auto x = torch::linear(input.tokens.to(conv_weight.scalar_type()), conv_weight.flatten(1), patch_embedding->bias)
+               .to(torch::kFloat);
+  const auto positions = torch::arange(input.offset, input.offset + chunk, torch::TensorOptions().device(x.device()));
+  const auto lengths = torch::tensor(layout.lengths, torch::kLong).to(x.device()).view({-1, 1});
+  x = x * (positions.view({1, -1}) < lengths).unsqueeze(-1).to(x.scalar_type());
 
   const auto [e, e0] = input.time.defined() ? std::pair(input.time, input.time_projection) : EmbedTime(input.timesteps);
 
-  // Text: zero-padded to text_len, then embedded; the padded slots become text_embedding(0) and stay attended to.
-  auto context = input.text_states.defined() ? input.text_states : EmbedText(input.context);
+  // Text: the padded slots of the context are text_embedding(0) and stay attended to, as in the reference.
+  auto context = input.text_states;
   std::int64_t image_tokens = 0;
   if (config_.has_image_input()) {
     TORCH_CHECK(input.clip_features.defined(), "WanDit: this I2V model needs CLIP image features");
@@ -254,19 +312,10 @@ std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::Fea
   const auto out = cache && cache->lite()
                        ? cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return run_blocks(nullptr); })
                        : run_blocks(cache);
-  return Unpatchify(out, layout);
-}
-
-std::vector<at::Tensor> WanDitImpl::Unpatchify(const at::Tensor& x, const WanTokenLayout& layout) const {
+  // The head lays a token out as (pt, ph, pw, c); Patchify's layout is (c, pt, ph, pw).
   const auto& p = config_.patch_size;
-  std::vector<at::Tensor> out;
-  for (std::size_t i = 0; i < layout.grids.size(); ++i) {
-    const auto& [f, h, w] = layout.grids[i];
-    // A token's vector is laid out (pt, ph, pw, c) with c fastest.
-    const auto u = x[static_cast<std::int64_t>(i)].slice(0, 0, layout.lengths[i]).view({f, h, w, p[0], p[1], p[2], -1});
-    out.push_back(u.permute({6, 0, 3, 1, 4, 2, 5}).reshape({-1, f * p[0], h * p[1], w * p[2]}).to(torch::kFloat));
-  }
-  return out;
+  return out.reshape({batch, chunk, p[0], p[1], p[2], -1}).permute({0, 1, 5, 2, 3, 4}).reshape({batch, chunk, -1})
+      .to(torch::kFloat);
 }
 
 }  // namespace vidgen::wan

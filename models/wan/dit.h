@@ -18,13 +18,20 @@
 #include "models/layers/layers.h"
 #include "models/wan/config.h"
 
+namespace vidgen::parallel {
+class World;
+}
+
 namespace vidgen::wan {
 
-// Where the tokens of each sample sit: its (t, h, w) grid and the rotary angles of its real tokens.
+// Where the tokens of each sample sit: its (t, h, w) grid, the rotary angles of its real tokens, and which chunk of
+// the sequence this process holds (all of it without sequence parallelism).
 struct WanTokenLayout {
   std::vector<std::array<std::int64_t, 3>> grids;
   std::vector<std::int64_t> lengths;    // t·h·w per sample; later positions are padding
   std::vector<at::Tensor> rope_angles;  // per sample [length, head_dim/2] float64
+  std::int64_t offset = 0;              // global position of this process's first token
+  parallel::World* world = nullptr;     // splits self-attention over its sequence group when set
 };
 
 // Linear → activation → Linear, registered as "0" and "2" like the reference's nn.Sequential.
@@ -102,9 +109,30 @@ struct WanDitInput {
   at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
 };
 
+// The DiT's input in token space, as the sampler keeps it when the sequence is split over processes.
+struct WanTokenInput {
+  at::Tensor tokens;  // [B, chunk, in_dim·Πpatch]: patchified latents (Patchify's layout) of this process's chunk
+  std::vector<std::array<std::int64_t, 3>> grids;  // per sample, the whole (t, h, w) token grid
+  std::int64_t offset = 0;                         // global position of the chunk's first token
+  at::Tensor timesteps, time, time_projection;     // as WanDitInput
+  at::Tensor text_states;                          // EmbedText() of the contexts [B, text_len, dim]
+  at::Tensor clip_features;                        // I2V/FLF2V
+  parallel::World* world = nullptr;
+};
+
 class WanDitImpl : public torch::nn::Module {
  public:
   explicit WanDitImpl(const WanDitConfig& config);
+
+  // Latents [C, F, H, W] <-> tokens [f·h·w, C·Πpatch] in (t, h, w) order, each token's values in (c, pt, ph, pw)
+  // order: the patch embedding is then a matrix product per token, and the sampler's element-wise updates can run
+  // on any chunk of tokens.
+  at::Tensor Patchify(const at::Tensor& latents) const;
+  at::Tensor Unpatchify(const at::Tensor& tokens, const std::array<std::int64_t, 3>& grid) const;
+  std::array<std::int64_t, 3> TokenGrid(const at::Tensor& latents) const;
+
+  // The velocity of this process's chunk of tokens, in Patchify's layout: [B, chunk, out_dim·Πpatch].
+  at::Tensor ForwardTokens(const WanTokenInput& input, cache::FeatureCache::Forward* cache = nullptr);
 
   // Per sample [out_dim, F, H, W] fp32. With a cache, its branches are computed or forecast per its plan; in lite
   // mode the whole block stack and head are one branch, skipped on predicted steps.
@@ -136,8 +164,6 @@ class WanDitImpl : public torch::nn::Module {
   WanImageEmbedding img_emb{nullptr};
 
  private:
-  std::vector<at::Tensor> Unpatchify(const at::Tensor& x, const WanTokenLayout& layout) const;
-
   WanDitConfig config_;
 };
 TORCH_MODULE(WanDit);
