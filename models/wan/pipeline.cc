@@ -89,29 +89,36 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
   return contexts;
 }
 
-at::Tensor WanPipeline::Velocity(const at::Tensor& latents, int step, double timestep, const at::Tensor& text_cond,
-                                 const at::Tensor& text_uncond, double guidance_scale, cache::FeatureCache* cache,
-                                 std::int64_t* model_calls) {
+at::Tensor WanPipeline::Velocity(const at::Tensor& tokens, const WanTokenInput& where, int step, double timestep,
+                                 const at::Tensor& text_cond, const at::Tensor& text_uncond, double guidance_scale,
+                                 cache::FeatureCache* cache, std::int64_t* model_calls) {
   // The time embedding is the same for both passes of a step.
   const auto [time, time_projection] =
-      dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(latents.device())));
-  // One DiT pass for stream `stream` (0 conditional, 1 unconditional) over `count` copies of the latents.
+      dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(tokens.device())));
+  // One DiT pass of cache stream `stream` over `count` copies of the tokens.
   auto pass = [&](int stream, const at::Tensor& text_states, int count) {
-    WanDitInput input;
-    input.x.assign(static_cast<std::size_t>(count), latents);
+    WanTokenInput input = where;
+    input.tokens = tokens.unsqueeze(0).expand({count, -1, -1});
+    input.grids.assign(static_cast<std::size_t>(count), where.grids.front());
     input.text_states = text_states;
     input.timesteps = torch::full({count}, timestep, torch::TensorOptions().dtype(torch::kFloat64));
     input.time = time.expand({count, -1});
     input.time_projection = time_projection.expand({count, -1, -1});
     ++*model_calls;
-    if (!cache) return dit_->forward(input);
+    if (!cache) return dit_->ForwardTokens(input);
     auto forward = cache->Begin(step, stream);
-    return dit_->forward(input, &forward);
+    return dit_->ForwardTokens(input, &forward);
   };
   // Guidance 1 is the conditional prediction alone: the unconditional pass would not change it.
   if (guidance_scale == 1.0) return pass(0, text_cond, 1)[0];
   at::Tensor cond, uncond;
-  if (options_.batch_cfg) {
+  if (cfg_parallel()) {
+    // Each CFG half computes one pass (its own cache stream); one exchange combines them.
+    auto& group = options_.world->cfg();
+    const auto both = group.AllGather(pass(0, group.rank() == 0 ? text_cond : text_uncond, 1)[0]);
+    cond = both[0];
+    uncond = both[1];
+  } else if (options_.batch_cfg) {
     const auto out = pass(0, torch::cat({text_cond, text_uncond}), 2);
     cond = out[0];
     uncond = out[1];
@@ -127,9 +134,27 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
                                 const StepObserver& observer, GenerationStats* stats) {
   torch::NoGradGuard no_grad;
   auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
-  auto latents = noise.to(options_.device, torch::kFloat);
-  GenerationStats local;
-  GenerationStats& out = stats ? *stats : local;
+  GenerationStats local_stats;
+  GenerationStats& out = stats ? *stats : local_stats;
+  parallel::World* world = options_.world;
+
+  // The sampler steps in token space: this process keeps its chunk of the (padded) token sequence from the first
+  // step to the last and gathers the whole sequence once, at the end. Every update is element-wise per token.
+  const auto grid = dit_->TokenGrid(noise);
+  auto all_tokens = dit_->Patchify(noise.to(options_.device, torch::kFloat));
+  const std::int64_t length = all_tokens.size(0);
+  const int parts = world ? world->sequence().size() : 1;
+  const std::int64_t chunk = (length + parts - 1) / parts;
+  all_tokens = torch::constant_pad_nd(all_tokens, {0, 0, 0, chunk * parts - length});
+  WanTokenInput where;
+  where.grids = {grid};
+  where.offset = (world ? world->sequence().rank() : 0) * chunk;
+  where.world = world;
+  auto tokens = all_tokens.slice(0, where.offset, where.offset + chunk).contiguous();
+  auto to_latents = [&](const at::Tensor& chunk_tokens) {
+    const auto whole = world ? world->sequence().AllGather(chunk_tokens).flatten(0, 1) : chunk_tokens;
+    return dit_->Unpatchify(whole, grid);
+  };
 
   // The text embedding is the same at every step: once per stream.
   const auto text_cond = dit_->EmbedText({context.to(options_.device)});
@@ -138,11 +163,9 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
   std::optional<cache::FeatureCache> feature_cache;
   if (options.cache.enabled()) {
     const bool guided = options.guidance_scale != 1.0;
-    const auto& p = dit_->config().patch_size;
-    const std::int64_t tokens = (latents.size(1) / p[0]) * (latents.size(2) / p[1]) * (latents.size(3) / p[2]);
-    const int streams = guided && !options_.batch_cfg ? 2 : 1;
-    const std::int64_t batch = guided && options_.batch_cfg ? 2 : 1;
-    feature_cache.emplace(options.cache, dit_->Footprint(batch, tokens, streams), scheduler->steps(),
+    const bool batched = guided && options_.batch_cfg && !cfg_parallel();
+    const int streams = guided && !batched && !cfg_parallel() ? 2 : 1;
+    feature_cache.emplace(options.cache, dit_->Footprint(batched ? 2 : 1, chunk, streams), scheduler->steps(),
                           scheduler->sigmas());
   }
   cache::FeatureCache* cache = feature_cache ? &*feature_cache : nullptr;
@@ -152,11 +175,10 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
     if (callbacks.cancelled && callbacks.cancelled()) {
       Fail(ErrorCode::kCancelled, "generation cancelled before step {} of {}", step + 1, scheduler->steps());
     }
-    const auto velocity = Velocity(latents, step, scheduler->timesteps()[static_cast<std::size_t>(step)], text_cond,
-                                   text_uncond, options.guidance_scale, cache, &out.model_calls);
-    // The scheduler works on a batch of one, as the reference's.
-    latents = scheduler->Step(velocity.unsqueeze(0), latents.unsqueeze(0))[0];
-    if (observer) observer(step, velocity, latents);
+    const auto velocity = Velocity(tokens, where, step, scheduler->timesteps()[static_cast<std::size_t>(step)],
+                                   text_cond, text_uncond, options.guidance_scale, cache, &out.model_calls);
+    tokens = scheduler->Step(velocity.unsqueeze(0), tokens.unsqueeze(0))[0];
+    if (observer) observer(step, to_latents(velocity), to_latents(tokens));
     if (callbacks.on_step) callbacks.on_step({step + 1, scheduler->steps(), SecondsSince(start)});
   }
   if (cache) {
@@ -170,7 +192,7 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
   } else {
     out.full_steps += scheduler->steps();
   }
-  return latents;
+  return to_latents(tokens);
 }
 
 at::Tensor WanPipeline::Decode(const at::Tensor& latents) {

@@ -16,6 +16,7 @@
 #include "models/wan/t5.h"
 #include "models/wan/tokenizer.h"
 #include "models/wan/vae.h"
+#include "parallel/world.h"
 
 namespace vidgen::wan {
 
@@ -27,6 +28,9 @@ struct WanLoadOptions {
   c10::Device device = c10::Device(c10::DeviceType::CPU);
   // Run the conditional and unconditional passes as one batch of two (faster on a GPU, twice the activations).
   bool batch_cfg = false;
+  // Sequence and CFG parallelism: this process denoises its chunk of the tokens of its CFG half (world.sequence()
+  // and world.cfg()); nullptr for one process. Not owned; must outlive the pipeline.
+  parallel::World* world = nullptr;
 };
 
 struct DenoiseOptions {
@@ -72,10 +76,12 @@ class WanPipeline {
   WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
               WanVae vae);
 
-  // The guided velocity at one step; text states come from WanDit::EmbedText, conditional then unconditional.
-  at::Tensor Velocity(const at::Tensor& latents, int step, double timestep, const at::Tensor& text_cond,
-                      const at::Tensor& text_uncond, double guidance_scale, cache::FeatureCache* cache,
-                      std::int64_t* model_calls);
+  // The guided velocity of this process's tokens [chunk, C·Πpatch] at one step; `where` carries the grid, the
+  // chunk's offset and the world; text states come from WanDit::EmbedText.
+  at::Tensor Velocity(const at::Tensor& tokens, const WanTokenInput& where, int step, double timestep,
+                      const at::Tensor& text_cond, const at::Tensor& text_uncond, double guidance_scale,
+                      cache::FeatureCache* cache, std::int64_t* model_calls);
+  bool cfg_parallel() const { return options_.world && options_.world->cfg().size() == 2; }
 
   WanLoadOptions options_;
   std::unique_ptr<WanTokenizer> tokenizer_;
