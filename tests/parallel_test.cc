@@ -128,3 +128,80 @@ TEST(WorldTest, RejectsLayoutsThatDoNotMatchTheWorld) {
 
 }  // namespace
 }  // namespace vidgen::parallel
+
+#include "models/wan/pipeline.h"
+#include "tests/support/golden.h"
+
+namespace vidgen::parallel {
+namespace {
+
+// One golden Wan T2V run per rank: single-process and parallel, uncached and cached, compared on every rank, with
+// the collectives of every step recorded.
+const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
+  torch::set_num_threads(1);
+  Rendezvous rendezvous = RendezvousFromEnv();
+  rendezvous.timeout = std::chrono::seconds(60);
+  World world(rendezvous, MeshFromEnv());
+  const testing::GoldenCase golden(testing::GoldenCases("wan_t2v").at(0));
+  auto single = wan::WanPipeline::Load(golden.CheckpointDir().string());
+  wan::WanLoadOptions options;
+  options.world = &world;
+  auto parallel = wan::WanPipeline::Load(golden.CheckpointDir().string(), options);
+  const auto context = single->EncodeText({golden.Get("ids").unsqueeze(0), golden.Get("mask").unsqueeze(0)})[0];
+  const auto context_null =
+      single->EncodeText({golden.Get("neg_ids").unsqueeze(0), golden.Get("neg_mask").unsqueeze(0)})[0];
+  wan::DenoiseOptions denoise;
+  denoise.schedule = {schedulers::Solver::kUniPC, 10, std::stod(golden.Meta("shift")), true};
+  denoise.guidance_scale = std::stod(golden.Meta("guide_scale"));
+
+  int failures = 0;
+  for (const bool cached : {false, true}) {
+    denoise.cache = cached ? cache::Preset("taylorseer-wan") : cache::CacheConfig{};
+    denoise.cache.interval = 3;
+    const auto reference = single->Denoise(golden.Get("noise"), context, context_null, denoise);
+    std::vector<std::int64_t> per_step;
+    GenerationCallbacks callbacks;
+    std::int64_t last = world.collectives();
+    callbacks.on_step = [&](const StepProgress&) {
+      per_step.push_back(world.collectives() - last);
+      last = world.collectives();
+    };
+    const auto latents = parallel->Denoise(golden.Get("noise"), context, context_null, denoise, callbacks);
+    const double error = ((latents - reference).abs().max() / reference.abs().max()).item<double>();
+    std::printf("rank %d cached %d error %.3e collectives per step %s\n", world.rank(), cached, error,
+                fmt::format("{}", fmt::join(per_step, " ")).c_str());
+    if (!(error < 1e-5)) ++failures;
+    if (cached) {
+      // Predicted steps (1, 2, 4, 5, 7, 8) attend to nothing: no collective but the CFG exchange, if any.
+      const std::int64_t cfg_exchange = world.cfg().size() > 1 ? 1 : 0;
+      for (const int step : {1, 2, 4, 5, 7, 8}) {
+        if (per_step[static_cast<std::size_t>(step)] != cfg_exchange) ++failures;
+      }
+    }
+  }
+  return failures == 0 ? 0 : 1;
+});
+
+class WanParallelTest : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(WanParallelTest, GoldenRunEqualsOneProcessUncachedAndCached) {
+  const auto layout = GetParam();
+  RanksOptions options;
+  options.timeout = std::chrono::seconds(300);
+  options.extra_env = {{"TEST_ULYSSES", std::to_string(layout.ulysses)},
+                       {"TEST_RING", std::to_string(layout.ring)},
+                       {"TEST_CFG", std::to_string(layout.cfg)}};
+  const auto outcome = RunRanks("wan_t2v", layout.ulysses * layout.ring * layout.cfg, options);
+  EXPECT_TRUE(outcome.ok()) << outcome.Summary();
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,
+                         ::testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{2, 2, 1}, Layout{1, 1, 2},
+                                           Layout{2, 1, 2}),
+                         [](const auto& info) {
+                           return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) +
+                                  "c" + std::to_string(info.param.cfg);
+                         });
+
+}  // namespace
+}  // namespace vidgen::parallel
