@@ -12,6 +12,8 @@
 #include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "models/wan/pipeline.h"
+#include "parallel/world.h"
+#include "tools/launch.h"
 #include "tools/png.h"
 
 namespace {
@@ -46,6 +48,9 @@ int main(int argc, char** argv) {
   std::string model_dir, size = "832x480", out = "vidgen-out", dtype = "bf16", solver = "unipc", device = "cpu";
   vidgen::GenerationRequest request;
   int threads = 0;
+  int nproc = 1;
+  vidgen::parallel::MeshOptions mesh;
+  bool cfg_parallel = false;
   std::string cache_preset = "none", cache_distance = "step", cache_factor_dtype = "fp32", cache_expansion = "taylor";
   int cache_interval = 0, cache_order = -1, cache_warmup = 0, cache_tail = -1;
   double cache_budget_gib = 0;
@@ -62,7 +67,12 @@ int main(int argc, char** argv) {
   app.add_option("--solver", solver, "unipc, dpm++ or euler")->capture_default_str();
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (default: all cores)");
+  app.add_option("--threads", threads, "CPU threads per rank (default: the cores shared among local ranks)");
+  app.add_option("--nproc", nproc, "start this many local ranks (as torchrun); ranks started by a launcher join "
+                                   "the group from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT");
+  app.add_option("--ulysses", mesh.ulysses, "Ulysses degree (heads split)")->capture_default_str();
+  app.add_option("--ring", mesh.ring, "ring-attention degree (K/V passed around)")->capture_default_str();
+  app.add_flag("--cfg-parallel", cfg_parallel, "conditional and unconditional passes on separate rank groups");
   app.add_option("--out", out, "folder for frame_0000.png, ...")->capture_default_str();
   app.add_option("--cache", cache_preset, "none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora, lite")
       ->capture_default_str();
@@ -78,6 +88,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    mesh.cfg = cfg_parallel ? 2 : 1;
+    if (nproc > 1 && !vidgen::tools::IsRank()) return vidgen::tools::LaunchLocalRanks(nproc, argv, "vidgen-generate");
+    std::unique_ptr<vidgen::parallel::World> world;
+    if (vidgen::tools::IsRank() || mesh.world() > 1) {
+      world = std::make_unique<vidgen::parallel::World>(vidgen::parallel::RendezvousFromEnv(), mesh);
+    }
+    const bool leader = !world || world->rank() == 0;
+    const int ranks_here = world ? world->size() : 1;
     std::tie(request.width, request.height) = ParseSize(size);
     request.solver = vidgen::schedulers::ParseSolver(solver);
     auto& cache = request.cache;
@@ -92,8 +110,10 @@ int main(int argc, char** argv) {
     cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
     cache.over_budget = cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
     cache.Validate();
-    torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    torch::set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks_here));
     vidgen::wan::WanLoadOptions options;
+    options.world = world.get();
     options.dtype = vidgen::wan::ParseModelDType(dtype);
     options.device = c10::Device(device);
 
@@ -103,8 +123,9 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
     vidgen::GenerationCallbacks callbacks;
-    callbacks.on_step = DrawProgress;
+    if (leader) callbacks.on_step = DrawProgress;
     const auto result = pipeline->Generate(request, callbacks);
+    if (!leader) return 0;
 
     std::filesystem::create_directories(out);
     for (std::int64_t f = 0; f < result.frames.size(0); ++f) {
