@@ -18,6 +18,7 @@
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
 #include "models/wan/pipeline.h"
+#include "tools/bench_parallel.h"
 
 namespace {
 
@@ -250,9 +251,23 @@ int main(int argc, char** argv) {
   cache_command->add_option("--threads", cache.threads)->capture_default_str();
   cache_command->add_option("--dtype", cache.dtype)->capture_default_str();
   cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
+  vidgen::tools::ParallelBenchOptions parallel;
+  auto* parallel_command =
+      app.add_subcommand("parallel", "sequence / CFG parallelism on 2 local ranks vs one process (random DiT)");
+  parallel_command->add_option("--model-dir", parallel.model_dir)->capture_default_str();
+  parallel_command->add_option("--layers", parallel.layers)->capture_default_str();
+  parallel_command->add_option("--steps", parallel.steps)->capture_default_str();
+  parallel_command->add_option("--latent-frames", parallel.latent_frames)->capture_default_str();
+  parallel_command->add_option("--latent-height", parallel.latent_height)->capture_default_str();
+  parallel_command->add_option("--latent-width", parallel.latent_width)->capture_default_str();
+  parallel_command->add_flag("--json", parallel.json, "print only the JSON array");
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (parallel_command->parsed() && vidgen::tools::IsParallelBenchRank()) {
+      return vidgen::tools::RunParallelBenchRank(parallel);
+    }
+    if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
     if (cache_command->parsed()) return RunCacheBench(cache);
   } catch (const vidgen::Error& e) {
