@@ -22,7 +22,7 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
   const std::int64_t batch = q.size(0), lq = q.size(1), heads = q.size(2), lk = k.size(1);
   const auto qh = q.transpose(1, 2);          // [B, H, Lq, D]
   const auto kt = k.permute({0, 2, 3, 1});    // [B, H, D, Lk]
-  const auto vh = v.transpose(1, 2).to(torch::kFloat);
+  const auto vh = v.transpose(1, 2);
   const auto positions = torch::arange(key_offset, key_offset + lk, torch::TensorOptions().device(q.device()));
   const auto lengths = torch::tensor(valid_lengths, torch::kLong).to(q.device()).view({-1, 1});
   const auto mask = (positions.view({1, -1}) >= lengths).view({batch, 1, 1, lk});
@@ -37,7 +37,8 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
     const auto block_lse = torch::logsumexp(scores, -1);  // −inf where every key is masked
     const auto finite = torch::isfinite(block_lse).unsqueeze(-1);
     const auto weights = torch::where(finite, torch::exp(scores - block_lse.unsqueeze(-1)), torch::zeros_like(scores));
-    out.slice(2, start, end).copy_(torch::matmul(weights, vh));
+    // Products in the inputs' dtype (bf16 in production), softmax and merge in fp32.
+    out.slice(2, start, end).copy_(torch::matmul(weights.to(vh.scalar_type()), vh));
     lse.slice(2, start, end).copy_(block_lse);
   }
   return {out.transpose(1, 2), lse};

@@ -4,6 +4,7 @@
 #include "models/layers/attention.h"
 #include "models/layers/rope.h"
 #include "parallel/attention.h"
+#include "parallel/world.h"
 
 namespace vidgen::wan {
 namespace {
@@ -61,7 +62,7 @@ at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const WanTokenLayo
   const auto q_all = torch::stack(rotated_q).to(values.scalar_type());
   const auto k_all = torch::stack(rotated_k).to(values.scalar_type());
   at::Tensor out;
-  if (layout.world) {
+  if (layout.world && layout.world->sequence().size() > 1) {
     out = parallel::SequenceParallelAttention(*layout.world, q_all, k_all, values, layout.lengths);
   } else {
     layers::AttentionOptions options;
