@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -26,6 +27,8 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
   const auto positions = torch::arange(key_offset, key_offset + lk, torch::TensorOptions().device(q.device()));
   const auto lengths = torch::tensor(valid_lengths, torch::kLong).to(q.device()).view({-1, 1});
   const auto mask = (positions.view({1, -1}) >= lengths).view({batch, 1, 1, lk});
+  // Blocks whose keys are all real (the common case) skip the masking passes.
+  const bool all_valid = key_offset + lk <= *std::min_element(valid_lengths.begin(), valid_lengths.end());
 
   auto out = torch::empty({batch, heads, lq, v.size(3)}, q.options().dtype(torch::kFloat));
   auto lse = torch::empty({batch, heads, lq}, q.options().dtype(torch::kFloat));
@@ -33,10 +36,16 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
   for (std::int64_t start = 0; start < lq; start += block) {
     const std::int64_t end = std::min(lq, start + block);
     auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
-    scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-    const auto block_lse = torch::logsumexp(scores, -1);  // −inf where every key is masked
-    const auto finite = torch::isfinite(block_lse).unsqueeze(-1);
-    const auto weights = torch::where(finite, torch::exp(scores - block_lse.unsqueeze(-1)), torch::zeros_like(scores));
+    at::Tensor block_lse, weights;
+    if (all_valid) {
+      block_lse = torch::logsumexp(scores, -1);
+      weights = torch::softmax(scores, -1);
+    } else {
+      scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+      block_lse = torch::logsumexp(scores, -1);  // −inf where every key is masked
+      const auto finite = torch::isfinite(block_lse).unsqueeze(-1);
+      weights = torch::where(finite, torch::exp(scores - block_lse.unsqueeze(-1)), torch::zeros_like(scores));
+    }
     // Products in the inputs' dtype (bf16 in production), softmax and merge in fp32.
     out.slice(2, start, end).copy_(torch::matmul(weights.to(vh.scalar_type()), vh));
     lse.slice(2, start, end).copy_(block_lse);

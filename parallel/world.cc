@@ -58,13 +58,14 @@ Rendezvous RendezvousFromEnv() {
 }
 
 Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> group, std::vector<int> members, int rank,
-             std::shared_ptr<std::atomic<std::int64_t>> counter)
-    : group_(std::move(group)), members_(std::move(members)), rank_(rank), counter_(std::move(counter)) {}
+             std::shared_ptr<std::atomic<std::int64_t>> counter, std::shared_ptr<std::atomic<std::int64_t>> micros)
+    : group_(std::move(group)), members_(std::move(members)), rank_(rank), counter_(std::move(counter)),
+      micros_(std::move(micros)) {}
 
 at::Tensor Group::AllToAll(const at::Tensor& input) {
   TORCH_CHECK(input.size(0) == size(), "AllToAll expects ", size(), " slices, got ", input.sizes());
   if (size() == 1) return input;
-  Count();
+  const auto timer = Count();
   auto in = Bytes(input);
   auto out = torch::empty_like(in);
   std::vector<std::int64_t> equal_splits;
@@ -74,7 +75,7 @@ at::Tensor Group::AllToAll(const at::Tensor& input) {
 
 at::Tensor Group::AllGather(const at::Tensor& input) {
   if (size() == 1) return input.unsqueeze(0);
-  Count();
+  const auto timer = Count();
   std::vector<at::Tensor> in = {Bytes(input)};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int i = 0; i < size(); ++i) out[0].push_back(torch::empty_like(in[0]));
@@ -86,7 +87,7 @@ at::Tensor Group::AllGather(const at::Tensor& input) {
 
 at::Tensor Group::RingShift(const at::Tensor& to_next) {
   if (size() == 1) return to_next;
-  Count();
+  const auto timer = Count();
   std::vector<at::Tensor> send = {Bytes(to_next)};
   std::vector<at::Tensor> recv = {torch::empty_like(send[0])};
   // Post the receive first: Gloo's send completes once the peer has posted its receive.
@@ -99,7 +100,8 @@ at::Tensor Group::RingShift(const at::Tensor& to_next) {
 
 World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
     : rank_(rendezvous.rank), mesh_(mesh), master_addr_(rendezvous.master_addr), timeout_(rendezvous.timeout),
-      counter_(std::make_shared<std::atomic<std::int64_t>>(0)) {
+      counter_(std::make_shared<std::atomic<std::int64_t>>(0)),
+      micros_(std::make_shared<std::atomic<std::int64_t>>(0)) {
   if (mesh.ulysses < 1 || mesh.ring < 1 || mesh.cfg < 1 || mesh.cfg > 2 || mesh.world() != rendezvous.world_size) {
     Fail(ErrorCode::kInvalidArgument,
          "parallel layout cfg {} × ring {} × ulysses {} = {} does not match WORLD_SIZE {} (cfg is 1 or 2)", mesh.cfg,
@@ -135,7 +137,8 @@ World::~World() = default;
 std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int> members) {
   const int local = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
   if (members.size() == 1) {
-    return std::make_unique<Group>(c10::intrusive_ptr<c10d::ProcessGroup>(), std::move(members), 0, counter_);
+    return std::make_unique<Group>(c10::intrusive_ptr<c10d::ProcessGroup>(), std::move(members), 0, counter_,
+                                   micros_);
   }
   // Each group of each kind gets its own key space in the store, named after its first member.
   auto store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("{}/{}", name, members.front()), store_);
@@ -151,7 +154,7 @@ std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int
     Fail(ErrorCode::kUnavailable, "rank {} cannot form its {} group {}: {}", rank_, name,
          fmt::join(members, ","), e.what());
   }
-  return std::make_unique<Group>(std::move(group), std::move(members), local, counter_);
+  return std::make_unique<Group>(std::move(group), std::move(members), local, counter_, micros_);
 }
 
 }  // namespace vidgen::parallel

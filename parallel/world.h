@@ -45,7 +45,7 @@ struct MeshOptions {
 class Group {
  public:
   Group(c10::intrusive_ptr<c10d::ProcessGroup> group, std::vector<int> members, int rank,
-        std::shared_ptr<std::atomic<std::int64_t>> counter);
+        std::shared_ptr<std::atomic<std::int64_t>> counter, std::shared_ptr<std::atomic<std::int64_t>> micros);
 
   int rank() const { return rank_; }  // within the group
   int size() const { return static_cast<int>(members_.size()); }
@@ -59,12 +59,25 @@ class Group {
   at::Tensor RingShift(const at::Tensor& to_next);
 
  private:
-  void Count() { counter_->fetch_add(1); }
+  // Counts one collective and times it until the returned guard dies.
+  struct Timer {
+    std::atomic<std::int64_t>* micros;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~Timer() {
+      micros->fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
+                            .count());
+    }
+  };
+  Timer Count() {
+    counter_->fetch_add(1);
+    return Timer{micros_.get()};
+  }
 
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::vector<int> members_;
   int rank_;
   std::shared_ptr<std::atomic<std::int64_t>> counter_;
+  std::shared_ptr<std::atomic<std::int64_t>> micros_;
 };
 
 class World {
@@ -86,6 +99,8 @@ class World {
 
   // Collectives issued by this rank so far, over all groups.
   std::int64_t collectives() const { return counter_->load(); }
+  // Wall time this rank spent in them (transfers and waiting for peers), in microseconds.
+  std::int64_t collective_micros() const { return micros_->load(); }
 
  private:
   std::unique_ptr<Group> MakeGroup(const std::string& name, std::vector<int> members);
@@ -96,6 +111,7 @@ class World {
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::shared_ptr<std::atomic<std::int64_t>> counter_;
+  std::shared_ptr<std::atomic<std::int64_t>> micros_;
   std::unique_ptr<Group> ulysses_, ring_, sequence_, cfg_;
 };
 

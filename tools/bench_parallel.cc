@@ -72,11 +72,15 @@ int MeasureAsRank(const ParallelBenchOptions& options, const Run& run) {
   const auto start = std::chrono::steady_clock::now();
   pipeline->Denoise(noise, contexts[0], contexts[1], denoise);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!world || world->rank() == 0) std::ofstream(std::getenv(kOutVariable)) << nlohmann::json{{"seconds", seconds}};
+  const double collective_seconds = world ? static_cast<double>(world->collective_micros()) / 1e6 : 0.0;
+  if (!world || world->rank() == 0) {
+    std::ofstream(std::getenv(kOutVariable)) << nlohmann::json{{"seconds", seconds},
+                                                               {"collective_seconds", collective_seconds}};
+  }
   return 0;
 }
 
-double Measure(const ParallelBenchOptions& options, const Run& run, char** argv) {
+double Measure(const Run& run, char** argv) {
   const std::string out = fmt::format("/tmp/vidgen-bench-parallel-{}.json", ::getpid());
   ::setenv(kConfigVariable, ToJson(run).dump().c_str(), 1);
   ::setenv(kOutVariable, out.c_str(), 1);
@@ -86,10 +90,9 @@ double Measure(const ParallelBenchOptions& options, const Run& run, char** argv)
   nlohmann::json result;
   std::ifstream(out) >> result;
   std::remove(out.c_str());
-  if (!options.json) {
-    fmt::print(stderr, "  {} world {} threads/rank {} {}: {:.2f} s\n", run.layout, run.world(), run.threads,
-               run.cached ? "cached" : "uncached", result.at("seconds").get<double>());
-  }
+  fmt::print(stderr, "  {} world {} threads/rank {} {}: {:.2f} s, {:.2f} s in collectives (rank 0)\n", run.layout,
+             run.world(), run.threads, run.cached ? "cached" : "uncached", result.at("seconds").get<double>(),
+             result.at("collective_seconds").get<double>());
   return result.at("seconds").get<double>();
 }
 
@@ -103,10 +106,10 @@ int RunParallelBenchRank(const ParallelBenchOptions& options) {
 
 int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   const int world = 2;
-  const double base = Measure(options, {"single", 1, 1, 1, 1, false}, argv);
-  const double threaded = Measure(options, {"single", 1, 1, 1, world, false}, argv);
-  const double cached_base = Measure(options, {"single", 1, 1, 1, 1, true}, argv);
-  const double cached_threaded = Measure(options, {"single", 1, 1, 1, world, true}, argv);
+  const double base = Measure({"single", 1, 1, 1, 1, false}, argv);
+  const double threaded = Measure({"single", 1, 1, 1, world, false}, argv);
+  const double cached_base = Measure({"single", 1, 1, 1, 1, true}, argv);
+  const double cached_threaded = Measure({"single", 1, 1, 1, world, true}, argv);
 
   nlohmann::json report = nlohmann::json::array();
   report.push_back({{"layout", "single"}, {"world", 1}, {"cached", false}, {"seconds", base}, {"speedup", 1.0},
@@ -117,7 +120,7 @@ int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   for (const bool cached : {false, true}) {
     for (const Run& layout : {Run{"ulysses2", 2, 1, 1, 1, cached}, Run{"ring2", 1, 2, 1, 1, cached},
                               Run{"cfg2", 1, 1, 2, 1, cached}}) {
-      const double seconds = Measure(options, layout, argv);
+      const double seconds = Measure(layout, argv);
       const double reference = cached ? cached_base : base;
       const double speedup = reference / seconds;
       (cached ? best_cached : best_uncached) = std::max(cached ? best_cached : best_uncached, speedup);
@@ -131,7 +134,21 @@ int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   const double combined = base / (cached_base / best_cached);
   const double product = (base / cached_base) * best_uncached;
   report.push_back({{"combined_speedup", combined}, {"product", product}, {"ratio", combined / product}});
-  fmt::print("{}\n", report.dump(2));
+  if (options.json) {
+    fmt::print("{}\n", report.dump(2));
+    return 0;
+  }
+  for (const auto& row : report) {
+    if (row.contains("layout")) {
+      fmt::print("{:<9} world {} {:<8} {:6.2f} s  speedup {:.2f}  efficiency {:.2f}  vs threads {:.2f}\n",
+                 row["layout"].get<std::string>(), row["world"].get<int>(), row["cached"].get<bool>() ? "cached" : "uncached",
+                 row["seconds"].get<double>(), row["speedup"].get<double>(), row["efficiency"].get<double>(),
+                 row["vs_threads"].get<double>());
+    } else {
+      fmt::print("combined speedup {:.2f}, product {:.2f} (ratio {:.2f})\n", row["combined_speedup"].get<double>(),
+                 row["product"].get<double>(), row["ratio"].get<double>());
+    }
+  }
   return 0;
 }
 
