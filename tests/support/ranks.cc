@@ -1,23 +1,20 @@
 #include "tests/support/ranks.h"
-#include <fcntl.h>
-#include <fmt/format.h>
-#include <netinet/in.h>
+
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
-extern char** environ;
+#include <fmt/format.h>
+
+#include "common/rank_launch.h"
 
 namespace vidgen::testing {
 namespace {
@@ -43,38 +40,16 @@ struct Child {
 
 Child Spawn(std::string_view body, int rank, int world_size, int port, const RanksOptions& options,
             const std::filesystem::path& log_dir) {
-  std::map<std::string, std::string> env;
-  for (char** entry = environ; *entry; ++entry) {
-    const std::string text = *entry;
-    const auto eq = text.find('=');
-    if (eq != std::string::npos) env[text.substr(0, eq)] = text.substr(eq + 1);
-  }
-  env[kBodyVariable] = body;
-  env["RANK"] = std::to_string(rank);
-  env["LOCAL_RANK"] = std::to_string(rank);
-  env["WORLD_SIZE"] = std::to_string(world_size);
-  env["LOCAL_WORLD_SIZE"] = std::to_string(world_size);
-  env["MASTER_ADDR"] = "127.0.0.1";
-  env["MASTER_PORT"] = std::to_string(port);
-  for (const auto& [key, value] : options.extra_env) env[key] = value;
-  std::vector<std::string> env_text;
-  for (const auto& [key, value] : env) env_text.push_back(key + "=" + value);
-  std::vector<char*> envp;
-  for (auto& text : env_text) envp.push_back(text.data());
-  envp.push_back(nullptr);
-
   Child child;
   child.log_path = (log_dir / fmt::format("rank{}.log", rank)).string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, child.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  char* argv[] = {exe.data(), nullptr};
-  const int rc = posix_spawn(&child.pid, exe.c_str(), &actions, nullptr, argv, envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", rank, std::strerror(rc)));
+  RankSpawn spawn;
+  spawn.rank = rank;
+  spawn.world_size = world_size;
+  spawn.master_port = port;
+  spawn.extra_env = options.extra_env;
+  spawn.extra_env[kBodyVariable] = body;
+  spawn.log_path = child.log_path;
+  child.pid = SpawnLocalRank(spawn);
   return child;
 }
 
@@ -104,20 +79,7 @@ std::string RanksOutcome::Summary() const {
   return text;
 }
 
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error("cannot find a free loopback port");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
+int FreeLoopbackPort() { return vidgen::FreeLoopbackPort(); }
 
 RanksOutcome RunRanks(std::string_view name, int world_size, const RanksOptions& options) {
   if (!Registry().contains(name)) throw std::invalid_argument(fmt::format("no rank body '{}'", name));
