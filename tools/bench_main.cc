@@ -18,6 +18,7 @@
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
 #include "models/wan/pipeline.h"
+#include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
 
 namespace {
@@ -112,12 +113,10 @@ int RunDitBench(const DitBenchOptions& options) {
 }
 
 struct CacheBenchOptions {
-  std::string model_dir = "tests/data/golden/wan2.1-t2v-tiny";  // tokenizer, text encoder and VAE
-  std::int64_t dim = 1536, heads = 12, ffn_dim = 8960, layers = 1;
+  vidgen::tools::BenchModel model;
   std::int64_t frames = 9, height = 256, width = 320;
   int steps = 30;
   int threads = 2;
-  std::string dtype = "bf16";
   bool json = false;
 };
 
@@ -136,18 +135,8 @@ double Psnr(const torch::Tensor& a, const torch::Tensor& b) {
 int RunCacheBench(const CacheBenchOptions& options) {
   torch::NoGradGuard no_grad;
   torch::set_num_threads(options.threads);
-  auto parts = vidgen::wan::LoadWanCheckpoint(options.model_dir, torch::kFloat);
-  auto config = parts.dit->config();
-  config.dim = options.dim;
-  config.num_heads = options.heads;
-  config.ffn_dim = options.ffn_dim;
-  config.num_layers = options.layers;
-  torch::manual_seed(0);
-  parts.dit = vidgen::wan::WanDit(config);
-  for (auto& p : parts.dit->parameters()) p.normal_(0, 0.02);
-  parts.dit->SetComputeDType(vidgen::wan::ParseModelDType(options.dtype));
-  parts.dit->eval();
-  auto pipeline = vidgen::wan::WanPipeline::FromParts(std::move(parts));
+  auto pipeline = vidgen::tools::MakeBenchPipeline(options.model);
+  const auto& config = pipeline->dit()->config();
 
   const auto tokens = pipeline->tokenizer().Encode({"a red ball bouncing on a wooden floor", "blurry, static"});
   const auto contexts = pipeline->EncodeText(tokens);
@@ -238,24 +227,24 @@ int main(int argc, char** argv) {
 
   CacheBenchOptions cache;
   auto* cache_command = app.add_subcommand("cache", "denoising with each cache policy vs uncached (random DiT)");
-  cache_command->add_option("--model-dir", cache.model_dir, "checkpoint for tokenizer, T5 and VAE")
+  cache_command->add_option("--model-dir", cache.model.model_dir, "checkpoint for tokenizer, T5 and VAE")
       ->capture_default_str();
-  cache_command->add_option("--dim", cache.dim)->capture_default_str();
-  cache_command->add_option("--heads", cache.heads)->capture_default_str();
-  cache_command->add_option("--ffn-dim", cache.ffn_dim)->capture_default_str();
-  cache_command->add_option("--layers", cache.layers)->capture_default_str();
+  cache_command->add_option("--dim", cache.model.dim)->capture_default_str();
+  cache_command->add_option("--heads", cache.model.heads)->capture_default_str();
+  cache_command->add_option("--ffn-dim", cache.model.ffn_dim)->capture_default_str();
+  cache_command->add_option("--layers", cache.model.layers)->capture_default_str();
   cache_command->add_option("--frames", cache.frames)->capture_default_str();
   cache_command->add_option("--height", cache.height)->capture_default_str();
   cache_command->add_option("--width", cache.width)->capture_default_str();
   cache_command->add_option("--steps", cache.steps)->capture_default_str();
   cache_command->add_option("--threads", cache.threads)->capture_default_str();
-  cache_command->add_option("--dtype", cache.dtype)->capture_default_str();
+  cache_command->add_option("--dtype", cache.model.dtype)->capture_default_str();
   cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
   vidgen::tools::ParallelBenchOptions parallel;
   auto* parallel_command =
       app.add_subcommand("parallel", "sequence / CFG parallelism on 2 local ranks vs one process (random DiT)");
-  parallel_command->add_option("--model-dir", parallel.model_dir)->capture_default_str();
-  parallel_command->add_option("--layers", parallel.layers)->capture_default_str();
+  parallel_command->add_option("--model-dir", parallel.model.model_dir)->capture_default_str();
+  parallel_command->add_option("--layers", parallel.model.layers)->capture_default_str();
   parallel_command->add_option("--steps", parallel.steps)->capture_default_str();
   parallel_command->add_option("--latent-frames", parallel.latent_frames)->capture_default_str();
   parallel_command->add_option("--latent-height", parallel.latent_height)->capture_default_str();

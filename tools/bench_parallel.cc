@@ -12,6 +12,7 @@
 #include "cache/config.h"
 #include "models/wan/pipeline.h"
 #include "parallel/world.h"
+#include "tools/bench_model.h"
 #include "tools/launch.h"
 
 namespace vidgen::tools {
@@ -46,20 +47,8 @@ int MeasureAsRank(const ParallelBenchOptions& options, const Run& run) {
     world = std::make_unique<parallel::World>(parallel::RendezvousFromEnv(),
                                               parallel::MeshOptions{run.ulysses, run.ring, run.cfg});
   }
-  auto parts = wan::LoadWanCheckpoint(options.model_dir, torch::kFloat);
-  auto config = parts.dit->config();
-  config.dim = options.dim;
-  config.num_heads = options.heads;
-  config.ffn_dim = options.ffn_dim;
-  config.num_layers = options.layers;
-  torch::manual_seed(0);
-  parts.dit = wan::WanDit(config);
-  for (auto& p : parts.dit->parameters()) p.normal_(0, 0.02);
-  parts.dit->SetComputeDType(wan::ParseModelDType(options.dtype));
-  parts.dit->eval();
-  wan::WanLoadOptions load;
-  load.world = world.get();
-  auto pipeline = wan::WanPipeline::FromParts(std::move(parts), load);
+  auto pipeline = MakeBenchPipeline(options.model, world.get());
+  const auto& config = pipeline->dit()->config();
 
   const auto contexts = pipeline->EncodeText(pipeline->tokenizer().Encode({"a red ball bouncing", "blurry"}));
   const auto noise = torch::randn({config.in_dim, options.latent_frames, options.latent_height, options.latent_width});

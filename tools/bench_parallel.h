@@ -4,14 +4,14 @@
 #include <cstdint>
 #include <string>
 
+#include "tools/bench_model.h"
+
 namespace vidgen::tools {
 
 struct ParallelBenchOptions {
-  std::string model_dir = "tests/data/golden/wan2.1-t2v-tiny";  // tokenizer, text encoder and VAE
-  std::int64_t dim = 1536, heads = 12, ffn_dim = 8960, layers = 2;
+  BenchModel model{.layers = 2};
   std::int64_t latent_frames = 5, latent_height = 32, latent_width = 40;  // 1600 tokens
   int steps = 10;
-  std::string dtype = "bf16";
   bool json = false;
 };
 
