@@ -64,8 +64,11 @@ void MergeAttention(at::Tensor& out, at::Tensor& lse, const at::Tensor& block_ou
   lse = torch::where(finite, merged, lse);
 }
 
-at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                     const std::vector<std::int64_t>& valid_lengths) {
+namespace {
+
+// The shared body: image chunk (and optionally replicated text) through Ulysses, ring and the merge.
+JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                const std::vector<std::int64_t>& valid_lengths, const JointText* text) {
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
               "SequenceParallelAttention expects q, k, v [B, L/P, H, D] of one shape, got ", q.sizes(), ", ",
               k.sizes(), ", ", v.sizes());
@@ -77,40 +80,72 @@ at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at
     Fail(ErrorCode::kInvalidArgument, "{} attention heads do not divide by the Ulysses degree {}", heads, u);
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // This rank's head slice of a replicated [B, L, H, D] tensor.
+  auto head_slice = [&](const at::Tensor& t) {
+    return t.view({t.size(0), t.size(1), u, heads / u, head_dim}).select(2, ulysses.rank());
+  };
 
   // Ulysses: scatter heads, gather the group's chunks (in member order) along the sequence: [B, U·chunk, H/U, D].
   auto qkv = torch::stack({q, k, v.to(q.scalar_type())});  // [3, B, chunk, H, D]
   if (u > 1) {
     qkv = qkv.view({3, batch, chunk, u, heads / u, head_dim}).permute({3, 0, 1, 2, 4, 5}).contiguous();
-    qkv = ulysses.AllToAll(qkv);                                          // [U, 3, B, chunk, H/U, D] from each member
+    qkv = ulysses.AllToAll(qkv);  // [U, 3, B, chunk, H/U, D] from each member
     qkv = qkv.permute({1, 2, 0, 3, 4, 5}).reshape({3, batch, u * chunk, heads / u, head_dim});
   }
-  const auto local_q = qkv[0];
+  const std::int64_t block_len = u * chunk;
+  auto queries = qkv[0];
+  if (text) queries = torch::cat({queries, head_slice(text->q).to(q.scalar_type())}, 1);
   auto kv = torch::stack({qkv[1], qkv[2]});  // [2, B, U·chunk, H/U, D]: this rank's key block, passed around the ring
 
-  // Ring: attend to every ring member's key block, merging by log-sum-exp.
-  const std::int64_t block_len = u * chunk;
+  // Ring: attend to every ring member's key block (and the text keys once), merging by log-sum-exp.
   at::Tensor out, lse;
+  auto merge = [&](std::pair<at::Tensor, at::Tensor> part) {
+    if (!out.defined()) {
+      out = part.first;
+      lse = part.second;
+    } else {
+      MergeAttention(out, lse, part.first, part.second);
+    }
+  };
+  if (text) {
+    merge(AttentionWithLse(queries, head_slice(text->k).to(q.scalar_type()), head_slice(text->v).to(q.scalar_type()),
+                           0, text->valid_lengths, scale));
+  }
   for (int step = 0; step < ring.size(); ++step) {
     const int owner = (ring.rank() - step + ring.size()) % ring.size();
-    auto [block_out, block_lse] = AttentionWithLse(local_q, kv[0], kv[1], owner * block_len, valid_lengths, scale);
-    if (step == 0) {
-      out = block_out;
-      lse = block_lse;
-    } else {
-      MergeAttention(out, lse, block_out, block_lse);
-    }
+    merge(AttentionWithLse(queries, kv[0], kv[1], owner * block_len, valid_lengths, scale));
     if (step + 1 < ring.size()) kv = ring.RingShift(kv);
   }
 
   // Ulysses back: scatter the sequence to its owners, gather heads: [B, chunk, H, D].
   out = out.to(q.scalar_type());
+  JointOutput result;
+  result.image = out.slice(1, 0, block_len);
   if (u > 1) {
-    out = out.reshape({batch, u, chunk, heads / u, head_dim}).permute({1, 0, 2, 3, 4}).contiguous();
-    out = ulysses.AllToAll(out);  // [U, B, chunk, H/U, D]: member j's head slice of this rank's chunk
-    out = out.permute({1, 2, 0, 3, 4}).reshape({batch, chunk, heads, head_dim});
+    result.image = result.image.reshape({batch, u, chunk, heads / u, head_dim}).permute({1, 0, 2, 3, 4}).contiguous();
+    result.image = ulysses.AllToAll(result.image);  // [U, B, chunk, H/U, D]: member j's heads of this chunk
+    result.image = result.image.permute({1, 2, 0, 3, 4}).reshape({batch, chunk, heads, head_dim});
   }
-  return out;
+  if (text) {
+    // Every rank computed the text rows of its own head slice: gather the heads.
+    const auto text_out = out.slice(1, block_len).contiguous();
+    result.text = u > 1 ? ulysses.AllGather(text_out).permute({1, 2, 0, 3, 4}).reshape({batch, -1, heads, head_dim})
+                        : text_out;
+  }
+  return result;
+}
+
+}  // namespace
+
+at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                     const std::vector<std::int64_t>& valid_lengths) {
+  return Run(world, q, k, v, valid_lengths, nullptr).image;
+}
+
+JointOutput SequenceParallelJointAttention(World& world, const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const std::vector<std::int64_t>& valid_lengths,
+                                           const JointText& text) {
+  return Run(world, q, k, v, valid_lengths, &text);
 }
 
 }  // namespace vidgen::parallel
