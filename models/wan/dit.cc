@@ -274,7 +274,6 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, cache::FeatureC
   WanTokenLayout layout;
   layout.offset = input.offset;
   layout.world = input.world;
-  layout.grids = input.grids;
   for (const auto& grid : input.grids) {
     layout.lengths.push_back(grid[0] * grid[1] * grid[2]);
     layout.rope_angles.push_back(layers::GridRopeAngles(grid, pairs, /*theta=*/10000.0).to(input.tokens.device()));

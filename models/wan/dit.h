@@ -24,10 +24,9 @@ class World;
 
 namespace vidgen::wan {
 
-// Where the tokens of each sample sit: its (t, h, w) grid, the rotary angles of its real tokens, and which chunk of
-// the sequence this process holds (all of it without sequence parallelism).
+// Where the tokens of each sample sit: how many are real, their rotary angles, and which chunk of the sequence this
+// process holds (all of it without sequence parallelism).
 struct WanTokenLayout {
-  std::vector<std::array<std::int64_t, 3>> grids;
   std::vector<std::int64_t> lengths;    // t·h·w per sample; later positions are padding
   std::vector<at::Tensor> rope_angles;  // per sample [length, head_dim/2] float64
   std::int64_t offset = 0;              // global position of this process's first token
