@@ -9,9 +9,11 @@ void CacheConfig::Validate() const {
   if (interval < 1 || interval > 100) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.interval': {}, expected 1 to 100", interval);
   }
-  if (order < 0 || order > 4) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.order': {}, expected 0 to 4", order);
+  if (order < 0 || order > 4)
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.order': {}, expected 0 to 4", order);
   // Step 0 has nothing to forecast from.
-  if (warmup < 1) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.warmup': {}, expected at least 1", warmup);
+  if (warmup < 1)
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.warmup': {}, expected at least 1", warmup);
   if (tail < 0) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.tail': {}, expected 0 or more", tail);
   if (budget_bytes < 0) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.budget_bytes': {}, expected 0 (no limit) or more",
@@ -68,8 +70,7 @@ FactorDType ParseFactorDType(std::string_view name) {
   if (name == "fp32") return FactorDType::kFloat32;
   if (name == "bf16") return FactorDType::kBFloat16;
   if (name == "fp8" || name == "fp8-e4m3") return FactorDType::kFloat8E4M3;
-  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.factor_dtype': '{}', expected fp32, bf16 or fp8",
-       name);
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.factor_dtype': '{}', expected fp32, bf16 or fp8", name);
 }
 
 std::string PolicyName(Policy policy) {

@@ -1,18 +1,19 @@
 #include "cache/feature_cache.h"
 
-#include <torch/torch.h>
-
 #include <chrono>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
 #include "common/error.h"
 
 namespace vidgen::cache {
 namespace {
 
-double GiB(std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
+double GiB(std::int64_t bytes) {
+  return static_cast<double>(bytes) / (1 << 30);
+}
 
 }  // namespace
 
@@ -49,9 +50,10 @@ FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& foot
            config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(), GiB(config_.budget_bytes),
            GiB(lite_estimate));
     }
-    spdlog::warn("TaylorSeer cache needs {:.3f} GiB, over the budget of {:.3f} GiB: falling back to lite mode "
-                 "({:.3f} GiB)",
-                 GiB(estimate), GiB(config_.budget_bytes), GiB(lite_estimate));
+    spdlog::warn(
+        "TaylorSeer cache needs {:.3f} GiB, over the budget of {:.3f} GiB: falling back to lite mode "
+        "({:.3f} GiB)",
+        GiB(estimate), GiB(config_.budget_bytes), GiB(lite_estimate));
     config_ = lite;
     estimate = lite_estimate;
   }

@@ -1,8 +1,8 @@
 #include "cache/stored_tensor.h"
 
-#include <torch/torch.h>
-
 #include <cmath>
+
+#include <torch/torch.h>
 
 namespace vidgen::cache {
 namespace {
@@ -17,7 +17,8 @@ const at::Tensor& E4M3Table() {
     std::vector<float> values(256);
     for (int code = 0; code < 256; ++code) {
       const int exponent = (code >> 3) & 15, mantissa = code & 7;
-      const double magnitude = exponent == 0 ? mantissa * kSubnormalStep : (1 + mantissa / 8.0) * std::ldexp(1.0, exponent - 7);
+      const double magnitude =
+          exponent == 0 ? mantissa * kSubnormalStep : (1 + mantissa / 8.0) * std::ldexp(1.0, exponent - 7);
       values[static_cast<std::size_t>(code)] = static_cast<float>((code & 0x80) ? -magnitude : magnitude);
     }
     return torch::tensor(values);

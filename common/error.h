@@ -3,12 +3,12 @@
 // status, so nothing leaves as UNKNOWN.
 #pragma once
 
-#include <fmt/format.h>
-
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <fmt/format.h>
 
 namespace vidgen {
 

@@ -40,9 +40,9 @@ struct RankSpawn {
   int rank = 0;
   int world_size = 1;
   int master_port = 0;
-  std::vector<std::string> argv;             // argv[0] included; empty: just the executable
+  std::vector<std::string> argv;  // argv[0] included; empty: just the executable
   std::map<std::string, std::string> extra_env;
-  std::string log_path;                      // stdout and stderr go here when set; else inherited
+  std::string log_path;  // stdout and stderr go here when set; else inherited
 };
 
 // Starts /proc/self/exe as one local rank on 127.0.0.1; returns its pid. Throws std::runtime_error on failure.

@@ -44,7 +44,7 @@ struct GenerationStats {
   std::map<std::string, double> stage_seconds;  // "encode_text", "denoise", "decode"
   int full_steps = 0;
   int predicted_steps = 0;
-  std::int64_t model_calls = 0;  // DiT forward passes, each CFG pass counted
+  std::int64_t model_calls = 0;                       // DiT forward passes, each CFG pass counted
   cache::Policy cache_policy = cache::Policy::kNone;  // in effect, after any budget fallback
   std::int64_t cache_estimated_bytes = 0;
   std::int64_t cache_peak_bytes = 0;

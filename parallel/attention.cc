@@ -1,10 +1,10 @@
 #include "parallel/attention.h"
 
-#include <torch/torch.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "parallel/world.h"
@@ -21,8 +21,8 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
                                                    std::int64_t key_offset,
                                                    const std::vector<std::int64_t>& valid_lengths, double scale) {
   const std::int64_t batch = q.size(0), lq = q.size(1), heads = q.size(2), lk = k.size(1);
-  const auto qh = q.transpose(1, 2);          // [B, H, Lq, D]
-  const auto kt = k.permute({0, 2, 3, 1});    // [B, H, D, Lk]
+  const auto qh = q.transpose(1, 2);        // [B, H, Lq, D]
+  const auto kt = k.permute({0, 2, 3, 1});  // [B, H, D, Lk]
   const auto vh = v.transpose(1, 2);
   const auto positions = torch::arange(key_offset, key_offset + lk, torch::TensorOptions().device(q.device()));
   const auto lengths = torch::tensor(valid_lengths, torch::kLong).to(q.device()).view({-1, 1});
@@ -70,8 +70,8 @@ namespace {
 JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                 const std::vector<std::int64_t>& valid_lengths, const JointText* text) {
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
-              "SequenceParallelAttention expects q, k, v [B, L/P, H, D] of one shape, got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
+              "SequenceParallelAttention expects q, k, v [B, L/P, H, D] of one shape, got ", q.sizes(), ", ", k.sizes(),
+              ", ", v.sizes());
   auto& ulysses = world.ulysses();
   auto& ring = world.ring();
   const std::int64_t batch = q.size(0), chunk = q.size(1), heads = q.size(2), head_dim = q.size(3);
@@ -108,8 +108,8 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
     }
   };
   if (text) {
-    merge(AttentionWithLse(queries, head_slice(text->k).to(q.scalar_type()), head_slice(text->v).to(q.scalar_type()),
-                           0, text->valid_lengths, scale));
+    merge(AttentionWithLse(queries, head_slice(text->k).to(q.scalar_type()), head_slice(text->v).to(q.scalar_type()), 0,
+                           text->valid_lengths, scale));
   }
   for (int step = 0; step < ring.size(); ++step) {
     const int owner = (ring.rank() - step + ring.size()) % ring.size();
@@ -129,8 +129,8 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
   if (text) {
     // Every rank computed the text rows of its own head slice: gather the heads.
     const auto text_out = out.slice(1, block_len).contiguous();
-    result.text = u > 1 ? ulysses.AllGather(text_out).permute({1, 2, 0, 3, 4}).reshape({batch, -1, heads, head_dim})
-                        : text_out;
+    result.text =
+        u > 1 ? ulysses.AllGather(text_out).permute({1, 2, 0, 3, 4}).reshape({batch, -1, heads, head_dim}) : text_out;
   }
   return result;
 }
@@ -142,9 +142,8 @@ at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at
   return Run(world, q, k, v, valid_lengths, nullptr).image;
 }
 
-JointOutput SequenceParallelJointAttention(World& world, const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const std::vector<std::int64_t>& valid_lengths,
-                                           const JointText& text) {
+JointOutput SequenceParallelJointAttention(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const std::vector<std::int64_t>& valid_lengths, const JointText& text) {
   return Run(world, q, k, v, valid_lengths, &text);
 }
 

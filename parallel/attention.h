@@ -32,8 +32,8 @@ at::Tensor SequenceParallelAttention(World& world, const at::Tensor& q, const at
 // Joint attention as in HunyuanVideo's blocks ("text replica", models.md D.7 and xDiT's USP): the text tokens are
 // the same on every rank; image and text queries attend to all real image and text keys.
 struct JointText {
-  at::Tensor q, k, v;                        // [B, Lt, H, D], replicated on every rank
-  std::vector<std::int64_t> valid_lengths;   // text keys at or past these positions are masked
+  at::Tensor q, k, v;                       // [B, Lt, H, D], replicated on every rank
+  std::vector<std::int64_t> valid_lengths;  // text keys at or past these positions are masked
 };
 struct JointOutput {
   at::Tensor image;  // this rank's chunk [B, L/P, H, D]
@@ -43,8 +43,7 @@ struct JointOutput {
 // queries, and merges the text keys exactly once into the ring's log-sum-exp; the text output is gathered over the
 // Ulysses group. Padded text queries attend to the real keys like any other (HunyuanVideo lets them attend only
 // among themselves; their outputs are discarded either way).
-JointOutput SequenceParallelJointAttention(World& world, const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const std::vector<std::int64_t>& valid_lengths,
-                                           const JointText& text);
+JointOutput SequenceParallelJointAttention(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const std::vector<std::int64_t>& valid_lengths, const JointText& text);
 
 }  // namespace vidgen::parallel

@@ -1,11 +1,11 @@
 #include "parallel/world.h"
 
+#include <cstdlib>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
-
-#include <cstdlib>
 
 #include "common/error.h"
 
@@ -33,7 +33,9 @@ int EnvInt(const char* name, const char* fallback, int default_value) {
 }
 
 // Collectives move bytes: every dtype travels, whatever the backend supports.
-at::Tensor Bytes(const at::Tensor& t) { return t.contiguous().view(torch::kUInt8); }
+at::Tensor Bytes(const at::Tensor& t) {
+  return t.contiguous().view(torch::kUInt8);
+}
 
 void Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   try {
@@ -59,7 +61,10 @@ Rendezvous RendezvousFromEnv() {
 
 Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> group, std::vector<int> members, int rank,
              std::shared_ptr<std::atomic<std::int64_t>> counter, std::shared_ptr<std::atomic<std::int64_t>> micros)
-    : group_(std::move(group)), members_(std::move(members)), rank_(rank), counter_(std::move(counter)),
+    : group_(std::move(group)),
+      members_(std::move(members)),
+      rank_(rank),
+      counter_(std::move(counter)),
       micros_(std::move(micros)) {}
 
 at::Tensor Group::AllToAll(const at::Tensor& input) {
@@ -99,7 +104,10 @@ at::Tensor Group::RingShift(const at::Tensor& to_next) {
 }
 
 World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
-    : rank_(rendezvous.rank), mesh_(mesh), master_addr_(rendezvous.master_addr), timeout_(rendezvous.timeout),
+    : rank_(rendezvous.rank),
+      mesh_(mesh),
+      master_addr_(rendezvous.master_addr),
+      timeout_(rendezvous.timeout),
       counter_(std::make_shared<std::atomic<std::int64_t>>(0)),
       micros_(std::make_shared<std::atomic<std::int64_t>>(0)) {
   if (mesh.ulysses < 1 || mesh.ring < 1 || mesh.cfg < 1 || mesh.cfg > 2 || mesh.world() != rendezvous.world_size) {
@@ -137,8 +145,7 @@ World::~World() = default;
 std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int> members) {
   const int local = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
   if (members.size() == 1) {
-    return std::make_unique<Group>(c10::intrusive_ptr<c10d::ProcessGroup>(), std::move(members), 0, counter_,
-                                   micros_);
+    return std::make_unique<Group>(c10::intrusive_ptr<c10d::ProcessGroup>(), std::move(members), 0, counter_, micros_);
   }
   // Each group of each kind gets its own key space in the store, named after its first member.
   auto store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("{}/{}", name, members.front()), store_);
@@ -151,8 +158,8 @@ std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int
   try {
     group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, local, static_cast<int>(members.size()), options);
   } catch (const std::exception& e) {
-    Fail(ErrorCode::kUnavailable, "rank {} cannot form its {} group {}: {}", rank_, name,
-         fmt::join(members, ","), e.what());
+    Fail(ErrorCode::kUnavailable, "rank {} cannot form its {} group {}: {}", rank_, name, fmt::join(members, ","),
+         e.what());
   }
   return std::make_unique<Group>(std::move(group), std::move(members), local, counter_, micros_);
 }

@@ -64,8 +64,8 @@ class Group {
     std::atomic<std::int64_t>* micros;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     ~Timer() {
-      micros->fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
-                            .count());
+      micros->fetch_add(
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
     }
   };
   Timer Count() {

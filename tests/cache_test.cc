@@ -1,8 +1,8 @@
 // The feature cache: schedules, Taylor factors, storage dtypes, memory accounting and budgets.
+#include <cmath>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include <cmath>
 
 #include "cache/feature_cache.h"
 #include "common/error.h"
@@ -148,7 +148,9 @@ TEST(FeatureCacheTest, SigmaDistanceFollowsTheSchedule) {
   }
   auto config = Preset("taylorseer-wan");
   config.distance = Distance::kSigma;
-  EXPECT_LT(MaxForecastError(config, 30, [](double sigma) { return 2 * sigma; }, sigmas), 1e-5);
+  EXPECT_LT(MaxForecastError(
+                config, 30, [](double sigma) { return 2 * sigma; }, sigmas),
+            1e-5);
   config.distance = Distance::kStep;
   EXPECT_GT(MaxForecastError(config, 30, [&](double step) { return 2 * sigmas[static_cast<std::size_t>(step)]; }),
             1e-3);

@@ -1,8 +1,8 @@
 // The golden data itself: every case and every checkpoint file it names loads, and the comparison rule holds.
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include <filesystem>
 
 #include "models/io/weight_store.h"
 #include "tests/support/golden.h"

@@ -45,8 +45,9 @@ const bool kAttentionBody = testing::RegisterRankBody("sequence_attention", [] {
   const auto reference = layers::Attention(q, k, v, options);
 
   const std::int64_t chunk = padded / p;
-  const auto mine = [&](const torch::Tensor& t) { return t.slice(1, world.sequence().rank() * chunk,
-                                                                 (world.sequence().rank() + 1) * chunk); };
+  const auto mine = [&](const torch::Tensor& t) {
+    return t.slice(1, world.sequence().rank() * chunk, (world.sequence().rank() + 1) * chunk);
+  };
   const auto before = world.collectives();
   const auto out = SequenceParallelAttention(world, mine(q), mine(k), mine(v), valid);
   const auto taken = world.collectives() - before;
@@ -67,7 +68,8 @@ const bool kJointBody = testing::RegisterRankBody("joint_attention", [] {
   const std::vector<std::int64_t> valid = {37, 29}, text_valid = {7, 4};
   const std::int64_t padded = (37 + p - 1) / p * p;
   torch::manual_seed(99);
-  const auto q = torch::randn({2, padded, 4, 8}), k = torch::randn({2, padded, 4, 8}), v = torch::randn({2, padded, 4, 8});
+  const auto q = torch::randn({2, padded, 4, 8}), k = torch::randn({2, padded, 4, 8}),
+             v = torch::randn({2, padded, 4, 8});
   JointText text{torch::randn({2, 7, 4, 8}), torch::randn({2, 7, 4, 8}), torch::randn({2, 7, 4, 8}), text_valid};
 
   // Dense reference over [image; text] with every padded key masked.
@@ -84,8 +86,9 @@ const bool kJointBody = testing::RegisterRankBody("joint_attention", [] {
           .transpose(1, 2);
 
   const std::int64_t chunk = padded / p;
-  const auto mine = [&](const torch::Tensor& t) { return t.slice(1, world.sequence().rank() * chunk,
-                                                                 (world.sequence().rank() + 1) * chunk); };
+  const auto mine = [&](const torch::Tensor& t) {
+    return t.slice(1, world.sequence().rank() * chunk, (world.sequence().rank() + 1) * chunk);
+  };
   const auto before = world.collectives();
   const auto out = SequenceParallelJointAttention(world, mine(q), mine(k), mine(v), valid, text);
   const auto taken = world.collectives() - before;

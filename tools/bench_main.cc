@@ -1,15 +1,15 @@
 // vidgen-bench: speed measurements. `dit` times Wan DiT forward passes at a chosen width, depth and token count.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
-#include <chrono>
 #include <numeric>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "cache/config.h"
@@ -88,10 +88,11 @@ int RunDitBench(const DitBenchOptions& options) {
                        {"tokens_per_second", static_cast<double>(tokens) / median},
                        {"gflops_per_second", flops / median / 1e9}});
     if (!options.json) {
-      fmt::print("dit dim {} heads {} ffn {} layers {} tokens {} {} {} threads {}: {:.3f} s/step, {:.0f} tokens/s, "
-                 "{:.1f} GFLOP/s\n",
-                 config.dim, config.num_heads, config.ffn_dim, config.num_layers, tokens, options.dtype,
-                 options.device, threads, median, static_cast<double>(tokens) / median, flops / median / 1e9);
+      fmt::print(
+          "dit dim {} heads {} ffn {} layers {} tokens {} {} {} threads {}: {:.3f} s/step, {:.0f} tokens/s, "
+          "{:.1f} GFLOP/s\n",
+          config.dim, config.num_heads, config.ffn_dim, config.num_layers, tokens, options.dtype, options.device,
+          threads, median, static_cast<double>(tokens) / median, flops / median / 1e9);
     }
   }
   if (options.json) {
@@ -190,12 +191,13 @@ int RunCacheBench(const CacheBenchOptions& options) {
                             {"forecast_seconds", stats.forecast_seconds}};
     report.push_back(entry);
     if (!options.json) {
-      fmt::print("{:<11} N={} O={} full {:>2}/{} ideal {:.2f}x speedup {:.2f}x ({:.1f}% of ideal) {:.2f} s  rel_l2 "
-                 "{:.4f} psnr {:.1f} dB cache {:.1f} MiB\n",
-                 row.name, entry["interval"].get<int>(), entry["order"].get<int>(), stats.full_steps, options.steps,
-                 entry["ideal_speedup"].get<double>(), reference_seconds / seconds,
-                 100 * (reference_seconds / seconds) / entry["ideal_speedup"].get<double>(), seconds, rel_l2, psnr,
-                 static_cast<double>(stats.cache_peak_bytes) / (1 << 20));
+      fmt::print(
+          "{:<11} N={} O={} full {:>2}/{} ideal {:.2f}x speedup {:.2f}x ({:.1f}% of ideal) {:.2f} s  rel_l2 "
+          "{:.4f} psnr {:.1f} dB cache {:.1f} MiB\n",
+          row.name, entry["interval"].get<int>(), entry["order"].get<int>(), stats.full_steps, options.steps,
+          entry["ideal_speedup"].get<double>(), reference_seconds / seconds,
+          100 * (reference_seconds / seconds) / entry["ideal_speedup"].get<double>(), seconds, rel_l2, psnr,
+          static_cast<double>(stats.cache_peak_bytes) / (1 << 20));
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));

@@ -30,12 +30,13 @@ struct Run {
 };
 
 nlohmann::json ToJson(const Run& run) {
-  return {{"layout", run.layout}, {"ulysses", run.ulysses}, {"ring", run.ring},     {"cfg", run.cfg},
-          {"threads", run.threads}, {"cached", run.cached}};
+  return {{"layout", run.layout}, {"ulysses", run.ulysses}, {"ring", run.ring},
+          {"cfg", run.cfg},       {"threads", run.threads}, {"cached", run.cached}};
 }
 
 Run FromJson(const nlohmann::json& json) {
-  return {json.at("layout"), json.at("ulysses"), json.at("ring"), json.at("cfg"), json.at("threads"), json.at("cached")};
+  return {json.at("layout"), json.at("ulysses"), json.at("ring"),
+          json.at("cfg"),    json.at("threads"), json.at("cached")};
 }
 
 // One rank of one measurement: the same random DiT on every rank (same seed), one warm-up step, then the timed run.
@@ -63,8 +64,8 @@ int MeasureAsRank(const ParallelBenchOptions& options, const Run& run) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double collective_seconds = world ? static_cast<double>(world->collective_micros()) / 1e6 : 0.0;
   if (!world || world->rank() == 0) {
-    std::ofstream(std::getenv(kOutVariable)) << nlohmann::json{{"seconds", seconds},
-                                                               {"collective_seconds", collective_seconds}};
+    std::ofstream(std::getenv(kOutVariable))
+        << nlohmann::json{{"seconds", seconds}, {"collective_seconds", collective_seconds}};
   }
   return 0;
 }
@@ -87,7 +88,9 @@ double Measure(const Run& run, char** argv) {
 
 }  // namespace
 
-bool IsParallelBenchRank() { return std::getenv(kConfigVariable) != nullptr; }
+bool IsParallelBenchRank() {
+  return std::getenv(kConfigVariable) != nullptr;
+}
 
 int RunParallelBenchRank(const ParallelBenchOptions& options) {
   return MeasureAsRank(options, FromJson(nlohmann::json::parse(std::getenv(kConfigVariable))));
@@ -101,20 +104,34 @@ int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   const double cached_threaded = Measure({"single", 1, 1, 1, world, true}, argv);
 
   nlohmann::json report = nlohmann::json::array();
-  report.push_back({{"layout", "single"}, {"world", 1}, {"cached", false}, {"seconds", base}, {"speedup", 1.0},
-                    {"efficiency", 1.0}, {"vs_threads", base / threaded}});
-  report.push_back({{"layout", "single"}, {"world", 1}, {"cached", true}, {"seconds", cached_base},
-                    {"speedup", 1.0}, {"efficiency", 1.0}, {"vs_threads", cached_base / cached_threaded}});
+  report.push_back({{"layout", "single"},
+                    {"world", 1},
+                    {"cached", false},
+                    {"seconds", base},
+                    {"speedup", 1.0},
+                    {"efficiency", 1.0},
+                    {"vs_threads", base / threaded}});
+  report.push_back({{"layout", "single"},
+                    {"world", 1},
+                    {"cached", true},
+                    {"seconds", cached_base},
+                    {"speedup", 1.0},
+                    {"efficiency", 1.0},
+                    {"vs_threads", cached_base / cached_threaded}});
   double best_uncached = 0, best_cached = 0;
   for (const bool cached : {false, true}) {
-    for (const Run& layout : {Run{"ulysses2", 2, 1, 1, 1, cached}, Run{"ring2", 1, 2, 1, 1, cached},
-                              Run{"cfg2", 1, 1, 2, 1, cached}}) {
+    for (const Run& layout :
+         {Run{"ulysses2", 2, 1, 1, 1, cached}, Run{"ring2", 1, 2, 1, 1, cached}, Run{"cfg2", 1, 1, 2, 1, cached}}) {
       const double seconds = Measure(layout, argv);
       const double reference = cached ? cached_base : base;
       const double speedup = reference / seconds;
       (cached ? best_cached : best_uncached) = std::max(cached ? best_cached : best_uncached, speedup);
-      report.push_back({{"layout", layout.layout}, {"world", layout.world()}, {"cached", cached},
-                        {"seconds", seconds}, {"speedup", speedup}, {"efficiency", speedup / layout.world()},
+      report.push_back({{"layout", layout.layout},
+                        {"world", layout.world()},
+                        {"cached", cached},
+                        {"seconds", seconds},
+                        {"speedup", speedup},
+                        {"efficiency", speedup / layout.world()},
                         {"vs_threads", (cached ? cached_threaded : threaded) / seconds}});
     }
   }
@@ -130,9 +147,9 @@ int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   for (const auto& row : report) {
     if (row.contains("layout")) {
       fmt::print("{:<9} world {} {:<8} {:6.2f} s  speedup {:.2f}  efficiency {:.2f}  vs threads {:.2f}\n",
-                 row["layout"].get<std::string>(), row["world"].get<int>(), row["cached"].get<bool>() ? "cached" : "uncached",
-                 row["seconds"].get<double>(), row["speedup"].get<double>(), row["efficiency"].get<double>(),
-                 row["vs_threads"].get<double>());
+                 row["layout"].get<std::string>(), row["world"].get<int>(),
+                 row["cached"].get<bool>() ? "cached" : "uncached", row["seconds"].get<double>(),
+                 row["speedup"].get<double>(), row["efficiency"].get<double>(), row["vs_threads"].get<double>());
     } else {
       fmt::print("combined speedup {:.2f}, product {:.2f} (ratio {:.2f})\n", row["combined_speedup"].get<double>(),
                  row["product"].get<double>(), row["ratio"].get<double>());

@@ -68,8 +68,9 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads per rank (default: the cores shared among local ranks)");
-  app.add_option("--nproc", nproc, "start this many local ranks (as torchrun); ranks started by a launcher join "
-                                   "the group from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT");
+  app.add_option("--nproc", nproc,
+                 "start this many local ranks (as torchrun); ranks started by a launcher join "
+                 "the group from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT");
   app.add_option("--ulysses", mesh.ulysses, "Ulysses degree (heads split)")->capture_default_str();
   app.add_option("--ring", mesh.ring, "ring-attention degree (K/V passed around)")->capture_default_str();
   app.add_flag("--cfg-parallel", cfg_parallel, "conditional and unconditional passes on separate rank groups");
@@ -108,7 +109,8 @@ int main(int argc, char** argv) {
     cache.expansion = vidgen::cache::ParseExpansion(cache_expansion);
     cache.factor_dtype = vidgen::cache::ParseFactorDType(cache_factor_dtype);
     cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
-    cache.over_budget = cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
+    cache.over_budget =
+        cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
     cache.Validate();
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     torch::set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks_here));
@@ -119,8 +121,7 @@ int main(int argc, char** argv) {
 
     const auto load_start = std::chrono::steady_clock::now();
     auto pipeline = vidgen::wan::WanPipeline::Load(model_dir, options);
-    const double load_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+    const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
     vidgen::GenerationCallbacks callbacks;
     if (leader) callbacks.on_step = DrawProgress;

@@ -1,13 +1,12 @@
 // vidgen-inspect: lists the tensors of checkpoint files (safetensors, sharded indexes, torch.save archives) the way
 // vidgen's loaders read them: names, dtypes, shapes and, on request, value statistics.
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <torch/torch.h>
-
 #include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"

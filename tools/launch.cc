@@ -14,7 +14,9 @@
 
 namespace vidgen::tools {
 
-bool IsRank() { return std::getenv("RANK") != nullptr; }
+bool IsRank() {
+  return std::getenv("RANK") != nullptr;
+}
 
 int LaunchLocalRanks(int nproc, char** argv, const std::string& what) {
   RankSpawn spawn;

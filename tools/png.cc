@@ -1,10 +1,11 @@
 #include "tools/png.h"
 
 #include <png.h>
-#include <torch/torch.h>
 
 #include <cstdio>
 #include <memory>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 

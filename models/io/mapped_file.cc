@@ -1,4 +1,5 @@
 #include "models/io/mapped_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

@@ -1,5 +1,4 @@
 #include <fcntl.h>
-#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +7,7 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"

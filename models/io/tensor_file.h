@@ -4,8 +4,6 @@
 // tensor that uses it, and writing to such a tensor changes only this process's memory, never the file.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,6 +12,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include "models/io/mapped_file.h"
 #include "models/io/safetensors_format.h"

@@ -1,4 +1,5 @@
 #include "models/io/torch_dtype.h"
+
 #include <torch/version.h>
 
 #include "common/error.h"

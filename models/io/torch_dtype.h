@@ -1,9 +1,9 @@
 // Mapping between checkpoint dtypes and LibTorch's scalar types.
 #pragma once
 
-#include <c10/core/ScalarType.h>
-
 #include <string_view>
+
+#include <c10/core/ScalarType.h>
 
 #include "models/io/dtype.h"
 

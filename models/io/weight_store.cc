@@ -1,4 +1,5 @@
 #include "models/io/weight_store.h"
+
 #include <torch/torch.h>
 
 #include "common/error.h"

@@ -2,8 +2,6 @@
 // loaded into it with a report of everything that does not fit.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <functional>
 #include <map>
 #include <optional>
@@ -11,6 +9,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 namespace torch::nn {
 class Module;

@@ -1,8 +1,9 @@
 #include "models/layers/attention.h"
-#include <torch/torch.h>
-#include <torch/version.h>
 
 #include <cmath>
+
+#include <torch/torch.h>
+#include <torch/version.h>
 
 namespace vidgen::layers {
 namespace {

@@ -1,10 +1,10 @@
 // Exact softmax attention, the one local attention call of every model (sequence parallelism wraps it).
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 namespace vidgen::layers {
 

@@ -1,4 +1,5 @@
 #include "models/layers/layers.h"
+
 #include <torch/torch.h>
 
 namespace vidgen::layers {

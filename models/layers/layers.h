@@ -1,12 +1,12 @@
 // Layers shared by the model families: norms, timestep sinusoids, rotary tables, dtype-aware projections.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
-
-#include <cstdint>
-#include <vector>
 
 namespace vidgen::layers {
 

@@ -1,4 +1,5 @@
 #include "models/layers/rope.h"
+
 #include <torch/torch.h>
 
 namespace vidgen::layers {

@@ -2,10 +2,10 @@
 // HunyuanVideo.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <array>
 #include <cstdint>
+
+#include <ATen/core/Tensor.h>
 
 namespace vidgen::layers {
 

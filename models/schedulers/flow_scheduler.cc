@@ -1,18 +1,22 @@
 #include "models/schedulers/flow_scheduler.h"
 
-#include <torch/torch.h>
-
 #include <cmath>
 #include <deque>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 
 namespace vidgen::schedulers {
 namespace {
 
-double Fp32(double x) { return static_cast<double>(static_cast<float>(x)); }
+double Fp32(double x) {
+  return static_cast<double>(static_cast<float>(x));
+}
 
-double Shifted(double sigma, double shift) { return shift * sigma / (1 + (shift - 1) * sigma); }
+double Shifted(double sigma, double shift) {
+  return shift * sigma / (1 + (shift - 1) * sigma);
+}
 
 // numpy.linspace(start, stop, count)
 std::vector<double> Linspace(double start, double stop, int count) {
@@ -24,7 +28,9 @@ std::vector<double> Linspace(double start, double stop, int count) {
 }
 
 // λ(σ) = log(α) − log(σ) with α = 1 − σ: the half log-SNR that DPM-Solver and UniPC step in.
-double Lambda(double sigma) { return std::log(1 - sigma) - std::log(sigma); }
+double Lambda(double sigma) {
+  return std::log(1 - sigma) - std::log(sigma);
+}
 
 // The schedule of every solver: σ = shift·s/(1 + (shift−1)·s) for s = linspace(start, 0, steps + 1), without its
 // last point, then a final 0. Wan truncates σ·1000 computed in float64; HunyuanVideo computes σ·1000 in fp32.

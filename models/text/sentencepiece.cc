@@ -1,4 +1,5 @@
 #include "models/text/sentencepiece.h"
+
 #include <dlfcn.h>
 
 #include <filesystem>

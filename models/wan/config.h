@@ -1,11 +1,11 @@
 // Wan2.1 model configurations: the DiT's config.json, the presets of the released sizes, and the run dtype.
 #pragma once
 
-#include <c10/core/ScalarType.h>
-
 #include <array>
 #include <cstdint>
 #include <string>
+
+#include <c10/core/ScalarType.h>
 
 namespace vidgen::wan {
 

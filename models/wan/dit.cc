@@ -1,4 +1,5 @@
 #include "models/wan/dit.h"
+
 #include <torch/torch.h>
 
 #include "models/layers/attention.h"
@@ -118,10 +119,9 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
 
   // x + gate ⊙ attention, + cross-attention, + gate ⊙ FFN: one new tensor, then in place (each branch argument is
   // evaluated before the add that uses it).
-  auto h = torch::addcmul(x, branch(0, [&] {
-                            return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout);
-                          }),
-                          gate_attn);
+  auto h = torch::addcmul(
+      x, branch(0, [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
+      gate_attn);
   h.add_(branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); }));
   h.addcmul_(branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); }), gate_ffn);
   return h;
@@ -314,7 +314,9 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, cache::FeatureC
                        : run_blocks(cache);
   // The head lays a token out as (pt, ph, pw, c); Patchify's layout is (c, pt, ph, pw).
   const auto& p = config_.patch_size;
-  return out.reshape({batch, chunk, p[0], p[1], p[2], -1}).permute({0, 1, 5, 2, 3, 4}).reshape({batch, chunk, -1})
+  return out.reshape({batch, chunk, p[0], p[1], p[2], -1})
+      .permute({0, 1, 5, 2, 3, 4})
+      .reshape({batch, chunk, -1})
       .to(torch::kFloat);
 }
 

@@ -2,17 +2,17 @@
 // Module and parameter names are the released checkpoint's keys.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <torch/nn/module.h>
-#include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/linear.h>
-
 #include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
 
 #include "cache/feature_cache.h"
 #include "models/layers/layers.h"
@@ -69,8 +69,7 @@ struct WanBlockImpl : torch::nn::Module {
   // self-attention, cross-attention and FFN outputs (before their gates) go through it as branches
   // 3·layer + {0, 1, 2}; gates, modulation and residual adds always run.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout, const at::Tensor& context,
-                     std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr,
-                     std::int64_t layer = 0);
+                     std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr, std::int64_t layer = 0);
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};
@@ -99,13 +98,13 @@ struct WanImageEmbeddingImpl : torch::nn::Module {
 TORCH_MODULE(WanImageEmbedding);
 
 struct WanDitInput {
-  std::vector<at::Tensor> x;        // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
-  at::Tensor timesteps;             // [B]
-  std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
-  at::Tensor text_states;           // or, instead of `context`, its EmbedText() (constant over the steps)
-  at::Tensor time, time_projection; // optional: EmbedTime(timesteps), shared by the CFG passes of a step
-  std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
-  at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
+  std::vector<at::Tensor> x;         // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
+  at::Tensor timesteps;              // [B]
+  std::vector<at::Tensor> context;   // per sample [L_text <= text_len, text_dim]
+  at::Tensor text_states;            // or, instead of `context`, its EmbedText() (constant over the steps)
+  at::Tensor time, time_projection;  // optional: EmbedTime(timesteps), shared by the CFG passes of a step
+  std::int64_t seq_len = 0;          // pad tokens to this length (0: the longest sample)
+  at::Tensor clip_features;          // I2V/FLF2V: [B, 257 or 514, 1280]
 };
 
 // The DiT's input in token space, as the sampler keeps it when the sequence is split over processes.

@@ -1,13 +1,12 @@
 #include "models/wan/loader.h"
 
-#include <torch/torch.h>
-
 #include <filesystem>
 #include <fstream>
 #include <regex>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
 #include "common/error.h"
 
@@ -64,7 +63,7 @@ const io::KeyMap& DiffusersDitKeyMap() {
       {"condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"},
       {"condition_embedder.image_embedder.norm2", "img_emb.proj.4"},
       {"condition_embedder.image_embedder.pos_embed", "img_emb.emb_pos"},
-      {".scale_shift_table", ".modulation"},  // in blocks
+      {".scale_shift_table", ".modulation"},     // in blocks
       {"scale_shift_table", "head.modulation"},  // at the top
       {"proj_out", "head.head"},
       {"attn1.to_q", "self_attn.q"},
@@ -130,7 +129,8 @@ std::string DiffusersVaeKeyToWan(const std::string& name) {
   std::string renamed = name;
   // Decoder stage b holds resnets 4b..4b+2 and its upsampler at 4b+3 in Wan's flat list.
   if (std::regex_search(name, match, up_resnet)) {
-    renamed = fmt::format("decoder.upsamples.{}.{}", 4 * std::stoi(match[1]) + std::stoi(match[2]), match.suffix().str());
+    renamed =
+        fmt::format("decoder.upsamples.{}.{}", 4 * std::stoi(match[1]) + std::stoi(match[2]), match.suffix().str());
   } else if (std::regex_search(name, match, up_sampler)) {
     renamed = fmt::format("decoder.upsamples.{}.{}", 4 * std::stoi(match[1]) + 3, match.suffix().str());
   }

@@ -1,10 +1,10 @@
 #include "models/wan/pipeline.h"
 
-#include <torch/torch.h>
-
 #include <chrono>
 #include <cmath>
 #include <optional>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 
@@ -28,9 +28,12 @@ const char* const kDefaultNegativePrompt =
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
-WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5,
-                         WanDit dit, WanVae vae)
-    : options_(options), tokenizer_(std::move(tokenizer)), t5_(std::move(t5)), dit_(std::move(dit)),
+WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
+                         WanVae vae)
+    : options_(options),
+      tokenizer_(std::move(tokenizer)),
+      t5_(std::move(t5)),
+      dit_(std::move(dit)),
       vae_(std::move(vae)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
@@ -48,7 +51,8 @@ std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const W
 void WanPipeline::Validate(const GenerationRequest& request) const {
   const auto& config = dit_->config();
   if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
-  for (const auto& [field, text] : {std::pair{"prompt", &request.prompt}, {"negative_prompt", &request.negative_prompt}}) {
+  for (const auto& [field, text] :
+       {std::pair{"prompt", &request.prompt}, {"negative_prompt", &request.negative_prompt}}) {
     const auto tokens = static_cast<std::int64_t>(tokenizer_->Ids(*text).size());
     if (tokens > tokenizer_->text_len()) {
       Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {} tokens, the text encoder reads at most {}", field,
@@ -93,8 +97,8 @@ at::Tensor WanPipeline::Velocity(const at::Tensor& tokens, const WanTokenInput& 
                                  const at::Tensor& text_cond, const at::Tensor& text_uncond, double guidance_scale,
                                  cache::FeatureCache* cache, std::int64_t* model_calls) {
   // The time embedding is the same for both passes of a step.
-  const auto [time, time_projection] =
-      dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(tokens.device())));
+  const auto [time, time_projection] = dit_->EmbedTime(
+      torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(tokens.device())));
   // One DiT pass of cache stream `stream` over `count` copies of the tokens.
   auto pass = [&](int stream, const at::Tensor& text_states, int count) {
     WanTokenInput input = where;
@@ -216,7 +220,8 @@ GenerationResult WanPipeline::Generate(const GenerationRequest& request, const G
   // Seeded noise from a private generator of the device's kind, as the reference draws it.
   auto generator = at::globalContext().defaultGenerator(options_.device).clone();
   generator.set_current_seed(request.seed);
-  const auto noise = torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
+  const auto noise =
+      torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
 
   start = Clock::now();
   DenoiseOptions options;

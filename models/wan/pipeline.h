@@ -73,8 +73,7 @@ class WanPipeline {
   const WanLoadOptions& options() const { return options_; }
 
  private:
-  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
-              WanVae vae);
+  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit, WanVae vae);
 
   // The guided velocity of this process's tokens [chunk, C·Πpatch] at one step; `where` carries the grid, the
   // chunk's offset and the world; text states come from WanDit::EmbedText.

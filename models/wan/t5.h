@@ -2,14 +2,14 @@
 // attention scaling. Names are the keys of models_t5_umt5-xxl-enc-bf16.pth.
 #pragma once
 
+#include <cstdint>
+
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
-
-#include <cstdint>
 
 namespace vidgen::io {
 class WeightStore;

@@ -1,8 +1,9 @@
 #include "models/wan/tokenizer.h"
-#include <torch/torch.h>
 
 #include <array>
 #include <cstdlib>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/text/sentencepiece.h"

@@ -2,13 +2,13 @@
 // prompt cleaning.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 namespace vidgen::text {
 class SentencePiece;

@@ -1,7 +1,8 @@
 #include "models/wan/vae.h"
-#include <torch/torch.h>
 
 #include <cmath>
+
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/weight_store.h"

@@ -3,15 +3,15 @@
 // Module names are the keys of Wan2.1_VAE.pth. Runs in fp32, as the reference.
 #pragma once
 
+#include <array>
+#include <cstdint>
+#include <vector>
+
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
-
-#include <array>
-#include <cstdint>
-#include <vector>
 
 namespace vidgen::io {
 class WeightStore;

@@ -1,13 +1,14 @@
 // The restricted unpickler: the values torch.save writes, refused globals, and malformed input (also run under
 // AddressSanitizer).
-#include <gtest/gtest.h>
+#include "models/io/pickle.h"
 
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "common/error.h"
 #include "models/io/mapped_file.h"
-#include "models/io/pickle.h"
 
 namespace vidgen::io::pickle {
 namespace {

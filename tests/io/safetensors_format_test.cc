@@ -1,12 +1,13 @@
 // The safetensors header parser on well-formed and malformed bytes (also run under AddressSanitizer).
-#include <gtest/gtest.h>
+#include "models/io/safetensors_format.h"
 
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "common/error.h"
-#include "models/io/safetensors_format.h"
 
 namespace vidgen::io {
 namespace {

@@ -1,9 +1,9 @@
 // Safetensors files as LibTorch tensors: zero-copy reads, bit-exact round trips, sharded checkpoints, errors.
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include <filesystem>
 #include <fstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"

@@ -1,8 +1,8 @@
 // torch.save archives through the restricted unpickler: values, views, zip64, refusals, golden checkpoints.
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include <filesystem>
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"

@@ -1,13 +1,14 @@
 // WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
-#include <gtest/gtest.h>
-#include <torch/torch.h>
+#include "models/io/weight_store.h"
 
 #include <filesystem>
 #include <fstream>
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include "common/error.h"
 #include "models/io/tensor_file.h"
-#include "models/io/weight_store.h"
 #include "tests/support/golden.h"
 
 namespace vidgen::io {

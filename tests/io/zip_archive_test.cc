@@ -1,12 +1,13 @@
 // The zip directory reader on torch.save-style archives, zip64, and damaged files (also run under AddressSanitizer).
-#include <gtest/gtest.h>
+#include "models/io/zip_archive.h"
 
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "common/error.h"
 #include "models/io/mapped_file.h"
-#include "models/io/zip_archive.h"
 
 namespace vidgen::io {
 namespace {

@@ -1,10 +1,11 @@
 #include "tests/support/golden.h"
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdlib>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/torch.h>
 
 namespace vidgen::testing {
 

@@ -3,14 +3,14 @@
 // variant name or a size.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
 
 #include "models/io/tensor_file.h"
 

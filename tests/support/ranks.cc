@@ -79,7 +79,9 @@ std::string RanksOutcome::Summary() const {
   return text;
 }
 
-int FreeLoopbackPort() { return vidgen::FreeLoopbackPort(); }
+int FreeLoopbackPort() {
+  return vidgen::FreeLoopbackPort();
+}
 
 RanksOutcome RunRanks(std::string_view name, int world_size, const RanksOptions& options) {
   if (!Registry().contains(name)) throw std::invalid_argument(fmt::format("no rank body '{}'", name));

@@ -1,10 +1,10 @@
 // The multi-rank test helper: environment, exit codes, output, timeouts and fail-fast.
-#include <gtest/gtest.h>
+#include "tests/support/ranks.h"
 
 #include <cstdlib>
 #include <thread>
 
-#include "tests/support/ranks.h"
+#include <gtest/gtest.h>
 
 namespace vidgen::testing {
 namespace {

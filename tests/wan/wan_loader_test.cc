@@ -36,7 +36,9 @@ class ScratchDir {
   fs::path path_;
 };
 
-testing::GoldenCase DitCase() { return testing::GoldenCase(testing::GoldenCases("wan_dit").at(0)); }
+testing::GoldenCase DitCase() {
+  return testing::GoldenCase(testing::GoldenCases("wan_dit").at(0));
+}
 
 // The inverse of a one-pass key map: swapped pairs, longest pattern first so prefixes do not shadow.
 io::KeyMap Inverse(const io::KeyMap& map) {
@@ -70,14 +72,15 @@ std::string WanVaeKeyToDiffusers(const std::string& name) {
   std::smatch match;
   if (std::regex_search(renamed, match, upsample)) {
     const int index = std::stoi(match[1]);
-    renamed = index % 4 == 3 ? fmt::format("decoder.up_blocks.{}.upsamplers.0.{}", index / 4, match.suffix().str())
-                             : fmt::format("decoder.up_blocks.{}.resnets.{}.{}", index / 4, index % 4,
-                                           match.suffix().str());
+    renamed = index % 4 == 3
+                  ? fmt::format("decoder.up_blocks.{}.upsamplers.0.{}", index / 4, match.suffix().str())
+                  : fmt::format("decoder.up_blocks.{}.resnets.{}.{}", index / 4, index % 4, match.suffix().str());
   }
   return renamed;
 }
 
-void WriteRenamed(const fs::path& from, const fs::path& to, const std::function<std::string(const std::string&)>& rename,
+void WriteRenamed(const fs::path& from, const fs::path& to,
+                  const std::function<std::string(const std::string&)>& rename,
                   const std::vector<std::pair<std::string, std::string>>& extra_copies = {}) {
   io::WeightStore store;
   store.AddFile(from.string());
@@ -112,7 +115,8 @@ fs::path MakeDiffusersCheckpoint(const fs::path& released, const fs::path& out) 
   fs::create_directories(out / "transformer");
   std::ofstream(out / "transformer" / "config.json") << config.dump(2);
   const auto dit_map = Inverse(DiffusersDitKeyMap());
-  WriteRenamed(released / "diffusion_pytorch_model.safetensors", out / "transformer" / "diffusion_pytorch_model.safetensors",
+  WriteRenamed(released / "diffusion_pytorch_model.safetensors",
+               out / "transformer" / "diffusion_pytorch_model.safetensors",
                [&](const std::string& name) { return io::ApplyKeyMap(dit_map, name); });
   const auto t5_map = Inverse(DiffusersT5KeyMap());
   WriteRenamed(released / "models_t5_umt5-xxl-enc-bf16.pth", out / "text_encoder" / "model.safetensors",
@@ -201,9 +205,9 @@ TEST(WanLoaderTest, MissingTensorWrongShapeAndBadConfigAreNamed) {
   {
     const io::SafetensorsFile file(dit_file.string());
     auto tensors = file.Tensors();
-    tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
-                                 [](const auto& t) { return t.first == "blocks.1.ffn.2.bias"; }),
-                  tensors.end());
+    tensors.erase(
+        std::remove_if(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "blocks.1.ffn.2.bias"; }),
+        tensors.end());
     for (auto& [name, tensor] : tensors) tensor = tensor.clone();  // detach from the file we overwrite
     io::WriteSafetensors(dit_file.string(), tensors);
   }
@@ -282,7 +286,8 @@ TEST_F(WanPipelineTest, GeneratesDeterministicFramesWithProgress) {
   EXPECT_EQ(steps, (std::vector<int>{1, 2, 3, 4}));
   EXPECT_EQ(result.stats.model_calls, 8);
   EXPECT_EQ(result.stats.full_steps, 4);
-  for (const char* stage : {"encode_text", "denoise", "decode"}) EXPECT_TRUE(result.stats.stage_seconds.contains(stage));
+  for (const char* stage : {"encode_text", "denoise", "decode"})
+    EXPECT_TRUE(result.stats.stage_seconds.contains(stage));
 
   EXPECT_TRUE(torch::equal(pipeline_->Generate(SmallRequest()).frames, result.frames));
   auto other = SmallRequest();
@@ -345,8 +350,8 @@ namespace {
 TEST(WanLoaderTest, I2VCheckpointLoadsAndUsesTheImageTokens) {
   torch::NoGradGuard no_grad;
   ScratchDir scratch;
-  nlohmann::json config = {{"model_type", "i2v"}, {"in_dim", 36},     {"dim", 64},     {"ffn_dim", 128},
-                           {"freq_dim", 32},      {"text_dim", 48},    {"num_heads", 2}, {"num_layers", 1},
+  nlohmann::json config = {{"model_type", "i2v"}, {"in_dim", 36},   {"dim", 64},      {"ffn_dim", 128},
+                           {"freq_dim", 32},      {"text_dim", 48}, {"num_heads", 2}, {"num_layers", 1},
                            {"out_dim", 16},       {"text_len", 8}};
   std::ofstream(scratch.path() / "config.json") << config.dump();
   const auto parsed = ReadWanDitConfig((scratch.path() / "config.json").string());
@@ -358,7 +363,8 @@ TEST(WanLoaderTest, I2VCheckpointLoadsAndUsesTheImageTokens) {
     item.value().normal_(0, 0.1);
     tensors.emplace_back(item.key(), item.value());
   }
-  EXPECT_TRUE(std::any_of(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "img_emb.proj.1.weight"; }));
+  EXPECT_TRUE(
+      std::any_of(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "img_emb.proj.1.weight"; }));
   EXPECT_TRUE(std::any_of(tensors.begin(), tensors.end(),
                           [](const auto& t) { return t.first == "blocks.0.cross_attn.k_img.weight"; }));
   io::WriteSafetensors((scratch.path() / "diffusion_pytorch_model.safetensors").string(), tensors);

@@ -1,8 +1,8 @@
 // The umT5 encoder and the tokenizer against the reference (golden wan_t5_* and wan_tokenizer_* cases).
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include <filesystem>
 
 #include "common/error.h"
 #include "models/io/weight_store.h"
