@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -18,21 +19,23 @@ namespace {
 using testing::RanksOptions;
 using testing::RunRanks;
 
-MeshOptions MeshFromEnv() {
+// The world of a rank body: the layout from TEST_ULYSSES / TEST_RING / TEST_CFG, joined from the environment.
+std::unique_ptr<World> JoinWorld(std::chrono::seconds timeout) {
   MeshOptions mesh;
   mesh.ulysses = std::atoi(std::getenv("TEST_ULYSSES"));
   mesh.ring = std::atoi(std::getenv("TEST_RING"));
   mesh.cfg = std::atoi(std::getenv("TEST_CFG"));
-  return mesh;
+  Rendezvous rendezvous = RendezvousFromEnv();
+  rendezvous.timeout = timeout;
+  return std::make_unique<World>(rendezvous, mesh);
 }
 
 // Each rank draws the same global q, k, v (odd valid lengths, padded to the group), computes the single-process
 // reference, and checks its own chunk of the parallel result and the collectives it took.
 const bool kAttentionBody = testing::RegisterRankBody("sequence_attention", [] {
   torch::set_num_threads(1);
-  Rendezvous rendezvous = RendezvousFromEnv();
-  rendezvous.timeout = std::chrono::seconds(30);
-  World world(rendezvous, MeshFromEnv());
+  const auto joined = JoinWorld(std::chrono::seconds(30));
+  World& world = *joined;
   const int p = world.sequence().size();
   const std::vector<std::int64_t> valid = {37, 29};
   const std::int64_t padded = (37 + p - 1) / p * p;
@@ -61,9 +64,8 @@ const bool kAttentionBody = testing::RegisterRankBody("sequence_attention", [] {
 // Joint image + replicated text attention (HunyuanVideo's blocks) against a dense single-process reference.
 const bool kJointBody = testing::RegisterRankBody("joint_attention", [] {
   torch::set_num_threads(1);
-  Rendezvous rendezvous = RendezvousFromEnv();
-  rendezvous.timeout = std::chrono::seconds(30);
-  World world(rendezvous, MeshFromEnv());
+  const auto joined = JoinWorld(std::chrono::seconds(30));
+  World& world = *joined;
   const int p = world.sequence().size();
   const std::vector<std::int64_t> valid = {37, 29}, text_valid = {7, 4};
   const std::int64_t padded = (37 + p - 1) / p * p;
@@ -106,37 +108,36 @@ struct Layout {
   int ulysses, ring, cfg;
 };
 
-class SequenceAttentionTest : public ::testing::TestWithParam<Layout> {};
-
-TEST_P(SequenceAttentionTest, EqualsOneProcess) {
-  const auto layout = GetParam();
+// Runs rank body `name` on `layout`'s world size with the layout in the environment; expects every rank to pass.
+void ExpectRanksPass(const std::string& name, const Layout& layout, std::chrono::seconds timeout) {
   RanksOptions options;
-  options.timeout = std::chrono::seconds(120);
+  options.timeout = timeout;
   options.extra_env = {{"TEST_ULYSSES", std::to_string(layout.ulysses)},
                        {"TEST_RING", std::to_string(layout.ring)},
                        {"TEST_CFG", std::to_string(layout.cfg)}};
-  const auto outcome = RunRanks("sequence_attention", layout.ulysses * layout.ring * layout.cfg, options);
+  const auto outcome = RunRanks(name, layout.ulysses * layout.ring * layout.cfg, options);
   EXPECT_TRUE(outcome.ok()) << outcome.Summary();
 }
 
+std::string LayoutName(const ::testing::TestParamInfo<Layout>& info) {
+  return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) + "c" +
+         std::to_string(info.param.cfg);
+}
+
+class SequenceAttentionTest : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(SequenceAttentionTest, EqualsOneProcess) {
+  ExpectRanksPass("sequence_attention", GetParam(), std::chrono::seconds(120));
+}
+
 TEST_P(SequenceAttentionTest, JointTextEqualsOneProcess) {
-  const auto layout = GetParam();
-  RanksOptions options;
-  options.timeout = std::chrono::seconds(120);
-  options.extra_env = {{"TEST_ULYSSES", std::to_string(layout.ulysses)},
-                       {"TEST_RING", std::to_string(layout.ring)},
-                       {"TEST_CFG", std::to_string(layout.cfg)}};
-  const auto outcome = RunRanks("joint_attention", layout.ulysses * layout.ring * layout.cfg, options);
-  EXPECT_TRUE(outcome.ok()) << outcome.Summary();
+  ExpectRanksPass("joint_attention", GetParam(), std::chrono::seconds(120));
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, SequenceAttentionTest,
                          ::testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{2, 2, 1}, Layout{1, 1, 2},
                                            Layout{2, 1, 2}, Layout{4, 1, 1}, Layout{1, 4, 1}),
-                         [](const auto& info) {
-                           return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) +
-                                  "c" + std::to_string(info.param.cfg);
-                         });
+                         LayoutName);
 
 // Rank 1 dies before the collective: rank 0 must fail with a clear error, not hang.
 const bool kDeadPeerBody = testing::RegisterRankBody("dead_peer", [] {
@@ -197,9 +198,8 @@ namespace {
 // the collectives of every step recorded.
 const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
   torch::set_num_threads(1);
-  Rendezvous rendezvous = RendezvousFromEnv();
-  rendezvous.timeout = std::chrono::seconds(60);
-  World world(rendezvous, MeshFromEnv());
+  const auto joined = JoinWorld(std::chrono::seconds(60));
+  World& world = *joined;
   const testing::GoldenCase golden(testing::GoldenCases("wan_t2v").at(0));
   auto single = wan::WanPipeline::Load(golden.CheckpointDir().string());
   wan::WanLoadOptions options;
@@ -243,23 +243,13 @@ const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
 class WanParallelTest : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(WanParallelTest, GoldenRunEqualsOneProcessUncachedAndCached) {
-  const auto layout = GetParam();
-  RanksOptions options;
-  options.timeout = std::chrono::seconds(300);
-  options.extra_env = {{"TEST_ULYSSES", std::to_string(layout.ulysses)},
-                       {"TEST_RING", std::to_string(layout.ring)},
-                       {"TEST_CFG", std::to_string(layout.cfg)}};
-  const auto outcome = RunRanks("wan_t2v", layout.ulysses * layout.ring * layout.cfg, options);
-  EXPECT_TRUE(outcome.ok()) << outcome.Summary();
+  ExpectRanksPass("wan_t2v", GetParam(), std::chrono::seconds(300));
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,
                          ::testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{2, 2, 1}, Layout{1, 1, 2},
                                            Layout{2, 1, 2}),
-                         [](const auto& info) {
-                           return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) +
-                                  "c" + std::to_string(info.param.cfg);
-                         });
+                         LayoutName);
 
 }  // namespace
 }  // namespace vidgen::parallel
