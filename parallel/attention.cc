@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/layers/attention.h"
 #include "parallel/world.h"
 
 namespace vidgen::parallel {
@@ -36,19 +38,18 @@ std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at
   for (std::int64_t start = 0; start < lq; start += block) {
     const std::int64_t end = std::min(lq, start + block);
     auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
-    at::Tensor block_lse, weights;
-    if (all_valid) {
-      block_lse = torch::logsumexp(scores, -1);
-      weights = torch::softmax(scores, -1);
-    } else {
-      scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-      block_lse = torch::logsumexp(scores, -1);  // −inf where every key is masked
-      const auto finite = torch::isfinite(block_lse).unsqueeze(-1);
-      weights = torch::where(finite, torch::exp(scores - block_lse.unsqueeze(-1)), torch::zeros_like(scores));
-    }
-    // Products in the inputs' dtype (bf16 in production), softmax and merge in fp32.
-    out.slice(2, start, end).copy_(torch::matmul(weights.to(vh.scalar_type()), vh));
-    lse.slice(2, start, end).copy_(block_lse);
+    if (!all_valid) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    // The unnormalised weights exp(s − max) go into the product and the row sums divide its much smaller result;
+    // lse = max + log(sum). A row whose keys are all masked gets max 0, sum 0: out 0, lse −inf.
+    auto row_max = std::get<0>(scores.max(-1, /*keepdim=*/true));
+    if (!all_valid) row_max.masked_fill_(row_max.isinf(), 0.0);
+    scores.sub_(row_max).exp_();
+    const auto row_sum = scores.sum(-1, /*keepdim=*/true);
+    // Products in the inputs' dtype (bf16 in production), weights and merge in fp32.
+    out.slice(2, start, end)
+        .copy_(torch::matmul(scores.to(vh.scalar_type()), vh))
+        .div_(row_sum.clamp_min(std::numeric_limits<float>::min()));
+    lse.slice(2, start, end).copy_(row_sum.log_().add_(row_max).squeeze(-1));
   }
   return {out.transpose(1, 2), lse};
 }
@@ -65,6 +66,16 @@ void MergeAttention(at::Tensor& out, at::Tensor& lse, const at::Tensor& block_ou
 }
 
 namespace {
+
+// Ulysses back: scatter the sequence [B, U·chunk, H/U, D] to its owners, gather heads: [B, chunk, H, D].
+at::Tensor UlyssesBack(Group& ulysses, const at::Tensor& out, std::int64_t batch, std::int64_t chunk) {
+  const int u = ulysses.size();
+  if (u == 1) return out;
+  const std::int64_t heads = out.size(2) * u, head_dim = out.size(3);
+  auto exchanged = ulysses.AllToAll(out.reshape({batch, u, chunk, heads / u, head_dim}).permute({1, 0, 2, 3, 4}));
+  // [U, B, chunk, H/U, D]: member j's heads of this chunk
+  return exchanged.permute({1, 2, 0, 3, 4}).reshape({batch, chunk, heads, head_dim});
+}
 
 // The shared body: image chunk (and optionally replicated text) through Ulysses, ring and the merge.
 JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -86,16 +97,25 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
   };
 
   // Ulysses: scatter heads, gather the group's chunks (in member order) along the sequence: [B, U·chunk, H/U, D].
-  auto qkv = torch::stack({q, k, v.to(q.scalar_type())});  // [3, B, chunk, H, D]
-  if (u > 1) {
-    qkv = qkv.view({3, batch, chunk, u, heads / u, head_dim}).permute({3, 0, 1, 2, 4, 5}).contiguous();
-    qkv = ulysses.AllToAll(qkv);  // [U, 3, B, chunk, H/U, D] from each member
-    qkv = qkv.permute({1, 2, 0, 3, 4, 5}).reshape({3, batch, u * chunk, heads / u, head_dim});
+  // q, k and v are written straight into the exchange layout [U, 3, B, chunk, H/U, D], one copy each.
+  auto qkv = torch::empty({u, 3, batch, chunk, heads / u, head_dim}, q.options());
+  for (const auto& [index, part] : {std::pair{0, q}, std::pair{1, k}, std::pair{2, v}}) {
+    qkv.select(1, index).copy_(part.view({batch, chunk, u, heads / u, head_dim}).permute({2, 0, 1, 3, 4}));
   }
+  if (u > 1) qkv = ulysses.AllToAll(qkv);  // [U, 3, B, chunk, H/U, D] from each member
+  qkv = qkv.permute({1, 2, 0, 3, 4, 5}).reshape({3, batch, u * chunk, heads / u, head_dim});
   const std::int64_t block_len = u * chunk;
+
+  // Ulysses alone sees the whole sequence: plain attention, no log-sum-exp to carry.
+  if (ring.size() == 1 && !text) {
+    layers::AttentionOptions options;
+    options.key_lengths = valid_lengths;
+    return {UlyssesBack(ulysses, layers::Attention(qkv[0], qkv[1], qkv[2], options), batch, chunk), {}};
+  }
+
   auto queries = qkv[0];
   if (text) queries = torch::cat({queries, head_slice(text->q).to(q.scalar_type())}, 1);
-  auto kv = torch::stack({qkv[1], qkv[2]});  // [2, B, U·chunk, H/U, D]: this rank's key block, passed around the ring
+  auto kv = qkv.slice(0, 1, 3);  // [2, B, U·chunk, H/U, D]: this rank's key block, passed around the ring
 
   // Ring: attend to every ring member's key block (and the text keys once), merging by log-sum-exp.
   at::Tensor out, lse;
@@ -113,19 +133,16 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
   }
   for (int step = 0; step < ring.size(); ++step) {
     const int owner = (ring.rank() - step + ring.size()) % ring.size();
+    // The next block travels while this one is attended to.
+    std::optional<Group::Shift> next;
+    if (step + 1 < ring.size()) next.emplace(ring.StartRingShift(kv));
     merge(AttentionWithLse(queries, kv[0], kv[1], owner * block_len, valid_lengths, scale));
-    if (step + 1 < ring.size()) kv = ring.RingShift(kv);
+    if (next) kv = next->Wait();
   }
 
-  // Ulysses back: scatter the sequence to its owners, gather heads: [B, chunk, H, D].
   out = out.to(q.scalar_type());
   JointOutput result;
-  result.image = out.slice(1, 0, block_len);
-  if (u > 1) {
-    result.image = result.image.reshape({batch, u, chunk, heads / u, head_dim}).permute({1, 0, 2, 3, 4}).contiguous();
-    result.image = ulysses.AllToAll(result.image);  // [U, B, chunk, H/U, D]: member j's heads of this chunk
-    result.image = result.image.permute({1, 2, 0, 3, 4}).reshape({batch, chunk, heads, head_dim});
-  }
+  result.image = UlyssesBack(ulysses, out.slice(1, 0, block_len), batch, chunk);
   if (text) {
     // Every rank computed the text rows of its own head slice: gather the heads.
     const auto text_out = out.slice(1, block_len).contiguous();

@@ -6,6 +6,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "common/error.h"
 
@@ -37,7 +40,7 @@ at::Tensor Bytes(const at::Tensor& t) {
   return t.contiguous().view(torch::kUInt8);
 }
 
-void Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+void WaitFor(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   try {
     work->wait();
   } catch (const std::exception& e) {
@@ -47,10 +50,23 @@ void Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
 
 }  // namespace
 
+bool HasNccl() {
+#ifdef USE_C10D_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+CommBackend BackendFor(const c10::Device& device) {
+  return device.is_cuda() && HasNccl() ? CommBackend::kNccl : CommBackend::kGloo;
+}
+
 Rendezvous RendezvousFromEnv() {
   Rendezvous rendezvous;
   rendezvous.rank = EnvInt("RANK", "SLURM_PROCID", 0);
   rendezvous.world_size = EnvInt("WORLD_SIZE", "SLURM_NTASKS", 1);
+  rendezvous.local_rank = EnvInt("LOCAL_RANK", "SLURM_LOCALID", 0);
   if (const auto addr = Env("MASTER_ADDR"); !addr.empty()) rendezvous.master_addr = addr;
   rendezvous.master_port = EnvInt("MASTER_PORT", nullptr, rendezvous.master_port);
   if (rendezvous.world_size < 1 || rendezvous.rank >= rendezvous.world_size) {
@@ -59,7 +75,12 @@ Rendezvous RendezvousFromEnv() {
   return rendezvous;
 }
 
-Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> group, std::vector<int> members, int rank,
+c10::Device RankDevice(const c10::Device& requested, const Rendezvous& rendezvous) {
+  if (!requested.is_cuda() || requested.has_index()) return requested;
+  return {c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank)};
+}
+
+Group::Group(c10::intrusive_ptr<c10d::CollectiveBackend> group, std::vector<int> members, int rank,
              std::shared_ptr<std::atomic<std::int64_t>> counter, std::shared_ptr<std::atomic<std::int64_t>> micros)
     : group_(std::move(group)),
       members_(std::move(members)),
@@ -74,7 +95,7 @@ at::Tensor Group::AllToAll(const at::Tensor& input) {
   auto in = Bytes(input);
   auto out = torch::empty_like(in);
   std::vector<std::int64_t> equal_splits;
-  Wait(group_->alltoall_base(out, in, equal_splits, equal_splits), "all-to-all");
+  WaitFor(group_->alltoall_base(out, in, equal_splits, equal_splits), "all-to-all");
   return out.view(input.scalar_type()).view(input.sizes());
 }
 
@@ -84,27 +105,61 @@ at::Tensor Group::AllGather(const at::Tensor& input) {
   std::vector<at::Tensor> in = {Bytes(input)};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int i = 0; i < size(); ++i) out[0].push_back(torch::empty_like(in[0]));
-  Wait(group_->allgather(out, in), "all-gather");
+  WaitFor(group_->allgather(out, in), "all-gather");
   std::vector<at::Tensor> slices;
   for (auto& bytes : out[0]) slices.push_back(bytes.view(input.scalar_type()).view(input.sizes()));
   return torch::stack(slices);
 }
 
-at::Tensor Group::RingShift(const at::Tensor& to_next) {
-  if (size() == 1) return to_next;
-  const auto timer = Count();
+Group::~Group() = default;
+
+Group::Shift Group::StartRingShift(const at::Tensor& to_next) {
+  if (size() == 1) return Shift(*this, {}, to_next, to_next);
+  counter_->fetch_add(1);
   std::vector<at::Tensor> send = {Bytes(to_next)};
   std::vector<at::Tensor> recv = {torch::empty_like(send[0])};
-  // Post the receive first: Gloo's send completes once the peer has posted its receive.
-  auto received = group_->recv(recv, (rank_ + size() - 1) % size(), /*tag=*/0);
-  auto sent = group_->send(send, (rank_ + 1) % size(), /*tag=*/0);
-  Wait(sent, "ring send");
-  Wait(received, "ring receive");
-  return recv[0].view(to_next.scalar_type()).view(to_next.sizes());
+  Shift shift(*this, send[0], recv[0], to_next);
+  // Even members send first, odd ones receive first: a pair that shares one NCCL stream never waits on itself, and
+  // Gloo, which posts both at once, does not mind.
+  const int next = (rank_ + 1) % size(), previous = (rank_ + size() - 1) % size();
+  if (rank_ % 2 == 0) {
+    shift.work_.push_back(group_->send(send, next, /*tag=*/0));
+    shift.work_.push_back(group_->recv(recv, previous, /*tag=*/0));
+  } else {
+    shift.work_.push_back(group_->recv(recv, previous, /*tag=*/0));
+    shift.work_.push_back(group_->send(send, next, /*tag=*/0));
+  }
+  return shift;
+}
+
+Group::Shift::Shift(Group& group, at::Tensor sent, at::Tensor received, at::Tensor shape_of)
+    : group_(&group), sent_(std::move(sent)), received_(std::move(received)), shape_of_(std::move(shape_of)) {}
+
+Group::Shift::Shift(Shift&&) noexcept = default;
+
+// A hop dropped without Wait() (an exception on the way) still finishes before its buffers go.
+Group::Shift::~Shift() {
+  for (auto& work : work_) {
+    try {
+      if (work) work->wait();
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+at::Tensor Group::Shift::Wait() {
+  if (!sent_.defined()) return received_;
+  const auto timer = group_->Time();
+  for (auto& work : work_) {
+    WaitFor(work, "ring shift");
+    work.reset();
+  }
+  return received_.view(shape_of_.scalar_type()).view(shape_of_.sizes());
 }
 
 World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
     : rank_(rendezvous.rank),
+      backend_(rendezvous.backend),
       mesh_(mesh),
       master_addr_(rendezvous.master_addr),
       timeout_(rendezvous.timeout),
@@ -114,6 +169,9 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
     Fail(ErrorCode::kInvalidArgument,
          "parallel layout cfg {} × ring {} × ulysses {} = {} does not match WORLD_SIZE {} (cfg is 1 or 2)", mesh.cfg,
          mesh.ring, mesh.ulysses, mesh.world(), rendezvous.world_size);
+  }
+  if (backend_ == CommBackend::kNccl && !HasNccl()) {
+    Fail(ErrorCode::kFailedPrecondition, "the NCCL backend was asked for, but this build's LibTorch has no NCCL");
   }
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(rendezvous.master_port);
@@ -145,18 +203,29 @@ World::~World() = default;
 std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int> members) {
   const int local = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
   if (members.size() == 1) {
-    return std::make_unique<Group>(c10::intrusive_ptr<c10d::ProcessGroup>(), std::move(members), 0, counter_, micros_);
+    return std::make_unique<Group>(c10::intrusive_ptr<c10d::CollectiveBackend>(), std::move(members), 0, counter_,
+                                   micros_);
   }
   // Each group of each kind gets its own key space in the store, named after its first member.
   auto store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("{}/{}", name, members.front()), store_);
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout_);
-  // A loopback master means a single-machine group: keep all traffic on loopback.
-  options->devices.push_back(master_addr_.starts_with("127.") || master_addr_ == "localhost"
-                                 ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                 : c10d::ProcessGroupGloo::createDefaultDevice());
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  const int size = static_cast<int>(members.size());
+  c10::intrusive_ptr<c10d::CollectiveBackend> group;
   try {
-    group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, local, static_cast<int>(members.size()), options);
+#ifdef USE_C10D_NCCL
+    if (backend_ == CommBackend::kNccl) {
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = timeout_;
+      group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, local, size, options);
+    }
+#endif
+    if (!group) {
+      auto options = c10d::ProcessGroupGloo::Options::create(timeout_);
+      // A loopback master means a single-machine group: keep all traffic on loopback.
+      options->devices.push_back(master_addr_.starts_with("127.") || master_addr_ == "localhost"
+                                     ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+      group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, local, size, options);
+    }
   } catch (const std::exception& e) {
     Fail(ErrorCode::kUnavailable, "rank {} cannot form its {} group {}: {}", rank_, name, fmt::join(members, ","),
          e.what());

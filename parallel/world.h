@@ -1,4 +1,4 @@
-// A group of ranks joined through c10d (Gloo on CPU, NCCL on CUDA builds), arranged as a mesh of CFG × ring ×
+// A group of ranks joined through c10d (Gloo, or NCCL for CUDA tensors), arranged as a mesh of CFG × ring ×
 // Ulysses degrees. Ulysses groups are adjacent ranks, ring groups stride over them (as xDiT), and the sequence
 // group of a CFG half is its ring × Ulysses ranks, whose token chunks are in rank order.
 //
@@ -13,26 +13,49 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <c10/util/intrusive_ptr.h>
+#include <torch/version.h>
 
+// The c10d class that runs one backend's collectives: ProcessGroup before LibTorch 2.0, Backend since.
 namespace c10d {
-class ProcessGroup;
 class Store;
+class Work;
+#if TORCH_VERSION_MAJOR >= 2
+class Backend;
+using CollectiveBackend = Backend;
+#else
+class ProcessGroup;
+using CollectiveBackend = ProcessGroup;
+#endif
 }  // namespace c10d
 
 namespace vidgen::parallel {
 
+// Gloo moves tensors of any device through host sockets; NCCL moves CUDA tensors between GPUs.
+enum class CommBackend { kGloo, kNccl };
+
+// True when this build's LibTorch has ProcessGroupNCCL (CUDA builds of PyTorch).
+bool HasNccl();
+// NCCL for CUDA devices when the build has it, else Gloo.
+CommBackend BackendFor(const c10::Device& device);
+
 struct Rendezvous {
   int rank = 0;
   int world_size = 1;
+  int local_rank = 0;  // rank among this machine's processes: picks the GPU
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  CommBackend backend = CommBackend::kGloo;
 };
 
-// RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torchrun's and Slurm launchers' names; SLURM_PROCID and SLURM_NTASKS
-// when RANK and WORLD_SIZE are absent). Throws Error(INVALID_ARGUMENT) naming a missing or malformed variable.
+// RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (torchrun's names; SLURM_PROCID, SLURM_NTASKS and
+// SLURM_LOCALID when those are absent). Throws Error(INVALID_ARGUMENT) naming a missing or malformed variable.
 Rendezvous RendezvousFromEnv();
+
+// The device a rank computes on: a CUDA device without an index becomes cuda:LOCAL_RANK, as under torchrun.
+c10::Device RankDevice(const c10::Device& requested, const Rendezvous& rendezvous);
 
 struct MeshOptions {
   int ulysses = 1;
@@ -41,11 +64,12 @@ struct MeshOptions {
   int world() const { return ulysses * ring * cfg; }
 };
 
-// Ranks of one collective group; blocking collectives over its members, each counted once.
+// Ranks of one collective group; collectives over its members, each counted once.
 class Group {
  public:
-  Group(c10::intrusive_ptr<c10d::ProcessGroup> group, std::vector<int> members, int rank,
+  Group(c10::intrusive_ptr<c10d::CollectiveBackend> group, std::vector<int> members, int rank,
         std::shared_ptr<std::atomic<std::int64_t>> counter, std::shared_ptr<std::atomic<std::int64_t>> micros);
+  ~Group();
 
   int rank() const { return rank_; }  // within the group
   int size() const { return static_cast<int>(members_.size()); }
@@ -55,8 +79,23 @@ class Group {
   at::Tensor AllToAll(const at::Tensor& input);
   // Returns [size, ...input.shape] with slice i from member i.
   at::Tensor AllGather(const at::Tensor& input);
-  // Sends `to_next` to member rank+1 and returns what member rank-1 sent (both cyclic): one ring hop.
-  at::Tensor RingShift(const at::Tensor& to_next);
+
+  // One ring hop in flight: `to_next` goes to member rank+1 while what member rank-1 sent (both cyclic) arrives,
+  // so the caller can compute meanwhile. Wait() returns the received tensor; the hop must be waited for.
+  class Shift {
+   public:
+    Shift(Shift&&) noexcept;
+    ~Shift();
+    at::Tensor Wait();
+
+   private:
+    friend class Group;
+    Shift(Group& group, at::Tensor sent, at::Tensor received, at::Tensor shape_of);
+    Group* group_;
+    at::Tensor sent_, received_, shape_of_;  // byte views kept alive until the transfer is done
+    std::vector<c10::intrusive_ptr<c10d::Work>> work_;
+  };
+  Shift StartRingShift(const at::Tensor& to_next);
 
  private:
   // Counts one collective and times it until the returned guard dies.
@@ -68,12 +107,13 @@ class Group {
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
     }
   };
+  Timer Time() { return Timer{micros_.get()}; }
   Timer Count() {
     counter_->fetch_add(1);
-    return Timer{micros_.get()};
+    return Time();
   }
 
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<c10d::CollectiveBackend> group_;
   std::vector<int> members_;
   int rank_;
   std::shared_ptr<std::atomic<std::int64_t>> counter_;
@@ -106,6 +146,7 @@ class World {
   std::unique_ptr<Group> MakeGroup(const std::string& name, std::vector<int> members);
 
   int rank_;
+  CommBackend backend_;
   MeshOptions mesh_;
   std::string master_addr_;
   std::chrono::milliseconds timeout_;

@@ -185,6 +185,38 @@ TEST(WorldTest, RejectsLayoutsThatDoNotMatchTheWorld) {
   ::unsetenv("WORLD_SIZE");
 }
 
+TEST(WorldTest, SlurmVariablesAndTheRanksDevice) {
+  ::setenv("SLURM_PROCID", "5", 1);
+  ::setenv("SLURM_NTASKS", "8", 1);
+  ::setenv("SLURM_LOCALID", "1", 1);
+  const auto rendezvous = RendezvousFromEnv();
+  ::unsetenv("SLURM_PROCID");
+  ::unsetenv("SLURM_NTASKS");
+  ::unsetenv("SLURM_LOCALID");
+  EXPECT_EQ(rendezvous.rank, 5);
+  EXPECT_EQ(rendezvous.world_size, 8);
+  EXPECT_EQ(rendezvous.local_rank, 1);
+  // A plain CUDA device means the local rank's GPU; an explicit one and the CPU stay as asked.
+  EXPECT_EQ(RankDevice(c10::Device("cuda"), rendezvous), c10::Device("cuda:1"));
+  EXPECT_EQ(RankDevice(c10::Device("cuda:0"), rendezvous), c10::Device("cuda:0"));
+  EXPECT_EQ(RankDevice(c10::Device("cpu"), rendezvous), c10::Device("cpu"));
+  EXPECT_EQ(BackendFor(c10::Device("cpu")), CommBackend::kGloo);
+  EXPECT_EQ(BackendFor(c10::Device("cuda:0")), HasNccl() ? CommBackend::kNccl : CommBackend::kGloo);
+}
+
+TEST(WorldTest, NcclWithoutNcclIsAClearError) {
+  if (HasNccl()) GTEST_SKIP() << "this LibTorch has NCCL";
+  Rendezvous rendezvous;
+  rendezvous.backend = CommBackend::kNccl;
+  try {
+    World world(rendezvous, {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
+    EXPECT_NE(std::string(e.what()).find("NCCL"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace vidgen::parallel
 

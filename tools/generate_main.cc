@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
   app.add_option("--solver", solver, "unipc, dpm++ or euler")->capture_default_str();
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
-  app.add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
+  app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads per rank (default: the cores shared among local ranks)");
   app.add_option("--nproc", nproc,
                  "start this many local ranks (as torchrun); ranks started by a launcher join "
@@ -92,8 +92,12 @@ int main(int argc, char** argv) {
     mesh.cfg = cfg_parallel ? 2 : 1;
     if (nproc > 1 && !vidgen::tools::IsRank()) return vidgen::tools::LaunchLocalRanks(nproc, argv, "vidgen-generate");
     std::unique_ptr<vidgen::parallel::World> world;
+    c10::Device compute_device(device);
     if (vidgen::tools::IsRank() || mesh.world() > 1) {
-      world = std::make_unique<vidgen::parallel::World>(vidgen::parallel::RendezvousFromEnv(), mesh);
+      auto rendezvous = vidgen::parallel::RendezvousFromEnv();
+      compute_device = vidgen::parallel::RankDevice(compute_device, rendezvous);
+      rendezvous.backend = vidgen::parallel::BackendFor(compute_device);
+      world = std::make_unique<vidgen::parallel::World>(rendezvous, mesh);
     }
     const bool leader = !world || world->rank() == 0;
     const int ranks_here = world ? world->size() : 1;
@@ -117,7 +121,7 @@ int main(int argc, char** argv) {
     vidgen::wan::WanLoadOptions options;
     options.world = world.get();
     options.dtype = vidgen::wan::ParseModelDType(dtype);
-    options.device = c10::Device(device);
+    options.device = compute_device;
 
     const auto load_start = std::chrono::steady_clock::now();
     auto pipeline = vidgen::wan::WanPipeline::Load(model_dir, options);
