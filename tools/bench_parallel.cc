@@ -13,7 +13,7 @@
 #include "models/wan/pipeline.h"
 #include "parallel/world.h"
 #include "tools/bench_model.h"
-#include "tools/launch.h"
+#include "parallel/launch.h"
 
 namespace vidgen::tools {
 namespace {
@@ -74,7 +74,7 @@ double Measure(const Run& run, char** argv) {
   const std::string out = fmt::format("/tmp/vidgen-bench-parallel-{}.json", ::getpid());
   ::setenv(kConfigVariable, ToJson(run).dump().c_str(), 1);
   ::setenv(kOutVariable, out.c_str(), 1);
-  const int code = LaunchLocalRanks(run.world(), argv, "vidgen-bench parallel");
+  const int code = parallel::LaunchLocalRanks(run.world(), argv, "vidgen-bench parallel");
   ::unsetenv(kConfigVariable);
   if (code != 0) throw std::runtime_error(fmt::format("the {} run failed (exit {})", run.layout, code));
   nlohmann::json result;

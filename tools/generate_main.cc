@@ -13,7 +13,7 @@
 #include "common/error.h"
 #include "models/wan/pipeline.h"
 #include "parallel/world.h"
-#include "tools/launch.h"
+#include "parallel/launch.h"
 #include "tools/png.h"
 
 namespace {
@@ -90,10 +90,10 @@ int main(int argc, char** argv) {
 
   try {
     mesh.cfg = cfg_parallel ? 2 : 1;
-    if (nproc > 1 && !vidgen::tools::IsRank()) return vidgen::tools::LaunchLocalRanks(nproc, argv, "vidgen-generate");
+    if (nproc > 1 && !vidgen::parallel::IsRank()) return vidgen::parallel::LaunchLocalRanks(nproc, argv, "vidgen-generate");
     std::unique_ptr<vidgen::parallel::World> world;
     c10::Device compute_device(device);
-    if (vidgen::tools::IsRank() || mesh.world() > 1) {
+    if (vidgen::parallel::IsRank() || mesh.world() > 1) {
       auto rendezvous = vidgen::parallel::RendezvousFromEnv();
       compute_device = vidgen::parallel::RankDevice(compute_device, rendezvous);
       rendezvous.backend = vidgen::parallel::BackendFor(compute_device);

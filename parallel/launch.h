@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace vidgen::tools {
+namespace vidgen::parallel {
 
 // True when this process was started as a rank (RANK is set).
 bool IsRank();
@@ -14,4 +14,4 @@ bool IsRank();
 // rank's exit code (the others are stopped). `what` names the tool in messages.
 int LaunchLocalRanks(int nproc, char** argv, const std::string& what);
 
-}  // namespace vidgen::tools
+}  // namespace vidgen::parallel

@@ -1,4 +1,4 @@
-#include "tools/launch.h"
+#include "parallel/launch.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/rank_launch.h"
 
-namespace vidgen::tools {
+namespace vidgen::parallel {
 
 bool IsRank() {
   return std::getenv("RANK") != nullptr;
@@ -54,4 +54,4 @@ int LaunchLocalRanks(int nproc, char** argv, const std::string& what) {
   return result;
 }
 
-}  // namespace vidgen::tools
+}  // namespace vidgen::parallel

@@ -1,0 +1,57 @@
+#include "proto/rpc.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace vidgen::rpc {
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const std::string& tls_ca_file,
+                                           int max_message_bytes) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(max_message_bytes);
+  arguments.SetMaxSendMessageSize(max_message_bytes);
+  // Reconnect quickly after a server restart instead of backing off for up to two minutes.
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (tls_ca_file.empty()) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions options;
+    if (tls_ca_file != "system") options.pem_root_certs = ReadSmallFile(tls_ca_file);
+    credentials = grpc::SslCredentials(options);
+  }
+  return grpc::CreateCustomChannel(address, credentials, arguments);
+}
+
+void AddBearer(grpc::ClientContext& context, const std::string& token) {
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+}
+
+std::string BearerToken(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end()) return "";
+  const std::string value(it->second.data(), it->second.size());
+  constexpr std::string_view kScheme = "Bearer ";
+  return value.starts_with(kScheme) ? value.substr(kScheme.size()) : "";
+}
+
+grpc::Status ToStatus(const Error& error) {
+  return {static_cast<grpc::StatusCode>(error.code()), error.what()};
+}
+
+void ThrowStatus(const grpc::Status& status, const std::string& what) {
+  throw Error(static_cast<ErrorCode>(status.error_code()),
+              fmt::format("{}: {} ({})", what, status.error_message(),
+                          ErrorCodeName(static_cast<ErrorCode>(status.error_code()))));
+}
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail(ErrorCode::kInvalidArgument, "cannot read '{}'", path);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+}  // namespace vidgen::rpc

@@ -1,0 +1,71 @@
+#include "server/group_registry.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace vidgen::server {
+
+GroupRegistry::GroupRegistry(std::chrono::milliseconds silence, std::vector<v1::ServedModel> configured)
+    : silence_(silence), configured_(std::move(configured)) {}
+
+std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
+  if (request.models().empty()) Fail(ErrorCode::kInvalidArgument, "a worker group must serve at least one model");
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const std::string id =
+      fmt::format("group-{}-{}", next_id_++, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  groups_[id] = {request, std::chrono::steady_clock::now()};
+  return id;
+}
+
+std::vector<std::string> GroupRegistry::Touch(const std::string& group_id) {
+  std::lock_guard lock(mutex_);
+  Forget();
+  const auto it = groups_.find(group_id);
+  if (it == groups_.end()) Fail(ErrorCode::kNotFound, "worker group '{}' is not registered", group_id);
+  it->second.seen = std::chrono::steady_clock::now();
+  std::vector<std::string> names;
+  for (const auto& model : it->second.info.models()) names.push_back(model.name());
+  return names;
+}
+
+std::vector<std::string> GroupRegistry::ModelNames() {
+  const auto models = ListModels();
+  std::vector<std::string> names;
+  for (const auto& model : models.models()) names.push_back(model.name());
+  return names;
+}
+
+v1::ListModelsResponse GroupRegistry::ListModels() {
+  std::lock_guard lock(mutex_);
+  Forget();
+  std::map<std::string, v1::Model> models;
+  for (const auto& served : configured_) {
+    auto& model = models[served.name()];
+    model.set_name(served.name());
+    model.set_family(served.family());
+  }
+  for (const auto& [id, group] : groups_) {
+    for (const auto& served : group.info.models()) {
+      auto& model = models[served.name()];
+      model.set_name(served.name());
+      if (model.family().empty()) model.set_family(served.family());
+      model.set_worker_groups(model.worker_groups() + 1);
+      model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
+    }
+  }
+  v1::ListModelsResponse response;
+  for (auto& [name, model] : models) *response.add_models() = std::move(model);
+  return response;
+}
+
+void GroupRegistry::Forget() {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(groups_, [&](const auto& entry) { return now - entry.second.seen > silence_; });
+}
+
+}  // namespace vidgen::server

@@ -1,0 +1,255 @@
+#include "server/services.h"
+
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "proto/rpc.h"
+
+namespace vidgen::server {
+namespace {
+
+// Runs a handler body, turning vidgen::Error into its status and anything else into INTERNAL (logged).
+template <typename Body>
+grpc::Status Handle(const char* method, Body&& body) {
+  try {
+    body();
+    return grpc::Status::OK;
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kInternal || e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kDataLoss) {
+      spdlog::error("{}: {}", method, e.what());
+    }
+    return rpc::ToStatus(e);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: {}", method, e.what());
+    return {grpc::StatusCode::INTERNAL, fmt::format("{}: internal error: {}", method, e.what())};
+  }
+}
+
+bool Terminal(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+void RequireJobId(const std::string& id) {
+  if (id.empty()) Fail(ErrorCode::kInvalidArgument, "job_id is required");
+}
+
+}  // namespace
+
+grpc::Status VideoServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                                         v1::SubmitJobResponse* response) {
+  return Handle("SubmitJob", [&] {
+    const std::string tenant = state_.auth.Tenant(*context);
+    if (request->priority() < 0 || request->priority() > 100) {
+      Fail(ErrorCode::kInvalidArgument, "priority {} must be between 0 and 100", request->priority());
+    }
+    if (request->idempotency_key().size() > 128) {
+      Fail(ErrorCode::kInvalidArgument, "idempotency_key is {} bytes; the limit is 128",
+           request->idempotency_key().size());
+    }
+    v1::JobSpec spec = request->spec();
+    NormalizeSpec(spec, state_.spec_limits, state_.groups.ModelNames());
+    try {
+      const auto submitted = state_.jobs.Submit(tenant, spec, request->priority(), request->idempotency_key());
+      response->set_job_id(submitted.job_id);
+      response->set_existing(submitted.existing);
+      if (!submitted.existing) spdlog::info("{} submitted {} ({})", tenant, submitted.job_id, spec.model());
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::kResourceExhausted) {
+        context->AddTrailingMetadata("retry-after-seconds", std::to_string(state_.heartbeat.count() / 1000 + 5));
+      }
+      throw;
+    }
+  });
+}
+
+grpc::Status VideoServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                                      v1::Job* response) {
+  return Handle("GetJob", [&] {
+    const std::string tenant = state_.auth.Tenant(*context);
+    RequireJobId(request->job_id());
+    *response = state_.jobs.Get(tenant, request->job_id());
+  });
+}
+
+grpc::Status VideoServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                                        v1::ListJobsResponse* response) {
+  return Handle("ListJobs", [&] {
+    if (request->page_size() < 0) Fail(ErrorCode::kInvalidArgument, "page_size {} is negative", request->page_size());
+    *response = state_.jobs.List(state_.auth.Tenant(*context), *request);
+  });
+}
+
+grpc::Status VideoServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                        grpc::ServerWriter<v1::Job>* writer) {
+  return Handle("WatchJob", [&] {
+    const std::string tenant = state_.auth.Tenant(*context);
+    RequireJobId(request->job_id());
+    std::string last;
+    while (!context->IsCancelled()) {
+      const auto version = state_.jobs.version();
+      const v1::Job job = state_.jobs.Get(tenant, request->job_id());
+      std::string bytes = job.SerializeAsString();
+      if (bytes != last) {
+        if (!writer->Write(job)) return;  // the client went away
+        last = std::move(bytes);
+      }
+      if (Terminal(job.state())) return;
+      state_.jobs.WaitForChange(version, std::chrono::seconds(1));
+    }
+    Fail(ErrorCode::kCancelled, "the watch was cancelled");
+  });
+}
+
+grpc::Status VideoServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                                         v1::Job* response) {
+  return Handle("CancelJob", [&] {
+    const std::string tenant = state_.auth.Tenant(*context);
+    RequireJobId(request->job_id());
+    *response = state_.jobs.Cancel(tenant, request->job_id());
+    spdlog::info("{} cancelled {} ({})", tenant, request->job_id(), v1::JobState_Name(response->state()));
+  });
+}
+
+grpc::Status VideoServiceImpl::DownloadVideo(grpc::ServerContext* context, const v1::DownloadVideoRequest* request,
+                                             grpc::ServerWriter<v1::VideoChunk>* writer) {
+  return Handle("DownloadVideo", [&] {
+    const std::string tenant = state_.auth.Tenant(*context);
+    RequireJobId(request->job_id());
+    const int chunk_bytes = request->chunk_bytes() == 0 ? 1 << 20 : request->chunk_bytes();
+    if (chunk_bytes < 1 || chunk_bytes > (4 << 20)) {
+      Fail(ErrorCode::kInvalidArgument, "chunk_bytes {} must be between 1 and 4 MiB", request->chunk_bytes());
+    }
+    const auto artifact = state_.jobs.Artifact(tenant, request->job_id());
+    if (request->offset() < 0 || request->offset() > artifact.bytes) {
+      Fail(ErrorCode::kOutOfRange, "offset {} is outside the video's {} bytes", request->offset(), artifact.bytes);
+    }
+    std::ifstream in(artifact.path, std::ios::binary);
+    if (!in) Fail(ErrorCode::kDataLoss, "the video of job '{}' is missing on the server", request->job_id());
+    in.seekg(request->offset());
+    std::int64_t offset = request->offset();
+    std::string buffer(static_cast<std::size_t>(chunk_bytes), '\0');
+    do {
+      const auto want = static_cast<std::streamsize>(std::min<std::int64_t>(chunk_bytes, artifact.bytes - offset));
+      in.read(buffer.data(), want);
+      if (in.gcount() != want) Fail(ErrorCode::kDataLoss, "the video of job '{}' is truncated", request->job_id());
+      v1::VideoChunk chunk;
+      chunk.set_offset(offset);
+      chunk.set_data(buffer.data(), static_cast<std::size_t>(want));
+      chunk.set_total_bytes(artifact.bytes);
+      chunk.set_sha256(artifact.sha256);
+      chunk.set_mime_type(artifact.mime_type);
+      if (!writer->Write(chunk)) return;
+      offset += want;
+    } while (offset < artifact.bytes && !context->IsCancelled());
+  });
+}
+
+grpc::Status VideoServiceImpl::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest*,
+                                          v1::ListModelsResponse* response) {
+  return Handle("ListModels", [&] {
+    state_.auth.Tenant(*context);
+    *response = state_.groups.ListModels();
+  });
+}
+
+grpc::Status WorkerServiceImpl::RegisterGroup(grpc::ServerContext* context, const v1::RegisterGroupRequest* request,
+                                              v1::RegisterGroupResponse* response) {
+  return Handle("RegisterGroup", [&] {
+    state_.auth.CheckWorker(*context);
+    response->set_group_id(state_.groups.Register(*request));
+    response->set_lease_seconds(static_cast<int>(state_.jobs.limits().lease.count() / 1000));
+    response->set_heartbeat_seconds(static_cast<int>(std::max<std::int64_t>(1, state_.heartbeat.count() / 1000)));
+    spdlog::info("worker group {} ({}, {} ranks) registered as {}", request->name(), request->models(0).name(),
+                 request->world_size(), response->group_id());
+  });
+}
+
+grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context, const v1::LeaseJobRequest* request,
+                                         v1::LeaseJobResponse* response) {
+  return Handle("LeaseJob", [&] {
+    state_.auth.CheckWorker(*context);
+    const auto models = state_.groups.Touch(request->group_id());
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
+    while (true) {
+      const auto version = state_.jobs.version();
+      if (auto lease = state_.jobs.LeaseNext(request->group_id(), models)) {
+        response->set_has_job(true);
+        response->set_job_id(lease->job_id);
+        response->set_lease_id(lease->lease_id);
+        *response->mutable_spec() = lease->spec;
+        response->set_attempt(lease->attempt);
+        spdlog::info("{} leased to {} (attempt {})", lease->job_id, request->group_id(), lease->attempt);
+        return;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline || context->IsCancelled()) return;
+      state_.jobs.WaitForChange(version, std::min<std::chrono::milliseconds>(
+                                             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                                             std::chrono::milliseconds(500)));
+    }
+  });
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                                          v1::HeartbeatResponse* response) {
+  return Handle("Heartbeat", [&] {
+    state_.auth.CheckWorker(*context);
+    state_.groups.Touch(request->group_id());
+    *response = state_.jobs.Heartbeat(*request);
+  });
+}
+
+grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
+                                               grpc::ServerReader<v1::UploadArtifactRequest>* reader,
+                                               v1::UploadArtifactResponse* response) {
+  return Handle("UploadArtifact", [&] {
+    state_.auth.CheckWorker(*context);
+    v1::UploadArtifactRequest message;
+    if (!reader->Read(&message)) Fail(ErrorCode::kInvalidArgument, "an upload needs at least one message");
+    const std::string job_id = message.job_id(), lease_id = message.lease_id();
+    RequireJobId(job_id);
+    const std::string mime_type = message.mime_type().empty() ? "video/mp4" : message.mime_type();
+    if (mime_type != "video/mp4" && mime_type != "video/webm") {
+      Fail(ErrorCode::kInvalidArgument, "mime_type '{}' is not video/mp4 or video/webm", mime_type);
+    }
+    auto upload = state_.artifacts.Begin(job_id, mime_type);
+    std::string sha256;
+    do {
+      upload->Append(message.data());
+      if (!message.sha256().empty()) sha256 = message.sha256();
+    } while (reader->Read(&message));
+    if (context->IsCancelled()) Fail(ErrorCode::kCancelled, "the upload was cut short");
+    const auto artifact = upload->Finish(sha256);
+    try {
+      state_.jobs.AttachArtifact(job_id, lease_id, artifact);
+    } catch (const Error&) {
+      state_.artifacts.Remove(artifact.path);
+      throw;
+    }
+    response->set_bytes(artifact.bytes);
+    response->set_sha256(artifact.sha256);
+  });
+}
+
+grpc::Status WorkerServiceImpl::CompleteJob(grpc::ServerContext* context, const v1::CompleteJobRequest* request,
+                                            v1::CompleteJobResponse*) {
+  return Handle("CompleteJob", [&] {
+    state_.auth.CheckWorker(*context);
+    state_.jobs.Complete(*request);
+    spdlog::info("{} succeeded", request->job_id());
+  });
+}
+
+grpc::Status WorkerServiceImpl::FailJob(grpc::ServerContext* context, const v1::FailJobRequest* request,
+                                        v1::FailJobResponse*) {
+  return Handle("FailJob", [&] {
+    state_.auth.CheckWorker(*context);
+    state_.jobs.Fail(*request);
+    spdlog::info("{} {}: {}", request->job_id(), request->cancelled() ? "cancelled" : "failed", request->message());
+  });
+}
+
+}  // namespace vidgen::server
