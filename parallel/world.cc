@@ -1,6 +1,7 @@
 #include "parallel/world.h"
 
 #include <cstdlib>
+#include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -199,6 +200,39 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
 }
 
 World::~World() = default;
+
+void World::Publish(const std::string& key, const std::string& value) {
+  try {
+    store_->set("control/" + key, std::vector<std::uint8_t>(value.begin(), value.end()));
+  } catch (const std::exception& e) {
+    Fail(ErrorCode::kUnavailable, "rank {} cannot publish '{}': {}", rank_, key, e.what());
+  }
+}
+
+std::optional<std::string> World::Await(const std::string& key, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
+  try {
+    // check() never blocks, so a lapsed wait is told apart from a lost store.
+    while (!store_->check({"control/" + key})) {
+      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(20));
+    }
+    const auto bytes = store_->get("control/" + key);
+    return std::string(bytes.begin(), bytes.end());
+  } catch (const std::exception& e) {
+    Fail(ErrorCode::kUnavailable, "rank {} lost the group's store at {} (rank 0 gone?): {}", rank_, master_addr_,
+         e.what());
+  }
+}
+
+void World::Forget(const std::string& key) {
+  try {
+    store_->deleteKey("control/" + key);
+  } catch (const std::exception&) {
+  }
+}
 
 std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int> members) {
   const int local = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -136,6 +137,13 @@ class World {
   Group& ring() { return *ring_; }
   Group& sequence() { return *sequence_; }  // ring × Ulysses ranks of this CFG half, chunk order = group order
   Group& cfg() { return *cfg_; }
+
+  // A control channel beside the collectives, through the rendezvous store (not counted as collectives): one rank
+  // publishes a small value under a key, the others wait for it. Await returns nullopt when `timeout` passes first,
+  // and throws Error(UNAVAILABLE) when the store's host (rank 0) is gone.
+  void Publish(const std::string& key, const std::string& value);
+  std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout);
+  void Forget(const std::string& key);
 
   // Collectives issued by this rank so far, over all groups.
   std::int64_t collectives() const { return counter_->load(); }

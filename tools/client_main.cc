@@ -75,6 +75,7 @@ v1::Job Watch(const Connection& connection, const std::string& job_id) {
     v1::WatchJobRequest request;
     request.set_job_id(job_id);
     auto reader = stub->WatchJob(context.get(), request);
+    std::string last;
     while (reader->Read(&job)) {
       std::string line = Describe(job);
       if (job.state() == v1::RUNNING && job.total_steps() > 0) {
@@ -83,9 +84,10 @@ v1::Job Watch(const Connection& connection, const std::string& job_id) {
       }
       if (tty) {
         fmt::print(stderr, "\r\033[K{}", line);
-      } else {
+      } else if (line != last) {
         fmt::print(stderr, "{}\n", line);
       }
+      last = std::move(line);
     }
     const grpc::Status status = reader->Finish();
     if (tty) fmt::print(stderr, "\n");

@@ -112,6 +112,7 @@ void EncodeVideo(const std::vector<std::uint8_t>& rgb, int frames, int height, i
   AVStream* stream = avformat_new_stream(format.get(), nullptr);
   if (!stream) Fail(ErrorCode::kInternal, "FFmpeg could not add a stream");
   stream->time_base = codec->time_base;
+  stream->avg_frame_rate = codec->framerate;
   Check(avcodec_parameters_from_context(stream->codecpar, codec.get()), "avcodec_parameters_from_context");
   Check(avio_open(&format->pb, temporary.c_str(), AVIO_FLAG_WRITE), "avio_open");
   AVDictionary* format_options = nullptr;

@@ -1,0 +1,196 @@
+#include "worker/server_link.h"
+
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "common/sha256.h"
+#include "proto/rpc.h"
+
+namespace vidgen::worker {
+namespace {
+
+bool Transient(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+}  // namespace
+
+ServerLink::ServerLink(LinkOptions options)
+    : options_(std::move(options)),
+      stub_(v1::WorkerService::NewStub(rpc::MakeChannel(options_.server, options_.tls_ca))) {}
+
+std::unique_ptr<grpc::ClientContext> ServerLink::Context(std::chrono::milliseconds deadline) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  rpc::AddBearer(*context, options_.token);
+  context->set_deadline(std::chrono::system_clock::now() + deadline);
+  return context;
+}
+
+template <typename Call>
+void ServerLink::Retry(const char* what, Call&& call) {
+  const auto give_up = std::chrono::steady_clock::now() + options_.patience;
+  auto pause = std::chrono::milliseconds(200);
+  while (true) {
+    const grpc::Status status = call();
+    if (status.ok()) return;
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND && status.error_message().find("worker group") == 0) {
+      Register();  // the server restarted and forgot this group
+      continue;
+    }
+    if (!Transient(status) || std::chrono::steady_clock::now() > give_up) rpc::ThrowStatus(status, what);
+    spdlog::warn("{}: server unreachable ({}); retrying", what, status.error_message());
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+  }
+}
+
+void ServerLink::Register() {
+  while (true) {
+    v1::RegisterGroupResponse response;
+    const auto context = Context(std::chrono::seconds(10));
+    const grpc::Status status = stub_->RegisterGroup(context.get(), options_.group, &response);
+    if (status.ok()) {
+      group_id_ = response.group_id();
+      heartbeat_period_ = std::chrono::seconds(std::max(1, response.heartbeat_seconds()));
+      spdlog::info("registered with {} as {}", options_.server, group_id_);
+      return;
+    }
+    if (!Transient(status)) rpc::ThrowStatus(status, "RegisterGroup");
+    spdlog::warn("RegisterGroup: {} unreachable ({}); retrying", options_.server, status.error_message());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+std::optional<v1::LeaseJobResponse> ServerLink::Lease(std::chrono::milliseconds wait) {
+  if (group_id_.empty()) Register();
+  v1::LeaseJobResponse response;
+  // Leasing waits for the server however long it is away: an idle group has nothing to lose.
+  while (true) {
+    v1::LeaseJobRequest request;
+    request.set_group_id(group_id_);
+    request.set_wait_ms(static_cast<int>(wait.count()));
+    const auto context = Context(wait + std::chrono::seconds(10));
+    const grpc::Status status = stub_->LeaseJob(context.get(), request, &response);
+    if (status.ok()) break;
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      Register();
+      continue;
+    }
+    if (!Transient(status)) rpc::ThrowStatus(status, "LeaseJob");
+    spdlog::warn("LeaseJob: {} unreachable ({}); retrying", options_.server, status.error_message());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  if (!response.has_job()) return std::nullopt;
+  return response;
+}
+
+v1::HeartbeatResponse ServerLink::Heartbeat(v1::HeartbeatRequest request) {
+  request.set_group_id(group_id_);
+  v1::HeartbeatResponse response;
+  const auto context = Context(std::chrono::seconds(10));
+  const grpc::Status status = stub_->Heartbeat(context.get(), request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    Register();
+    return {};
+  }
+  if (!status.ok()) spdlog::warn("Heartbeat: {}", status.error_message());
+  return status.ok() ? response : v1::HeartbeatResponse();
+}
+
+void ServerLink::Upload(const std::string& job_id, const std::string& lease_id, const std::string& path,
+                        const std::string& mime_type) {
+  const std::string sha256 = Sha256OfFile(path);
+  Retry("UploadArtifact", [&] {
+    const auto context = Context(std::chrono::minutes(10));
+    v1::UploadArtifactResponse response;
+    auto writer = stub_->UploadArtifact(context.get(), &response);
+    std::ifstream in(path, std::ios::binary);
+    std::string buffer(1 << 20, '\0');
+    v1::UploadArtifactRequest message;
+    message.set_job_id(job_id);
+    message.set_lease_id(lease_id);
+    message.set_mime_type(mime_type);
+    bool open = true;
+    while (open && (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0)) {
+      message.set_data(buffer.data(), static_cast<std::size_t>(in.gcount()));
+      open = writer->Write(message);
+      message.Clear();
+    }
+    if (open) {
+      message.set_sha256(sha256);
+      writer->Write(message);
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  });
+}
+
+void ServerLink::Complete(const v1::CompleteJobRequest& request) {
+  Retry("CompleteJob", [&] {
+    v1::CompleteJobResponse response;
+    return stub_->CompleteJob(Context().get(), request, &response);
+  });
+}
+
+void ServerLink::Fail(const v1::FailJobRequest& request) {
+  Retry("FailJob", [&] {
+    v1::FailJobResponse response;
+    return stub_->FailJob(Context().get(), request, &response);
+  });
+}
+
+Reporter::Reporter(ServerLink& link, const std::string& job_id, const std::string& lease_id) : link_(link) {
+  progress_.set_job_id(job_id);
+  progress_.set_lease_id(lease_id);
+  progress_.set_stage("loading");
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    auto last_sent = std::chrono::steady_clock::time_point();
+    while (!stop_) {
+      // Stage changes go out at once, steps at most five times a second, and the lease is renewed every period.
+      const auto now = std::chrono::steady_clock::now();
+      const bool due = now - last_sent >= link_.heartbeat_period() ||
+                       (now - last_sent >= std::chrono::milliseconds(200) && dirty_) ||
+                       stage_changed_;
+      if (due) {
+        const auto request = progress_;
+        stage_changed_ = dirty_ = false;
+        lock.unlock();
+        const auto reply = link_.Heartbeat(request);
+        lock.lock();
+        last_sent = now;
+        if (reply.cancel()) cancel_ = true;
+        if (reply.lease_lost()) lease_lost_ = cancel_ = true;
+      }
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+    }
+  });
+}
+
+Reporter::~Reporter() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Reporter::Update(const std::string& stage, int step, int total_steps, double eta_seconds) {
+  {
+    std::lock_guard lock(mutex_);
+    stage_changed_ = stage_changed_ || stage != progress_.stage();
+    progress_.set_stage(stage);
+    progress_.set_step(step);
+    progress_.set_total_steps(total_steps);
+    progress_.set_eta_seconds(eta_seconds);
+    dirty_ = true;
+  }
+  wake_.notify_all();
+}
+
+}  // namespace vidgen::worker
