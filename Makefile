@@ -22,12 +22,11 @@ build: deps
 RUN_MODEL ?= tests/data/golden/wan2.1-t2v-tiny
 RUN_OUT ?= $(BUILD_DIR)/run
 
-# The main job: one video through the whole Wan2.1 pipeline on the embedded checkpoint. Today that is the tiny
-# checkpoint of the golden data, whose weights are random: the frames are noise, but every stage is the real one.
+# The main job: the whole service on this machine (server, a 2-rank worker group, the client) making one MP4 from
+# the embedded checkpoint. Today that is the tiny checkpoint of the golden data, whose weights are random: the video
+# is noise, but every stage is the real one.
 run: build
-	@echo "vidgen: generating 17 frames at 128x128 with $(RUN_MODEL) (random tiny weights: expect noise) into $(RUN_OUT)/"
-	$(BUILD_DIR)/tools/vidgen-generate --model-dir $(RUN_MODEL) --prompt "a red ball bouncing on a wooden floor" \
-	  --negative-prompt "blurry, static" --size 128x128 --frames 17 --steps 20 --dtype fp32 --out $(RUN_OUT)
+	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 
 test: build test-asan
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)

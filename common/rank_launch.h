@@ -5,10 +5,13 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -57,6 +60,7 @@ inline pid_t SpawnLocalRank(const RankSpawn& spawn) {
   env["WORLD_SIZE"] = env["LOCAL_WORLD_SIZE"] = std::to_string(spawn.world_size);
   env["MASTER_ADDR"] = "127.0.0.1";
   env["MASTER_PORT"] = std::to_string(spawn.master_port);
+  env["VIDGEN_LAUNCHER_PID"] = std::to_string(::getpid());
   for (const auto& [key, value] : spawn.extra_env) env[key] = value;
   std::vector<std::string> env_text;
   for (const auto& [key, value] : env) env_text.push_back(key + "=" + value);
@@ -83,6 +87,15 @@ inline pid_t SpawnLocalRank(const RankSpawn& spawn) {
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", spawn.rank, std::strerror(rc)));
   return pid;
+}
+
+// In a rank started by SpawnLocalRank: die with the launcher, so that killing it (even with SIGKILL) takes the whole
+// local group down instead of leaving ranks that wait on a dead peer.
+inline void FollowLauncher() {
+  const char* launcher = std::getenv("VIDGEN_LAUNCHER_PID");
+  if (!launcher) return;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != std::atoi(launcher)) ::_exit(1);  // the launcher died before prctl took effect
 }
 
 }  // namespace vidgen

@@ -11,6 +11,7 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/rank_launch.h"
 #include "models/wan/pipeline.h"
 #include "parallel/world.h"
 #include "parallel/launch.h"
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<vidgen::parallel::World> world;
     c10::Device compute_device(device);
     if (vidgen::parallel::IsRank() || mesh.world() > 1) {
+      vidgen::FollowLauncher();
       auto rendezvous = vidgen::parallel::RendezvousFromEnv();
       compute_device = vidgen::parallel::RankDevice(compute_device, rendezvous);
       rendezvous.backend = vidgen::parallel::BackendFor(compute_device);

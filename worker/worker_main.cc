@@ -14,6 +14,7 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/rank_launch.h"
 #include "models/wan/pipeline.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -217,6 +218,7 @@ int main(int argc, char** argv) {
     c10::Device device(options.device);
     int local_ranks = 1;
     if (vidgen::parallel::IsRank()) {
+      vidgen::FollowLauncher();
       auto rendezvous = vidgen::parallel::RendezvousFromEnv();
       if (mesh.world() == 1) mesh.ulysses = rendezvous.world_size;  // default layout: Ulysses over every rank
       device = vidgen::parallel::RankDevice(device, rendezvous);

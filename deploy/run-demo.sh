@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make run`: the whole service on this machine. Starts vidgen-server and a local 2-rank vidgen-worker group on a
+# Wan2.1 checkpoint, submits one prompt with the `vidgen` client, waits for it with a progress bar, downloads the
+# MP4, checks it with ffprobe, stops what it started and prints where the video is.
+set -euo pipefail
+
+build=${1:-build}
+model=${2:-tests/data/golden/wan2.1-t2v-tiny}
+out=${3:-$build/run}
+name=$(basename "$model")
+
+rm -rf "$out" && mkdir -p "$out"
+umask 077
+od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$out/worker.token"
+key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+printf '[{"tenant": "demo", "key": "%s"}]\n' "$key" > "$out/keys.json"
+
+pids=()
+stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT
+
+"$build/server/vidgen-server" --listen 127.0.0.1:0 --port-file "$out/port" --data-dir "$out/server" \
+  --keys-file "$out/keys.json" --worker-token-file "$out/worker.token" --model "$name:wan2.1" \
+  > "$out/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [[ -s "$out/port" ]] && break; sleep 0.1; done
+[[ -s "$out/port" ]] || { echo "vidgen-server did not start; see $out/server.log" >&2; exit 1; }
+server=127.0.0.1:$(cat "$out/port")
+
+"$build/worker/vidgen-worker" --server "$server" --worker-token-file "$out/worker.token" --model-dir "$model" \
+  --model-name "$name" --nproc 2 --dtype fp32 --work-dir "$out/worker" > "$out/worker.log" 2>&1 &
+pids+=($!)
+
+echo "vidgen: server on $server, a 2-rank worker group on $name (logs in $out/)"
+"$build/tools/vidgen" --server "$server" --key "$key" submit --model "$name" \
+  --prompt "a red ball bouncing on a wooden floor" --negative-prompt "blurry, static" \
+  --size 128x128 --frames 17 --steps 20 --cache taylorseer-wan --wait --out "$out/video.mp4"
+
+ffprobe -v error -count_frames -select_streams v:0 \
+  -show_entries stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=noprint_wrappers=1 "$out/video.mp4"
+echo "vidgen: the video is $out/video.mp4"
