@@ -185,8 +185,10 @@ void Reporter::Update(const std::string& stage, int step, int total_steps, doubl
     std::lock_guard lock(mutex_);
     stage_changed_ = stage_changed_ || stage != progress_.stage();
     progress_.set_stage(stage);
-    progress_.set_step(step);
-    progress_.set_total_steps(total_steps);
+    if (total_steps > 0) {  // stages after denoising keep the step count
+      progress_.set_step(step);
+      progress_.set_total_steps(total_steps);
+    }
     progress_.set_eta_seconds(eta_seconds);
     dirty_ = true;
   }

@@ -57,6 +57,7 @@ class Reporter {
   Reporter(ServerLink& link, const std::string& job_id, const std::string& lease_id);
   ~Reporter();
 
+  // A new stage, with the denoising step when there is one (total_steps 0: the step count stays).
   void Update(const std::string& stage, int step = 0, int total_steps = 0, double eta_seconds = 0);
   bool cancelled() const { return cancel_; }
   bool lease_lost() const { return lease_lost_; }

@@ -1,0 +1,76 @@
+// A vidgen deployment on loopback for tests: vidgen-server, worker groups and clients as real processes in a
+// temporary folder, with two tenants' keys and a worker token. Processes are killed when the Cluster goes.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "vidgen/v1/video_service.grpc.pb.h"
+#include "vidgen/v1/worker_service.grpc.pb.h"
+
+namespace vidgen::testing {
+
+struct Process {
+  pid_t pid = -1;  // also its process group: Kill reaches the ranks a launcher started
+  std::string log;
+  void Kill(int signal) const;
+  bool Running() const;
+};
+
+class Cluster {
+ public:
+  static constexpr const char* kAcmeKey = "acme-key-0123456789abcdef";
+  static constexpr const char* kZetaKey = "zeta-key-0123456789abcdef";
+  static constexpr const char* kModel = "wan-tiny";
+
+  Cluster();
+  ~Cluster();
+
+  // Starts vidgen-server on this cluster's port and data folder (the same on every restart) and waits until it
+  // answers.
+  void StartServer(const std::vector<std::string>& extra_flags = {});
+  void KillServer(int signal = SIGKILL);
+  // A worker group of `nproc` local ranks on the tiny Wan checkpoint, serving it as kModel.
+  Process StartWorker(int nproc = 1, const std::vector<std::string>& extra_flags = {});
+
+  std::string address() const;
+  const std::string& dir() const { return dir_; }
+  const std::string& worker_token() const { return worker_token_; }
+
+  std::unique_ptr<v1::VideoService::Stub> Client() const;
+  std::unique_ptr<v1::WorkerService::Stub> WorkerClient() const;
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& key = kAcmeKey);
+
+  grpc::Status Submit(const v1::JobSpec& spec, std::string* job_id, const std::string& key = kAcmeKey) const;
+  v1::Job Get(const std::string& job_id) const;
+  // Polls the job until `done` holds; fails the test (and returns the last state) after `timeout`.
+  v1::Job WaitFor(const std::string& job_id, const std::function<bool(const v1::Job&)>& done,
+                  std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+  v1::Job WaitForEnd(const std::string& job_id, std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+
+  // Runs the `vidgen` client with the cluster's address and acme's key; returns its exit code and output.
+  int RunClient(const std::string& arguments, std::string* output = nullptr) const;
+
+  // A small valid job for the tiny model.
+  static v1::JobSpec SmallSpec(int steps = 6);
+
+ private:
+  std::string dir_, worker_token_;
+  int port_ = 0;
+  Process server_;
+  std::vector<Process> processes_;
+};
+
+// Runs a shell command; returns its exit code and stdout.
+int RunCommand(const std::string& command, std::string* output = nullptr);
+std::string ReadFile(const std::string& path);
+
+}  // namespace vidgen::testing
