@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
   libspdlog-dev libfmt-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
-  libsqlite3-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
+  libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   libpng-dev libgtest-dev
 )
 
