@@ -35,3 +35,28 @@ function(vidgen_add_test name)
   endif()
   set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
 endfunction()
+
+# vidgen_grpc_library(target ROOT dir PROTOS a.proto ...): protobuf messages and gRPC stubs of .proto files under ROOT,
+# compiled into a static library whose headers are included as "<path under ROOT>.pb.h".
+function(vidgen_grpc_library target)
+  cmake_parse_arguments(ARG "" "ROOT" "PROTOS" ${ARGN})
+  set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/${target}_generated)
+  set(generated)
+  foreach(proto ${ARG_PROTOS})
+    string(REGEX REPLACE "\\.proto$" "" stem ${proto})
+    set(out ${out_dir}/${stem})
+    list(APPEND generated ${out}.pb.cc ${out}.grpc.pb.cc)
+    add_custom_command(
+      OUTPUT ${out}.pb.cc ${out}.pb.h ${out}.grpc.pb.cc ${out}.grpc.pb.h
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
+      COMMAND protobuf::protoc --proto_path=${ARG_ROOT} --cpp_out=${out_dir} --grpc_out=${out_dir}
+              --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin> ${proto}
+      DEPENDS ${ARG_ROOT}/${proto} protobuf::protoc gRPC::grpc_cpp_plugin
+      WORKING_DIRECTORY ${ARG_ROOT}
+      COMMENT "protoc ${proto}")
+  endforeach()
+  add_library(${target} ${generated})
+  # Generated code is not held to our warning flags.
+  target_include_directories(${target} SYSTEM PUBLIC ${out_dir})
+  target_link_libraries(${target} PUBLIC protobuf::libprotobuf gRPC::grpc++)
+endfunction()

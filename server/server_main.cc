@@ -111,6 +111,10 @@ int main(int argc, char** argv) {
     builder.RegisterService(&worker_service);
     const auto server = builder.BuildAndStart();
     if (!server || port == 0) throw vidgen::Error(vidgen::ErrorCode::kUnavailable, "cannot listen on " + listen);
+    auto* health = server->GetHealthCheckService();
+    for (const char* service : {"", "vidgen.v1.VideoService", "vidgen.v1.WorkerService"}) {
+      health->SetServingStatus(service, true);
+    }
     if (!port_file.empty()) {
       std::ofstream(port_file + ".tmp") << port << "\n";
       std::filesystem::rename(port_file + ".tmp", port_file);
@@ -133,6 +137,7 @@ int main(int argc, char** argv) {
       }
     }
     spdlog::info("stopping");
+    health->Shutdown();  // NOT_SERVING from now on, while calls in flight finish
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     return 0;
   } catch (const vidgen::Error& e) {

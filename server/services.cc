@@ -210,7 +210,10 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
     v1::UploadArtifactRequest message;
     if (!reader->Read(&message)) Fail(ErrorCode::kInvalidArgument, "an upload needs at least one message");
     const std::string job_id = message.job_id(), lease_id = message.lease_id();
-    RequireJobId(job_id);
+    // The id names the file: only ids this server makes get that far.
+    const bool well_formed = job_id.size() == 36 && job_id.starts_with("job-") &&
+                             job_id.find_first_not_of("0123456789abcdef", 4) == std::string::npos;
+    if (!well_formed) Fail(ErrorCode::kInvalidArgument, "'{}' is not a job id", job_id);
     const std::string mime_type = message.mime_type().empty() ? "video/mp4" : message.mime_type();
     if (mime_type != "video/mp4" && mime_type != "video/webm") {
       Fail(ErrorCode::kInvalidArgument, "mime_type '{}' is not video/mp4 or video/webm", mime_type);

@@ -98,6 +98,18 @@ Cluster::~Cluster() {
   }
 }
 
+void Cluster::EnableTls() {
+  std::string output;
+  ASSERT_EQ(RunCommand(fmt::format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                                   "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout {0}/tls.key "
+                                   "-out {0}/tls.pem 2>&1",
+                                   dir_),
+                       &output),
+            0)
+      << output;
+  tls_ca_ = dir_ + "/tls.pem";
+}
+
 std::string Cluster::address() const {
   return fmt::format("127.0.0.1:{}", port_);
 }
@@ -116,6 +128,7 @@ void Cluster::StartServer(const std::vector<std::string>& extra_flags) {
                                    std::string(kModel) + ":wan2.1",
                                    "--heartbeat-seconds",
                                    "1"};
+  if (!tls_ca_.empty()) args.insert(args.end(), {"--tls-cert", tls_ca_, "--tls-key", dir_ + "/tls.key"});
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   server_ = Spawn(args, dir_ + "/server.log");
   // Ready when ListModels answers.
@@ -156,17 +169,18 @@ Process Cluster::StartWorker(int nproc, const std::vector<std::string>& extra_fl
                                    "1",
                                    "--work-dir",
                                    fmt::format("{}/worker{}", dir_, index)};
+  if (!tls_ca_.empty()) args.insert(args.end(), {"--tls-ca", tls_ca_});
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   processes_.push_back(Spawn(args, fmt::format("{}/worker{}.log", dir_, index)));
   return processes_.back();
 }
 
 std::unique_ptr<v1::VideoService::Stub> Cluster::Client() const {
-  return v1::VideoService::NewStub(rpc::MakeChannel(address()));
+  return v1::VideoService::NewStub(rpc::MakeChannel(address(), tls_ca_));
 }
 
 std::unique_ptr<v1::WorkerService::Stub> Cluster::WorkerClient() const {
-  return v1::WorkerService::NewStub(rpc::MakeChannel(address()));
+  return v1::WorkerService::NewStub(rpc::MakeChannel(address(), tls_ca_));
 }
 
 std::unique_ptr<grpc::ClientContext> Cluster::Context(const std::string& key) {
@@ -219,8 +233,9 @@ v1::Job Cluster::WaitForEnd(const std::string& job_id, std::chrono::seconds time
 }
 
 int Cluster::RunClient(const std::string& arguments, std::string* output) const {
-  return RunCommand(fmt::format("{} --server {} --key {} {} 2>&1", VIDGEN_CLIENT_BIN, address(), kAcmeKey, arguments),
-                    output);
+  const std::string tls = tls_ca_.empty() ? "" : " --tls-ca " + tls_ca_;
+  return RunCommand(
+      fmt::format("{} --server {} --key {}{} {} 2>&1", VIDGEN_CLIENT_BIN, address(), kAcmeKey, tls, arguments), output);
 }
 
 v1::JobSpec Cluster::SmallSpec(int steps) {

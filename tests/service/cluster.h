@@ -34,6 +34,9 @@ class Cluster {
   Cluster();
   ~Cluster();
 
+  // Serve TLS from now on, with a fresh self-signed certificate for 127.0.0.1 that every client here trusts.
+  void EnableTls();
+
   // Starts vidgen-server on this cluster's port and data folder (the same on every restart) and waits until it
   // answers.
   void StartServer(const std::vector<std::string>& extra_flags = {});
@@ -63,7 +66,7 @@ class Cluster {
   static v1::JobSpec SmallSpec(int steps = 6);
 
  private:
-  std::string dir_, worker_token_;
+  std::string dir_, worker_token_, tls_ca_;
   int port_ = 0;
   Process server_;
   std::vector<Process> processes_;

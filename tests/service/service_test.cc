@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include "common/sha256.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/rpc.h"
 #include "tests/service/cluster.h"
 
 namespace vidgen::testing {
@@ -251,14 +253,16 @@ TEST(ServiceTest, ConcurrentSubmitsAreEachAccountedForOnce) {
 
 TEST(ServiceTest, BadRequestsGetTheRightCodeAndNameTheProblem) {
   Cluster cluster;
-  cluster.StartServer({"--max-prompt-bytes", "100", "--max-queue", "3"});
+  // Limits from a config file, as an operator would set them.
+  std::ofstream(cluster.dir() + "/server.toml") << "max-prompt-bytes=100\nmax-queue=3\nmax-request-mib=1\n";
+  cluster.StartServer({"--config", cluster.dir() + "/server.toml"});
   struct Case {
     std::string name;
     std::function<void(v1::JobSpec&)> mutate;
     grpc::StatusCode code;
     std::string mentions;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {"width", [](auto& s) { s.set_width(100); }, grpc::StatusCode::INVALID_ARGUMENT, "spec.width"},
       {"height", [](auto& s) { s.set_height(-16); }, grpc::StatusCode::INVALID_ARGUMENT, "spec.height"},
       {"frames", [](auto& s) { s.set_frames(10); }, grpc::StatusCode::INVALID_ARGUMENT, "spec.frames"},
@@ -287,6 +291,8 @@ TEST(ServiceTest, BadRequestsGetTheRightCodeAndNameTheProblem) {
       {"no model", [](auto& s) { s.set_model(""); }, grpc::StatusCode::INVALID_ARGUMENT, "spec.model"},
       {"unknown model", [](auto& s) { s.set_model("sora"); }, grpc::StatusCode::NOT_FOUND, "'sora'"},
   };
+  cases.push_back({"oversize request", [](auto& s) { s.set_negative_prompt(std::string(2 << 20, 'a')); },
+                   grpc::StatusCode::RESOURCE_EXHAUSTED, "larger than max"});
   for (const auto& c : cases) {
     auto spec = Cluster::SmallSpec();
     c.mutate(spec);
@@ -384,6 +390,64 @@ TEST(ServiceTest, ACutDownloadResumesToTheSameBytes) {
   EXPECT_NE(output.find("SHA-256"), std::string::npos) << output;
   EXPECT_FALSE(std::filesystem::exists(bad));
   EXPECT_FALSE(std::filesystem::exists(bad + ".part"));
+}
+
+}  // namespace
+}  // namespace vidgen::testing
+
+namespace vidgen::testing {
+namespace {
+
+TEST(ServiceTest, AJobTheModelRefusesFailsWithItsReasonAndTheGroupServesOn) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker(2);
+  // The server takes any prompt up to its byte limit; the tiny model's text encoder reads fewer tokens.
+  auto spec = Cluster::SmallSpec();
+  std::string prompt;
+  for (int i = 0; i < 300; ++i) prompt += "word ";
+  spec.set_prompt(prompt);
+  std::string refused, next;
+  ASSERT_TRUE(cluster.Submit(spec, &refused).ok());
+  const auto failed = cluster.WaitForEnd(refused);
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_NE(failed.message().find("'prompt'"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("tokens"), std::string::npos) << failed.message();
+  EXPECT_EQ(failed.attempts(), 1);  // not retried: it would fail again
+  ASSERT_TRUE(cluster.Submit(Cluster::SmallSpec(), &next).ok());
+  EXPECT_EQ(cluster.WaitForEnd(next).state(), v1::SUCCEEDED);
+}
+
+TEST(ServiceTest, TlsAndTheHealthService) {
+  Cluster cluster;
+  cluster.EnableTls();
+  cluster.StartServer();
+  cluster.StartWorker(1);
+  std::string output;
+  const std::string out = cluster.dir() + "/tls.mp4";
+  ASSERT_EQ(cluster.RunClient(fmt::format("submit --model {} --prompt 'a boat' --size 64x64 --frames 5 --steps 3 "
+                                          "--wait --out {}",
+                                          Cluster::kModel, out),
+                              &output),
+            0)
+      << output;
+  EXPECT_EQ(Probe(out)["nb_read_frames"], "5");
+
+  auto health = grpc::health::v1::Health::NewStub(rpc::MakeChannel(cluster.address(), cluster.dir() + "/tls.pem"));
+  for (const char* service : {"", "vidgen.v1.VideoService", "vidgen.v1.WorkerService"}) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok()) << service;
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  // Plaintext does not get through.
+  auto plain = v1::VideoService::NewStub(rpc::MakeChannel(cluster.address()));
+  v1::ListModelsResponse models;
+  auto context = Cluster::Context();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  EXPECT_FALSE(plain->ListModels(context.get(), {}, &models).ok());
 }
 
 }  // namespace
