@@ -15,7 +15,9 @@
 namespace vidgen::parallel {
 
 bool IsRank() {
-  return std::getenv("RANK") != nullptr;
+  if (std::getenv("RANK")) return true;
+  const char* tasks = std::getenv("SLURM_NTASKS");  // srun starts every rank itself
+  return tasks && std::atoi(tasks) > 1;
 }
 
 int LaunchLocalRanks(int nproc, char** argv, const std::string& what) {

@@ -6,7 +6,7 @@
 
 namespace vidgen::parallel {
 
-// True when this process was started as a rank (RANK is set).
+// True when this process was started as a rank: RANK is set (torchrun, --nproc), or Slurm started several tasks.
 bool IsRank();
 
 // Starts `nproc` copies of this executable with `argv`, each as one rank of a group rendezvousing on a free

@@ -217,7 +217,9 @@ std::optional<std::string> World::Await(const std::string& key, std::chrono::mil
     while (!store_->check({"control/" + key})) {
       if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
       std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::milliseconds(20));
+      // Quick while a reply is due (a step's decision), gentle on the store during a long wait (an idle group).
+      const auto waited = std::chrono::steady_clock::now() - (deadline - timeout);
+      pause = std::min(pause * 2, std::chrono::milliseconds(waited < std::chrono::seconds(1) ? 20 : 200));
     }
     const auto bytes = store_->get("control/" + key);
     return std::string(bytes.begin(), bytes.end());
