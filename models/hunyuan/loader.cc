@@ -1,0 +1,176 @@
+#include "models/hunyuan/loader.h"
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+namespace fs = std::filesystem;
+
+// diffusers names -> released names, for the names that map one to one.
+const io::KeyMap& DiffusersNames() {
+  static const io::KeyMap map = {
+      {"x_embedder.proj.", "img_in.proj."},
+      {"time_text_embed.timestep_embedder.linear_1.", "time_in.mlp.0."},
+      {"time_text_embed.timestep_embedder.linear_2.", "time_in.mlp.2."},
+      {"time_text_embed.guidance_embedder.linear_1.", "guidance_in.mlp.0."},
+      {"time_text_embed.guidance_embedder.linear_2.", "guidance_in.mlp.2."},
+      {"time_text_embed.text_embedder.linear_1.", "vector_in.in_layer."},
+      {"time_text_embed.text_embedder.linear_2.", "vector_in.out_layer."},
+      {"context_embedder.proj_in.", "txt_in.input_embedder."},
+      {"context_embedder.time_text_embed.timestep_embedder.linear_1.", "txt_in.t_embedder.mlp.0."},
+      {"context_embedder.time_text_embed.timestep_embedder.linear_2.", "txt_in.t_embedder.mlp.2."},
+      {"context_embedder.time_text_embed.text_embedder.linear_1.", "txt_in.c_embedder.linear_1."},
+      {"context_embedder.time_text_embed.text_embedder.linear_2.", "txt_in.c_embedder.linear_2."},
+      {"context_embedder.token_refiner.refiner_blocks.", "txt_in.individual_token_refiner.blocks."},
+      {"transformer_blocks.", "double_blocks."},
+      {"single_transformer_blocks.", "single_blocks."},
+      {"proj_out.", "final_layer.linear."},
+      {"norm_out.linear.", "final_layer.adaLN_modulation.1."},
+      // inside blocks
+      {".attn.to_out.0.", ".self_attn_proj."},  // refiner; double blocks are renamed below
+      {".ff.net.0.proj.", ".mlp.fc1."},
+      {".ff.net.2.", ".mlp.fc2."},
+      {".norm_out.linear.", ".adaLN_modulation.1."},
+  };
+  return map;
+}
+
+at::Tensor Concat(io::WeightStore& store, const std::vector<std::string>& names) {
+  std::vector<at::Tensor> parts;
+  for (const auto& name : names) parts.push_back(store.Get(name));
+  for (const auto& name : names) store.Erase(name);
+  return torch::cat(parts, 0);
+}
+
+}  // namespace
+
+void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config) {
+  // Block-level names first, while the diffusers spellings are still there to tell the streams apart.
+  for (std::int64_t i = 0; i < config.double_blocks; ++i) {
+    const std::string in = fmt::format("transformer_blocks.{}.", i), out = fmt::format("double_blocks.{}.", i);
+    for (const char* kind : {"weight", "bias"}) {
+      if (store.Contains(in + "attn.to_q." + kind)) {
+        store.Add(out + "img_attn_qkv." + kind,
+                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind}), in);
+        store.Add(out + "txt_attn_qkv." + kind,
+                  Concat(store, {in + "attn.add_q_proj." + kind, in + "attn.add_k_proj." + kind,
+                                 in + "attn.add_v_proj." + kind}),
+                  in);
+      }
+    }
+    store.Rename(io::KeyMap{{in + "norm1.linear.", out + "img_mod.linear."},
+                            {in + "norm1_context.linear.", out + "txt_mod.linear."},
+                            {in + "attn.norm_q.", out + "img_attn_q_norm."},
+                            {in + "attn.norm_k.", out + "img_attn_k_norm."},
+                            {in + "attn.norm_added_q.", out + "txt_attn_q_norm."},
+                            {in + "attn.norm_added_k.", out + "txt_attn_k_norm."},
+                            {in + "attn.to_out.0.", out + "img_attn_proj."},
+                            {in + "attn.to_add_out.", out + "txt_attn_proj."},
+                            {in + "ff.net.0.proj.", out + "img_mlp.fc1."},
+                            {in + "ff.net.2.", out + "img_mlp.fc2."},
+                            {in + "ff_context.net.0.proj.", out + "txt_mlp.fc1."},
+                            {in + "ff_context.net.2.", out + "txt_mlp.fc2."}});
+  }
+  for (std::int64_t i = 0; i < config.single_blocks; ++i) {
+    const std::string in = fmt::format("single_transformer_blocks.{}.", i), out = fmt::format("single_blocks.{}.", i);
+    for (const char* kind : {"weight", "bias"}) {
+      if (store.Contains(in + "attn.to_q." + kind)) {
+        store.Add(out + "linear1." + kind,
+                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind,
+                                 in + "proj_mlp." + kind}),
+                  in);
+      }
+    }
+    store.Rename(io::KeyMap{{in + "attn.norm_q.", out + "q_norm."},
+                            {in + "attn.norm_k.", out + "k_norm."},
+                            {in + "proj_out.", out + "linear2."},
+                            {in + "norm.linear.", out + "modulation.linear."}});
+  }
+  const std::int64_t refiners = config.refiner_blocks;
+  for (std::int64_t i = 0; i < refiners; ++i) {
+    const std::string in = fmt::format("context_embedder.token_refiner.refiner_blocks.{}.", i);
+    for (const char* kind : {"weight", "bias"}) {
+      if (store.Contains(in + "attn.to_q." + kind)) {
+        store.Add(in + "self_attn_qkv." + kind,
+                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind}), in);
+      }
+    }
+  }
+  store.Rename(DiffusersNames());
+  // diffusers keeps the final modulation as [scale; shift]; the released layout is [shift; scale].
+  for (const char* kind : {"weight", "bias"}) {
+    const std::string name = std::string("final_layer.adaLN_modulation.1.") + kind;
+    if (!store.Contains(name)) continue;
+    const auto halves = store.Get(name).chunk(2, 0);
+    const auto swapped = torch::cat({halves[1], halves[0]}, 0);
+    store.Erase(name);
+    store.Add(name, swapped, "diffusers (halves swapped)");
+  }
+}
+
+HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
+  fs::path folder = dir;
+  for (const char* child : {"transformers", "transformer"}) {
+    if (fs::is_directory(folder / child)) {
+      folder /= child;
+      break;
+    }
+  }
+  io::WeightStore store;
+  bool diffusers = false;
+  if (fs::exists(folder / "mp_rank_00_model_states.pt")) {
+    store.AddFile((folder / "mp_rank_00_model_states.pt").string());
+    store.SelectPrefix("module.");
+  } else {
+    for (const auto& entry : fs::directory_iterator(folder)) {
+      const auto name = entry.path().filename().string();
+      if (name.ends_with(".safetensors.index.json")) {
+        store = io::WeightStore();
+        store.AddFile(entry.path().string());
+        break;
+      }
+      if (name.ends_with(".safetensors")) store.AddFile(entry.path().string());
+    }
+    diffusers = true;
+  }
+  if (store.size() == 0) Fail(ErrorCode::kNotFound, "no HunyuanVideo transformer weights in '{}'", folder.string());
+  const auto config_path = folder / "config.json";
+  HunyuanDitConfig config = fs::exists(config_path) && !diffusers ? ReadHunyuanDitConfig(config_path.string())
+                                                                  : HunyuanVideoT2V();
+  if (diffusers) {
+    // diffusers' config names its sizes differently; the tensors themselves say enough.
+    std::int64_t doubles = 0, singles = 0;
+    for (const auto& name : store.Names()) {
+      if (name.starts_with("transformer_blocks.")) doubles = std::max<std::int64_t>(doubles, std::stoll(name.substr(19)) + 1);
+      if (name.starts_with("single_transformer_blocks.")) singles = std::max<std::int64_t>(singles, std::stoll(name.substr(26)) + 1);
+    }
+    const auto& embed = store.Get("x_embedder.proj.weight");
+    config.hidden_size = embed.size(0);
+    config.in_channels = embed.size(1);
+    config.text_states_dim = store.Get("context_embedder.proj_in.weight").size(1);
+    config.text_states_dim_2 = store.Get("time_text_embed.text_embedder.linear_1.weight").size(1);
+    config.out_channels = store.Get("proj_out.weight").size(0) / (config.patch_size[0] * config.patch_size[1] *
+                                                                  config.patch_size[2]);
+    config.heads_num = config.hidden_size / store.Get("transformer_blocks.0.attn.norm_q.weight").size(0);
+    config.double_blocks = doubles;
+    config.single_blocks = singles;
+    config.guidance_embed = store.Contains("time_text_embed.guidance_embedder.linear_1.weight");
+    config.Validate();
+    DiffusersToReleased(store, config);
+  }
+  HunyuanDit dit(config);
+  store.LoadInto(*dit);
+  dit->to(device);
+  if (dtype != c10::kFloat) dit->SetComputeDType(dtype);
+  spdlog::info("loaded HunyuanVideo transformer from '{}' ({} double, {} single blocks, width {})", folder.string(),
+               config.double_blocks, config.single_blocks, config.hidden_size);
+  return dit;
+}
+
+}  // namespace vidgen::hunyuan

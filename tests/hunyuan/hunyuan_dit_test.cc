@@ -1,0 +1,91 @@
+// The HunyuanVideo DiT against the official model's outputs (golden hunyuan_dit_* cases), and its diffusers layout.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "models/hunyuan/loader.h"
+#include "tests/support/golden.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+class HunyuanDitGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HunyuanDitGoldenTest, MatchesTheReference) {
+  torch::NoGradGuard no_grad;
+  const testing::GoldenCase golden(GetParam());
+  auto dit = LoadHunyuanDit(golden.CheckpointDir().string());
+
+  // The RoPE tables of the token grid.
+  const auto grid = dit->TokenGrid(golden.Get("x"));
+  const auto [cos, sin] = dit->RopeTables(grid);
+  EXPECT_TRUE(testing::TensorsClose(cos, golden.Get("freqs_cos")));
+  EXPECT_TRUE(testing::TensorsClose(sin, golden.Get("freqs_sin")));
+
+  std::map<std::string, torch::Tensor> traced;
+  dit->trace = [&](const std::string& name, const torch::Tensor& x) { traced[name] = x.clone(); };
+  const auto out = dit->forward(golden.Get("x").unsqueeze(0), golden.Get("t"), golden.Get("text_states").unsqueeze(0),
+                                golden.Get("text_mask").unsqueeze(0), golden.Get("text_states_2").unsqueeze(0),
+                                golden.Get("guidance"));
+  EXPECT_TRUE(testing::TensorsClose(out[0], golden.Get("out")));
+  int compared = 0;
+  for (const auto& [name, value] : traced) {
+    if (!golden.Has("debug." + name)) continue;
+    EXPECT_TRUE(testing::TensorsClose(value[0], golden.Get("debug." + name))) << name;
+    ++compared;
+  }
+  EXPECT_GE(compared, 2);
+
+  // Two samples in one call: different timesteps, guidance and text lengths.
+  dit->trace = nullptr;
+  const auto outs = dit->forward(golden.Get("batch.x"), golden.Get("batch.t"), golden.Get("batch.text_states"),
+                                 golden.Get("batch.text_mask"), golden.Get("batch.text_states_2"),
+                                 golden.Get("batch.guidance"));
+  EXPECT_TRUE(testing::TensorsClose(outs, golden.Get("batch.out")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, HunyuanDitGoldenTest, ::testing::ValuesIn(testing::GoldenCases("hunyuan_dit")));
+
+}  // namespace
+}  // namespace vidgen::hunyuan
+
+#include "models/hunyuan/sampler.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+class HunyuanRunGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+// The whole Euler run, step by step.
+TEST_P(HunyuanRunGoldenTest, MatchesTheReferenceStepByStep) {
+  const testing::GoldenCase golden(GetParam());
+  auto dit = LoadHunyuanDit(golden.CheckpointDir().string());
+  HunyuanDenoiseOptions options;
+  options.schedule.steps = std::stoi(golden.Meta("steps"));
+  options.schedule.shift = std::stod(golden.Meta("shift"));
+  options.embedded_guidance = std::stod(golden.Meta("embedded_guidance_scale"));
+  const HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
+  int steps = 0;
+  const auto latents = Denoise(dit, golden.Get("noise"), text, options, {},
+                               [&](int step, const at::Tensor&, const at::Tensor& after) {
+                                 EXPECT_TRUE(testing::TensorsClose(
+                                     after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
+                                     << "step " << step;
+                                 ++steps;
+                               });
+  EXPECT_EQ(steps, options.schedule.steps);
+  EXPECT_TRUE(testing::TensorsClose(latents, golden.Get("latents"), 1e-3));
+  // The schedule itself.
+  const auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
+  EXPECT_TRUE(testing::TensorsClose(torch::tensor(scheduler->sigmas()).to(torch::kFloat), golden.Get("sigmas")));
+  EXPECT_TRUE(testing::TensorsClose(torch::tensor(scheduler->timesteps()).to(torch::kFloat), golden.Get("timesteps")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, HunyuanRunGoldenTest, ::testing::ValuesIn(testing::GoldenCases("hunyuan_t2v")));
+
+TEST(HunyuanGuidanceTest, TheEmbeddedGuidanceRoundsAsTheReference) {
+  EXPECT_EQ(EmbeddedGuidanceValue(6.0, torch::kFloat), 6000.0);
+  EXPECT_EQ(EmbeddedGuidanceValue(6.0, torch::kBFloat16), 6016.0);
+}
+
+}  // namespace
+}  // namespace vidgen::hunyuan
