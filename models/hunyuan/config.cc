@@ -39,7 +39,9 @@ HunyuanDitConfig HunyuanVideoT2V() {
   return {};
 }
 
-HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path) {
+namespace {
+
+nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
   if (!in) Fail(ErrorCode::kNotFound, "cannot read HunyuanVideo config '{}'", path);
   nlohmann::json json;
@@ -49,8 +51,12 @@ HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path) {
     Fail(ErrorCode::kInvalidArgument, "HunyuanVideo config '{}' is not valid JSON: {}", path, e.what());
   }
   if (!json.is_object()) Fail(ErrorCode::kInvalidArgument, "HunyuanVideo config '{}' is not a JSON object", path);
-  HunyuanDitConfig config;
-  auto read = [&](const char* key, auto& field) {
+  return json;
+}
+
+// Reads json[key] into field when present; throws naming the file and key on a wrong type.
+auto Reader(const nlohmann::json& json, const std::string& path) {
+  return [&json, path](const char* key, auto& field) {
     const auto it = json.find(key);
     if (it == json.end() || it->is_null()) return;
     try {
@@ -60,6 +66,40 @@ HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path) {
            it->dump());
     }
   };
+}
+
+}  // namespace
+
+HunyuanDitConfig ReadDiffusersHunyuanConfig(const std::string& path) {
+  const auto json = ReadJson(path);
+  const auto read = Reader(json, path);
+  HunyuanDitConfig config;
+  std::int64_t head_dim = config.head_dim(), patch = config.patch_size[1], patch_t = config.patch_size[0];
+  read("num_attention_heads", config.heads_num);
+  read("attention_head_dim", head_dim);
+  config.hidden_size = config.heads_num * head_dim;
+  read("num_layers", config.double_blocks);
+  read("num_single_layers", config.single_blocks);
+  read("num_refiner_layers", config.refiner_blocks);
+  read("mlp_ratio", config.mlp_width_ratio);
+  read("patch_size", patch);
+  read("patch_size_t", patch_t);
+  config.patch_size = {patch_t, patch, patch};
+  read("rope_theta", config.rope_theta);
+  read("rope_axes_dim", config.rope_dim_list);
+  read("text_embed_dim", config.text_states_dim);
+  read("pooled_projection_dim", config.text_states_dim_2);
+  read("guidance_embeds", config.guidance_embed);
+  read("in_channels", config.in_channels);
+  read("out_channels", config.out_channels);
+  config.Validate();
+  return config;
+}
+
+HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path) {
+  const auto json = ReadJson(path);
+  const auto read = Reader(json, path);
+  HunyuanDitConfig config;
   read("patch_size", config.patch_size);
   read("in_channels", config.in_channels);
   read("out_channels", config.out_channels);

@@ -38,4 +38,9 @@ HunyuanDitConfig HunyuanVideoT2V();
 // Reads a config.json; keys it lacks keep the released values. Throws Error naming the file and the key.
 HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path);
 
+// Reads diffusers' transformer/config.json (num_attention_heads, attention_head_dim, num_layers, num_single_layers,
+// num_refiner_layers, mlp_ratio, patch_size, patch_size_t, rope_theta, rope_axes_dim, text_embed_dim,
+// pooled_projection_dim, guidance_embeds, in_channels, out_channels).
+HunyuanDitConfig ReadDiffusersHunyuanConfig(const std::string& path);
+
 }  // namespace vidgen::hunyuan

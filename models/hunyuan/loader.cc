@@ -51,7 +51,23 @@ at::Tensor Concat(io::WeightStore& store, const std::vector<std::string>& names)
 }  // namespace
 
 void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config) {
-  // Block-level names first, while the diffusers spellings are still there to tell the streams apart.
+  // Block-level names first, while the diffusers spellings are still there to tell the streams apart; single
+  // blocks before double blocks, whose names are a suffix of theirs.
+  for (std::int64_t i = 0; i < config.single_blocks; ++i) {
+    const std::string in = fmt::format("single_transformer_blocks.{}.", i), out = fmt::format("single_blocks.{}.", i);
+    for (const char* kind : {"weight", "bias"}) {
+      if (store.Contains(in + "attn.to_q." + kind)) {
+        store.Add(out + "linear1." + kind,
+                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind,
+                                 in + "proj_mlp." + kind}),
+                  in);
+      }
+    }
+    store.Rename(io::KeyMap{{in + "attn.norm_q.", out + "q_norm."},
+                            {in + "attn.norm_k.", out + "k_norm."},
+                            {in + "proj_out.", out + "linear2."},
+                            {in + "norm.linear.", out + "modulation.linear."}});
+  }
   for (std::int64_t i = 0; i < config.double_blocks; ++i) {
     const std::string in = fmt::format("transformer_blocks.{}.", i), out = fmt::format("double_blocks.{}.", i);
     for (const char* kind : {"weight", "bias"}) {
@@ -76,21 +92,6 @@ void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config)
                             {in + "ff.net.2.", out + "img_mlp.fc2."},
                             {in + "ff_context.net.0.proj.", out + "txt_mlp.fc1."},
                             {in + "ff_context.net.2.", out + "txt_mlp.fc2."}});
-  }
-  for (std::int64_t i = 0; i < config.single_blocks; ++i) {
-    const std::string in = fmt::format("single_transformer_blocks.{}.", i), out = fmt::format("single_blocks.{}.", i);
-    for (const char* kind : {"weight", "bias"}) {
-      if (store.Contains(in + "attn.to_q." + kind)) {
-        store.Add(out + "linear1." + kind,
-                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind,
-                                 in + "proj_mlp." + kind}),
-                  in);
-      }
-    }
-    store.Rename(io::KeyMap{{in + "attn.norm_q.", out + "q_norm."},
-                            {in + "attn.norm_k.", out + "k_norm."},
-                            {in + "proj_out.", out + "linear2."},
-                            {in + "norm.linear.", out + "modulation.linear."}});
   }
   const std::int64_t refiners = config.refiner_blocks;
   for (std::int64_t i = 0; i < refiners; ++i) {
@@ -141,29 +142,11 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
   }
   if (store.size() == 0) Fail(ErrorCode::kNotFound, "no HunyuanVideo transformer weights in '{}'", folder.string());
   const auto config_path = folder / "config.json";
-  HunyuanDitConfig config = fs::exists(config_path) && !diffusers ? ReadHunyuanDitConfig(config_path.string())
-                                                                  : HunyuanVideoT2V();
-  if (diffusers) {
-    // diffusers' config names its sizes differently; the tensors themselves say enough.
-    std::int64_t doubles = 0, singles = 0;
-    for (const auto& name : store.Names()) {
-      if (name.starts_with("transformer_blocks.")) doubles = std::max<std::int64_t>(doubles, std::stoll(name.substr(19)) + 1);
-      if (name.starts_with("single_transformer_blocks.")) singles = std::max<std::int64_t>(singles, std::stoll(name.substr(26)) + 1);
-    }
-    const auto& embed = store.Get("x_embedder.proj.weight");
-    config.hidden_size = embed.size(0);
-    config.in_channels = embed.size(1);
-    config.text_states_dim = store.Get("context_embedder.proj_in.weight").size(1);
-    config.text_states_dim_2 = store.Get("time_text_embed.text_embedder.linear_1.weight").size(1);
-    config.out_channels = store.Get("proj_out.weight").size(0) / (config.patch_size[0] * config.patch_size[1] *
-                                                                  config.patch_size[2]);
-    config.heads_num = config.hidden_size / store.Get("transformer_blocks.0.attn.norm_q.weight").size(0);
-    config.double_blocks = doubles;
-    config.single_blocks = singles;
-    config.guidance_embed = store.Contains("time_text_embed.guidance_embedder.linear_1.weight");
-    config.Validate();
-    DiffusersToReleased(store, config);
+  HunyuanDitConfig config = HunyuanVideoT2V();
+  if (fs::exists(config_path)) {
+    config = diffusers ? ReadDiffusersHunyuanConfig(config_path.string()) : ReadHunyuanDitConfig(config_path.string());
   }
+  if (diffusers) DiffusersToReleased(store, config);
   HunyuanDit dit(config);
   store.LoadInto(*dit);
   dit->to(device);
