@@ -285,3 +285,70 @@ INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,
 
 }  // namespace
 }  // namespace vidgen::parallel
+
+#include "models/hunyuan/loader.h"
+#include "models/hunyuan/sampler.h"
+
+namespace vidgen::parallel {
+namespace {
+
+// The golden HunyuanVideo Euler run per rank: image tokens split over the sequence group, text replicated (padded
+// text attending only among itself), uncached and cached, against one process.
+const bool kHunyuanBody = testing::RegisterRankBody("hunyuan_t2v", [] {
+  torch::set_num_threads(1);
+  const auto joined = JoinWorld(std::chrono::seconds(60));
+  World& world = *joined;
+  const testing::GoldenCase golden(testing::GoldenCases("hunyuan_t2v").at(0));
+  auto dit = hunyuan::LoadHunyuanDit(golden.CheckpointDir().string());
+  const hunyuan::HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
+  hunyuan::HunyuanDenoiseOptions options;
+  options.schedule.steps = 8;
+  options.schedule.shift = std::stod(golden.Meta("shift"));
+
+  // The golden grid (3·4·4 tokens) and one that no world size divides (3·3·5 tokens: chunks padded).
+  torch::manual_seed(11);
+  const std::vector<at::Tensor> noises = {golden.Get("noise"), torch::randn({golden.Get("noise").size(0), 3, 6, 10})};
+  int failures = 0;
+  for (const bool cached : {false, true}) {
+    for (const auto& noise : noises) {
+      options.cache = cached ? cache::Preset("taylorseer-hunyuan") : cache::CacheConfig{};
+      options.cache.interval = 3;
+      options.world = nullptr;
+      const auto reference = hunyuan::Denoise(dit, noise, text, options);
+      options.world = &world;
+      std::vector<std::int64_t> per_step;
+      GenerationCallbacks callbacks;
+      std::int64_t last = world.collectives();
+      callbacks.on_step = [&](const StepProgress&) {
+        per_step.push_back(world.collectives() - last);
+        last = world.collectives();
+      };
+      const auto latents = hunyuan::Denoise(dit, noise, text, options, callbacks);
+      const double error = ((latents - reference).abs().max() / reference.abs().max()).item<double>();
+      std::printf("rank %d cached %d error %.3e collectives per step %s\n", world.rank(), cached, error,
+                  fmt::format("{}", fmt::join(per_step, " ")).c_str());
+      if (!(error < 1e-5)) ++failures;
+      if (per_step.at(0) == 0) ++failures;  // a full step talks
+      if (cached) {
+        for (const int step : {1, 2, 4, 5, 7}) {
+          if (per_step[static_cast<std::size_t>(step)] != 0) ++failures;
+        }
+      }
+    }
+  }
+  return failures == 0 ? 0 : 1;
+});
+
+class HunyuanParallelTest : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(HunyuanParallelTest, GoldenRunEqualsOneProcessUncachedAndCached) {
+  ExpectRanksPass("hunyuan_t2v", GetParam(), std::chrono::seconds(300));
+}
+
+// The tiny model has 2 heads: Ulysses up to 2, ring for the rest.
+INSTANTIATE_TEST_SUITE_P(Layouts, HunyuanParallelTest,
+                         ::testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{2, 2, 1}, Layout{1, 4, 1}),
+                         LayoutName);
+
+}  // namespace
+}  // namespace vidgen::parallel
