@@ -56,6 +56,14 @@ struct GenerationResult {
   GenerationStats stats;
 };
 
+// What a worker runs: one model family's text-to-video pipeline.
+class VideoPipeline {
+ public:
+  virtual ~VideoPipeline() = default;
+  // Validates the request (Error(INVALID_ARGUMENT) naming the field), then generates.
+  virtual GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) = 0;
+};
+
 // [C, F, H, W] in [-1, 1] -> [F, H, W, C] uint8, as the reference's video writer converts.
 at::Tensor ToVideoFrames(const at::Tensor& video);
 

@@ -147,6 +147,17 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
     config = diffusers ? ReadDiffusersHunyuanConfig(config_path.string()) : ReadHunyuanDitConfig(config_path.string());
   }
   if (diffusers) DiffusersToReleased(store, config);
+  // Check the sizes against the weights before building anything (a wrong folder must not allocate a 13B model).
+  if (!store.Contains("img_in.proj.weight") || !store.Contains("final_layer.linear.weight")) {
+    Fail(ErrorCode::kNotFound, "'{}' holds no HunyuanVideo transformer (no img_in.proj / final_layer weights)",
+         folder.string());
+  }
+  const auto& embed = store.Get("img_in.proj.weight");
+  if (embed.size(0) != config.hidden_size || embed.size(1) != config.in_channels) {
+    Fail(ErrorCode::kInvalidArgument,
+         "HunyuanVideo transformer in '{}': its config says width {} and {} input channels, the weights have {} and {}",
+         folder.string(), config.hidden_size, config.in_channels, embed.size(0), embed.size(1));
+  }
   HunyuanDit dit(config);
   store.LoadInto(*dit);
   dit->to(device);

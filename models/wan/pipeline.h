@@ -42,7 +42,7 @@ struct DenoiseOptions {
 // Sees every step: its index, the guided velocity and the latents after the step.
 using StepObserver = std::function<void(int step, const at::Tensor& velocity, const at::Tensor& latents)>;
 
-class WanPipeline {
+class WanPipeline : public VideoPipeline {
  public:
   // Loads a checkpoint folder in the released layout (config.json, diffusion_pytorch_model*.safetensors,
   // models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/spiece.model) or in the diffusers layout
@@ -53,7 +53,7 @@ class WanPipeline {
 
   // Runs a whole request. Throws Error(INVALID_ARGUMENT) naming the field of a bad request and Error(CANCELLED)
   // when callbacks.cancelled() says so between steps.
-  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {});
+  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
 
   // Checks a request against this model; throws Error(INVALID_ARGUMENT) naming the field.
   void Validate(const GenerationRequest& request) const;

@@ -1,0 +1,170 @@
+#include "models/hunyuan/pipeline.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/hunyuan/loader.h"
+#include "models/io/weight_store.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A part of the checkpoint: <dir>/<name>, else beside <dir> (the release's ckpts/ keeps the text encoders there).
+fs::path Part(const fs::path& dir, const std::string& name) {
+  for (const auto& candidate : {dir / name, dir.parent_path() / name}) {
+    if (fs::is_directory(candidate)) return candidate;
+  }
+  Fail(ErrorCode::kNotFound, "HunyuanVideo checkpoint '{}' has no '{}' folder (looked in it and beside it)",
+       dir.string(), name);
+}
+
+HunyuanVae LoadVae(const fs::path& dir) {
+  const auto config = fs::exists(dir / "config.json") ? ReadHunyuanVaeConfig((dir / "config.json").string())
+                                                      : HunyuanVaeConfig();
+  HunyuanVae vae(config);
+  io::WeightStore store;
+  bool any = false;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto extension = entry.path().extension();
+    if (extension == ".pt" || extension == ".pth" || extension == ".safetensors") {
+      store.AddFile(entry.path().string());
+      any = true;
+    }
+  }
+  if (!any) Fail(ErrorCode::kNotFound, "no VAE weights in '{}'", dir.string());
+  for (const char* prefix : {"module.", "vae."}) store.StripPrefix(prefix);
+  store.LoadInto(*vae);
+  return vae;
+}
+
+constexpr std::int64_t kVaeStrideT = 4, kVaeStrideHW = 8;
+
+}  // namespace
+
+const char* const kVideoPromptTemplate =
+    "<|start_header_id|>system<|end_header_id|>\n\nDescribe the video by detailing the following aspects: 1. The main "
+    "content and theme of the video.2. The color, shape, size, texture, quantity, text, and spatial relationships of "
+    "the objects.3. Actions, events, behaviors temporal relationships, physical movement changes of the objects.4. "
+    "background environment, light, style and atmosphere.5. camera angles, movements, and transitions used in the "
+    "video:<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>";
+
+std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, const HunyuanLoadOptions& options) {
+  std::unique_ptr<HunyuanPipeline> pipeline(new HunyuanPipeline());
+  pipeline->options_ = options;
+  fs::path root = dir;
+  if (!fs::is_directory(root / "transformers") && !fs::is_directory(root / "transformer") &&
+      fs::is_directory(root / "hunyuan-video-t2v-720p")) {
+    root /= "hunyuan-video-t2v-720p";  // the release's ckpts/ folder
+  }
+  pipeline->dit_ = LoadHunyuanDit(root.string(), options.dtype, options.device);
+  pipeline->dit_->eval();
+  pipeline->vae_ = LoadVae(Part(root, "vae"));
+  pipeline->vae_->to(options.device);
+  pipeline->vae_->eval();
+  const auto llama_dir = Part(root, "text_encoder"), clip_dir = Part(root, "text_encoder_2");
+  pipeline->llama_tokenizer_ = std::make_unique<LlamaTokenizer>(llama_dir.string());
+  pipeline->clip_tokenizer_ = std::make_unique<ClipTokenizer>(clip_dir.string());
+  pipeline->llama_ = LoadLlamaEncoder(llama_dir.string(), options.dtype, options.device);
+  pipeline->clip_ = LoadClipTextEncoder(clip_dir.string(), options.dtype, options.device);
+  // The template's tokens before the prompt (95 with the released tokenizer) are cropped from the LLM's output.
+  const std::string template_text = kVideoPromptTemplate;
+  pipeline->crop_start_ =
+      1 + static_cast<std::int64_t>(pipeline->llama_tokenizer_->Encode(template_text.substr(0, template_text.find("{}"))).size());
+  const auto& config = pipeline->dit_->config();
+  if (pipeline->llama_->config().hidden_size != config.text_states_dim ||
+      pipeline->clip_->config().hidden_size != config.text_states_dim_2) {
+    Fail(ErrorCode::kInvalidArgument,
+         "HunyuanVideo checkpoint '{}': the text encoders give {} and {} features, the transformer takes {} and {}", dir,
+         pipeline->llama_->config().hidden_size, pipeline->clip_->config().hidden_size, config.text_states_dim,
+         config.text_states_dim_2);
+  }
+  return pipeline;
+}
+
+void HunyuanPipeline::Validate(const GenerationRequest& request) const {
+  if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
+  if (request.frames < 1 || (request.frames - 1) % kVaeStrideT != 0) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, expected 4k+1 (1, 5, ..., 129)", request.frames);
+  }
+  const std::int64_t multiple = kVaeStrideHW * dit_->config().patch_size[1];
+  for (const auto& [field, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
+    if (value < multiple || value % multiple != 0 || value > 4096) {
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a multiple of {} from {} to 4096", field,
+           value, multiple, multiple);
+    }
+  }
+  if (request.steps < 1 || request.steps > 1000) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'steps': {}, expected 1 to 1000", request.steps);
+  }
+  if (!std::isfinite(request.guidance_scale) || request.guidance_scale <= 0 || request.guidance_scale > 100) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'guidance_scale' (embedded): {}, expected (0, 100]",
+         request.guidance_scale);
+  }
+  if (!std::isfinite(request.shift) || request.shift <= 0 || request.shift > 100) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'shift': {}, expected a number in (0, 100]", request.shift);
+  }
+  const auto prompt_tokens = static_cast<std::int64_t>(llama_tokenizer_->Encode(request.prompt).size());
+  if (prompt_tokens + 1 > options_.text_len) {  // the prompt and its <|eot_id|>
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': {} tokens, the text encoder reads at most {}",
+         prompt_tokens, options_.text_len - 1);
+  }
+}
+
+HunyuanText HunyuanPipeline::EncodeText(const std::string& prompt) {
+  torch::NoGradGuard no_grad;
+  std::string text = kVideoPromptTemplate;
+  text.replace(text.find("{}"), 2, prompt);
+  const auto tokens = llama_tokenizer_->Batch({text}, crop_start_ + options_.text_len);
+  const auto hidden = llama_->HiddenState(tokens.ids, tokens.mask, options_.skip_layers);
+  HunyuanText out;
+  out.states = hidden[0].slice(0, crop_start_).to(torch::kFloat);
+  out.mask = tokens.mask[0].slice(0, crop_start_);
+  const auto clip_tokens = clip_tokenizer_->Batch({prompt}, options_.clip_len);
+  out.pooled = clip_->Pooled(clip_tokens.ids)[0].to(torch::kFloat);
+  return out;
+}
+
+GenerationResult HunyuanPipeline::Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
+  Validate(request);
+  GenerationResult result;
+  auto& stats = result.stats;
+  auto start = Clock::now();
+  const auto text = EncodeText(request.prompt);
+  stats.stage_seconds["encode_text"] = SecondsSince(start);
+
+  const auto& config = dit_->config();
+  const std::vector<std::int64_t> shape = {config.in_channels, (request.frames - 1) / kVaeStrideT + 1,
+                                           request.height / kVaeStrideHW, request.width / kVaeStrideHW};
+  auto generator = at::globalContext().defaultGenerator(options_.device).clone();
+  generator.set_current_seed(request.seed);
+  const auto noise = torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
+
+  start = Clock::now();
+  HunyuanDenoiseOptions denoise;
+  denoise.schedule = {schedulers::Solver::kEuler, request.steps, request.shift, /*integer_timesteps=*/false};
+  denoise.embedded_guidance = request.guidance_scale;
+  denoise.cache = request.cache;
+  denoise.world = options_.world;
+  const auto latents = Denoise(dit_, noise, text, denoise, callbacks, nullptr, &stats);
+  stats.stage_seconds["denoise"] = SecondsSince(start);
+
+  start = Clock::now();
+  const auto video = vae_->Decode(latents.unsqueeze(0), options_.vae_tiling)[0];
+  result.frames = ToVideoFrames(video.clamp(-1, 1)).cpu();
+  stats.stage_seconds["decode"] = SecondsSince(start);
+  return result;
+}
+
+}  // namespace vidgen::hunyuan

@@ -1,0 +1,65 @@
+// HunyuanVideo text-to-video: the prompt through the LLaMA encoder (video template, cropped) and CLIP-L, the DiT
+// under flow-matching Euler with embedded guidance, and the causal VAE. Layout of a checkpoint folder, as released:
+//   <dir>/transformers/mp_rank_00_model_states.pt (+ config.json for other sizes)   or diffusers' transformer/
+//   <dir>/vae/{config.json, pytorch_model.pt | *.safetensors}
+//   <dir>/text_encoder/{config.json, *.safetensors, tokenizer.json}      (also looked for beside <dir>, as in ckpts/)
+//   <dir>/text_encoder_2/{config.json, *.safetensors, vocab.json, merges.txt}
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "models/generation.h"
+#include "models/hunyuan/dit.h"
+#include "models/hunyuan/sampler.h"
+#include "models/hunyuan/text_encoders.h"
+#include "models/hunyuan/tokenizers.h"
+#include "models/hunyuan/vae.h"
+
+namespace vidgen::hunyuan {
+
+// The reference's video prompt template (dit-llm-encode-video); its tokens before "{}" are cropped off.
+extern const char* const kVideoPromptTemplate;
+
+struct HunyuanLoadOptions {
+  c10::ScalarType dtype = c10::kBFloat16;  // DiT and text encoders; the VAE runs in fp32
+  c10::Device device = c10::Device(c10::DeviceType::CPU);
+  parallel::World* world = nullptr;
+  HunyuanVaeTiling vae_tiling;
+  std::int64_t text_len = 256;    // LLaMA tokens kept after the template
+  std::int64_t clip_len = 77;
+  std::int64_t skip_layers = 2;   // hidden_states[-(2+1)]
+};
+
+class HunyuanPipeline : public VideoPipeline {
+ public:
+  // Throws Error naming the folder or file that is missing or does not fit.
+  static std::unique_ptr<HunyuanPipeline> Load(const std::string& dir, const HunyuanLoadOptions& options = {});
+
+  // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT).
+  void Validate(const GenerationRequest& request) const;
+  // request.guidance_scale is the embedded guidance (6.0 in the release); the negative prompt is not used (the
+  // distilled model runs one pass per step).
+  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
+  HunyuanText EncodeText(const std::string& prompt);
+
+  HunyuanDit& dit() { return dit_; }
+  HunyuanVae& vae() { return vae_; }
+
+ private:
+  HunyuanPipeline() = default;
+
+  HunyuanLoadOptions options_;
+  std::unique_ptr<LlamaTokenizer> llama_tokenizer_;
+  std::unique_ptr<ClipTokenizer> clip_tokenizer_;
+  LlamaEncoder llama_{nullptr};
+  ClipTextEncoder clip_{nullptr};
+  HunyuanDit dit_{nullptr};
+  HunyuanVae vae_{nullptr};
+  std::int64_t crop_start_ = 0;
+};
+
+}  // namespace vidgen::hunyuan

@@ -1,0 +1,163 @@
+// HunyuanVideo's tokenizers, text encoders and whole pipeline on a tiny checkpoint (no golden exists for these):
+// tokenizations derived from the formats' definitions, masking, determinism, the released key names.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/hunyuan/pipeline.h"
+#include "models/text/bpe.h"
+#include "tests/hunyuan/tiny_checkpoint.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+namespace fs = std::filesystem;
+
+class HunyuanTextTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() / ("vidgen-hunyuan-tiny-" + std::to_string(::getpid())));
+    testing::MakeTinyHunyuanCheckpoint(*dir_);
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+  static fs::path* dir_;
+};
+fs::path* HunyuanTextTest::dir_ = nullptr;
+
+TEST(BytePairTest, BytesMapToGpt2Symbols) {
+  const auto& symbols = text::ByteSymbols();
+  EXPECT_EQ(symbols[' '], "\u0120");   // Ġ
+  EXPECT_EQ(symbols['\n'], "\u010A");  // Ċ
+  EXPECT_EQ(symbols['a'], "a");
+  EXPECT_EQ(symbols[0xE9], "\u00E9");  // printable Latin-1 stands for itself
+  EXPECT_EQ(symbols[0x00], "\u0100");
+}
+
+TEST(BytePairTest, TheLlama3RegexSplitsAsItsDefinitionSays) {
+  const text::RegexSplitter splitter(testing::kLlama3Pattern, false);
+  // Letters keep one leading non-letter; digits go in threes; a space before digits stands alone; contractions
+  // split off case-insensitively; newlines gather.
+  EXPECT_EQ(splitter.Split("Hello world's 12345!!\n\nÉté", true),
+            (std::vector<std::string>{"Hello", " world", "'s", " ", "123", "45", "!!\n\n", "Été"}));
+  EXPECT_EQ(splitter.Split("I'M  ok", true), (std::vector<std::string>{"I", "'M", " ", " ok"}));
+}
+
+TEST(BytePairTest, MergesApplyByRank) {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  for (int b = 0; b < 256; ++b) vocab[text::ByteSymbols()[static_cast<std::size_t>(b)]] = b;
+  vocab["ab"] = 300;
+  vocab["bc"] = 301;
+  vocab["abc"] = 302;
+  // "b c" outranks "a b": "abc" -> a, bc; then no merge of (a, bc) exists.
+  const text::BytePairEncoder ranked(vocab, {{"b", "c"}, {"a", "b"}, {"ab", "c"}});
+  EXPECT_EQ(ranked.Encode("abc"), (std::vector<std::int64_t>{'a', 301}));
+  const text::BytePairEncoder other(vocab, {{"a", "b"}, {"ab", "c"}, {"b", "c"}});
+  EXPECT_EQ(other.Encode("abc"), (std::vector<std::int64_t>{302}));
+  EXPECT_EQ(other.Encode("abab"), (std::vector<std::int64_t>{300, 300}));
+}
+
+TEST_F(HunyuanTextTest, LlamaTokenizerReadsTokenizerJson) {
+  const LlamaTokenizer tokenizer((*dir_ / "text_encoder").string());
+  const auto the = tokenizer.Encode(" the");
+  ASSERT_EQ(the.size(), 1u);  // Ġ + t + h + e merged in rank order
+  const auto ids = tokenizer.Encode("<|eot_id|> the<|eot_id|>");
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(ids[0], ids[2]);
+  EXPECT_EQ(ids[1], the[0]);
+  EXPECT_EQ(tokenizer.Encode("é").size(), 2u);  // two UTF-8 bytes, no merge
+  const auto batch = tokenizer.Batch({" the red", " the"}, 6);
+  EXPECT_EQ(batch.ids[0][0].item<std::int64_t>(), tokenizer.bos_id());
+  EXPECT_EQ(batch.mask.sum(1)[0].item<std::int64_t>(), 3);  // BOS, " the", " red"
+  EXPECT_EQ(batch.mask.sum(1)[1].item<std::int64_t>(), 2);
+  EXPECT_EQ(batch.ids[1][5].item<std::int64_t>(), tokenizer.pad_id());
+  EXPECT_EQ(tokenizer.Batch({std::string(20, 'x')}, 6).mask.sum().item<std::int64_t>(), 6);  // truncated
+}
+
+TEST_F(HunyuanTextTest, ClipTokenizerLowerCasesAndEndsWords) {
+  const ClipTokenizer tokenizer((*dir_ / "text_encoder_2").string());
+  const auto batch = tokenizer.Batch({"The   RED", "the red"}, 8);
+  EXPECT_TRUE(torch::equal(batch.ids[0], batch.ids[1]));
+  EXPECT_EQ(batch.mask.sum(1)[0].item<std::int64_t>(), 4);  // <|startoftext|> the</w> red</w> <|endoftext|>
+  EXPECT_EQ(batch.ids[0][3].item<std::int64_t>(), tokenizer.eos_id());
+  EXPECT_EQ(batch.ids[0][7].item<std::int64_t>(), tokenizer.eos_id());  // padded with the end of text
+  const auto truncated = tokenizer.Batch({std::string(30, 'q')}, 8);
+  EXPECT_EQ(truncated.ids[0][7].item<std::int64_t>(), tokenizer.eos_id());
+}
+
+TEST_F(HunyuanTextTest, TextEncodersMaskAndCrop) {
+  const auto llama_dir = (*dir_ / "text_encoder").string();
+  auto llama = LoadLlamaEncoder(llama_dir, torch::kFloat, torch::kCPU);
+  const LlamaTokenizer tokenizer(llama_dir);
+  const auto a = tokenizer.Batch({" the red ball"}, 12), b = tokenizer.Batch({" the red ball the"}, 12);
+  const auto ha = llama->HiddenState(a.ids, a.mask), hb = llama->HiddenState(b.ids, b.mask);
+  EXPECT_EQ(ha.sizes(), (std::vector<std::int64_t>{1, 12, llama->config().hidden_size}));
+  // Causal: a longer prompt leaves the states of the shared prefix as they were.
+  const auto shared = a.mask.sum().item<std::int64_t>();
+  EXPECT_TRUE(torch::allclose(ha.slice(1, 0, shared), hb.slice(1, 0, shared), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(llama->HiddenState(a.ids, a.mask), ha));  // deterministic
+  EXPECT_FALSE(torch::allclose(llama->HiddenState(a.ids, a.mask, 1), ha));  // another layer
+
+  const auto clip_dir = (*dir_ / "text_encoder_2").string();
+  auto clip = LoadClipTextEncoder(clip_dir, torch::kFloat, torch::kCPU);
+  const ClipTokenizer clip_tokenizer(clip_dir);
+  // The pooled state sits at the end of text, so padding after it changes nothing.
+  const auto short_pad = clip->Pooled(clip_tokenizer.Batch({"the red"}, 8).ids);
+  const auto long_pad = clip->Pooled(clip_tokenizer.Batch({"the red"}, 20).ids);
+  EXPECT_EQ(short_pad.sizes(), (std::vector<std::int64_t>{1, clip->config().hidden_size}));
+  EXPECT_TRUE(torch::allclose(short_pad, long_pad, 1e-5, 1e-5));
+}
+
+TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
+  HunyuanLoadOptions options;
+  options.dtype = torch::kFloat;
+  options.text_len = 32;
+  auto pipeline = HunyuanPipeline::Load(dir_->string(), options);
+  GenerationRequest request;
+  request.prompt = "the red ball";
+  request.width = 48;
+  request.height = 32;
+  request.frames = 9;
+  request.steps = 4;
+  request.guidance_scale = 6.0;
+  request.shift = 7.0;
+  int steps = 0;
+  GenerationCallbacks callbacks;
+  callbacks.on_step = [&](const StepProgress&) { ++steps; };
+  const auto result = pipeline->Generate(request, callbacks);
+  EXPECT_EQ(result.frames.sizes(), (std::vector<std::int64_t>{9, 32, 48, 3}));
+  EXPECT_EQ(result.frames.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(steps, 4);
+  EXPECT_EQ(result.stats.full_steps, 4);
+  EXPECT_TRUE(torch::equal(pipeline->Generate(request, {}).frames, result.frames));  // the seed decides
+  request.seed = 1;
+  EXPECT_FALSE(torch::equal(pipeline->Generate(request, {}).frames, result.frames));
+
+  // The prompt's states follow the template's crop: a prefix of real tokens, then padding.
+  const auto text = pipeline->EncodeText("the red ball");
+  EXPECT_EQ(text.states.size(0), 32);
+  EXPECT_EQ(text.mask.sum().item<std::int64_t>(), static_cast<std::int64_t>(
+      LlamaTokenizer((*dir_ / "text_encoder").string()).Encode("the red ball<|eot_id|>").size()));
+
+  request.frames = 10;
+  EXPECT_THROW(pipeline->Generate(request, {}), Error);
+  request.frames = 9;
+  request.width = 40;
+  EXPECT_THROW(pipeline->Generate(request, {}), Error);
+  request.width = 48;
+  request.prompt = std::string(200, 'z');
+  try {
+    pipeline->Generate(request, {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'prompt'"), std::string::npos);
+  }
+  EXPECT_THROW(HunyuanPipeline::Load((*dir_ / "vae").string(), options), Error);
+}
+
+}  // namespace
+}  // namespace vidgen::hunyuan
