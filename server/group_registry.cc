@@ -33,13 +33,6 @@ std::vector<std::string> GroupRegistry::Touch(const std::string& group_id) {
   return names;
 }
 
-std::vector<std::string> GroupRegistry::ModelNames() {
-  const auto models = ListModels();
-  std::vector<std::string> names;
-  for (const auto& model : models.models()) names.push_back(model.name());
-  return names;
-}
-
 v1::ListModelsResponse GroupRegistry::ListModels() {
   std::lock_guard lock(mutex_);
   Forget();

@@ -19,8 +19,6 @@ class GroupRegistry {
   std::string Register(const v1::RegisterGroupRequest& request);
   // The models of a live group; NOT_FOUND (so that it registers again) when the group is unknown.
   std::vector<std::string> Touch(const std::string& group_id);
-  // Names of the models that live groups serve and the configuration announces.
-  std::vector<std::string> ModelNames();
   v1::ListModelsResponse ListModels();
 
  private:

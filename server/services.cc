@@ -49,7 +49,7 @@ grpc::Status VideoServiceImpl::SubmitJob(grpc::ServerContext* context, const v1:
            request->idempotency_key().size());
     }
     v1::JobSpec spec = request->spec();
-    NormalizeSpec(spec, state_.spec_limits, state_.groups.ModelNames());
+    NormalizeSpec(spec, state_.spec_limits, state_.groups.ListModels());
     try {
       const auto submitted = state_.jobs.Submit(tenant, spec, request->priority(), request->idempotency_key());
       response->set_job_id(submitted.job_id);

@@ -20,12 +20,17 @@ bool OneOf(const std::string& value, std::initializer_list<const char*> choices)
 
 }  // namespace
 
-void NormalizeSpec(v1::JobSpec& spec, const SpecLimits& limits, const std::vector<std::string>& models) {
+void NormalizeSpec(v1::JobSpec& spec, const SpecLimits& limits, const v1::ListModelsResponse& models) {
   if (spec.model().empty()) Fail(ErrorCode::kInvalidArgument, "spec.model is required");
-  if (std::find(models.begin(), models.end(), spec.model()) == models.end()) {
+  const auto model = std::find_if(models.models().begin(), models.models().end(),
+                                  [&](const v1::Model& m) { return m.name() == spec.model(); });
+  if (model == models.models().end()) {
+    std::vector<std::string> names;
+    for (const auto& m : models.models()) names.push_back(m.name());
     Fail(ErrorCode::kNotFound, "model '{}' is not served here (served: {})", spec.model(),
-         models.empty() ? "none yet" : fmt::format("{}", fmt::join(models, ", ")));
+         names.empty() ? "none yet" : fmt::format("{}", fmt::join(names, ", ")));
   }
+  const bool hunyuan = model->family() == "hunyuanvideo";
   if (spec.prompt().empty()) Fail(ErrorCode::kInvalidArgument, "spec.prompt is empty");
   for (const auto& [name, text] : {std::pair{"prompt", &spec.prompt()}, {"negative_prompt", &spec.negative_prompt()}}) {
     if (static_cast<int>(text->size()) > limits.max_prompt_bytes) {
@@ -34,13 +39,13 @@ void NormalizeSpec(v1::JobSpec& spec, const SpecLimits& limits, const std::vecto
     }
   }
 
-  Default(spec.width(), 832, &v1::JobSpec::set_width, spec);
-  Default(spec.height(), 480, &v1::JobSpec::set_height, spec);
-  Default(spec.frames(), 81, &v1::JobSpec::set_frames, spec);
+  Default(spec.width(), hunyuan ? 1280 : 832, &v1::JobSpec::set_width, spec);
+  Default(spec.height(), hunyuan ? 720 : 480, &v1::JobSpec::set_height, spec);
+  Default(spec.frames(), hunyuan ? 129 : 81, &v1::JobSpec::set_frames, spec);
   Default(spec.steps(), 50, &v1::JobSpec::set_steps, spec);
-  Default(spec.guidance(), 5.0, &v1::JobSpec::set_guidance, spec);
-  Default(spec.shift(), 5.0, &v1::JobSpec::set_shift, spec);
-  if (spec.solver().empty()) spec.set_solver("unipc");
+  Default(spec.guidance(), hunyuan ? 6.0 : 5.0, &v1::JobSpec::set_guidance, spec);
+  Default(spec.shift(), hunyuan ? 7.0 : 5.0, &v1::JobSpec::set_shift, spec);
+  if (spec.solver().empty()) spec.set_solver(hunyuan ? "euler" : "unipc");
   for (const auto& [name, side] : {std::pair{"width", spec.width()}, {"height", spec.height()}}) {
     if (side < 16 || side % 16 != 0 || side > limits.max_side) {
       Fail(ErrorCode::kInvalidArgument, "spec.{} {} must be a multiple of 16 between 16 and {}", name, side,

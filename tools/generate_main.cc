@@ -12,7 +12,8 @@
 #include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "common/rank_launch.h"
-#include "models/wan/pipeline.h"
+#include "models/pipelines.h"
+#include "models/wan/config.h"
 #include "parallel/world.h"
 #include "parallel/launch.h"
 #include "tools/png.h"
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr: stdout carries the tool's results (JSON for --json).
   spdlog::set_default_logger(spdlog::stderr_color_mt("vidgen"));
   vidgen::TuneCpuAllocator();
-  CLI::App app{"Generates one video with Wan2.1 and writes its frames as PNG files."};
+  CLI::App app{"Generates one video with Wan2.1 or HunyuanVideo and writes its frames as PNG files."};
   std::string model_dir, size = "832x480", out = "vidgen-out", dtype = "bf16", solver = "unipc", device = "cpu";
   vidgen::GenerationRequest request;
   int threads = 0;
@@ -56,16 +57,19 @@ int main(int argc, char** argv) {
   int cache_interval = 0, cache_order = -1, cache_warmup = 0, cache_tail = -1;
   double cache_budget_gib = 0;
   bool cache_fallback = false;
-  app.add_option("--model-dir", model_dir, "Wan2.1 checkpoint folder (released or diffusers layout)")->required();
+  app.add_option("--model-dir", model_dir, "Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
+      ->required();
+  std::string family_name;
+  app.add_option("--family", family_name, "wan2.1 or hunyuanvideo (default: told by the folder)");
   app.add_option("--prompt", request.prompt, "what the video shows")->required();
   app.add_option("--negative-prompt", request.negative_prompt, "what to avoid (default: the reference's)");
-  app.add_option("--size", size, "WIDTHxHEIGHT, multiples of 16")->capture_default_str();
-  app.add_option("--frames", request.frames, "4k+1 frames")->capture_default_str();
+  app.add_option("--size", size, "WIDTHxHEIGHT, multiples of 16 (default: the family's, 832x480 or 1280x720)");
+  app.add_option("--frames", request.frames, "4k+1 frames (Wan 81, HunyuanVideo 129)");
   app.add_option("--steps", request.steps, "denoising steps")->capture_default_str();
-  app.add_option("--guidance", request.guidance_scale, "classifier-free guidance scale")->capture_default_str();
-  app.add_option("--shift", request.shift, "flow-matching timestep shift")->capture_default_str();
+  app.add_option("--guidance", request.guidance_scale, "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
+  app.add_option("--shift", request.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
   app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
-  app.add_option("--solver", solver, "unipc, dpm++ or euler")->capture_default_str();
+  app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads per rank (default: the cores shared among local ranks)");
@@ -103,8 +107,15 @@ int main(int argc, char** argv) {
     }
     const bool leader = !world || world->rank() == 0;
     const int ranks_here = world ? world->size() : 1;
-    std::tie(request.width, request.height) = ParseSize(size);
-    request.solver = vidgen::schedulers::ParseSolver(solver);
+    // What the command line leaves unset takes the model family's defaults.
+    const auto family = family_name.empty() ? vidgen::DetectFamily(model_dir) : vidgen::ParseFamily(family_name);
+    const auto defaults = vidgen::FamilyDefaults(family);
+    std::tie(request.width, request.height) =
+        app.count("--size") ? ParseSize(size) : std::pair{defaults.width, defaults.height};
+    if (!app.count("--frames")) request.frames = defaults.frames;
+    if (!app.count("--guidance")) request.guidance_scale = defaults.guidance_scale;
+    if (!app.count("--shift")) request.shift = defaults.shift;
+    request.solver = app.count("--solver") ? vidgen::schedulers::ParseSolver(solver) : defaults.solver;
     auto& cache = request.cache;
     cache = vidgen::cache::Preset(cache_preset);
     if (cache_interval > 0) cache.interval = cache_interval;
@@ -120,13 +131,13 @@ int main(int argc, char** argv) {
     cache.Validate();
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     torch::set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks_here));
-    vidgen::wan::WanLoadOptions options;
+    vidgen::PipelineOptions options;
     options.world = world.get();
     options.dtype = vidgen::wan::ParseModelDType(dtype);
     options.device = compute_device;
 
     const auto load_start = std::chrono::steady_clock::now();
-    auto pipeline = vidgen::wan::WanPipeline::Load(model_dir, options);
+    auto pipeline = vidgen::LoadPipeline(model_dir, family, options);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
     vidgen::GenerationCallbacks callbacks;

@@ -15,7 +15,8 @@
 #include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "common/rank_launch.h"
-#include "models/wan/pipeline.h"
+#include "models/pipelines.h"
+#include "models/wan/config.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
 #include "proto/rpc.h"
@@ -45,7 +46,7 @@ std::string StepKey(std::int64_t n, int k) {
 
 class Group {
  public:
-  Group(const Options& options, vidgen::parallel::World* world, std::unique_ptr<vidgen::wan::WanPipeline> pipeline)
+  Group(const Options& options, vidgen::parallel::World* world, std::unique_ptr<vidgen::VideoPipeline> pipeline)
       : options_(options), world_(world), pipeline_(std::move(pipeline)) {}
 
   bool leader() const { return !world_ || world_->rank() == 0; }
@@ -178,7 +179,7 @@ class Group {
 
   const Options& options_;
   vidgen::parallel::World* world_;
-  std::unique_ptr<vidgen::wan::WanPipeline> pipeline_;
+  std::unique_ptr<vidgen::VideoPipeline> pipeline_;
 };
 
 }  // namespace
@@ -194,9 +195,11 @@ int main(int argc, char** argv) {
   app.add_option("--server", options.server, "vidgen-server's host:port")->capture_default_str();
   app.add_option("--worker-token-file", token_file, "the server's worker token (or VIDGEN_WORKER_TOKEN)");
   app.add_option("--tls-ca", options.tls_ca, "PEM roots to reach a TLS server, or 'system'");
-  app.add_option("--model-dir", options.model_dir, "a Wan2.1 checkpoint folder (released or diffusers layout)")
+  app.add_option("--model-dir", options.model_dir, "a Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
       ->required();
   app.add_option("--model-name", options.model_name, "the name jobs use (default: the folder's name)");
+  std::string family_name;
+  app.add_option("--family", family_name, "wan2.1 or hunyuanvideo (default: told by the folder)");
   app.add_option("--nproc", nproc, "local ranks to start (like torchrun)")->capture_default_str();
   app.add_option("--ulysses", mesh.ulysses)->capture_default_str();
   app.add_option("--ring", mesh.ring)->capture_default_str();
@@ -234,11 +237,12 @@ int main(int argc, char** argv) {
       options.model_name = std::filesystem::path(options.model_dir).parent_path().filename();
     }
 
-    vidgen::wan::WanLoadOptions load;
+    const auto family = family_name.empty() ? vidgen::DetectFamily(options.model_dir) : vidgen::ParseFamily(family_name);
+    vidgen::PipelineOptions load;
     load.world = world.get();
     load.dtype = vidgen::wan::ParseModelDType(options.dtype);
     load.device = device;
-    Group group(options, world.get(), vidgen::wan::WanPipeline::Load(options.model_dir, load));
+    Group group(options, world.get(), vidgen::LoadPipeline(options.model_dir, family, load));
     if (!group.leader()) group.Follow();
 
     std::filesystem::create_directories(options.work_dir);
@@ -257,7 +261,7 @@ int main(int argc, char** argv) {
     link_options.group.set_world_size(world ? world->size() : 1);
     auto* model = link_options.group.add_models();
     model->set_name(options.model_name);
-    model->set_family("wan2.1");
+    model->set_family(vidgen::FamilyName(family));
     vidgen::worker::ServerLink link(link_options);
     spdlog::info("serving {} ({} rank(s), {}) for {}", options.model_name, world ? world->size() : 1, options.device,
                  options.server);

@@ -153,7 +153,7 @@ GenerationResult HunyuanPipeline::Generate(const GenerationRequest& request, con
 
   start = Clock::now();
   HunyuanDenoiseOptions denoise;
-  denoise.schedule = {schedulers::Solver::kEuler, request.steps, request.shift, /*integer_timesteps=*/false};
+  denoise.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/false};
   denoise.embedded_guidance = request.guidance_scale;
   denoise.cache = request.cache;
   denoise.world = options_.world;

@@ -42,7 +42,7 @@ class HunyuanPipeline : public VideoPipeline {
   // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT).
   void Validate(const GenerationRequest& request) const;
   // request.guidance_scale is the embedded guidance (6.0 in the release); the negative prompt is not used (the
-  // distilled model runs one pass per step).
+  // distilled model runs one pass per step); the release samples with Euler (FamilyDefaults).
   GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
   HunyuanText EncodeText(const std::string& prompt);
 

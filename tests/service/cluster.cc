@@ -150,7 +150,8 @@ void Cluster::KillServer(int signal) {
   server_ = {};
 }
 
-Process Cluster::StartWorker(int nproc, const std::vector<std::string>& extra_flags) {
+Process Cluster::StartWorker(int nproc, const std::vector<std::string>& extra_flags, const std::string& model_dir,
+                             const std::string& model_name) {
   const int index = static_cast<int>(processes_.size());
   std::vector<std::string> args = {VIDGEN_WORKER_BIN,
                                    "--server",
@@ -158,9 +159,9 @@ Process Cluster::StartWorker(int nproc, const std::vector<std::string>& extra_fl
                                    "--worker-token-file",
                                    dir_ + "/worker.token",
                                    "--model-dir",
-                                   VIDGEN_TINY_MODEL,
+                                   model_dir,
                                    "--model-name",
-                                   kModel,
+                                   model_name,
                                    "--dtype",
                                    "fp32",
                                    "--nproc",

@@ -41,8 +41,9 @@ class Cluster {
   // answers.
   void StartServer(const std::vector<std::string>& extra_flags = {});
   void KillServer(int signal = SIGKILL);
-  // A worker group of `nproc` local ranks on the tiny Wan checkpoint, serving it as kModel.
-  Process StartWorker(int nproc = 1, const std::vector<std::string>& extra_flags = {});
+  // A worker group of `nproc` local ranks serving a checkpoint (the tiny Wan one as kModel by default).
+  Process StartWorker(int nproc = 1, const std::vector<std::string>& extra_flags = {},
+                      const std::string& model_dir = VIDGEN_TINY_MODEL, const std::string& model_name = kModel);
 
   std::string address() const;
   const std::string& dir() const { return dir_; }

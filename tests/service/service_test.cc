@@ -452,3 +452,49 @@ TEST(ServiceTest, TlsAndTheHealthService) {
 
 }  // namespace
 }  // namespace vidgen::testing
+
+#include "tests/hunyuan/tiny_checkpoint.h"
+
+namespace vidgen::testing {
+namespace {
+
+TEST(ServiceTest, AHunyuanVideoJobRunsEndToEnd) {
+  Cluster cluster;
+  const auto checkpoint = MakeTinyHunyuanCheckpoint(std::filesystem::path(cluster.dir()) / "hunyuan-tiny");
+  cluster.StartServer({"--model", "hunyuan-tiny:hunyuanvideo"});
+  cluster.StartWorker(2, {}, checkpoint.string(), "hunyuan-tiny");
+  v1::JobSpec spec;
+  spec.set_model("hunyuan-tiny");
+  spec.set_prompt("the red ball");
+  spec.set_width(48);
+  spec.set_height(32);
+  spec.set_frames(9);
+  spec.set_steps(4);
+  std::string id;
+  ASSERT_TRUE(cluster.Submit(spec, &id).ok());
+  // The family's defaults were filled in: embedded guidance 6, shift 7, Euler.
+  const auto queued = cluster.Get(id);
+  EXPECT_EQ(queued.spec().guidance(), 6.0);
+  EXPECT_EQ(queued.spec().shift(), 7.0);
+  EXPECT_EQ(queued.spec().solver(), "euler");
+  const auto done = cluster.WaitForEnd(id);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.message();
+  const std::string out = cluster.dir() + "/hunyuan.mp4";
+  std::string output;
+  ASSERT_EQ(cluster.RunClient(fmt::format("download {} --out {}", id, out), &output), 0) << output;
+  auto probe = Probe(out);
+  EXPECT_EQ(probe["width"], "48");
+  EXPECT_EQ(probe["height"], "32");
+  EXPECT_EQ(probe["nb_read_frames"], "9");
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(cluster.Client()->ListModels(Cluster::Context().get(), {}, &models).ok());
+  const auto served = std::find_if(models.models().begin(), models.models().end(),
+                                   [](const v1::Model& model) { return model.name() == "hunyuan-tiny"; });
+  ASSERT_NE(served, models.models().end());
+  EXPECT_EQ(served->family(), "hunyuanvideo");
+  EXPECT_EQ(served->worker_groups(), 1);
+  EXPECT_EQ(served->max_world_size(), 2);
+}
+
+}  // namespace
+}  // namespace vidgen::testing
