@@ -204,3 +204,27 @@ TEST(HunyuanLayoutTest, BadInputsAreClearErrors) {
 
 }  // namespace
 }  // namespace vidgen::hunyuan
+
+namespace vidgen::hunyuan {
+namespace {
+
+TEST(HunyuanLayoutTest, Bf16StaysCloseToFp32) {
+  const auto cases = testing::GoldenCases("hunyuan_dit");
+  if (cases.empty()) GTEST_SKIP() << "no hunyuan golden case";
+  torch::NoGradGuard no_grad;
+  const testing::GoldenCase golden(cases.front());
+  auto run = [&](c10::ScalarType dtype) {
+    auto dit = LoadHunyuanDit(golden.CheckpointDir().string(), dtype);
+    return dit->forward(golden.Get("x").unsqueeze(0), golden.Get("t"), golden.Get("text_states").unsqueeze(0),
+                        golden.Get("text_mask").unsqueeze(0), golden.Get("text_states_2").unsqueeze(0),
+                        golden.Get("guidance"));
+  };
+  const auto fp32 = run(torch::kFloat), bf16 = run(torch::kBFloat16);
+  EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
+  const double error = ((bf16 - fp32).abs().max() / fp32.abs().max()).item<double>();
+  EXPECT_LT(error, 0.03);
+  EXPECT_GT(error, 0.0);  // it did run in bf16
+}
+
+}  // namespace
+}  // namespace vidgen::hunyuan
