@@ -1,6 +1,7 @@
 // HunyuanVideo's tokenizers, text encoders and whole pipeline on a tiny checkpoint (no golden exists for these):
 // tokenizations derived from the formats' definitions, masking, determinism, the released key names.
 #include <filesystem>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -157,6 +158,51 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
     EXPECT_NE(std::string(e.what()).find("'prompt'"), std::string::npos);
   }
   EXPECT_THROW(HunyuanPipeline::Load((*dir_ / "vae").string(), options), Error);
+}
+
+}  // namespace
+}  // namespace vidgen::hunyuan
+
+#include "models/io/tensor_file.h"
+
+namespace vidgen::hunyuan {
+namespace {
+
+TEST_F(HunyuanTextTest, TextEncodersHaveHuggingFacesNamesAndPrefixes) {
+  const auto llama_dir = *dir_ / "text_encoder";
+  auto llama = LoadLlamaEncoder(llama_dir.string(), torch::kFloat, torch::kCPU);
+  std::set<std::string> names;
+  for (const auto& item : llama->named_parameters()) names.insert(item.key());
+  const auto layers = static_cast<std::size_t>(llama->config().num_hidden_layers);
+  EXPECT_EQ(names.size(), 1 + 9 * layers + 1);  // 290 for LLaMA-3-8B
+  for (const char* name : {"embed_tokens.weight", "layers.0.self_attn.q_proj.weight", "layers.0.self_attn.o_proj.weight",
+                           "layers.0.mlp.gate_proj.weight", "layers.0.mlp.down_proj.weight",
+                           "layers.0.input_layernorm.weight", "layers.0.post_attention_layernorm.weight",
+                           "norm.weight"}) {
+    EXPECT_TRUE(names.count(name)) << name;
+  }
+  // A LlamaForCausalLM save: "model." prefixes and an lm_head, read the same.
+  const auto causal = fs::temp_directory_path() / ("vidgen-llama-causal-" + std::to_string(::getpid()));
+  fs::create_directories(causal);
+  fs::copy(llama_dir / "config.json", causal / "config.json");
+  io::NamedTensors tensors;
+  for (const auto& item : llama->named_parameters()) tensors.emplace_back("model." + item.key(), item.value().detach());
+  tensors.emplace_back("lm_head.weight", torch::zeros({llama->config().vocab_size, llama->config().hidden_size}));
+  io::WriteSafetensors((causal / "model.safetensors").string(), tensors);
+  auto reloaded = LoadLlamaEncoder(causal.string(), torch::kFloat, torch::kCPU);
+  fs::remove_all(causal);
+  const auto ids = torch::tensor({{1, 2, 3}}, torch::kLong), mask = torch::ones({1, 3}, torch::kLong);
+  EXPECT_TRUE(torch::equal(reloaded->HiddenState(ids, mask), llama->HiddenState(ids, mask)));
+
+  auto clip = LoadClipTextEncoder((*dir_ / "text_encoder_2").string(), torch::kFloat, torch::kCPU);
+  names.clear();
+  for (const auto& item : clip->named_parameters()) names.insert(item.key());
+  EXPECT_EQ(names.size(), 2 + 16 * static_cast<std::size_t>(clip->config().num_hidden_layers) + 2);  // 196 for CLIP-L
+  for (const char* name : {"text_model.embeddings.token_embedding.weight", "text_model.embeddings.position_embedding.weight",
+                           "text_model.encoder.layers.0.self_attn.q_proj.bias", "text_model.encoder.layers.0.layer_norm1.weight",
+                           "text_model.encoder.layers.0.mlp.fc2.weight", "text_model.final_layer_norm.bias"}) {
+    EXPECT_TRUE(names.count(name)) << name;
+  }
 }
 
 }  // namespace
