@@ -1,6 +1,11 @@
 #include "models/generation.h"
 
+#include <cmath>
+
 #include <torch/torch.h>
+
+#include "cache/feature_cache.h"
+#include "common/error.h"
 
 namespace vidgen {
 
@@ -9,6 +14,43 @@ at::Tensor ToVideoFrames(const at::Tensor& video) {
   // As the reference's cache_video: map [-1, 1] to [0, 1], scale by 255 and truncate.
   const auto scaled = (video.to(torch::kFloat).clamp(-1, 1) + 1).div_(2).mul_(255);
   return scaled.permute({1, 2, 3, 0}).to(torch::kUInt8).contiguous();
+}
+
+void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance) {
+  if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
+  if (request.frames < 1 || (request.frames - 1) % 4 != 0) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, expected 4k+1 (1, 5, 9, ...)", request.frames);
+  }
+  for (const auto& [field, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
+    if (value < side_multiple || value % side_multiple != 0 || value > 4096) {
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a multiple of {} from {} to 4096", field,
+           value, side_multiple, side_multiple);
+    }
+  }
+  if (request.steps < 1 || request.steps > 1000) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'steps': {}, expected 1 to 1000", request.steps);
+  }
+  if (!std::isfinite(request.guidance_scale) || request.guidance_scale < min_guidance || request.guidance_scale > 100) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'guidance_scale': {}, expected {} to 100",
+         request.guidance_scale, min_guidance);
+  }
+  if (!std::isfinite(request.shift) || request.shift <= 0 || request.shift > 100) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'shift': {}, expected a number in (0, 100]", request.shift);
+  }
+}
+
+void RecordSteps(const cache::FeatureCache* cache, int steps, GenerationStats& stats) {
+  if (!cache) {
+    stats.full_steps += steps;
+    return;
+  }
+  const auto& cache_stats = cache->stats();
+  stats.full_steps += cache_stats.full_steps;
+  stats.predicted_steps += cache_stats.predicted_steps;
+  stats.cache_policy = cache_stats.policy;
+  stats.cache_estimated_bytes = cache_stats.estimated_bytes;
+  stats.cache_peak_bytes = cache_stats.peak_bytes;
+  stats.forecast_seconds = cache_stats.forecast_seconds;
 }
 
 }  // namespace vidgen

@@ -56,6 +56,18 @@ struct GenerationResult {
   GenerationStats stats;
 };
 
+// Checks what every family's request shares (prompt, frames 4k+1, sides multiples of `side_multiple` up to 4096,
+// steps 1..1000, guidance within [min_guidance, 100], shift in (0, 100]); throws Error(INVALID_ARGUMENT) naming the
+// field.
+void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance);
+
+namespace cache {
+class FeatureCache;
+}
+// Adds a finished run's step counts to `stats`: the cache's full and predicted steps and memory, or every step full
+// when there was no cache.
+void RecordSteps(const cache::FeatureCache* cache, int steps, GenerationStats& stats);
+
 // What a worker runs: one model family's text-to-video pipeline.
 class VideoPipeline {
  public:

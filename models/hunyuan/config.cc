@@ -1,10 +1,7 @@
 #include "models/hunyuan/config.h"
 
-#include <fstream>
-
-#include <nlohmann/json.hpp>
-
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::hunyuan {
 
@@ -39,40 +36,9 @@ HunyuanDitConfig HunyuanVideoT2V() {
   return {};
 }
 
-namespace {
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read HunyuanVideo config '{}'", path);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo config '{}' is not valid JSON: {}", path, e.what());
-  }
-  if (!json.is_object()) Fail(ErrorCode::kInvalidArgument, "HunyuanVideo config '{}' is not a JSON object", path);
-  return json;
-}
-
-// Reads json[key] into field when present; throws naming the file and key on a wrong type.
-auto Reader(const nlohmann::json& json, const std::string& path) {
-  return [&json, path](const char* key, auto& field) {
-    const auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return;
-    try {
-      it->get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      Fail(ErrorCode::kInvalidArgument, "HunyuanVideo config '{}': '{}' has the wrong type ({})", path, key,
-           it->dump());
-    }
-  };
-}
-
-}  // namespace
-
 HunyuanDitConfig ReadDiffusersHunyuanConfig(const std::string& path) {
-  const auto json = ReadJson(path);
-  const auto read = Reader(json, path);
+  const io::JsonConfig file(path, "HunyuanVideo config");
+  const auto read = [&](const char* key, auto& field) { file.Read(key, field); };
   HunyuanDitConfig config;
   std::int64_t head_dim = config.head_dim(), patch = config.patch_size[1], patch_t = config.patch_size[0];
   read("num_attention_heads", config.heads_num);
@@ -97,8 +63,9 @@ HunyuanDitConfig ReadDiffusersHunyuanConfig(const std::string& path) {
 }
 
 HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path) {
-  const auto json = ReadJson(path);
-  const auto read = Reader(json, path);
+  const io::JsonConfig file(path, "HunyuanVideo config");
+  const auto read = [&](const char* key, auto& field) { file.Read(key, field); };
+  const auto& json = file.json();
   HunyuanDitConfig config;
   read("patch_size", config.patch_size);
   read("in_channels", config.in_channels);

@@ -94,27 +94,8 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
 }
 
 void HunyuanPipeline::Validate(const GenerationRequest& request) const {
-  if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
-  if (request.frames < 1 || (request.frames - 1) % kVaeStrideT != 0) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, expected 4k+1 (1, 5, ..., 129)", request.frames);
-  }
-  const std::int64_t multiple = kVaeStrideHW * dit_->config().patch_size[1];
-  for (const auto& [field, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
-    if (value < multiple || value % multiple != 0 || value > 4096) {
-      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a multiple of {} from {} to 4096", field,
-           value, multiple, multiple);
-    }
-  }
-  if (request.steps < 1 || request.steps > 1000) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'steps': {}, expected 1 to 1000", request.steps);
-  }
-  if (!std::isfinite(request.guidance_scale) || request.guidance_scale <= 0 || request.guidance_scale > 100) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'guidance_scale' (embedded): {}, expected (0, 100]",
-         request.guidance_scale);
-  }
-  if (!std::isfinite(request.shift) || request.shift <= 0 || request.shift > 100) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'shift': {}, expected a number in (0, 100]", request.shift);
-  }
+  // The embedded guidance is a conditioning value, not a CFG scale: 0 means nothing here.
+  ValidateRequest(request, kVaeStrideHW * dit_->config().patch_size[1], /*min_guidance=*/1e-3);
   const auto prompt_tokens = static_cast<std::int64_t>(llama_tokenizer_->Encode(request.prompt).size());
   if (prompt_tokens + 1 > options_.text_len) {  // the prompt and its <|eot_id|>
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': {} tokens, the text encoder reads at most {}",

@@ -76,17 +76,7 @@ at::Tensor Denoise(HunyuanDit& dit, const at::Tensor& noise, const HunyuanText& 
       callbacks.on_step({step + 1, scheduler->steps(), std::chrono::duration<double>(Clock::now() - start).count()});
     }
   }
-  if (feature_cache) {
-    const auto& cache_stats = feature_cache->stats();
-    out.full_steps += cache_stats.full_steps;
-    out.predicted_steps += cache_stats.predicted_steps;
-    out.cache_policy = cache_stats.policy;
-    out.cache_estimated_bytes = cache_stats.estimated_bytes;
-    out.cache_peak_bytes = cache_stats.peak_bytes;
-    out.forecast_seconds = cache_stats.forecast_seconds;
-  } else {
-    out.full_steps += scheduler->steps();
-  }
+  RecordSteps(feature_cache ? &*feature_cache : nullptr, scheduler->steps(), out);
   return to_latents(tokens);
 }
 

@@ -1,41 +1,19 @@
 #include "models/hunyuan/text_encoders.h"
 
 #include <filesystem>
-#include <fstream>
 #include <limits>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 #include "models/io/weight_store.h"
 
 namespace vidgen::hunyuan {
 namespace {
 
 namespace fs = std::filesystem;
-
-nlohmann::json ReadConfigJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read text encoder config '{}'", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "text encoder config '{}' is not valid JSON: {}", path, e.what());
-  }
-}
-
-template <typename T>
-void Read(const nlohmann::json& json, const char* key, T& field, const std::string& path) {
-  const auto it = json.find(key);
-  if (it == json.end() || it->is_null()) return;
-  try {
-    it->get_to(field);
-  } catch (const nlohmann::json::exception&) {
-    Fail(ErrorCode::kInvalidArgument, "text encoder config '{}': '{}' has the wrong type", path, key);
-  }
-}
 
 // A module that only names children.
 std::shared_ptr<torch::nn::Module> Holder(torch::nn::Module& parent, const std::string& name) {
@@ -88,17 +66,18 @@ void AddFolder(io::WeightStore& store, const fs::path& dir) {
 }  // namespace
 
 LlamaConfig ReadLlamaConfig(const std::string& path) {
-  const auto json = ReadConfigJson(path);
+  const io::JsonConfig file(path, "text encoder config");
+  const auto& json = file.json();
   LlamaConfig config;
-  Read(json, "vocab_size", config.vocab_size, path);
-  Read(json, "hidden_size", config.hidden_size, path);
-  Read(json, "intermediate_size", config.intermediate_size, path);
-  Read(json, "num_hidden_layers", config.num_hidden_layers, path);
-  Read(json, "num_attention_heads", config.num_attention_heads, path);
+  file.Read("vocab_size", config.vocab_size);
+  file.Read("hidden_size", config.hidden_size);
+  file.Read("intermediate_size", config.intermediate_size);
+  file.Read("num_hidden_layers", config.num_hidden_layers);
+  file.Read("num_attention_heads", config.num_attention_heads);
   config.num_key_value_heads = config.num_attention_heads;
-  Read(json, "num_key_value_heads", config.num_key_value_heads, path);
-  Read(json, "rms_norm_eps", config.rms_norm_eps, path);
-  Read(json, "rope_theta", config.rope_theta, path);
+  file.Read("num_key_value_heads", config.num_key_value_heads);
+  file.Read("rms_norm_eps", config.rms_norm_eps);
+  file.Read("rope_theta", config.rope_theta);
   if (json.contains("rope_scaling") && !json.at("rope_scaling").is_null()) {
     Fail(ErrorCode::kUnimplemented, "text encoder config '{}': rope_scaling {} is not supported", path,
          json.at("rope_scaling").dump());
@@ -177,19 +156,19 @@ at::Tensor LlamaEncoderImpl::HiddenState(const at::Tensor& ids, const at::Tensor
 }
 
 ClipTextConfig ReadClipTextConfig(const std::string& path) {
-  auto json = ReadConfigJson(path);
-  if (json.contains("text_config")) json = json.at("text_config");
+  io::JsonConfig file(path, "text encoder config");
+  file.Descend("text_config");
   ClipTextConfig config;
-  Read(json, "vocab_size", config.vocab_size, path);
-  Read(json, "hidden_size", config.hidden_size, path);
-  Read(json, "intermediate_size", config.intermediate_size, path);
-  Read(json, "num_hidden_layers", config.num_hidden_layers, path);
-  Read(json, "num_attention_heads", config.num_attention_heads, path);
-  Read(json, "max_position_embeddings", config.max_position_embeddings, path);
-  Read(json, "layer_norm_eps", config.layer_norm_eps, path);
-  Read(json, "eos_token_id", config.eos_token_id, path);
+  file.Read("vocab_size", config.vocab_size);
+  file.Read("hidden_size", config.hidden_size);
+  file.Read("intermediate_size", config.intermediate_size);
+  file.Read("num_hidden_layers", config.num_hidden_layers);
+  file.Read("num_attention_heads", config.num_attention_heads);
+  file.Read("max_position_embeddings", config.max_position_embeddings);
+  file.Read("layer_norm_eps", config.layer_norm_eps);
+  file.Read("eos_token_id", config.eos_token_id);
   std::string act = "quick_gelu";
-  Read(json, "hidden_act", act, path);
+  file.Read("hidden_act", act);
   if (act != "quick_gelu") Fail(ErrorCode::kUnimplemented, "text encoder config '{}': hidden_act '{}'", path, act);
   return config;
 }

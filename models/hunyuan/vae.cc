@@ -1,11 +1,9 @@
 #include "models/hunyuan/vae.h"
 
-#include <fstream>
-
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 #include "models/layers/attention.h"
 
 namespace vidgen::hunyuan {
@@ -61,24 +59,9 @@ void HunyuanVaeConfig::Validate() const {
 }
 
 HunyuanVaeConfig ReadHunyuanVaeConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read HunyuanVideo VAE config '{}'", path);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE config '{}' is not valid JSON: {}", path, e.what());
-  }
+  const io::JsonConfig file(path, "HunyuanVideo VAE config");
+  const auto read = [&](const char* key, auto& field) { file.Read(key, field); };
   HunyuanVaeConfig config;
-  auto read = [&](const char* key, auto& field) {
-    const auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return;
-    try {
-      it->get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE config '{}': '{}' has the wrong type", path, key);
-    }
-  };
   read("in_channels", config.in_channels);
   read("out_channels", config.out_channels);
   read("latent_channels", config.latent_channels);

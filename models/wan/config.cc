@@ -3,9 +3,9 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::wan {
 
@@ -46,26 +46,9 @@ WanDitConfig WanT2V14B() {
 }
 
 WanDitConfig ReadWanDitConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read Wan config '{}'", path);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "Wan config '{}' is not valid JSON: {}", path, e.what());
-  }
-  if (!json.is_object()) Fail(ErrorCode::kInvalidArgument, "Wan config '{}' is not a JSON object", path);
-
+  const io::JsonConfig file(path, "Wan config");
+  const auto read = [&](const char* key, auto& field) { file.Read(key, field); };
   WanDitConfig config;
-  auto read = [&](const char* key, auto& field) {
-    const auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return;
-    try {
-      it->get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      Fail(ErrorCode::kInvalidArgument, "Wan config '{}': '{}' has the wrong type ({})", path, key, it->dump());
-    }
-  };
   std::string model_type = "t2v";
   read("model_type", model_type);
   if (model_type == "t2v") {

@@ -59,27 +59,7 @@ void WanPipeline::Validate(const GenerationRequest& request) const {
            tokens, tokenizer_->text_len());
     }
   }
-  if (request.frames < 1 || (request.frames - 1) % kVaeStrideT != 0) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, expected 4k+1 (1, 5, 9, ..., 81)",
-         request.frames);
-  }
-  const std::int64_t multiple = kVaeStrideHW * config.patch_size[1];
-  for (const auto& [field, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
-    if (value < multiple || value % multiple != 0 || value > 4096) {
-      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a multiple of {} from {} to 4096", field,
-           value, multiple, multiple);
-    }
-  }
-  if (request.steps < 1 || request.steps > 1000) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'steps': {}, expected 1 to 1000", request.steps);
-  }
-  if (!std::isfinite(request.guidance_scale) || request.guidance_scale < 0 || request.guidance_scale > 100) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'guidance_scale': {}, expected 0 to 100",
-         request.guidance_scale);
-  }
-  if (!std::isfinite(request.shift) || request.shift <= 0 || request.shift > 100) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'shift': {}, expected a number in (0, 100]", request.shift);
-  }
+  ValidateRequest(request, kVaeStrideHW * config.patch_size[1], /*min_guidance=*/0.0);
 }
 
 std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
@@ -185,17 +165,7 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
     if (observer) observer(step, to_latents(velocity), to_latents(tokens));
     if (callbacks.on_step) callbacks.on_step({step + 1, scheduler->steps(), SecondsSince(start)});
   }
-  if (cache) {
-    const auto& cache_stats = cache->stats();
-    out.full_steps += cache_stats.full_steps;
-    out.predicted_steps += cache_stats.predicted_steps;
-    out.cache_policy = cache_stats.policy;
-    out.cache_estimated_bytes = cache_stats.estimated_bytes;
-    out.cache_peak_bytes = cache_stats.peak_bytes;
-    out.forecast_seconds = cache_stats.forecast_seconds;
-  } else {
-    out.full_steps += scheduler->steps();
-  }
+  RecordSteps(cache, scheduler->steps(), out);
   return to_latents(tokens);
 }
 
