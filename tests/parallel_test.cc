@@ -226,6 +226,23 @@ TEST(WorldTest, NcclWithoutNcclIsAClearError) {
 namespace vidgen::parallel {
 namespace {
 
+// The collectives each step of a run makes, counted from its step callback.
+struct StepCollectives {
+  explicit StepCollectives(World& world) : last(world.collectives()) {
+    callbacks.on_step = [this, &world](const StepProgress&) {
+      per_step.push_back(world.collectives() - last);
+      last = world.collectives();
+    };
+  }
+  GenerationCallbacks callbacks;
+  std::vector<std::int64_t> per_step;
+  std::int64_t last;
+};
+
+double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
+  return ((actual - expected).abs().max() / expected.abs().max()).item<double>();
+}
+
 // One golden Wan T2V run per rank: single-process and parallel, uncached and cached, compared on every rank, with
 // the collectives of every step recorded.
 const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
@@ -249,15 +266,10 @@ const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
     denoise.cache = cached ? cache::Preset("taylorseer-wan") : cache::CacheConfig{};
     denoise.cache.interval = 3;
     const auto reference = single->Denoise(golden.Get("noise"), context, context_null, denoise);
-    std::vector<std::int64_t> per_step;
-    GenerationCallbacks callbacks;
-    std::int64_t last = world.collectives();
-    callbacks.on_step = [&](const StepProgress&) {
-      per_step.push_back(world.collectives() - last);
-      last = world.collectives();
-    };
-    const auto latents = parallel->Denoise(golden.Get("noise"), context, context_null, denoise, callbacks);
-    const double error = ((latents - reference).abs().max() / reference.abs().max()).item<double>();
+    StepCollectives counter(world);
+    const auto latents = parallel->Denoise(golden.Get("noise"), context, context_null, denoise, counter.callbacks);
+    const double error = RelativeError(latents, reference);
+    const auto& per_step = counter.per_step;
     std::printf("rank %d cached %d error %.3e collectives per step %s\n", world.rank(), cached, error,
                 fmt::format("{}", fmt::join(per_step, " ")).c_str());
     if (!(error < 1e-5)) ++failures;
@@ -316,15 +328,10 @@ const bool kHunyuanBody = testing::RegisterRankBody("hunyuan_t2v", [] {
       options.world = nullptr;
       const auto reference = hunyuan::Denoise(dit, noise, text, options);
       options.world = &world;
-      std::vector<std::int64_t> per_step;
-      GenerationCallbacks callbacks;
-      std::int64_t last = world.collectives();
-      callbacks.on_step = [&](const StepProgress&) {
-        per_step.push_back(world.collectives() - last);
-        last = world.collectives();
-      };
-      const auto latents = hunyuan::Denoise(dit, noise, text, options, callbacks);
-      const double error = ((latents - reference).abs().max() / reference.abs().max()).item<double>();
+      StepCollectives counter(world);
+      const auto latents = hunyuan::Denoise(dit, noise, text, options, counter.callbacks);
+      const double error = RelativeError(latents, reference);
+      const auto& per_step = counter.per_step;
       std::printf("rank %d cached %d error %.3e collectives per step %s\n", world.rank(), cached, error,
                   fmt::format("{}", fmt::join(per_step, " ")).c_str());
       if (!(error < 1e-5)) ++failures;
