@@ -1,0 +1,81 @@
+// The demo model's synthetic world: deterministic clips, the prompt grammar, the split, and an analysis that reads
+// colour, shape and direction back from ground-truth clips.
+#include <set>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "models/demo/world.h"
+
+namespace vidgen::demo {
+namespace {
+
+TEST(DemoWorldTest, PromptsFollowTheGrammar) {
+  EXPECT_EQ(Prompt({Shape::kCircle, 0, Direction::kLeft, 1, false}), "a red circle moving left on a dark blue background");
+  EXPECT_EQ(Prompt({Shape::kTriangle, 3, Direction::kUp, 0, true}), "a yellow triangle moving up quickly on a black background");
+  std::set<std::string> prompts;
+  for (const auto& clip : AllClips()) prompts.insert(Prompt(clip));
+  EXPECT_EQ(prompts.size(), AllClips().size());  // every combination says something different
+}
+
+TEST(DemoWorldTest, RenderingIsDeterministicPerSeed) {
+  const ClipSpec spec{Shape::kSquare, 1, Direction::kRight, 2, false};
+  const auto a = Render(spec, 7), b = Render(spec, 7), c = Render(spec, 8);
+  EXPECT_EQ(a.sizes(), (std::vector<std::int64_t>{17, 64, 64, 3}));
+  EXPECT_EQ(a.scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, c));
+  RenderOptions options;
+  options.frames = 9;
+  options.size = 32;
+  EXPECT_EQ(Render(spec, 7, options).sizes(), (std::vector<std::int64_t>{9, 32, 32, 3}));
+}
+
+TEST(DemoWorldTest, TheSplitHoldsOutAFifthAndKeepsEveryValueInTraining) {
+  int held = 0, total = 0;
+  std::set<int> train_colours, train_backgrounds;
+  std::set<Shape> train_shapes;
+  std::set<Direction> train_directions;
+  for (const auto& clip : AllClips()) {
+    ++total;
+    if (HeldOut(clip)) {
+      ++held;
+      continue;
+    }
+    train_colours.insert(clip.colour);
+    train_backgrounds.insert(clip.background);
+    train_shapes.insert(clip.shape);
+    train_directions.insert(clip.direction);
+  }
+  EXPECT_GT(held, total / 10);
+  EXPECT_LT(held, total * 3 / 10);
+  EXPECT_EQ(train_colours.size(), ObjectColours().size());
+  EXPECT_EQ(train_backgrounds.size(), BackgroundColours().size());
+  EXPECT_EQ(train_shapes.size(), 3u);
+  EXPECT_EQ(train_directions.size(), 4u);
+}
+
+TEST(DemoWorldTest, TheAnalysisReadsGroundTruthClips) {
+  int colour = 0, direction = 0, shape = 0, background = 0, total = 0;
+  for (const auto& clip : AllClips()) {
+    for (const std::uint64_t seed : {1, 2}) {
+      const auto analysis = Analyze(Render(clip, seed));
+      ++total;
+      if (!analysis.found) continue;
+      colour += analysis.colour == clip.colour;
+      direction += analysis.direction == clip.direction;
+      shape += analysis.shape == clip.shape;
+      background += analysis.background == clip.background;
+    }
+  }
+  EXPECT_EQ(colour, total);
+  EXPECT_EQ(direction, total);
+  EXPECT_EQ(background, total);
+  EXPECT_GE(shape, total * 95 / 100);
+  // A clip of background alone has no object.
+  const auto empty = torch::zeros({5, 32, 32, 3}, torch::kUInt8);
+  EXPECT_FALSE(Analyze(empty).found);
+}
+
+}  // namespace
+}  // namespace vidgen::demo
