@@ -118,13 +118,15 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
   };
 
   // x + gate ⊙ attention, + cross-attention, + gate ⊙ FFN: one new tensor, then in place (each branch argument is
-  // evaluated before the add that uses it).
+  // evaluated before the add that uses it). When training, out of place: autograd keeps the norms' inputs.
   auto h = torch::addcmul(
       x, branch(0, [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
       gate_attn);
-  h.add_(branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); }));
-  h.addcmul_(branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); }), gate_ffn);
-  return h;
+  const bool training = torch::GradMode::is_enabled();
+  const auto cross = branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); });
+  h = training ? h + cross : h.add_(cross);
+  const auto mlp = branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); });
+  return training ? torch::addcmul(h, mlp, gate_ffn) : h.addcmul_(mlp, gate_ffn);
 }
 
 WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {

@@ -1,0 +1,33 @@
+// Training the Wan2.1 architecture with our own modules and LibTorch's autograd: the flow-matching objective of
+// the DiT with the umT5 encoder trained jointly (models.md C: x_σ = (1−σ)·x0 + σ·ε, target ε − x0, σ drawn by
+// Wan's shifted timestep sampling).
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+#include <torch/optim/optimizer.h>
+
+#include "models/wan/dit.h"
+#include "models/wan/t5.h"
+#include "models/wan/tokenizer.h"
+
+namespace vidgen::demo {
+
+struct FlowMatchingBatch {
+  at::Tensor latents;       // [B, C, F, H, W] clean VAE latents
+  wan::TokenizedText text;  // their prompts
+};
+
+// σ = shift·u/(1 + (shift − 1)·u) for u uniform in (0, 1): the training distribution of Wan's noise levels.
+at::Tensor SampleSigmas(std::int64_t count, double shift, at::Generator& generator);
+
+// The loss of a batch at the given noise levels and noise: mean((v(x_σ, σ·1000, T5(text)) − (ε − x0))²).
+at::Tensor FlowMatchingLoss(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+                            const at::Tensor& sigmas, const at::Tensor& noise);
+
+// One optimiser step on a batch with fresh σ and noise from `generator`; returns the loss before the step.
+double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+                        torch::optim::Optimizer& optimizer, double shift, at::Generator& generator);
+
+}  // namespace vidgen::demo
