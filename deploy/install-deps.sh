@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
-  libpng-dev libgtest-dev libicu-dev
+  libpng-dev libgtest-dev libicu-dev zlib1g-dev
 )
 
 missing=()

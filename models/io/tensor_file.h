@@ -65,4 +65,8 @@ std::vector<std::string> ReadSafetensorsIndex(const std::string& index_path,
 // root through dicts, lists and tuples, named by the dotted path of its keys ("module.img_in.proj.weight").
 NamedTensors ReadTorchCheckpoint(const std::string& path);
 
+// Writes `tensors` as torch.save does for a state dict (an OrderedDict, zip format, data 64-byte aligned), through a
+// temporary file renamed into place: what ReadTorchCheckpoint and torch.load read. Up to 4 GiB (no zip64).
+void WriteTorchCheckpoint(const std::string& path, const NamedTensors& tensors);
+
 }  // namespace vidgen::io

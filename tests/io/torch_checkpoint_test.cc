@@ -102,3 +102,33 @@ TEST(TorchCheckpointTest, ReadsGoldenOrderedDictAndNestedModuleCheckpoints) {
 
 }  // namespace
 }  // namespace vidgen::io
+
+namespace vidgen::io {
+namespace {
+
+TEST(TorchCheckpointTest, WritesWhatItReads) {
+  const auto path = std::filesystem::temp_directory_path() / ("vidgen-write-" + std::to_string(::getpid()) + ".pth");
+  torch::manual_seed(0);
+  const NamedTensors tensors = {
+      {"layer.weight", torch::randn({3, 5})},
+      {"layer.bias", torch::randn({5}).to(torch::kBFloat16)},
+      {"half", torch::randn({2, 2, 2}).to(torch::kHalf)},
+      {"steps", torch::arange(7, torch::kLong)},
+      {"flags", torch::tensor({true, false, true})},
+      {"transposed", torch::randn({4, 3}).t()},  // written contiguous
+      {"scalar", torch::tensor(2.5)},
+      {"empty", torch::zeros({0, 4})},
+  };
+  WriteTorchCheckpoint(path.string(), tensors);
+  const auto read = ReadTorchCheckpoint(path.string());
+  ASSERT_EQ(read.size(), tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    EXPECT_EQ(read[i].first, tensors[i].first);
+    EXPECT_EQ(read[i].second.scalar_type(), tensors[i].second.scalar_type()) << tensors[i].first;
+    EXPECT_TRUE(torch::equal(read[i].second, tensors[i].second)) << tensors[i].first;
+  }
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace vidgen::io
