@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/error.h"
 #include "models/demo/world.h"
 
 namespace vidgen::demo {
@@ -75,6 +76,55 @@ TEST(DemoWorldTest, TheAnalysisReadsGroundTruthClips) {
   // A clip of background alone has no object.
   const auto empty = torch::zeros({5, 32, 32, 3}, torch::kUInt8);
   EXPECT_FALSE(Analyze(empty).found);
+}
+
+}  // namespace
+}  // namespace vidgen::demo
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "models/text/sentencepiece.h"
+#include "models/wan/tokenizer.h"
+
+namespace vidgen::demo {
+namespace {
+
+std::string Bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+TEST(DemoWorldTest, ATokenizerTrainsOnTheGrammar) {
+  std::vector<std::string> prompts;
+  for (const auto& clip : AllClips()) prompts.push_back(Prompt(clip));
+  const auto dir = std::filesystem::temp_directory_path() / ("vidgen-spm-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  text::SentencePieceTraining options;
+  options.vocab_size = 48;
+  text::TrainSentencePiece(prompts, (dir / "a.model").string(), options);
+  const auto first = Bytes(dir / "a.model");
+  text::TrainSentencePiece(prompts, (dir / "a.model").string(), options);
+  EXPECT_TRUE(Bytes(dir / "a.model") == first);  // one thread, same sentences: the same model
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.sentences.txt"));
+
+  // In the T5 layout the Wan tokenizer expects: every prompt encodes without unknown pieces, ending in </s>.
+  const wan::WanTokenizer tokenizer((dir / "a.model").string(), 32);
+  const text::SentencePiece model((dir / "a.model").string());
+  EXPECT_LE(model.vocab_size(), 48);
+  for (const auto& prompt : {prompts.front(), prompts.back()}) {
+    const auto ids = model.Encode(prompt);
+    EXPECT_FALSE(ids.empty());
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), 2), 0) << prompt;  // no <unk>
+  }
+  const auto batch = tokenizer.Encode({prompts.front()});
+  const auto length = batch.mask.sum().item<std::int64_t>();
+  EXPECT_EQ(batch.ids[0][length - 1].item<std::int64_t>(), 1);  // </s>
+  EXPECT_THROW(text::TrainSentencePiece(prompts, (dir / "bad.txt").string(), options), Error);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

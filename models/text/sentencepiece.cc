@@ -2,7 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "common/error.h"
@@ -19,6 +21,7 @@ struct ShimApi {
   void (*free_processor)(void*);
   void (*free_ids)(int*);
   void (*free_string)(char*);
+  int (*train)(const char*, char**);
 };
 
 // Where the module may be: $VIDGEN_SENTENCEPIECE_MODULE, beside the executable, ../lib from it, and the build tree.
@@ -63,6 +66,7 @@ const ShimApi& Api() {
     api.free_processor = reinterpret_cast<decltype(api.free_processor)>(symbol("vidgen_spm_free"));
     api.free_ids = reinterpret_cast<decltype(api.free_ids)>(symbol("vidgen_spm_free_ids"));
     api.free_string = reinterpret_cast<decltype(api.free_string)>(symbol("vidgen_spm_free_string"));
+    api.train = reinterpret_cast<decltype(api.train)>(symbol("vidgen_spm_train"));
   });
   if (!failure.empty()) throw Error(ErrorCode::kFailedPrecondition, failure);
   return api;
@@ -108,6 +112,31 @@ std::vector<int> SentencePiece::Encode(std::string_view text) const {
 
 int SentencePiece::vocab_size() const {
   return Api().vocab_size(processor_);
+}
+
+void TrainSentencePiece(const std::vector<std::string>& sentences, const std::string& model_path,
+                        const SentencePieceTraining& options) {
+  const auto& api = Api();
+  if (!model_path.ends_with(".model")) {
+    Fail(ErrorCode::kInvalidArgument, "a sentencepiece model path must end in .model, got '{}'", model_path);
+  }
+  const std::string prefix = model_path.substr(0, model_path.size() - std::strlen(".model"));
+  const std::string input = prefix + ".sentences.txt";
+  {
+    std::ofstream out(input);
+    for (const auto& sentence : sentences) out << sentence << "\n";
+    if (!out) Fail(ErrorCode::kUnavailable, "cannot write '{}'", input);
+  }
+  const std::string arguments = fmt::format(
+      "--input={} --model_prefix={} --vocab_size={} --model_type={} --character_coverage=1.0 --pad_id={} "
+      "--eos_id={} --unk_id={} --bos_id={} --hard_vocab_limit=false --num_threads=1 --minloglevel=2",
+      input, prefix, options.vocab_size, options.model_type, options.pad_id, options.eos_id, options.unk_id,
+      options.bos_id);
+  char* error = nullptr;
+  const int status = api.train(arguments.c_str(), &error);
+  std::filesystem::remove(input);
+  std::filesystem::remove(prefix + ".vocab");
+  if (status != 0) Fail(ErrorCode::kInvalidArgument, "sentencepiece training failed: {}", TakeError(api, error));
 }
 
 }  // namespace vidgen::text

@@ -23,4 +23,16 @@ class SentencePiece {
   void* processor_ = nullptr;
 };
 
+struct SentencePieceTraining {
+  int vocab_size = 256;
+  std::string model_type = "unigram";  // or "bpe"
+  // T5's layout: <pad> 0, </s> 1, <unk> 2, no <s>.
+  int pad_id = 0, eos_id = 1, unk_id = 2, bos_id = -1;
+};
+
+// Trains a model on `sentences` (one per line, single-threaded, so the same sentences give the same model) and
+// writes it to `model_path` (a .model file). Throws Error naming what sentencepiece refused.
+void TrainSentencePiece(const std::vector<std::string>& sentences, const std::string& model_path,
+                        const SentencePieceTraining& options = {});
+
 }  // namespace vidgen::text

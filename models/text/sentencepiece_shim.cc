@@ -5,10 +5,15 @@
 // main. SentencePiece (sentencepiece.cc) therefore loads this module with dlopen(RTLD_LOCAL | RTLD_DEEPBIND), so that
 // sentencepiece binds to its own protobuf and nothing else sees it.
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
+
+namespace sentencepiece::logging {
+void SetMinLogLevel(int level);  // exported by libsentencepiece, not declared in its public headers
+}
 
 namespace {
 
@@ -51,6 +56,19 @@ int vidgen_spm_encode(void* processor, const char* text, std::size_t size, int**
 
 int vidgen_spm_vocab_size(void* processor) {
   return static_cast<sentencepiece::SentencePieceProcessor*>(processor)->GetPieceSize();
+}
+
+// Trains a model from a command line of sentencepiece_trainer flags; returns 0, or -1 with *error set.
+int vidgen_spm_train(const char* arguments, char** error) {
+  // Quiet: under RTLD_DEEPBIND this module's std::cerr is libstdc++'s own, not the program's initialised copy, so
+  // sentencepiece must not log (its status carries any error).
+  sentencepiece::logging::SetMinLogLevel(3);
+  const auto status = sentencepiece::SentencePieceTrainer::Train(arguments);
+  if (!status.ok()) {
+    *error = CopyString(status.ToString());
+    return -1;
+  }
+  return 0;
 }
 
 void vidgen_spm_free(void* processor) {
