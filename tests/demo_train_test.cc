@@ -109,3 +109,41 @@ TEST(DemoTrainTest, NoiseLevelsFollowTheShift) {
 
 }  // namespace
 }  // namespace vidgen::demo
+
+#include "models/demo/world.h"
+
+namespace vidgen::demo {
+namespace {
+
+TEST(DemoTrainTest, TheVaeLearnsToReconstructRenderedClips) {
+  torch::set_num_threads(1);
+  torch::manual_seed(0);
+  wan::WanVaeConfig config;
+  config.dim = 4;
+  config.num_res_blocks = 1;
+  wan::WanVae vae(config);
+  // Two rendered clips, 5 frames of 16×16, in [−1, 1] as the VAE takes them.
+  RenderOptions options;
+  options.frames = 5;
+  options.size = 16;
+  std::vector<at::Tensor> clips;
+  for (const auto& spec : {ClipSpec{Shape::kSquare, 0, Direction::kRight, 1, false},
+                           ClipSpec{Shape::kCircle, 3, Direction::kUp, 0, true}}) {
+    clips.push_back(Render(spec, 1, options).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1));
+  }
+  const auto video = torch::stack(clips);
+  auto generator = at::detail::createCPUGenerator(3);
+  torch::optim::Adam optimizer(vae->parameters(), torch::optim::AdamOptions(3e-3));
+  const auto first = VaeStep(vae, video, 1e-4, optimizer, generator);
+  VaeLosses last;
+  for (int i = 0; i < 40; ++i) last = VaeStep(vae, video, 1e-4, optimizer, generator);
+  EXPECT_LT(last.reconstruction, 0.5 * first.reconstruction)
+      << "reconstruction " << first.reconstruction << " -> " << last.reconstruction;
+  EXPECT_GT(last.kl, 0.0);
+  // The trained encoder's latents have the shape the DiT takes.
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(vae->Encode(video).sizes(), (std::vector<std::int64_t>{2, 16, 2, 2, 2}));
+}
+
+}  // namespace
+}  // namespace vidgen::demo

@@ -10,6 +10,7 @@
 
 #include "models/wan/dit.h"
 #include "models/wan/t5.h"
+#include "models/wan/vae.h"
 #include "models/wan/tokenizer.h"
 
 namespace vidgen::demo {
@@ -29,5 +30,19 @@ at::Tensor FlowMatchingLoss(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMa
 // One optimiser step on a batch with fresh σ and noise from `generator`; returns the loss before the step.
 double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
                         torch::optim::Optimizer& optimizer, double shift, at::Generator& generator);
+
+struct VaeLosses {
+  at::Tensor total;           // reconstruction + kl_weight · KL
+  double reconstruction = 0;  // mean squared error of the decoded video
+  double kl = 0;              // KL(q(z|x) ‖ N(0, 1)) per latent element
+};
+
+// The Wan-VAE's objective on a batch of videos [B, 3, 1+4k, H, W] in [−1, 1]: encode to the posterior, draw
+// z = μ + σ·ε (ε from `generator`), decode, and weigh the reconstruction against the KL term.
+VaeLosses VaeLoss(wan::WanVae& vae, const at::Tensor& video, double kl_weight, at::Generator& generator);
+
+// One optimiser step on a batch; returns its losses before the step.
+VaeLosses VaeStep(wan::WanVae& vae, const at::Tensor& video, double kl_weight, torch::optim::Optimizer& optimizer,
+                  at::Generator& generator);
 
 }  // namespace vidgen::demo

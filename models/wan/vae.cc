@@ -283,6 +283,10 @@ WanVaeImpl::WanVaeImpl(const WanVaeConfig& config) : config_(config) {
 }
 
 at::Tensor WanVaeImpl::Encode(const at::Tensor& video) {
+  return EncodeMoments(video).first;
+}
+
+std::pair<at::Tensor, at::Tensor> WanVaeImpl::EncodeMoments(const at::Tensor& video) {
   TORCH_CHECK(video.dim() == 5 && video.size(1) == 3 && (video.size(2) - 1) % 4 == 0,
               "WanVae::Encode expects [B, 3, 1+4k, H, W], got ", video.sizes());
   CausalCache cache;
@@ -292,12 +296,15 @@ at::Tensor WanVaeImpl::Encode(const at::Tensor& video) {
     cache.BeginChunk();
     chunks.push_back(encoder(video.slice(2, start, start == 0 ? 1 : start + 4), &cache));
   }
-  const auto mu = conv1(torch::cat(chunks, 2)).chunk(2, 1)[0];
+  const auto moments = conv1(torch::cat(chunks, 2)).chunk(2, 1);
   const auto shape = std::vector<std::int64_t>{1, config_.z_dim, 1, 1, 1};
-  return (mu - mean_.to(mu.device()).view(shape)) * inverse_std_.to(mu.device()).view(shape);
+  const auto inverse_std = inverse_std_.to(video.device()).view(shape);
+  // Normalising x by (x − mean)/std scales the variance by 1/std².
+  return {(moments[0] - mean_.to(video.device()).view(shape)) * inverse_std,
+          moments[1] + 2 * torch::log(inverse_std)};
 }
 
-at::Tensor WanVaeImpl::Decode(const at::Tensor& latent) {
+at::Tensor WanVaeImpl::Decode(const at::Tensor& latent, bool clamp) {
   TORCH_CHECK(latent.dim() == 5 && latent.size(1) == config_.z_dim, "WanVae::Decode expects [B, ", config_.z_dim,
               ", T, h, w], got ", latent.sizes());
   const auto shape = std::vector<std::int64_t>{1, config_.z_dim, 1, 1, 1};
@@ -309,7 +316,8 @@ at::Tensor WanVaeImpl::Decode(const at::Tensor& latent) {
     cache.BeginChunk();
     frames.push_back(decoder(x.slice(2, t, t + 1), &cache));
   }
-  return torch::cat(frames, 2).clamp_(-1, 1);
+  auto video = torch::cat(frames, 2);
+  return clamp ? video.clamp_(-1, 1) : video;
 }
 
 }  // namespace vidgen::wan

@@ -128,8 +128,11 @@ class WanVaeImpl : public torch::nn::Module {
 
   // video: [B, 3, 1+4k, H, W] in [-1, 1] -> normalised latent mean [B, z, 1+k, H/8, W/8].
   at::Tensor Encode(const at::Tensor& video);
-  // latent: [B, z, T, h, w] normalised -> video [B, 3, 1+4(T-1), 8h, 8w], clamped to [-1, 1].
-  at::Tensor Decode(const at::Tensor& latent);
+  // The posterior's normalised mean and log-variance, each [B, z, 1+k, H/8, W/8] (what training needs).
+  std::pair<at::Tensor, at::Tensor> EncodeMoments(const at::Tensor& video);
+  // latent: [B, z, T, h, w] normalised -> video [B, 3, 1+4(T-1), 8h, 8w], clamped to [-1, 1] unless `clamp` is off
+  // (training: the loss sees the raw output).
+  at::Tensor Decode(const at::Tensor& latent, bool clamp = true);
 
   VaeEncoder encoder{nullptr};
   VaeDecoder decoder{nullptr};
