@@ -147,3 +147,97 @@ TEST(DemoTrainTest, TheVaeLearnsToReconstructRenderedClips) {
 
 }  // namespace
 }  // namespace vidgen::demo
+
+#include <filesystem>
+
+#include "models/demo/trainer.h"
+#include "models/io/tensor_file.h"
+#include "models/wan/pipeline.h"
+
+namespace vidgen::demo {
+namespace {
+
+namespace fs = std::filesystem;
+
+TrainOptions MicroTraining(const fs::path& out) {
+  TrainOptions options;
+  options.out = out.string();
+  options.clip.frames = 5;
+  options.clip.size = 16;
+  options.clips_per_combination = 1;
+  options.batch = 2;
+  options.vocab_size = 40;
+  options.text_len = 48;
+  options.vae_dim = 4;
+  options.vae_steps = 3;
+  options.t5_dim = 16;
+  options.t5_layers = 1;
+  options.t5_heads = 2;
+  options.dit_dim = 32;
+  options.dit_layers = 1;
+  options.dit_heads = 2;
+  options.dit_steps = 3;
+  options.checkpoint_every = 2;
+  return options;
+}
+
+TEST(DemoTrainerTest, WritesAReleasedLayoutThePipelineLoads) {
+  torch::set_num_threads(1);
+  const auto out = fs::temp_directory_path() / ("vidgen-demo-" + std::to_string(::getpid()));
+  std::vector<std::string> stages;
+  TrainDemoModel(MicroTraining(out), [&](const TrainProgress& p) {
+    if (stages.empty() || stages.back() != p.stage) stages.push_back(p.stage);
+  });
+  EXPECT_EQ(stages, (std::vector<std::string>{"tokenizer", "vae", "dit", "write"}));
+  for (const char* file : {"config.json", "diffusion_pytorch_model.safetensors", "models_t5_umt5-xxl-enc-bf16.pth",
+                           "Wan2.1_VAE.pth", "google/umt5-xxl/spiece.model"}) {
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+  }
+  wan::WanLoadOptions load;
+  load.dtype = torch::kFloat;
+  auto pipeline = wan::WanPipeline::Load(out.string(), load);
+  GenerationRequest request;
+  request.prompt = "a red circle moving left on a black background";
+  request.width = request.height = 16;
+  request.frames = 5;
+  request.steps = 2;
+  EXPECT_EQ(pipeline->Generate(request, {}).frames.sizes(), (std::vector<std::int64_t>{5, 16, 16, 3}));
+  fs::remove_all(out);
+}
+
+TEST(DemoTrainerTest, AResumedRunEqualsAStraightOne) {
+  torch::set_num_threads(1);
+  const auto straight = fs::temp_directory_path() / ("vidgen-demo-straight-" + std::to_string(::getpid()));
+  const auto resumed = fs::temp_directory_path() / ("vidgen-demo-resumed-" + std::to_string(::getpid()));
+  auto options = MicroTraining(straight);
+  options.vae_steps = options.dit_steps = 5;
+  TrainDemoModel(options);
+  // Interrupted (as by a signal) in the VAE stage and again in the DiT stage, each time one step after a
+  // checkpoint, then run to the end: the same weights as the straight run.
+  options.out = resumed.string();
+  struct Interrupted {};
+  for (const char* stage : {"vae", "dit"}) {
+    EXPECT_THROW(TrainDemoModel(options,
+                                [&](const TrainProgress& p) {
+                                  if (p.stage == stage && p.step == 3) throw Interrupted{};
+                                }),
+                 Interrupted);
+  }
+  TrainDemoModel(options);
+  for (const char* file : {"diffusion_pytorch_model.safetensors", "Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth"}) {
+    const bool safetensors = std::string(file).ends_with(".safetensors");
+    auto read = [&](const fs::path& dir) {
+      return safetensors ? io::SafetensorsFile((dir / file).string()).Tensors() : io::ReadTorchCheckpoint((dir / file).string());
+    };
+    const auto a = read(straight), b = read(resumed);
+    ASSERT_EQ(a.size(), b.size()) << file;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << file << " " << a[i].first;
+    }
+  }
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+}
+
+}  // namespace
+}  // namespace vidgen::demo

@@ -143,4 +143,8 @@ TokenizedText WanTokenizer::Encode(const std::vector<std::string>& texts) const 
   return out;
 }
 
+int WanTokenizer::vocab_size() const {
+  return processor_->vocab_size();
+}
+
 }  // namespace vidgen::wan

@@ -39,6 +39,7 @@ class WanTokenizer {
   // The ids of one text before padding (</s> included, not cut): how long a prompt is.
   std::vector<int> Ids(std::string_view text) const;
   std::int64_t text_len() const { return text_len_; }
+  int vocab_size() const;
 
  private:
   std::unique_ptr<text::SentencePiece> processor_;
