@@ -39,6 +39,15 @@ void ValidateRequest(const GenerationRequest& request, std::int64_t side_multipl
   }
 }
 
+at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, const c10::Device& device) {
+  constexpr std::int64_t kStrideT = 4, kStrideHW = 8;  // both families' VAEs
+  auto generator = at::globalContext().defaultGenerator(device).clone();
+  generator.set_current_seed(request.seed);
+  return torch::randn({channels, (request.frames - 1) / kStrideT + 1, request.height / kStrideHW,
+                       request.width / kStrideHW},
+                      generator, torch::TensorOptions().dtype(torch::kFloat).device(device));
+}
+
 void RecordSteps(const cache::FeatureCache* cache, int steps, GenerationStats& stats) {
   if (!cache) {
     stats.full_steps += steps;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "cache/config.h"
 #include "models/schedulers/flow_scheduler.h"
@@ -60,6 +61,10 @@ struct GenerationResult {
 // steps 1..1000, guidance within [min_guidance, 100], shift in (0, 100]); throws Error(INVALID_ARGUMENT) naming the
 // field.
 void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance);
+
+// The initial latents of a request: [channels, 1+(F−1)/4, H/8, W/8] fp32 from a private generator of the device's
+// kind seeded with request.seed, as the references draw them.
+at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, const c10::Device& device);
 
 namespace cache {
 class FeatureCache;

@@ -49,7 +49,7 @@ HunyuanVae LoadVae(const fs::path& dir) {
   return vae;
 }
 
-constexpr std::int64_t kVaeStrideT = 4, kVaeStrideHW = 8;
+constexpr std::int64_t kVaeStrideHW = 8;
 
 }  // namespace
 
@@ -125,12 +125,7 @@ GenerationResult HunyuanPipeline::Generate(const GenerationRequest& request, con
   const auto text = EncodeText(request.prompt);
   stats.stage_seconds["encode_text"] = SecondsSince(start);
 
-  const auto& config = dit_->config();
-  const std::vector<std::int64_t> shape = {config.in_channels, (request.frames - 1) / kVaeStrideT + 1,
-                                           request.height / kVaeStrideHW, request.width / kVaeStrideHW};
-  auto generator = at::globalContext().defaultGenerator(options_.device).clone();
-  generator.set_current_seed(request.seed);
-  const auto noise = torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
+  const auto noise = SeededNoise(request, dit_->config().in_channels, options_.device);
 
   start = Clock::now();
   HunyuanDenoiseOptions denoise;

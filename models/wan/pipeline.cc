@@ -18,7 +18,6 @@ double SecondsSince(Clock::time_point start) {
 }
 
 // Spatial and temporal compression of the Wan-VAE.
-constexpr std::int64_t kVaeStrideT = 4;
 constexpr std::int64_t kVaeStrideHW = 8;
 
 }  // namespace
@@ -184,14 +183,7 @@ GenerationResult WanPipeline::Generate(const GenerationRequest& request, const G
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
   stats.stage_seconds["encode_text"] = SecondsSince(start);
 
-  const auto& config = dit_->config();
-  const std::vector<std::int64_t> shape = {config.in_dim, (request.frames - 1) / kVaeStrideT + 1,
-                                           request.height / kVaeStrideHW, request.width / kVaeStrideHW};
-  // Seeded noise from a private generator of the device's kind, as the reference draws it.
-  auto generator = at::globalContext().defaultGenerator(options_.device).clone();
-  generator.set_current_seed(request.seed);
-  const auto noise =
-      torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
+  const auto noise = SeededNoise(request, dit_->config().in_dim, options_.device);
 
   start = Clock::now();
   DenoiseOptions options;
