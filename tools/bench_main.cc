@@ -20,6 +20,7 @@
 #include "models/wan/pipeline.h"
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
+#include "tools/bench_quality.h"
 
 namespace {
 
@@ -252,6 +253,18 @@ int main(int argc, char** argv) {
   parallel_command->add_option("--latent-height", parallel.latent_height)->capture_default_str();
   parallel_command->add_option("--latent-width", parallel.latent_width)->capture_default_str();
   parallel_command->add_flag("--json", parallel.json, "print only the JSON array");
+  vidgen::tools::QualityBenchOptions quality;
+  auto* quality_command =
+      app.add_subcommand("quality", "prompt adherence of a demo-world model on held-out prompts, with caching");
+  quality_command->add_option("--model-dir", quality.model_dir)->capture_default_str();
+  quality_command->add_option("--steps", quality.steps)->capture_default_str();
+  quality_command->add_option("--size", quality.size, "frame side (default 64)");
+  quality_command->add_option("--frames", quality.frames, "4k+1 (default 17)");
+  quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");
+  quality_command->add_option("--threads", quality.threads);
+  quality_command->add_option("--cache", quality.caches, "none, presets, or policy:interval:order")
+      ->capture_default_str();
+  quality_command->add_flag("--json", quality.json, "print a JSON array");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -261,6 +274,7 @@ int main(int argc, char** argv) {
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
     if (cache_command->parsed()) return RunCacheBench(cache);
+    if (quality_command->parsed()) return vidgen::tools::RunQualityBench(quality);
   } catch (const vidgen::Error& e) {
     fmt::print(stderr, "vidgen-bench: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
     return 1;
