@@ -167,7 +167,7 @@ TrainOptions MicroTraining(const fs::path& out) {
   options.clips_per_combination = 1;
   options.batch = 2;
   options.vocab_size = 40;
-  options.text_len = 48;
+  options.text_len = 64;
   options.vae_dim = 4;
   options.vae_steps = 3;
   options.t5_dim = 16;

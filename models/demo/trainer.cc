@@ -86,6 +86,14 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
   }
   report("tokenizer", 1, 1, 0);
   const wan::WanTokenizer tokenizer(spiece.string(), options.text_len);
+  // Every prompt must fit the text length whole, or generation would refuse what training saw cut.
+  for (const auto& spec : AllClips()) {
+    const auto tokens = static_cast<std::int64_t>(tokenizer.Ids(Prompt(spec)).size());
+    if (tokens > options.text_len) {
+      Fail(ErrorCode::kInvalidArgument, "'{}' is {} tokens, more than the text length {}: raise it or the vocabulary",
+           Prompt(spec), tokens, options.text_len);
+    }
+  }
 
   torch::manual_seed(options.seed);
   const auto clips = RenderTrainingClips(options);

@@ -20,7 +20,7 @@ struct TrainOptions {
   int clips_per_combination = 4;  // rendered training clips per training combination (different seeds)
   int batch = 8;
   // Tokenizer
-  int vocab_size = 64;
+  int vocab_size = 128;  // about every word of the grammar whole
   std::int64_t text_len = 32;
   // VAE
   std::int64_t vae_dim = 8;
