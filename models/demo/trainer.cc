@@ -82,6 +82,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     for (const auto& spec : AllClips()) prompts.push_back(Prompt(spec));
     text::SentencePieceTraining training;
     training.vocab_size = options.vocab_size;
+    training.model_type = "bpe";  // on this tiny corpus unigram stops near the characters; BPE reaches whole words
     text::TrainSentencePiece(prompts, spiece.string(), training);
   }
   report("tokenizer", 1, 1, 0);
