@@ -70,6 +70,7 @@ class WanPipeline : public VideoPipeline {
 
   const WanTokenizer& tokenizer() const { return *tokenizer_; }
   WanDit& dit() { return dit_; }
+  WanVae& vae() { return vae_; }
   const WanLoadOptions& options() const { return options_; }
 
  private:
