@@ -1,5 +1,7 @@
 #include "proto/rpc.h"
 
+#include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -52,6 +54,16 @@ std::string ReadSmallFile(const std::string& path) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   return bytes.str();
+}
+
+std::string ReadSecret(const std::string& file, const char* env) {
+  if (file.empty()) {
+    const char* value = std::getenv(env);
+    return value ? value : "";
+  }
+  std::string secret = ReadSmallFile(file);
+  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
+  return secret;
 }
 
 }  // namespace vidgen::rpc

@@ -29,4 +29,7 @@ grpc::Status ToStatus(const Error& error);
 // Reads a whole small file (keys, tokens, certificates); throws Error(INVALID_ARGUMENT) naming it when it cannot.
 std::string ReadSmallFile(const std::string& path);
 
+// A secret from `file` (trailing whitespace dropped) when given, else from the environment variable `env`, else "".
+std::string ReadSecret(const std::string& file, const char* env);
+
 }  // namespace vidgen::rpc

@@ -69,13 +69,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    std::string worker_token;
-    if (!worker_token_file.empty()) {
-      worker_token = vidgen::rpc::ReadSmallFile(worker_token_file);
-      while (!worker_token.empty() && std::isspace(static_cast<unsigned char>(worker_token.back()))) worker_token.pop_back();
-    } else if (const char* token = std::getenv("VIDGEN_WORKER_TOKEN")) {
-      worker_token = token;
-    }
+    const std::string worker_token = vidgen::rpc::ReadSecret(worker_token_file, "VIDGEN_WORKER_TOKEN");
     if (worker_token.empty()) {
       throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
                           "give the worker token with --worker-token-file or VIDGEN_WORKER_TOKEN");

@@ -246,14 +246,7 @@ int main(int argc, char** argv) {
     if (!group.leader()) group.Follow();
 
     std::filesystem::create_directories(options.work_dir);
-    if (!token_file.empty()) {
-      options.token = vidgen::rpc::ReadSmallFile(token_file);
-      while (!options.token.empty() && std::isspace(static_cast<unsigned char>(options.token.back()))) {
-        options.token.pop_back();
-      }
-    } else if (const char* token = std::getenv("VIDGEN_WORKER_TOKEN")) {
-      options.token = token;
-    }
+    options.token = vidgen::rpc::ReadSecret(token_file, "VIDGEN_WORKER_TOKEN");
     vidgen::worker::LinkOptions link_options{options.server, options.token, options.tls_ca, {}};
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);

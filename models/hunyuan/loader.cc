@@ -129,15 +129,7 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
     store.AddFile((folder / "mp_rank_00_model_states.pt").string());
     store.SelectPrefix("module.");
   } else {
-    for (const auto& entry : fs::directory_iterator(folder)) {
-      const auto name = entry.path().filename().string();
-      if (name.ends_with(".safetensors.index.json")) {
-        store = io::WeightStore();
-        store.AddFile(entry.path().string());
-        break;
-      }
-      if (name.ends_with(".safetensors")) store.AddFile(entry.path().string());
-    }
+    store.AddSafetensors(folder.string(), "diffusion_pytorch_model");
     diffusers = true;
   }
   if (store.size() == 0) Fail(ErrorCode::kNotFound, "no HunyuanVideo transformer weights in '{}'", folder.string());

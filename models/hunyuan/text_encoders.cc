@@ -44,25 +44,6 @@ at::Tensor RotateHalf(const at::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-void AddFolder(io::WeightStore& store, const fs::path& dir) {
-  bool any = false;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const auto name = entry.path().filename().string();
-    if (name.ends_with(".safetensors.index.json")) {
-      store = io::WeightStore();
-      store.AddFile(entry.path().string());
-      return;
-    }
-  }
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".safetensors") {
-      store.AddFile(entry.path().string());
-      any = true;
-    }
-  }
-  if (!any) Fail(ErrorCode::kNotFound, "no safetensors weights in '{}'", dir.string());
-}
-
 }  // namespace
 
 LlamaConfig ReadLlamaConfig(const std::string& path) {
@@ -237,7 +218,7 @@ at::Tensor ClipTextEncoderImpl::Pooled(const at::Tensor& ids) {
 LlamaEncoder LoadLlamaEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
   LlamaEncoder encoder(ReadLlamaConfig((fs::path(dir) / "config.json").string()));
   io::WeightStore store;
-  AddFolder(store, dir);
+  store.AddSafetensors(dir, "model");
   for (const char* prefix : {"language_model.model.", "model."}) {
     if (store.Contains(std::string(prefix) + "embed_tokens.weight")) {
       store.SelectPrefix(prefix);
@@ -255,7 +236,7 @@ LlamaEncoder LoadLlamaEncoder(const std::string& dir, c10::ScalarType dtype, c10
 ClipTextEncoder LoadClipTextEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
   ClipTextEncoder encoder(ReadClipTextConfig((fs::path(dir) / "config.json").string()));
   io::WeightStore store;
-  AddFolder(store, dir);
+  store.AddSafetensors(dir, "model");
   // A whole CLIP model's file: keep its text tower.
   if (store.Contains("vision_model.embeddings.patch_embedding.weight") || store.Contains("logit_scale")) {
     store.SelectPrefix("text_model.");

@@ -9,20 +9,16 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::hunyuan {
 namespace {
 
 namespace fs = std::filesystem;
 
+// A tokenizer's JSON file, with errors naming it.
 nlohmann::json ReadJson(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read tokenizer file '{}'", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "tokenizer file '{}' is not valid JSON: {}", path.string(), e.what());
-  }
+  return io::JsonConfig(path.string(), "tokenizer file").json();
 }
 
 // Right-padded rows of ids, with their masks.

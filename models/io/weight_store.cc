@@ -1,5 +1,7 @@
 #include "models/io/weight_store.h"
 
+#include <filesystem>
+#include <algorithm>
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -38,6 +40,25 @@ std::string ApplyKeyMap(const KeyMap& map, std::string_view name) {
     }
   }
   return out;
+}
+
+void WeightStore::AddSafetensors(const std::string& dir, const std::string& stem) {
+  namespace fs = std::filesystem;
+  const auto index = fs::path(dir) / (stem + ".safetensors.index.json");
+  if (fs::exists(index)) {
+    AddFile(index.string());
+    return;
+  }
+  std::vector<std::string> files;
+  if (fs::is_directory(dir)) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const auto name = entry.path().filename().string();
+      if (name.starts_with(stem) && name.ends_with(".safetensors")) files.push_back(entry.path().string());
+    }
+  }
+  if (files.empty()) Fail(ErrorCode::kNotFound, "no {}*.safetensors in '{}'", stem, dir);
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) AddFile(file);
 }
 
 void WeightStore::AddFile(const std::string& path) {

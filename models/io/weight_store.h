@@ -29,6 +29,9 @@ class WeightStore {
   // (.pt, .pth, .bin). Throws Error naming the file on a bad file, and naming both files when a tensor name is
   // already in the store.
   void AddFile(const std::string& path);
+  // Adds a model's weights in folder `dir` named `stem`: its sharded index `<stem>.safetensors.index.json` when there
+  // is one, else every `<stem>*.safetensors` in name order. Throws Error(NOT_FOUND) naming the folder when none.
+  void AddSafetensors(const std::string& dir, const std::string& stem);
   // Adds one tensor; `source` names where it came from in errors.
   void Add(std::string name, at::Tensor tensor, std::string source);
 

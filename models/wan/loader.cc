@@ -20,26 +20,6 @@ fs::path Require(const fs::path& path) {
   return path;
 }
 
-// The weight files of a model in `dir` named `stem`: the sharded index when there is one, else every
-// `<stem>*.safetensors`.
-void AddSafetensors(io::WeightStore& store, const fs::path& dir, const std::string& stem) {
-  const auto index = dir / (stem + ".safetensors.index.json");
-  if (fs::exists(index)) {
-    store.AddFile(index.string());
-    return;
-  }
-  std::vector<std::string> files;
-  if (fs::is_directory(dir)) {
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      const auto name = entry.path().filename().string();
-      if (name.starts_with(stem) && name.ends_with(".safetensors")) files.push_back(entry.path().string());
-    }
-  }
-  if (files.empty()) Fail(ErrorCode::kNotFound, "no {}*.safetensors in '{}'", stem, dir.string());
-  std::sort(files.begin(), files.end());
-  for (const auto& file : files) store.AddFile(file);
-}
-
 template <typename Module>
 void LoadModule(const io::WeightStore& store, Module& module, const std::string& what) {
   try {
@@ -191,11 +171,11 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   WanDitConfig config;
   if (diffusers) {
     config = ReadDiffusersDitConfig(Require(dir / "transformer" / "config.json").string());
-    AddSafetensors(dit_weights, dir / "transformer", "diffusion_pytorch_model");
+    dit_weights.AddSafetensors((dir / "transformer").string(), "diffusion_pytorch_model");
     dit_weights.Rename(DiffusersDitKeyMap());
   } else {
     config = ReadWanDitConfig(Require(dir / "config.json").string());
-    AddSafetensors(dit_weights, dir, "diffusion_pytorch_model");
+    dit_weights.AddSafetensors(dir.string(), "diffusion_pytorch_model");
   }
   checkpoint.dit = WanDit(config);
   LoadModule(dit_weights, checkpoint.dit, "Wan DiT");
@@ -205,7 +185,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   // Text encoder
   io::WeightStore t5_weights;
   if (diffusers) {
-    AddSafetensors(t5_weights, dir / "text_encoder", "model");
+    t5_weights.AddSafetensors((dir / "text_encoder").string(), "model");
     t5_weights.Rename(DiffusersT5KeyMap());
     t5_weights.Erase("encoder.embed_tokens.weight");  // tied to shared.weight
   } else {
@@ -219,7 +199,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   // VAE (fp32)
   io::WeightStore vae_weights;
   if (diffusers) {
-    AddSafetensors(vae_weights, dir / "vae", "diffusion_pytorch_model");
+    vae_weights.AddSafetensors((dir / "vae").string(), "diffusion_pytorch_model");
     vae_weights.Rename(DiffusersVaeKeyToWan);
   } else {
     vae_weights.AddFile(Require(dir / "Wan2.1_VAE.pth").string());
