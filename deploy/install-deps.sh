@@ -11,6 +11,7 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   libpng-dev libgtest-dev libicu-dev zlib1g-dev
+  gnuplot-nox
 )
 
 missing=()

@@ -134,9 +134,20 @@ TEST(DemoTrainTest, TheVaeLearnsToReconstructRenderedClips) {
   const auto video = torch::stack(clips);
   auto generator = at::detail::createCPUGenerator(3);
   torch::optim::Adam optimizer(vae->parameters(), torch::optim::AdamOptions(3e-3));
-  const auto first = VaeStep(vae, video, 1e-4, optimizer, generator);
+  {
+    // Pixel weights are normalised: uniform weights of any size give the unweighted loss.
+    torch::NoGradGuard no_grad;
+    auto a = at::detail::createCPUGenerator(5), b = at::detail::createCPUGenerator(5);
+    const auto uniform = VaeLoss(vae, video, at::Tensor(), 1e-4, a);
+    const auto weighted = VaeLoss(vae, video, torch::full({2, 1, 5, 16, 16}, 7.0), 1e-4, b);
+    EXPECT_NEAR(weighted.reconstruction, uniform.reconstruction, 1e-6 * uniform.reconstruction);
+  }
+  // The object's pixels weighed more, as the trainer does.
+  const auto weights = 1 + 10 * (video - video.select(2, 0).select(2, 0).select(2, 0).view({2, 3, 1, 1, 1}))
+                                     .abs().amax(1, /*keepdim=*/true).gt(0.01).to(torch::kFloat);
+  const auto first = VaeStep(vae, video, weights, 1e-4, optimizer, generator);
   VaeLosses last;
-  for (int i = 0; i < 40; ++i) last = VaeStep(vae, video, 1e-4, optimizer, generator);
+  for (int i = 0; i < 40; ++i) last = VaeStep(vae, video, weights, 1e-4, optimizer, generator);
   EXPECT_LT(last.reconstruction, 0.5 * first.reconstruction)
       << "reconstruction " << first.reconstruction << " -> " << last.reconstruction;
   EXPECT_GT(last.kl, 0.0);

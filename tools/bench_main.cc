@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
   dit_command->add_flag("--json", dit.json, "print one JSON report");
 
   CacheBenchOptions cache;
-  auto* cache_command = app.add_subcommand("cache", "denoising with each cache policy vs uncached (random DiT)");
+  auto* cache_command = app.add_subcommand("cache", "denoising with each cache policy vs uncached (--model random: speed; demo: quality)");
   cache_command->add_option("--model-dir", cache.model.model_dir, "checkpoint for tokenizer, T5 and VAE")
       ->capture_default_str();
   cache_command->add_option("--dim", cache.model.dim)->capture_default_str();
@@ -243,6 +243,16 @@ int main(int argc, char** argv) {
   cache_command->add_option("--threads", cache.threads)->capture_default_str();
   cache_command->add_option("--dtype", cache.model.dtype)->capture_default_str();
   cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
+  std::string cache_model = "random";
+  cache_command->add_option("--model", cache_model,
+                            "random: a random DiT of the 1.3B width (speed); demo: the trained demo model on held-out "
+                            "prompts (quality, adherence)")
+      ->check(CLI::IsMember({"random", "demo"}))
+      ->capture_default_str();
+  vidgen::tools::QualityBenchOptions demo_cache;
+  demo_cache.caches = vidgen::tools::DemoCacheGrid();
+  cache_command->add_option("--prompts", demo_cache.prompts, "demo: held-out prompts to use (0: all)");
+  cache_command->add_option("--plot", demo_cache.plot, "demo: write a PNG of quality vs speed-up (needs gnuplot)");
   vidgen::tools::ParallelBenchOptions parallel;
   auto* parallel_command =
       app.add_subcommand("parallel", "sequence / CFG parallelism on 2 local ranks vs one process (random DiT)");
@@ -258,13 +268,15 @@ int main(int argc, char** argv) {
       app.add_subcommand("quality", "prompt adherence of a demo-world model on held-out prompts, with caching");
   quality_command->add_option("--model-dir", quality.model_dir)->capture_default_str();
   quality_command->add_option("--steps", quality.steps)->capture_default_str();
-  quality_command->add_option("--size", quality.size, "frame side (default 64)");
-  quality_command->add_option("--frames", quality.frames, "4k+1 (default 17)");
+  quality_command->add_option("--size", quality.size, "frame side (default: as trained)");
+  quality_command->add_option("--frames", quality.frames, "4k+1 (default: as trained)");
   quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");
   quality_command->add_option("--threads", quality.threads);
-  quality_command->add_option("--cache", quality.caches, "none, presets, or policy:interval:order")
+  quality_command->add_option("--cache", quality.caches,
+                              "none, presets, or policy:interval[:order][:sigma] (reuse:5, taylorseer:5:2, lite:8)")
       ->capture_default_str();
   quality_command->add_flag("--json", quality.json, "print a JSON array");
+  quality_command->add_option("--plot", quality.plot, "write a PNG of quality vs speed-up (needs gnuplot)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -273,6 +285,14 @@ int main(int argc, char** argv) {
     }
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
+    if (cache_command->parsed() && cache_model == "demo") {
+      if (cache_command->count("--model-dir") > 0) demo_cache.model_dir = cache.model.model_dir;
+      if (cache_command->count("--steps") == 0) cache.steps = 50;
+      demo_cache.steps = cache.steps;
+      demo_cache.threads = cache.threads;
+      demo_cache.json = cache.json;
+      return vidgen::tools::RunQualityBench(demo_cache);
+    }
     if (cache_command->parsed()) return RunCacheBench(cache);
     if (quality_command->parsed()) return vidgen::tools::RunQualityBench(quality);
   } catch (const vidgen::Error& e) {

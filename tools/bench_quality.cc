@@ -2,6 +2,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -11,26 +15,50 @@
 #include "cache/config.h"
 #include "common/error.h"
 #include "models/demo/world.h"
+#include "models/io/json_config.h"
 #include "models/wan/pipeline.h"
 
 namespace vidgen::tools {
 namespace {
 
-// "none", a preset name, or policy:interval:order.
-cache::CacheConfig ParseCache(const std::string& text) {
-  const auto first = text.find(':');
-  if (first == std::string::npos) return cache::Preset(text);
-  const auto second = text.find(':', first + 1);
-  cache::CacheConfig config = cache::Preset(text.substr(0, first) == "lite" ? "lite" : "taylorseer-wan");
-  config.interval = std::stoi(text.substr(first + 1, second - first - 1));
-  if (second != std::string::npos) config.order = std::stoi(text.substr(second + 1));
+// "none", a preset name, or policy:interval[:order][:distance].
+cache::CacheConfig ParseCacheSetting(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  for (std::string part; std::getline(stream, part, ':');) parts.push_back(part);
+  if (parts.size() == 1) return cache::Preset(text);
+  const auto& policy = parts[0];
+  if (policy != "reuse" && policy != "taylorseer" && policy != "lite") {
+    Fail(ErrorCode::kInvalidArgument, "cache setting '{}': the policy must be reuse, taylorseer or lite", text);
+  }
+  auto config = cache::Preset(policy == "lite" ? "lite" : "taylorseer-wan");
+  if (policy == "reuse") config.order = 0;
+  try {
+    config.interval = std::stoi(parts[1]);
+    std::size_t next = 2;
+    if (policy != "reuse" && parts.size() > next && std::isdigit(static_cast<unsigned char>(parts[next][0]))) {
+      config.order = std::stoi(parts[next++]);
+    }
+    if (parts.size() > next) config.distance = cache::ParseDistance(parts[next++]);
+    if (parts.size() > next) Fail(ErrorCode::kInvalidArgument, "cache setting '{}' has too many fields", text);
+  } catch (const std::logic_error&) {
+    Fail(ErrorCode::kInvalidArgument, "cache setting '{}': the interval and order must be numbers", text);
+  }
   config.Validate();
   return config;
 }
 
+// The line a setting belongs to in the plot: its policy, order and distance, across intervals.
+std::string SeriesName(const cache::CacheConfig& config) {
+  if (!config.enabled()) return "none";
+  if (config.policy == cache::Policy::kLite) return "lite";
+  if (config.order == 0) return "reuse";
+  return fmt::format("taylorseer O{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "");
+}
+
 double Psnr(const at::Tensor& a, const at::Tensor& b) {
   const double mse = (a.to(torch::kFloat) - b.to(torch::kFloat)).pow(2).mean().item<double>();
-  return mse == 0 ? 99.0 : 10 * std::log10(255.0 * 255.0 / mse);
+  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
 }
 
 // Mean SSIM over frames of grey images, 8×8 windows at stride 4 (enough to rank caches against each other).
@@ -45,12 +73,100 @@ double Ssim(const at::Tensor& a, const at::Tensor& b) {
   return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sx + sy + c2))).mean().item<double>();
 }
 
+// How many of the videos the analysis reads as their prompts say.
+struct Adherence {
+  int found = 0, colour = 0, direction = 0, shape = 0, both = 0;  // both: colour and direction
+
+  void Add(const at::Tensor& frames, const demo::ClipSpec& spec) {
+    const auto analysis = demo::Analyze(frames);
+    found += analysis.found;
+    colour += analysis.found && analysis.colour == spec.colour;
+    direction += analysis.found && analysis.direction == spec.direction;
+    shape += analysis.found && analysis.shape == spec.shape;
+    both += analysis.found && analysis.colour == spec.colour && analysis.direction == spec.direction;
+  }
+  void Report(nlohmann::json& row, double n) const {
+    row["found"] = found / n;
+    row["colour_accuracy"] = colour / n;
+    row["direction_accuracy"] = direction / n;
+    row["shape_accuracy"] = shape / n;
+    row["adherence"] = both / n;
+  }
+};
+
+// The clip size a demo model was trained at, from its config.json.
+demo::RenderOptions TrainedClip(const std::string& model_dir) {
+  demo::RenderOptions clip;
+  clip.size = 32;
+  io::JsonConfig config(model_dir + "/config.json", "Wan config");
+  config.Descend("demo_world");
+  config.Read("frames", clip.frames);
+  config.Read("size", clip.size);
+  return clip;
+}
+
+// Quality against speed-up, one line per policy: PSNR to the uncached videos, and adherence with the uncached
+// level as a dashed line. Drawn by gnuplot (Debian's gnuplot-nox) from a script on its standard input.
+void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
+  std::map<std::string, std::vector<const nlohmann::json*>> series;
+  double uncached_adherence = -1;
+  for (const auto& row : rows) {
+    if (!row.contains("policy")) continue;  // the VAE ceiling
+    if (row["policy"] == "none") {
+      uncached_adherence = 100 * row["adherence"].get<double>();
+    } else {
+      series[row["series"].get<std::string>()].push_back(&row);
+    }
+  }
+  std::string script = fmt::format(
+      "set terminal pngcairo size 1280,520 font 'sans,11'\nset output '{}'\nset grid\nset key left bottom\n"
+      "set multiplot layout 1,2 title 'demo model, held-out prompts, {} steps'\n",
+      path, steps);
+  std::string plot_psnr = "plot ", plot_adherence = "plot ";
+  int index = 0;
+  for (const auto& [name, points] : series) {
+    script += fmt::format("$s{} << EOD\n", index);
+    for (const auto* row : points) {
+      script += fmt::format("{} {} {}\n", (*row)["ideal_speedup"].get<double>(), (*row)["psnr_db"].get<double>(),
+                            100 * (*row)["adherence"].get<double>());
+    }
+    script += "EOD\n";
+    plot_psnr += fmt::format("$s{} using 1:2 with linespoints lw 2 pt 7 title '{}', ", index, name);
+    plot_adherence += fmt::format("$s{} using 1:3 with linespoints lw 2 pt 7 title '{}', ", index, name);
+    ++index;
+  }
+  script += "set xlabel 'speed-up in DiT passes (steps / full steps)'\nset ylabel 'PSNR vs uncached (dB)'\n" +
+            plot_psnr.substr(0, plot_psnr.size() - 2) + "\n";
+  script += "set ylabel 'held-out prompts with colour and direction right (%)'\nset yrange [0:105]\n" +
+            plot_adherence + fmt::format("{} with lines dt 2 lc 'black' title 'uncached'\n", uncached_adherence);
+  script += "unset multiplot\n";
+  FILE* gnuplot = ::popen("gnuplot 2>&1", "w");
+  if (gnuplot == nullptr) Fail(ErrorCode::kInternal, "cannot start gnuplot to draw '{}'", path);
+  std::fwrite(script.data(), 1, script.size(), gnuplot);
+  const int status = ::pclose(gnuplot);
+  if (status != 0) {
+    Fail(ErrorCode::kFailedPrecondition, "gnuplot could not draw '{}' (exit status {}); is gnuplot-nox installed?",
+         path, status);
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> DemoCacheGrid() {
+  std::vector<std::string> grid = {"none"};
+  for (const char* policy : {"reuse:{}", "taylorseer:{}:1", "taylorseer:{}:2", "lite:{}", "taylorseer:{}:1:sigma",
+                             "taylorseer:{}:2:sigma"}) {
+    for (const int interval : {3, 5, 8}) grid.push_back(fmt::format(fmt::runtime(policy), interval));
+  }
+  return grid;
+}
 
 int RunQualityBench(const QualityBenchOptions& options) {
   torch::NoGradGuard no_grad;
   torch::set_num_threads(options.threads > 0 ? options.threads
                                              : static_cast<int>(std::thread::hardware_concurrency()));
+  std::vector<cache::CacheConfig> settings;
+  for (const auto& name : options.caches) settings.push_back(ParseCacheSetting(name));
   wan::WanLoadOptions load;
   load.dtype = torch::kFloat;
   auto pipeline = wan::WanPipeline::Load(options.model_dir, load);
@@ -61,86 +177,108 @@ int RunQualityBench(const QualityBenchOptions& options) {
   if (options.prompts > 0 && static_cast<std::size_t>(options.prompts) < held_out.size()) {
     held_out.resize(static_cast<std::size_t>(options.prompts));
   }
-  const int size = options.size > 0 ? options.size : 64, frames = options.frames > 0 ? options.frames : 17;
+  auto clip = TrainedClip(options.model_dir);
+  if (options.size > 0) clip.size = options.size;
+  if (options.frames > 0) clip.frames = options.frames;
+  const double n = static_cast<double>(held_out.size());
 
   nlohmann::json report = nlohmann::json::array();
   // The ceiling: the held-out clips themselves through the VAE, and how much of them the analysis still reads.
   {
-    demo::RenderOptions clip;
-    clip.frames = frames;
-    clip.size = size;
-    int colour = 0, direction = 0, shape = 0;
+    Adherence adherence;
     for (std::size_t i = 0; i < held_out.size(); ++i) {
       const auto video = demo::Render(held_out[i], 1000 + i, clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1);
-      const auto decoded = pipeline->vae()->Decode(pipeline->vae()->Encode(video.unsqueeze(0)))[0];
-      const auto analysis = demo::Analyze(ToVideoFrames(decoded));
-      colour += analysis.found && analysis.colour == held_out[i].colour;
-      direction += analysis.found && analysis.direction == held_out[i].direction;
-      shape += analysis.found && analysis.shape == held_out[i].shape;
+      adherence.Add(ToVideoFrames(pipeline->Decode(pipeline->vae()->Encode(video.unsqueeze(0))[0])), held_out[i]);
     }
-    const double n = static_cast<double>(held_out.size());
-    report.push_back({{"cache", "vae reconstruction"}, {"prompts", held_out.size()}, {"colour_accuracy", colour / n},
-                      {"direction_accuracy", direction / n}, {"shape_accuracy", shape / n}});
+    nlohmann::json row = {{"cache", "vae reconstruction"}, {"prompts", held_out.size()}};
+    adherence.Report(row, n);
+    report.push_back(row);
     if (!options.json) {
-      fmt::print("{:<16} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  (rendered clips through the VAE)\n",
-                 "vae", 100 * colour / n, 100 * direction / n, 100 * shape / n);
+      fmt::print("{:<22} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  (rendered clips through the VAE)\n",
+                 "vae", 100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
+                 100 * row["shape_accuracy"].get<double>());
     }
   }
-  std::vector<at::Tensor> reference;  // the uncached videos, for fidelity
-  for (const auto& cache_name : options.caches) {
-    const auto cache = ParseCache(cache_name);
-    int colour = 0, direction = 0, shape = 0, found = 0, full = 0, predicted = 0;
-    double psnr = 0, ssim = 0, seconds = 0;
+
+  // Per prompt, the text states (with the empty negative prompt the demo model learned) and the noise, shared by
+  // every setting.
+  std::vector<std::vector<at::Tensor>> contexts;
+  std::vector<at::Tensor> noises;
+  for (std::size_t i = 0; i < held_out.size(); ++i) {
+    contexts.push_back(pipeline->EncodeText(pipeline->tokenizer().Encode({demo::Prompt(held_out[i]), ""})));
+    GenerationRequest request;
+    request.width = request.height = clip.size;
+    request.frames = clip.frames;
+    request.seed = i;
+    noises.push_back(SeededNoise(request, pipeline->dit()->config().in_dim, c10::Device(torch::kCPU)));
+  }
+  wan::DenoiseOptions denoise;
+  denoise.schedule = {schedulers::Solver::kUniPC, options.steps, 5.0, /*integer_timesteps=*/true};
+  denoise.guidance_scale = 5.0;
+
+  std::vector<at::Tensor> reference_latents, reference_frames;  // the first setting's
+  double reference_seconds = 0;
+  for (std::size_t s = 0; s < settings.size(); ++s) {
+    denoise.cache = settings[s];
+    Adherence adherence;
+    int full = 0;
+    double seconds = 0, psnr = 0, ssim = 0, rel_l2 = 0, forecast_seconds = 0;
+    std::int64_t cache_bytes = 0;
     for (std::size_t i = 0; i < held_out.size(); ++i) {
-      GenerationRequest request;
-      request.prompt = demo::Prompt(held_out[i]);
-      request.negative_prompt = " ";
-      request.width = request.height = size;
-      request.frames = frames;
-      request.steps = options.steps;
-      request.seed = i;
-      request.cache = cache;
+      GenerationStats video_stats;
       const auto start = std::chrono::steady_clock::now();
-      const auto result = pipeline->Generate(request, {});
+      const auto latents = pipeline->Denoise(noises[i], contexts[i][0], contexts[i][1], denoise, {}, nullptr,
+                                             &video_stats);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      full += result.stats.full_steps;
-      predicted += result.stats.predicted_steps;
-      const auto analysis = demo::Analyze(result.frames);
-      found += analysis.found;
-      colour += analysis.found && analysis.colour == held_out[i].colour;
-      direction += analysis.found && analysis.direction == held_out[i].direction;
-      shape += analysis.found && analysis.shape == held_out[i].shape;
-      if (!cache.enabled() && reference.size() < held_out.size()) reference.push_back(result.frames);
-      if (i < reference.size()) {
-        psnr += Psnr(result.frames, reference[i]);
-        ssim += Ssim(result.frames, reference[i]);
+      const auto frames = ToVideoFrames(pipeline->Decode(latents));
+      adherence.Add(frames, held_out[i]);
+      full += video_stats.full_steps;
+      forecast_seconds += video_stats.forecast_seconds;
+      cache_bytes = std::max(cache_bytes, video_stats.cache_peak_bytes);
+      if (s == 0) {
+        reference_latents.push_back(latents);
+        reference_frames.push_back(frames);
       }
+      psnr += Psnr(frames, reference_frames[i]);
+      ssim += Ssim(frames, reference_frames[i]);
+      rel_l2 += ((latents - reference_latents[i]).norm() / reference_latents[i].norm()).item<double>();
     }
-    const double n = static_cast<double>(held_out.size());
-    report.push_back({{"cache", cache_name},
-                      {"policy", cache::PolicyName(cache.policy)},
-                      {"interval", cache.enabled() ? cache.interval : 1},
-                      {"order", cache.order},
-                      {"prompts", held_out.size()},
-                      {"full_steps", full / n},
-                      {"predicted_steps", predicted / n},
-                      {"seconds_per_video", seconds / n},
-                      {"found", found / n},
-                      {"colour_accuracy", colour / n},
-                      {"direction_accuracy", direction / n},
-                      {"shape_accuracy", shape / n},
-                      {"psnr_db", reference.empty() ? 0.0 : psnr / n},
-                      {"ssim", reference.empty() ? 0.0 : ssim / n}});
+    if (s == 0) reference_seconds = seconds;
+    const auto& config = settings[s];
+    const double full_steps = full / n;
+    nlohmann::json row = {{"cache", options.caches[s]},
+                          {"policy", config.enabled() && config.order == 0 && config.policy == cache::Policy::kTaylorSeer
+                                         ? "reuse"
+                                         : cache::PolicyName(config.policy)},
+                          {"series", SeriesName(config)},
+                          {"interval", config.enabled() ? config.interval : 1},
+                          {"order", config.enabled() ? config.order : 0},
+                          {"warmup", config.enabled() ? config.warmup : 0},
+                          {"distance", config.distance == cache::Distance::kSigma ? "sigma" : "step"},
+                          {"steps", options.steps},
+                          {"prompts", held_out.size()},
+                          {"full_steps", full_steps},
+                          {"ideal_speedup", options.steps / full_steps},
+                          {"speedup", reference_seconds / seconds},
+                          {"seconds", seconds / n},
+                          {"rel_l2", rel_l2 / n},
+                          {"psnr_db", std::isfinite(psnr) ? nlohmann::json(psnr / n) : nlohmann::json("inf")},
+                          {"ssim", ssim / n},
+                          {"cache_bytes", cache_bytes},
+                          {"forecast_seconds", forecast_seconds / n}};
+    adherence.Report(row, n);
+    report.push_back(row);
     if (!options.json) {
-      const auto& row = report.back();
-      fmt::print("{:<16} full {:5.1f}  {:5.2f} s/video  colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  "
-                 "PSNR {:.1f} dB  SSIM {:.3f}\n",
-                 cache_name, row["full_steps"].get<double>(), row["seconds_per_video"].get<double>(),
+      fmt::print("{:<22} full {:4.1f}  {:4.2f}x ({:4.2f}x measured)  colour {:3.0f}%  direction {:3.0f}%  "
+                 "shape {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
+                 options.caches[s], full_steps, options.steps / full_steps, reference_seconds / seconds,
                  100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
-                 100 * row["shape_accuracy"].get<double>(), row["psnr_db"].get<double>(), row["ssim"].get<double>());
+                 100 * row["shape_accuracy"].get<double>(), psnr / n, row["ssim"].get<double>(),
+                 row["rel_l2"].get<double>());
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));
+  if (!options.plot.empty()) WritePlot(report, options.plot, options.steps);
   return 0;
 }
 

@@ -1,6 +1,7 @@
-// vidgen-bench quality: prompt adherence of a model trained on the demo world — videos for the held-out prompts,
-// read back by the world's analysis (colour, shape, direction) — with and without feature caching, and the cached
-// videos' fidelity to the uncached ones (PSNR, SSIM).
+// vidgen-bench quality, and `vidgen-bench cache --model demo`: a model trained on the demo world generates videos
+// for the held-out prompts under each cache setting; the world's analysis reads them back (colour, shape,
+// direction) and the cached videos are compared with the uncached ones (PSNR and SSIM of the frames, relative L2 of
+// the latents), next to the compute each setting saves.
 #pragma once
 
 #include <string>
@@ -9,14 +10,21 @@
 namespace vidgen::tools {
 
 struct QualityBenchOptions {
-  std::string model_dir = "models/demo/wan-demo";
+  std::string model_dir = "assets/wan2.1-demo";
   int steps = 50;
-  int size = 0, frames = 0;  // 0: the size the model was trained at (its config's demo_clip, else 64 and 17)
+  int size = 0, frames = 0;  // 0: what the model was trained at (its config's "demo_world"), else 32 and 17
   int prompts = 0;           // held-out prompts to use, 0: all
   int threads = 0;
-  std::vector<std::string> caches = {"none"};  // presets, or policy:interval:order (e.g. taylorseer:5:2)
+  // "none", a preset, or policy:interval[:order][:distance] with policy reuse, taylorseer or lite (taylorseer:5:2,
+  // reuse:8, taylorseer:5:1:sigma). The first setting is the reference of the fidelity columns.
+  std::vector<std::string> caches = {"none"};
   bool json = false;
+  std::string plot;  // a PNG of quality vs speed-up, one line per policy (drawn by gnuplot)
 };
+
+// The settings `cache --model demo` compares: none; reuse, TaylorSeer orders 1 and 2, and lite at intervals 3, 5
+// and 8; TaylorSeer with the sigma distance at the same intervals.
+std::vector<std::string> DemoCacheGrid();
 
 int RunQualityBench(const QualityBenchOptions& options);
 

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--vae-dim", options.vae_dim)->capture_default_str();
   app.add_option("--vae-steps", options.vae_steps)->capture_default_str();
   app.add_option("--vae-lr", options.vae_lr)->capture_default_str();
+  app.add_option("--vae-object-weight", options.vae_object_weight, "weight of the object's pixels in the VAE loss")
+      ->capture_default_str();
   app.add_option("--t5-dim", options.t5_dim)->capture_default_str();
   app.add_option("--t5-layers", options.t5_layers)->capture_default_str();
   app.add_option("--dit-dim", options.dit_dim)->capture_default_str();
@@ -37,6 +39,9 @@ int main(int argc, char** argv) {
   app.add_option("--dit-heads", options.dit_heads)->capture_default_str();
   app.add_option("--dit-steps", options.dit_steps)->capture_default_str();
   app.add_option("--dit-lr", options.dit_lr)->capture_default_str();
+  app.add_option("--empty-prompts", options.empty_prompt_fraction,
+                 "share of training prompts left empty (for classifier-free guidance)")
+      ->capture_default_str();
   app.add_option("--checkpoint-every", options.checkpoint_every)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

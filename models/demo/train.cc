@@ -36,18 +36,22 @@ double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchi
   return loss.item<double>();
 }
 
-VaeLosses VaeLoss(wan::WanVae& vae, const at::Tensor& video, double kl_weight, at::Generator& generator) {
+VaeLosses VaeLoss(wan::WanVae& vae, const at::Tensor& video, const at::Tensor& pixel_weights, double kl_weight,
+                  at::Generator& generator) {
   const auto [mu, logvar] = vae->EncodeMoments(video);
   const auto z = mu + torch::exp(0.5 * logvar) * torch::randn(mu.sizes(), generator, mu.options());
-  const auto reconstruction = (vae->Decode(z, /*clamp=*/false) - video).pow(2).mean();
+  const auto error = (vae->Decode(z, /*clamp=*/false) - video).pow(2);
+  const auto reconstruction = pixel_weights.defined()
+                                  ? (error * pixel_weights).mean() / pixel_weights.mean()
+                                  : error.mean();
   const auto kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean();
   return {reconstruction + kl_weight * kl, reconstruction.item<double>(), kl.item<double>()};
 }
 
-VaeLosses VaeStep(wan::WanVae& vae, const at::Tensor& video, double kl_weight, torch::optim::Optimizer& optimizer,
-                  at::Generator& generator) {
+VaeLosses VaeStep(wan::WanVae& vae, const at::Tensor& video, const at::Tensor& pixel_weights, double kl_weight,
+                  torch::optim::Optimizer& optimizer, at::Generator& generator) {
   optimizer.zero_grad();
-  auto losses = VaeLoss(vae, video, kl_weight, generator);
+  auto losses = VaeLoss(vae, video, pixel_weights, kl_weight, generator);
   losses.total.backward();
   optimizer.step();
   return losses;

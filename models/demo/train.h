@@ -33,16 +33,19 @@ double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchi
 
 struct VaeLosses {
   at::Tensor total;           // reconstruction + kl_weight · KL
-  double reconstruction = 0;  // mean squared error of the decoded video
+  double reconstruction = 0;  // (weighted) mean squared error of the decoded video
   double kl = 0;              // KL(q(z|x) ‖ N(0, 1)) per latent element
 };
 
 // The Wan-VAE's objective on a batch of videos [B, 3, 1+4k, H, W] in [−1, 1]: encode to the posterior, draw
-// z = μ + σ·ε (ε from `generator`), decode, and weigh the reconstruction against the KL term.
-VaeLosses VaeLoss(wan::WanVae& vae, const at::Tensor& video, double kl_weight, at::Generator& generator);
+// z = μ + σ·ε (ε from `generator`), decode, and weigh the reconstruction against the KL term. `pixel_weights`
+// ([B, 1, F, H, W], or undefined for uniform) weighs the squared error per pixel, normalised by its mean: a small
+// object that a uniform mean would let the background drown can count as much as the background.
+VaeLosses VaeLoss(wan::WanVae& vae, const at::Tensor& video, const at::Tensor& pixel_weights, double kl_weight,
+                  at::Generator& generator);
 
 // One optimiser step on a batch; returns its losses before the step.
-VaeLosses VaeStep(wan::WanVae& vae, const at::Tensor& video, double kl_weight, torch::optim::Optimizer& optimizer,
-                  at::Generator& generator);
+VaeLosses VaeStep(wan::WanVae& vae, const at::Tensor& video, const at::Tensor& pixel_weights, double kl_weight,
+                  torch::optim::Optimizer& optimizer, at::Generator& generator);
 
 }  // namespace vidgen::demo

@@ -18,24 +18,31 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The training set: every training combination, rendered with a few seeds, as [N, 3, F, H, W] in [−1, 1].
+// The training set: every training combination, rendered with a few seeds, as [N, 3, F, H, W] in [−1, 1], with
+// where the object is ([N, 1, F, H, W] bool: the pixels that differ from the clip's background).
 struct ClipSet {
   at::Tensor videos;
+  at::Tensor objects;
   std::vector<std::string> prompts;
 };
 
 ClipSet RenderTrainingClips(const TrainOptions& options) {
   ClipSet set;
-  std::vector<at::Tensor> videos;
+  std::vector<at::Tensor> videos, objects;
   std::uint64_t seed = options.seed * 1000003;
   for (const auto& spec : AllClips()) {
     if (HeldOut(spec)) continue;
+    const auto& rgb = BackgroundColours()[static_cast<std::size_t>(spec.background)].rgb;
+    const auto background = torch::tensor({rgb[0], rgb[1], rgb[2]}, torch::kUInt8);
     for (int i = 0; i < options.clips_per_combination; ++i) {
-      videos.push_back(Render(spec, ++seed, options.clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1));
+      const auto clip = Render(spec, ++seed, options.clip).permute({3, 0, 1, 2});  // [3, F, H, W]
+      videos.push_back(clip.to(torch::kFloat).div(127.5).sub(1));
+      objects.push_back(clip.ne(background.view({3, 1, 1, 1})).any(0, /*keepdim=*/true));
       set.prompts.push_back(Prompt(spec));
     }
   }
   set.videos = torch::stack(videos);
+  set.objects = torch::stack(objects);
   return set;
 }
 
@@ -120,8 +127,10 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     int step = Resume(work, "vae", vae, optimizer);
     while (step < options.vae_steps) {
       auto generator = step_generator(1, step);
-      const auto losses = VaeStep(vae, clips.videos.index_select(0, batch_indices(1, step)), options.kl_weight,
-                                  optimizer, generator);
+      const auto indices = batch_indices(1, step);
+      const auto weights = 1 + options.vae_object_weight * clips.objects.index_select(0, indices).to(torch::kFloat);
+      const auto losses = VaeStep(vae, clips.videos.index_select(0, indices), weights, options.kl_weight, optimizer,
+                                  generator);
       ++step;
       report("vae", step, options.vae_steps, losses.reconstruction);
       if (step % options.checkpoint_every == 0 || step == options.vae_steps) Save(work, "vae", vae, optimizer, step);
@@ -166,7 +175,12 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
       auto generator = step_generator(2, step);
       const auto indices = batch_indices(2, step);
       std::vector<std::string> prompts;
-      for (std::int64_t i = 0; i < indices.size(0); ++i) prompts.push_back(clips.prompts[static_cast<std::size_t>(indices[i].item<std::int64_t>())]);
+      std::mt19937_64 dropper(options.seed * 7919 + 3 * 104729 + static_cast<std::uint64_t>(step));
+      std::bernoulli_distribution empty(options.empty_prompt_fraction);
+      for (std::int64_t i = 0; i < indices.size(0); ++i) {
+        const auto& prompt = clips.prompts[static_cast<std::size_t>(indices[i].item<std::int64_t>())];
+        prompts.push_back(empty(dropper) ? std::string() : prompt);
+      }
       const FlowMatchingBatch batch{latents.index_select(0, indices), tokenizer.Encode(prompts)};
       const double loss = FlowMatchingStep(dit, t5, batch, optimizer, options.shift, generator);
       ++step;
@@ -184,7 +198,9 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
                                  {"text_dim", dit_config.text_dim}, {"out_dim", dit_config.out_dim},
                                  {"num_heads", dit_config.num_heads}, {"num_layers", dit_config.num_layers},
                                  {"window_size", {-1, -1}}, {"qk_norm", true}, {"cross_attn_norm", true},
-                                 {"eps", dit_config.eps}};
+                                 {"eps", dit_config.eps},
+                                 // Not read by the loader: what the model was trained on, for tools and people.
+                                 {"demo_world", {{"frames", options.clip.frames}, {"size", options.clip.size}}}};
   std::ofstream(out / "config.json") << config.dump(2) << "\n";
   io::WriteSafetensors((out / "diffusion_pytorch_model.safetensors").string(), Named(*dit, torch::kFloat));
   io::WriteTorchCheckpoint((out / "models_t5_umt5-xxl-enc-bf16.pth").string(), Named(*t5, torch::kBFloat16));

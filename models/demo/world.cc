@@ -157,7 +157,9 @@ ClipAnalysis Analyze(const at::Tensor& frames) {
     const auto xs = torch::arange(w, torch::kFloat).view({1, -1}).expand({h, w});
     const auto m = mask.to(torch::kFloat);
     centroids.emplace_back((xs * m).sum().item<double>() / area, (ys * m).sum().item<double>() / area);
-    foreground_sum += (frame * m.unsqueeze(-1)).sum(at::IntArrayRef{0, 1}) / area;
+    // The colour from the object's core: a decoder's soft rim mixes the object with the background.
+    const auto core = (distance >= 0.7 * distance.max()).logical_and(mask).to(torch::kFloat);
+    foreground_sum += (frame * core.unsqueeze(-1)).sum(at::IntArrayRef{0, 1}) / core.sum();
     // How much of its bounding box the object fills: square ~1, circle ~π/4, triangle ~1/2.
     const auto rows = mask.any(1).nonzero(), cols = mask.any(0).nonzero();
     const double box = static_cast<double>((rows.max().item<std::int64_t>() - rows.min().item<std::int64_t>() + 1) *

@@ -61,7 +61,8 @@ struct ClipAnalysis {
 };
 
 // Reads a clip [frames, H, W, 3] uint8: the background from each frame's border, the object as the pixels far from
-// it, its colour, its shape from how much of its bounding box it fills, its direction from the centroid's path.
+// it, its colour from its core (the pixels farthest from the background), its shape from how much of its bounding
+// box it fills, its direction from the centroid's path.
 ClipAnalysis Analyze(const at::Tensor& frames);
 
 }  // namespace vidgen::demo
