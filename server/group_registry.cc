@@ -47,6 +47,7 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
       auto& model = models[served.name()];
       model.set_name(served.name());
       if (model.family().empty()) model.set_family(served.family());
+      if (!model.has_defaults() && served.has_defaults()) *model.mutable_defaults() = served.defaults();
       model.set_worker_groups(model.worker_groups() + 1);
       model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
     }

@@ -14,6 +14,18 @@ void Default(T value, T fallback, void (v1::JobSpec::*set)(T), v1::JobSpec& spec
   if (value == T{}) (spec.*set)(fallback);
 }
 
+// The generation fields a job leaves unset, from the model's own defaults.
+void ApplyModelDefaults(const v1::JobSpec& defaults, v1::JobSpec& spec) {
+  if (spec.negative_prompt().empty()) spec.set_negative_prompt(defaults.negative_prompt());
+  Default(spec.width(), defaults.width(), &v1::JobSpec::set_width, spec);
+  Default(spec.height(), defaults.height(), &v1::JobSpec::set_height, spec);
+  Default(spec.frames(), defaults.frames(), &v1::JobSpec::set_frames, spec);
+  Default(spec.steps(), defaults.steps(), &v1::JobSpec::set_steps, spec);
+  Default(spec.guidance(), defaults.guidance(), &v1::JobSpec::set_guidance, spec);
+  Default(spec.shift(), defaults.shift(), &v1::JobSpec::set_shift, spec);
+  if (spec.solver().empty()) spec.set_solver(defaults.solver());
+}
+
 bool OneOf(const std::string& value, std::initializer_list<const char*> choices) {
   return std::any_of(choices.begin(), choices.end(), [&](const char* choice) { return value == choice; });
 }
@@ -30,6 +42,7 @@ void NormalizeSpec(v1::JobSpec& spec, const SpecLimits& limits, const v1::ListMo
     Fail(ErrorCode::kNotFound, "model '{}' is not served here (served: {})", spec.model(),
          names.empty() ? "none yet" : fmt::format("{}", fmt::join(names, ", ")));
   }
+  if (model->has_defaults()) ApplyModelDefaults(model->defaults(), spec);
   const bool hunyuan = model->family() == "hunyuanvideo";
   if (spec.prompt().empty()) Fail(ErrorCode::kInvalidArgument, "spec.prompt is empty");
   for (const auto& [name, text] : {std::pair{"prompt", &spec.prompt()}, {"negative_prompt", &spec.negative_prompt()}}) {

@@ -19,9 +19,10 @@ struct SpecLimits {
   int max_steps = 200;
 };
 
-// Fills unset fields with the model family's defaults (wan2.1: 832×480, 81 frames, guidance 5, shift 5, unipc;
-// hunyuanvideo: 1280×720, 129 frames, embedded guidance 6, shift 7, euler) and checks every field; throws
-// vidgen::Error naming the first bad one. `models`: what worker groups serve or the configuration announces.
+// Fills unset fields with the model's own defaults (Model.defaults), then the family's (wan2.1: 832×480, 81
+// frames, guidance 5, shift 5, unipc; hunyuanvideo: 1280×720, 129 frames, embedded guidance 6, shift 7, euler) and
+// checks every field; throws vidgen::Error naming the first bad one. `models`: what worker groups serve or the
+// configuration announces.
 void NormalizeSpec(v1::JobSpec& spec, const SpecLimits& limits, const v1::ListModelsResponse& models);
 
 // The MIME type of a spec's container.

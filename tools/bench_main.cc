@@ -268,6 +268,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("quality", "prompt adherence of a demo-world model on held-out prompts, with caching");
   quality_command->add_option("--model-dir", quality.model_dir)->capture_default_str();
   quality_command->add_option("--steps", quality.steps)->capture_default_str();
+  quality_command->add_option("--guidance", quality.guidance)->capture_default_str();
   quality_command->add_option("--size", quality.size, "frame side (default: as trained)");
   quality_command->add_option("--frames", quality.frames, "4k+1 (default: as trained)");
   quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");

@@ -12,7 +12,8 @@ namespace vidgen::tools {
 struct QualityBenchOptions {
   std::string model_dir = "assets/wan2.1-demo";
   int steps = 50;
-  int size = 0, frames = 0;  // 0: what the model was trained at (its config's "demo_world"), else 32 and 17
+  double guidance = 5.0;
+  int size = 0, frames = 0;  // 0: what the model was trained at (its config's "vidgen_defaults"), else 32 and 17
   int prompts = 0;           // held-out prompts to use, 0: all
   int threads = 0;
   // "none", a preset, or policy:interval[:order][:distance] with policy reuse, taylorseer or lite (taylorseer:5:2,

@@ -323,8 +323,12 @@ int main(int argc, char** argv) {
       v1::ListModelsResponse response;
       Check(stub->ListModels(context.get(), {}, &response), "ListModels");
       for (const auto& entry : response.models()) {
-        fmt::print("{}  {}  {} worker group(s), up to {} ranks\n", entry.name(), entry.family(),
-                   entry.worker_groups(), entry.max_world_size());
+        const auto& d = entry.defaults();
+        const auto defaults = entry.has_defaults() && d.width() > 0
+                                  ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
+                                  : std::string();
+        fmt::print("{}  {}  {} worker group(s), up to {} ranks{}\n", entry.name(), entry.family(),
+                   entry.worker_groups(), entry.max_world_size(), defaults);
       }
       return 0;
     }

@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   app.add_option("--dit-heads", options.dit_heads)->capture_default_str();
   app.add_option("--dit-steps", options.dit_steps)->capture_default_str();
   app.add_option("--dit-lr", options.dit_lr)->capture_default_str();
+  app.add_option("--vae-decay-steps", options.vae_decay_steps, "the VAE's learning rate falls to 0 over its last steps")
+      ->capture_default_str();
+  app.add_option("--dit-decay-steps", options.dit_decay_steps, "the DiT's learning rate falls to 0 over its last steps")
+      ->capture_default_str();
   app.add_option("--empty-prompts", options.empty_prompt_fraction,
                  "share of training prompts left empty (for classifier-free guidance)")
       ->capture_default_str();

@@ -1,5 +1,12 @@
 #include "worker/job.h"
 
+#include <filesystem>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "common/error.h"
+#include "models/io/json_config.h"
+
 namespace vidgen::worker {
 
 GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
@@ -31,6 +38,19 @@ VideoOptions ToVideoOptions(const v1::OutputSettings& output) {
   if (output.fps() > 0) options.fps = output.fps();
   options.quality = output.quality();
   return options;
+}
+
+bool ReadCheckpointDefaults(const std::string& dir, v1::JobSpec& defaults) {
+  const auto path = dir + "/config.json";
+  if (!std::filesystem::is_regular_file(path)) return false;
+  const io::JsonConfig config(path, "checkpoint config");
+  const auto it = config.json().find("vidgen_defaults");
+  if (it == config.json().end()) return false;
+  const auto status = google::protobuf::util::JsonStringToMessage(it->dump(), &defaults);
+  if (!status.ok()) {
+    Fail(ErrorCode::kInvalidArgument, "'{}': vidgen_defaults is not a JobSpec: {}", path, status.ToString());
+  }
+  return true;
 }
 
 }  // namespace vidgen::worker

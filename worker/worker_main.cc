@@ -255,6 +255,9 @@ int main(int argc, char** argv) {
     auto* model = link_options.group.add_models();
     model->set_name(options.model_name);
     model->set_family(vidgen::FamilyName(family));
+    if (vidgen::v1::JobSpec defaults; vidgen::worker::ReadCheckpointDefaults(options.model_dir, defaults)) {
+      *model->mutable_defaults() = defaults;  // jobs that leave size and frames unset get the trained ones
+    }
     vidgen::worker::ServerLink link(link_options);
     spdlog::info("serving {} ({} rank(s), {}) for {}", options.model_name, world ? world->size() : 1, options.device,
                  options.server);

@@ -66,6 +66,14 @@ void Save(const fs::path& dir, const std::string& name, Module& module, torch::o
   fs::rename(dir / (name + ".step.tmp"), dir / (name + ".step"));  // the step names a complete state
 }
 
+// Constant, then falling linearly to 0 over the last `decay_steps` of `total`: a function of the step alone, so a
+// resumed run takes the same steps.
+void SetLearningRate(torch::optim::Optimizer& optimizer, double base, int step, int total, int decay_steps) {
+  const double left = total - step;
+  const double lr = decay_steps > 0 && left < decay_steps ? base * left / decay_steps : base;
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
 io::NamedTensors Named(torch::nn::Module& module, c10::ScalarType dtype) {
   io::NamedTensors tensors;
   for (const auto& item : module.named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(dtype));
@@ -126,6 +134,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     torch::optim::Adam optimizer(vae->parameters(), torch::optim::AdamOptions(options.vae_lr));
     int step = Resume(work, "vae", vae, optimizer);
     while (step < options.vae_steps) {
+      SetLearningRate(optimizer, options.vae_lr, step, options.vae_steps, options.vae_decay_steps);
       auto generator = step_generator(1, step);
       const auto indices = batch_indices(1, step);
       const auto weights = 1 + options.vae_object_weight * clips.objects.index_select(0, indices).to(torch::kFloat);
@@ -172,6 +181,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     both->update({{"dit", dit.ptr()}, {"t5", t5.ptr()}});
     int step = Resume(work, "dit", both, optimizer);
     while (step < options.dit_steps) {
+      SetLearningRate(optimizer, options.dit_lr, step, options.dit_steps, options.dit_decay_steps);
       auto generator = step_generator(2, step);
       const auto indices = batch_indices(2, step);
       std::vector<std::string> prompts;
@@ -199,8 +209,11 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
                                  {"num_heads", dit_config.num_heads}, {"num_layers", dit_config.num_layers},
                                  {"window_size", {-1, -1}}, {"qk_norm", true}, {"cross_attn_norm", true},
                                  {"eps", dit_config.eps},
-                                 // Not read by the loader: what the model was trained on, for tools and people.
-                                 {"demo_world", {{"frames", options.clip.frames}, {"size", options.clip.size}}}};
+                                 // Not read by the loader: the clips the model was trained on, as the defaults a
+                                 // worker announces for jobs that leave them unset (a JobSpec in JSON form).
+                                 {"vidgen_defaults",
+                                  {{"width", options.clip.size}, {"height", options.clip.size},
+                                   {"frames", options.clip.frames}, {"negative_prompt", " "}}}};
   std::ofstream(out / "config.json") << config.dump(2) << "\n";
   io::WriteSafetensors((out / "diffusion_pytorch_model.safetensors").string(), Named(*dit, torch::kFloat));
   io::WriteTorchCheckpoint((out / "models_t5_umt5-xxl-enc-bf16.pth").string(), Named(*t5, torch::kBFloat16));

@@ -26,6 +26,7 @@ struct TrainOptions {
   std::int64_t vae_dim = 8;
   int vae_steps = 400;
   double vae_lr = 2e-3, kl_weight = 1e-5;
+  int vae_decay_steps = 300;  // the learning rate falls linearly to 0 over a stage's last steps
   // The object covers a few per cent of the pixels: its squared error counts this much more than the background's,
   // or the VAE learns the background and blurs the object away (colour read back at chance).
   double vae_object_weight = 10;
@@ -34,6 +35,7 @@ struct TrainOptions {
   std::int64_t dit_dim = 128, dit_layers = 4, dit_heads = 4;
   int dit_steps = 2000;
   double dit_lr = 1e-3, shift = 5.0;
+  int dit_decay_steps = 2000;
   // The share of training prompts replaced by the empty prompt, so that the model also learns the unconditional
   // velocity that classifier-free guidance subtracts (a negative prompt of " " or "" asks for it).
   double empty_prompt_fraction = 0.1;
