@@ -19,12 +19,11 @@ build: deps
 	$(CONFIGURE)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-RUN_MODEL ?= tests/data/golden/wan2.1-t2v-tiny
+RUN_MODEL ?= assets/wan2.1-demo
 RUN_OUT ?= $(BUILD_DIR)/run
 
 # The main job: the whole service on this machine (server, a 2-rank worker group, the client) making one MP4 from
-# the embedded checkpoint. Today that is the tiny checkpoint of the golden data, whose weights are random: the video
-# is noise, but every stage is the real one.
+# the embedded checkpoint: the demo model, vidgen's own small Wan2.1 trained on a synthetic world by vidgen-train.
 run: build
 	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 

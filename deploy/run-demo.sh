@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `make run`: the whole service on this machine. Starts vidgen-server and a local 2-rank vidgen-worker group on a
-# Wan2.1 checkpoint, submits one prompt with the `vidgen` client, waits for it with a progress bar, downloads the
-# MP4, checks it with ffprobe, stops what it started and prints where the video is.
+# Wan2.1 checkpoint (the demo model by default), submits one prompt with the `vidgen` client, waits for it with a
+# progress bar, downloads the MP4, checks it with ffprobe, stops what it started and prints where the video is.
+# PROMPT, SIZE, FRAMES, STEPS and CACHE override the request. By default: a prompt the demo model never saw in
+# training, at the size and frames the model declares (the demo model: 32×32, 17 frames, which ffmpeg also scales
+# up 8× to look at).
 set -euo pipefail
 
 build=${1:-build}
-model=${2:-tests/data/golden/wan2.1-t2v-tiny}
+model=${2:-assets/wan2.1-demo}
 out=${3:-$build/run}
 name=$(basename "$model")
 
@@ -33,9 +36,15 @@ pids+=($!)
 
 echo "vidgen: server on $server, a 2-rank worker group on $name (logs in $out/)"
 "$build/tools/vidgen" --server "$server" --key "$key" submit --model "$name" \
-  --prompt "a red ball bouncing on a wooden floor" --negative-prompt "blurry, static" \
-  --size 128x128 --frames 17 --steps 20 --cache taylorseer-wan --wait --out "$out/video.mp4"
+  --prompt "${PROMPT:-a red circle moving right on a gray background}" ${SIZE:+--size "$SIZE"} \
+  ${FRAMES:+--frames "$FRAMES"} --steps "${STEPS:-50}" --cache "${CACHE:-taylorseer-wan}" --wait --out "$out/video.mp4"
 
 ffprobe -v error -count_frames -select_streams v:0 \
   -show_entries stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=noprint_wrappers=1 "$out/video.mp4"
-echo "vidgen: the video is $out/video.mp4"
+width=$(ffprobe -v error -select_streams v:0 -show_entries stream=width -of csv=p=0 "$out/video.mp4")
+if (( width < 256 )); then  # a small model's video, scaled up to look at
+  ffmpeg -v error -y -i "$out/video.mp4" -vf "scale=iw*8:ih*8:flags=neighbor" -pix_fmt yuv420p "$out/video-x8.mp4"
+  echo "vidgen: the video is $out/video.mp4 (scaled up 8x: $out/video-x8.mp4)"
+else
+  echo "vidgen: the video is $out/video.mp4"
+fi

@@ -189,8 +189,8 @@ int main(int argc, char** argv) {
   submit_command->add_option("--model", model, "a model from `vidgen models`")->required();
   submit_command->add_option("--prompt", prompt)->required();
   submit_command->add_option("--negative-prompt", negative_prompt);
-  submit_command->add_option("--size", size, "WxH (default 832x480)");
-  submit_command->add_option("--frames", frames, "4k+1 (default 81)");
+  submit_command->add_option("--size", size, "WxH (default: the model's, else 832x480)");
+  submit_command->add_option("--frames", frames, "4k+1 (default: the model's, else 81)");
   submit_command->add_option("--steps", steps, "default 50");
   submit_command->add_option("--guidance", guidance, "default 5");
   submit_command->add_option("--shift", shift, "default 5");

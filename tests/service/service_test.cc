@@ -498,3 +498,51 @@ TEST(ServiceTest, AHunyuanVideoJobRunsEndToEnd) {
 
 }  // namespace
 }  // namespace vidgen::testing
+
+namespace vidgen::testing {
+namespace {
+
+// The demo checkpoint declares its own defaults (config.json "vidgen_defaults"): a job that names only the model
+// and the prompt is made at the 32×32, 17 frames the model was trained at, with its empty negative prompt.
+TEST(ServiceTest, AModelsOwnDefaultsFillTheFieldsAJobLeavesUnset) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker(1, {}, VIDGEN_DEMO_MODEL, "wan2.1-demo");
+  v1::ListModelsResponse models;
+  const auto served = [&] {
+    for (int i = 0; i < 600; ++i) {
+      EXPECT_TRUE(cluster.Client()->ListModels(Cluster::Context().get(), {}, &models).ok());
+      for (const auto& model : models.models()) {
+        if (model.name() == "wan2.1-demo") return model;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return v1::Model();
+  }();
+  ASSERT_EQ(served.name(), "wan2.1-demo") << "the worker never registered";
+  EXPECT_EQ(served.defaults().width(), 32);
+  EXPECT_EQ(served.defaults().frames(), 17);
+  v1::JobSpec spec;
+  spec.set_model("wan2.1-demo");
+  spec.set_prompt("a green square moving up on a black background");
+  spec.set_steps(4);
+  std::string id;
+  ASSERT_TRUE(cluster.Submit(spec, &id).ok());
+  const auto queued = cluster.Get(id);
+  EXPECT_EQ(queued.spec().width(), 32);
+  EXPECT_EQ(queued.spec().height(), 32);
+  EXPECT_EQ(queued.spec().frames(), 17);
+  EXPECT_EQ(queued.spec().negative_prompt(), " ");
+  EXPECT_EQ(queued.spec().guidance(), 5.0);  // the family's, where the model declares none
+  const auto done = cluster.WaitForEnd(id);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.message();
+  const std::string out = cluster.dir() + "/demo.mp4";
+  std::string output;
+  ASSERT_EQ(cluster.RunClient(fmt::format("download {} --out {}", id, out), &output), 0) << output;
+  auto probe = Probe(out);
+  EXPECT_EQ(probe["width"], "32");
+  EXPECT_EQ(probe["nb_read_frames"], "17");
+}
+
+}  // namespace
+}  // namespace vidgen::testing
