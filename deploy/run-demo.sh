@@ -35,6 +35,16 @@ server=127.0.0.1:$(cat "$out/port")
 pids+=($!)
 
 echo "vidgen: server on $server, a 2-rank worker group on $name (logs in $out/)"
+# The model's own defaults (size, frames) reach the server when its group registers: wait for that.
+registered=false
+for _ in $(seq 600); do
+  if "$build/tools/vidgen" --server "$server" --key "$key" models 2>/dev/null | grep -q "^$name .* [1-9][0-9]* worker group"; then
+    registered=true
+    break
+  fi
+  sleep 0.1
+done
+$registered || { echo "the worker group did not register within a minute; see $out/worker.log" >&2; exit 1; }
 "$build/tools/vidgen" --server "$server" --key "$key" submit --model "$name" \
   --prompt "${PROMPT:-a red circle moving right on a gray background}" ${SIZE:+--size "$SIZE"} \
   ${FRAMES:+--frames "$FRAMES"} --steps "${STEPS:-50}" --cache "${CACHE:-taylorseer-wan}" --wait --out "$out/video.mp4"
