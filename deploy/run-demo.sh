@@ -47,7 +47,7 @@ done
 $registered || { echo "the worker group did not register within a minute; see $out/worker.log" >&2; exit 1; }
 "$build/tools/vidgen" --server "$server" --key "$key" submit --model "$name" \
   --prompt "${PROMPT:-a red circle moving right on a gray background}" ${SIZE:+--size "$SIZE"} \
-  ${FRAMES:+--frames "$FRAMES"} --steps "${STEPS:-50}" --cache "${CACHE:-taylorseer-wan}" --wait --out "$out/video.mp4"
+  ${FRAMES:+--frames "$FRAMES"} --steps "${STEPS:-50}" --cache "${CACHE:-none}" --wait --out "$out/video.mp4"
 
 ffprobe -v error -count_frames -select_streams v:0 \
   -show_entries stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=noprint_wrappers=1 "$out/video.mp4"
