@@ -119,7 +119,7 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
     }
   }
   std::string script = fmt::format(
-      "set terminal pngcairo size 1280,520 font 'sans,11'\nset output '{}'\nset grid\nset key left bottom\n"
+      "set terminal pngcairo size 1280,600 font 'sans,11'\nset output '{}'\nset grid\nset key outside below horizontal maxrows 3\n"
       "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n"
       "set multiplot layout 1,2 title 'demo model, held-out prompts, {} steps'\n",
       path, steps);

@@ -1,5 +1,6 @@
 #include "models/demo/trainer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -69,8 +70,9 @@ void Save(const fs::path& dir, const std::string& name, Module& module, torch::o
 // Constant, then falling linearly to 0 over the last `decay_steps` of `total`: a function of the step alone, so a
 // resumed run takes the same steps.
 void SetLearningRate(torch::optim::Optimizer& optimizer, double base, int step, int total, int decay_steps) {
+  const int decay = std::min(decay_steps, total);  // a short run decays over all of it
   const double left = total - step;
-  const double lr = decay_steps > 0 && left < decay_steps ? base * left / decay_steps : base;
+  const double lr = decay > 0 && left < decay ? base * left / decay : base;
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
