@@ -46,7 +46,7 @@ for _ in $(seq 600); do
 done
 $registered || { echo "the worker group did not register within a minute; see $out/worker.log" >&2; exit 1; }
 "$build/tools/vidgen" --server "$server" --key "$key" submit --model "$name" \
-  --prompt "${PROMPT:-a red circle moving right on a gray background}" ${SIZE:+--size "$SIZE"} \
+  --prompt "${PROMPT:-a yellow circle moving right on a dark green background}" ${SIZE:+--size "$SIZE"} \
   ${FRAMES:+--frames "$FRAMES"} --steps "${STEPS:-50}" --cache "${CACHE:-none}" --wait --out "$out/video.mp4"
 
 ffprobe -v error -count_frames -select_streams v:0 \
