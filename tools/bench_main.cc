@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <numeric>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +20,7 @@
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
 #include "tools/bench_quality.h"
+#include "tools/frame_metrics.h"
 
 namespace {
 
@@ -127,11 +127,6 @@ struct CacheBenchRow {
   vidgen::cache::CacheConfig config;
 };
 
-double Psnr(const torch::Tensor& a, const torch::Tensor& b) {
-  const double mse = (a.to(torch::kFloat) - b.to(torch::kFloat)).pow(2).mean().item<double>();
-  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
-}
-
 // End-to-end denoising with each cache configuration against the uncached run of the same pipeline: a Wan DiT of
 // the 1.3B block width with random weights, and the text encoder, tokenizer and VAE of `model_dir`.
 int RunCacheBench(const CacheBenchOptions& options) {
@@ -176,7 +171,7 @@ int RunCacheBench(const CacheBenchOptions& options) {
       reference_seconds = seconds;
     }
     const double rel_l2 = ((latents - reference_latents).norm() / reference_latents.norm()).item<double>();
-    const double psnr = Psnr(frames, reference_frames);
+    const double psnr = vidgen::tools::Psnr(frames, reference_frames);
     nlohmann::json entry = {{"policy", row.name},
                             {"interval", row.config.enabled() ? row.config.interval : 1},
                             {"order", row.config.enabled() ? row.config.order : 0},

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -17,6 +16,7 @@
 #include "models/demo/world.h"
 #include "models/io/json_config.h"
 #include "models/wan/pipeline.h"
+#include "tools/frame_metrics.h"
 
 namespace vidgen::tools {
 namespace {
@@ -54,23 +54,6 @@ std::string SeriesName(const cache::CacheConfig& config) {
   if (config.policy == cache::Policy::kLite) return "lite";
   if (config.order == 0) return "reuse";
   return fmt::format("taylorseer O{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "");
-}
-
-double Psnr(const at::Tensor& a, const at::Tensor& b) {
-  const double mse = (a.to(torch::kFloat) - b.to(torch::kFloat)).pow(2).mean().item<double>();
-  return mse == 0 ? std::numeric_limits<double>::infinity() : 10 * std::log10(255.0 * 255.0 / mse);
-}
-
-// Mean SSIM over frames of grey images, 8×8 windows at stride 4 (enough to rank caches against each other).
-double Ssim(const at::Tensor& a, const at::Tensor& b) {
-  namespace F = torch::nn::functional;
-  auto grey = [](const at::Tensor& v) { return v.to(torch::kFloat).mean(-1).unsqueeze(1); };  // [F, 1, H, W]
-  const auto x = grey(a), y = grey(b);
-  const auto pool = [](const at::Tensor& t) { return F::avg_pool2d(t, F::AvgPool2dFuncOptions(8).stride(4)); };
-  const auto mx = pool(x), my = pool(y);
-  const auto sx = pool(x * x) - mx * mx, sy = pool(y * y) - my * my, sxy = pool(x * y) - mx * my;
-  constexpr double c1 = 6.5025, c2 = 58.5225;  // (0.01·255)², (0.03·255)²
-  return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sx + sy + c2))).mean().item<double>();
 }
 
 // How many of the videos the analysis reads as their prompts say.
