@@ -39,12 +39,13 @@ void ValidateRequest(const GenerationRequest& request, std::int64_t side_multipl
   }
 }
 
-at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, const c10::Device& device) {
-  constexpr std::int64_t kStrideT = 4, kStrideHW = 8;  // both families' VAEs
+at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, std::int64_t space_stride,
+                       const c10::Device& device) {
+  constexpr std::int64_t kStrideT = 4;  // both families' VAEs
   auto generator = at::globalContext().defaultGenerator(device).clone();
   generator.set_current_seed(request.seed);
-  return torch::randn({channels, (request.frames - 1) / kStrideT + 1, request.height / kStrideHW,
-                       request.width / kStrideHW},
+  return torch::randn({channels, (request.frames - 1) / kStrideT + 1, request.height / space_stride,
+                       request.width / space_stride},
                       generator, torch::TensorOptions().dtype(torch::kFloat).device(device));
 }
 

@@ -62,9 +62,11 @@ struct GenerationResult {
 // field.
 void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance);
 
-// The initial latents of a request: [channels, 1+(F−1)/4, H/8, W/8] fp32 from a private generator of the device's
-// kind seeded with request.seed, as the references draw them.
-at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, const c10::Device& device);
+// The initial latents of a request: [channels, 1+(F−1)/4, H/s, W/s] fp32 for a VAE that compresses space by
+// `space_stride` (8 for both released families), from a private generator of the device's kind seeded with
+// request.seed, as the references draw them.
+at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, std::int64_t space_stride,
+                       const c10::Device& device);
 
 namespace cache {
 class FeatureCache;

@@ -1,5 +1,8 @@
 // The golden data itself: every case and every checkpoint file it names loads, and the comparison rule holds.
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -40,11 +43,18 @@ TEST(GoldenDataTest, EveryCaseAndItsCheckpointLoad) {
 }
 
 TEST(GoldenDataTest, EnvironmentVariableRedirectsTheGoldenFolder) {
+  // Whatever the caller set (the suite may itself run redirected) is put back.
+  const char* outer = std::getenv("VIDGEN_GOLDEN_DIR");
+  const std::optional<std::string> saved = outer ? std::optional<std::string>(outer) : std::nullopt;
   const auto original = GoldenDir();
   ::setenv("VIDGEN_GOLDEN_DIR", "/nonexistent-golden", 1);
   EXPECT_EQ(GoldenDir(), std::filesystem::path("/nonexistent-golden"));
   EXPECT_TRUE(GoldenCases().empty());
-  ::unsetenv("VIDGEN_GOLDEN_DIR");
+  if (saved) {
+    ::setenv("VIDGEN_GOLDEN_DIR", saved->c_str(), 1);
+  } else {
+    ::unsetenv("VIDGEN_GOLDEN_DIR");
+  }
   EXPECT_EQ(GoldenDir(), original);
 }
 

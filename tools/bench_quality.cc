@@ -194,7 +194,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
     request.width = request.height = clip.size;
     request.frames = clip.frames;
     request.seed = i;
-    noises.push_back(SeededNoise(request, pipeline->dit()->config().in_dim, c10::Device(torch::kCPU)));
+    noises.push_back(SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU)));
   }
   wan::DenoiseOptions denoise;
   denoise.schedule = {schedulers::Solver::kUniPC, options.steps, 5.0, /*integer_timesteps=*/true};

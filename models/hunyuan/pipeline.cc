@@ -9,7 +9,6 @@
 
 #include "common/error.h"
 #include "models/hunyuan/loader.h"
-#include "models/io/weight_store.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -30,35 +29,24 @@ fs::path Part(const fs::path& dir, const std::string& name) {
        dir.string(), name);
 }
 
-HunyuanVae LoadVae(const fs::path& dir) {
-  const auto config = fs::exists(dir / "config.json") ? ReadHunyuanVaeConfig((dir / "config.json").string())
-                                                      : HunyuanVaeConfig();
-  HunyuanVae vae(config);
-  io::WeightStore store;
-  bool any = false;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const auto extension = entry.path().extension();
-    if (extension == ".pt" || extension == ".pth" || extension == ".safetensors") {
-      store.AddFile(entry.path().string());
-      any = true;
-    }
-  }
-  if (!any) Fail(ErrorCode::kNotFound, "no VAE weights in '{}'", dir.string());
-  for (const char* prefix : {"module.", "vae."}) store.StripPrefix(prefix);
-  store.LoadInto(*vae);
-  return vae;
-}
-
-constexpr std::int64_t kVaeStrideHW = 8;
-
-}  // namespace
-
-const char* const kVideoPromptTemplate =
+constexpr const char* kVideoPromptTemplate =
     "<|start_header_id|>system<|end_header_id|>\n\nDescribe the video by detailing the following aspects: 1. The main "
     "content and theme of the video.2. The color, shape, size, texture, quantity, text, and spatial relationships of "
     "the objects.3. Actions, events, behaviors temporal relationships, physical movement changes of the objects.4. "
     "background environment, light, style and atmosphere.5. camera angles, movements, and transitions used in the "
     "video:<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>";
+
+}  // namespace
+
+std::string VideoPromptText(const std::string& prompt) {
+  std::string text = kVideoPromptTemplate;
+  return text.replace(text.find("{}"), 2, prompt);
+}
+
+std::int64_t VideoPromptCrop(const LlamaTokenizer& tokenizer) {
+  const std::string text = kVideoPromptTemplate;
+  return 1 + static_cast<std::int64_t>(tokenizer.Encode(text.substr(0, text.find("{}"))).size());
+}
 
 std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, const HunyuanLoadOptions& options) {
   std::unique_ptr<HunyuanPipeline> pipeline(new HunyuanPipeline());
@@ -70,7 +58,7 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
   }
   pipeline->dit_ = LoadHunyuanDit(root.string(), options.dtype, options.device);
   pipeline->dit_->eval();
-  pipeline->vae_ = LoadVae(Part(root, "vae"));
+  pipeline->vae_ = LoadHunyuanVae(Part(root, "vae").string());
   pipeline->vae_->to(options.device);
   pipeline->vae_->eval();
   const auto llama_dir = Part(root, "text_encoder"), clip_dir = Part(root, "text_encoder_2");
@@ -78,10 +66,7 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
   pipeline->clip_tokenizer_ = std::make_unique<ClipTokenizer>(clip_dir.string());
   pipeline->llama_ = LoadLlamaEncoder(llama_dir.string(), options.dtype, options.device);
   pipeline->clip_ = LoadClipTextEncoder(clip_dir.string(), options.dtype, options.device);
-  // The template's tokens before the prompt (95 with the released tokenizer) are cropped from the LLM's output.
-  const std::string template_text = kVideoPromptTemplate;
-  pipeline->crop_start_ =
-      1 + static_cast<std::int64_t>(pipeline->llama_tokenizer_->Encode(template_text.substr(0, template_text.find("{}"))).size());
+  pipeline->crop_start_ = VideoPromptCrop(*pipeline->llama_tokenizer_);
   const auto& config = pipeline->dit_->config();
   if (pipeline->llama_->config().hidden_size != config.text_states_dim ||
       pipeline->clip_->config().hidden_size != config.text_states_dim_2) {
@@ -95,7 +80,7 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
 
 void HunyuanPipeline::Validate(const GenerationRequest& request) const {
   // The embedded guidance is a conditioning value, not a CFG scale: 0 means nothing here.
-  ValidateRequest(request, kVaeStrideHW * dit_->config().patch_size[1], /*min_guidance=*/1e-3);
+  ValidateRequest(request, vae_->config().spatial_compression * dit_->config().patch_size[1], /*min_guidance=*/1e-3);
   const auto prompt_tokens = static_cast<std::int64_t>(llama_tokenizer_->Encode(request.prompt).size());
   if (prompt_tokens + 1 > options_.text_len) {  // the prompt and its <|eot_id|>
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': {} tokens, the text encoder reads at most {}",
@@ -105,15 +90,13 @@ void HunyuanPipeline::Validate(const GenerationRequest& request) const {
 
 HunyuanText HunyuanPipeline::EncodeText(const std::string& prompt) {
   torch::NoGradGuard no_grad;
-  std::string text = kVideoPromptTemplate;
-  text.replace(text.find("{}"), 2, prompt);
-  const auto tokens = llama_tokenizer_->Batch({text}, crop_start_ + options_.text_len);
+  const auto tokens = llama_tokenizer_->Batch({VideoPromptText(prompt)}, crop_start_ + options_.text_len);
   const auto hidden = llama_->HiddenState(tokens.ids, tokens.mask, options_.skip_layers);
   HunyuanText out;
   out.states = hidden[0].slice(0, crop_start_).to(torch::kFloat);
   out.mask = tokens.mask[0].slice(0, crop_start_);
   const auto clip_tokens = clip_tokenizer_->Batch({prompt}, options_.clip_len);
-  out.pooled = clip_->Pooled(clip_tokens.ids)[0].to(torch::kFloat);
+  out.pooled = clip_->Forward(clip_tokens.ids, clip_tokens.mask).pooled[0].to(torch::kFloat);
   return out;
 }
 
@@ -125,7 +108,7 @@ GenerationResult HunyuanPipeline::Generate(const GenerationRequest& request, con
   const auto text = EncodeText(request.prompt);
   stats.stage_seconds["encode_text"] = SecondsSince(start);
 
-  const auto noise = SeededNoise(request, dit_->config().in_channels, options_.device);
+  const auto noise = SeededNoise(request, dit_->config().in_channels, vae_->config().spatial_compression, options_.device);
 
   start = Clock::now();
   HunyuanDenoiseOptions denoise;

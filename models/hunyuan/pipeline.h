@@ -21,8 +21,11 @@
 
 namespace vidgen::hunyuan {
 
-// The reference's video prompt template (dit-llm-encode-video); its tokens before "{}" are cropped off.
-extern const char* const kVideoPromptTemplate;
+// The reference's video prompt template (dit-llm-encode-video) with `prompt` in its place.
+std::string VideoPromptText(const std::string& prompt);
+// How many tokens of a templated prompt come before the prompt, BOS included (95 with the released tokenizer): the
+// LLM's states there are cropped off.
+std::int64_t VideoPromptCrop(const LlamaTokenizer& tokenizer);
 
 struct HunyuanLoadOptions {
   c10::ScalarType dtype = c10::kBFloat16;  // DiT and text encoders; the VAE runs in fp32

@@ -59,26 +59,34 @@ LlamaConfig ReadLlamaConfig(const std::string& path) {
   file.Read("num_key_value_heads", config.num_key_value_heads);
   file.Read("rms_norm_eps", config.rms_norm_eps);
   file.Read("rope_theta", config.rope_theta);
+  if (config.num_attention_heads < 1 || config.num_key_value_heads < 1 ||
+      config.num_attention_heads % config.num_key_value_heads) {
+    Fail(ErrorCode::kInvalidArgument, "text encoder config '{}': {} heads do not group into {} key/value heads", path,
+         config.num_attention_heads, config.num_key_value_heads);
+  }
+  config.head_dim = config.hidden_size / config.num_attention_heads;
+  file.Read("head_dim", config.head_dim);
   if (json.contains("rope_scaling") && !json.at("rope_scaling").is_null()) {
     Fail(ErrorCode::kUnimplemented, "text encoder config '{}': rope_scaling {} is not supported", path,
          json.at("rope_scaling").dump());
   }
-  if (config.hidden_size % config.num_attention_heads || config.num_attention_heads % config.num_key_value_heads) {
-    Fail(ErrorCode::kInvalidArgument, "text encoder config '{}': {} heads and {} key/value heads do not fit width {}",
-         path, config.num_attention_heads, config.num_key_value_heads, config.hidden_size);
+  if (config.head_dim < 2 || config.head_dim % 2) {
+    Fail(ErrorCode::kInvalidArgument, "text encoder config '{}': head_dim {} is not a positive even number", path,
+         config.head_dim);
   }
   return config;
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& config) : config(config) {
-  const std::int64_t d = config.hidden_size, kv = config.num_key_value_heads * config.head_dim();
+  const std::int64_t d = config.hidden_size, kv = config.num_key_value_heads * config.head_dim;
+  const std::int64_t inner = config.num_attention_heads * config.head_dim;
   input_layernorm = register_module("input_layernorm", layers::RmsNorm(d, config.rms_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", layers::RmsNorm(d, config.rms_norm_eps));
   auto attention = Holder(*this, "self_attn");
-  q_proj = attention->register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
+  q_proj = attention->register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(d, inner).bias(false)));
   k_proj = attention->register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(d, kv).bias(false)));
   v_proj = attention->register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(d, kv).bias(false)));
-  o_proj = attention->register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
+  o_proj = attention->register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(inner, d).bias(false)));
   auto mlp = Holder(*this, "mlp");
   const std::int64_t f = config.intermediate_size;
   gate_proj = mlp->register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(d, f).bias(false)));
@@ -88,7 +96,7 @@ LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& config) : config(config) {
 
 at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                    const at::Tensor& mask) {
-  const std::int64_t batch = x.size(0), length = x.size(1), hd = config.head_dim();
+  const std::int64_t batch = x.size(0), length = x.size(1), hd = config.head_dim;
   const std::int64_t heads = config.num_attention_heads, kv_heads = config.num_key_value_heads;
   const auto h = input_layernorm(x);
   auto heads_first = [&](const at::Tensor& t, std::int64_t n) { return t.view({batch, length, n, hd}).transpose(1, 2); };
@@ -121,7 +129,7 @@ at::Tensor LlamaEncoderImpl::HiddenState(const at::Tensor& ids, const at::Tensor
     Fail(ErrorCode::kInvalidArgument, "cannot skip {} of {} LLaMA layers", skip, config_.num_hidden_layers);
   }
   const auto device = embed_tokens->weight.device();
-  const std::int64_t length = ids.size(1), hd = config_.head_dim();
+  const std::int64_t length = ids.size(1), hd = config_.head_dim;
   // RoPE over the halves of each head (Hugging Face's rotate_half), positions 0..L−1, in fp32.
   const auto inv_freq = torch::pow(config_.rope_theta, -torch::arange(0, hd, 2, torch::TensorOptions().dtype(torch::kFloat)
                                                                                       .device(device)) / double(hd));
@@ -181,7 +189,7 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextConfig& config) : config_
   text_model->register_module("final_layer_norm", norm(d));
 }
 
-at::Tensor ClipTextEncoderImpl::Pooled(const at::Tensor& ids) {
+ClipTextOutput ClipTextEncoderImpl::Forward(const at::Tensor& ids, const at::Tensor& mask) {
   torch::NoGradGuard no_grad;
   auto text_model = named_children()["text_model"];
   auto embeddings = text_model->named_children()["embeddings"];
@@ -191,7 +199,7 @@ at::Tensor ClipTextEncoderImpl::Pooled(const at::Tensor& ids) {
   const std::int64_t batch = ids.size(0), length = ids.size(1), heads = config_.num_attention_heads;
   const auto positions = torch::arange(length, torch::TensorOptions().dtype(torch::kLong).device(device));
   auto h = token->forward(ids.to(device)) + position->forward(positions).unsqueeze(0);
-  const auto mask = CausalMask(torch::ones({batch, length}, torch::kLong), length, device);
+  const auto attention_mask = CausalMask(mask, length, device);
   for (const auto& layer : *text_model->named_children()["encoder"]->named_children()["layers"]->as<torch::nn::ModuleList>()) {
     auto children = layer->named_children();
     auto attention = children["self_attn"]->named_children();
@@ -201,18 +209,17 @@ at::Tensor ClipTextEncoderImpl::Pooled(const at::Tensor& ids) {
     const auto n1 = children["layer_norm1"]->as<torch::nn::LayerNorm>()->forward(h);
     const auto attended = DenseAttention(split(layers::Project(linear(attention["q_proj"]), n1)),
                                          split(layers::Project(linear(attention["k_proj"]), n1)),
-                                         split(layers::Project(linear(attention["v_proj"]), n1)), mask);
+                                         split(layers::Project(linear(attention["v_proj"]), n1)), attention_mask);
     h = h + layers::Project(linear(attention["out_proj"]), attended.transpose(1, 2).reshape({batch, length, -1}));
     const auto n2 = children["layer_norm2"]->as<torch::nn::LayerNorm>()->forward(h);
     const auto f = layers::Project(linear(mlp["fc1"]), n2);
     h = h + layers::Project(linear(mlp["fc2"]), f * torch::sigmoid(1.702 * f));  // quick_gelu
   }
   h = text_model->named_children()["final_layer_norm"]->as<torch::nn::LayerNorm>()->forward(h);
-  // The first end-of-text token of each row (its last token when there is none).
-  const auto is_eos = ids.to(device).eq(config_.eos_token_id);
-  const auto first = torch::where(is_eos.any(1), is_eos.to(torch::kInt).argmax(1),
-                                  torch::full({batch}, length - 1, torch::TensorOptions().dtype(torch::kLong).device(device)));
-  return h.index({torch::arange(batch, first.options()), first});
+  // transformers' pooling rule (argmax takes the first of equal maxima).
+  const auto row_ids = ids.to(device).to(torch::kInt);
+  const auto at = config_.eos_token_id == 2 ? row_ids.argmax(1) : row_ids.eq(config_.eos_token_id).to(torch::kInt).argmax(1);
+  return {h, h.index({torch::arange(batch, at.options()), at})};
 }
 
 LlamaEncoder LoadLlamaEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {

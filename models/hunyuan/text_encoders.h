@@ -27,9 +27,9 @@ struct LlamaConfig {
   std::int64_t num_hidden_layers = 32;
   std::int64_t num_attention_heads = 32;
   std::int64_t num_key_value_heads = 8;
+  std::int64_t head_dim = 128;  // "head_dim", else hidden_size / num_attention_heads
   double rms_norm_eps = 1e-5;
   double rope_theta = 500000.0;
-  std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
 };
 // Reads config.json; a rope_scaling other than none is UNIMPLEMENTED (LLaVA-LLaMA-3-8B has none).
 LlamaConfig ReadLlamaConfig(const std::string& path);
@@ -69,17 +69,26 @@ struct ClipTextConfig {
   std::int64_t num_attention_heads = 12;
   std::int64_t max_position_embeddings = 77;
   double layer_norm_eps = 1e-5;
+  // Where the pooled state is read: the first position holding this id, or, for the legacy value 2 that the
+  // released CLIP-L config carries, the position of each row's highest id (transformers' rule: the first
+  // <|endoftext|>, the largest id of CLIP's vocabulary).
   std::int64_t eos_token_id = 49407;
 };
 // Reads config.json (its "text_config" when it is a whole CLIP model's); activations other than quick_gelu are
 // UNIMPLEMENTED.
 ClipTextConfig ReadClipTextConfig(const std::string& path);
 
+struct ClipTextOutput {
+  at::Tensor last_hidden_state;  // [B, L, hidden], after the final norm
+  at::Tensor pooled;             // [B, hidden], pooler_output
+};
+
 class ClipTextEncoderImpl : public torch::nn::Module {
  public:
   explicit ClipTextEncoderImpl(const ClipTextConfig& config);
-  // pooler_output: the final-norm state at each row's first end-of-text token, [B, hidden].
-  at::Tensor Pooled(const at::Tensor& ids);
+  // ids and mask [B, L] (mask a prefix of ones: causal attention that also skips padded keys, as
+  // CLIPTextModel(input_ids, attention_mask)).
+  ClipTextOutput Forward(const at::Tensor& ids, const at::Tensor& mask);
   const ClipTextConfig& config() const { return config_; }
 
  private:

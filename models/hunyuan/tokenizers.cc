@@ -77,7 +77,9 @@ LlamaTokenizer::LlamaTokenizer(const std::string& dir) {
     }
     std::sort(specials_.begin(), specials_.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-    bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges);
+    text::BpeOptions options;
+    options.ignore_merges = model.value("ignore_merges", false);
+    bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges, options);
     auto pattern = SplitPattern(json.value("pre_tokenizer", nlohmann::json()));
     splitter_ = std::make_unique<text::RegexSplitter>(pattern.empty() ? kGpt2Pattern : pattern, false);
     // The BOS the post-processor puts in front of every text.
@@ -169,7 +171,7 @@ ClipTokenizer::ClipTokenizer(const std::string& dir) {
     }
     merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
-  bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges, "</w>");
+  bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges, text::BpeOptions{.end_of_word = "</w>", .ignore_merges = false});
   bos_ = bpe_->Id("<|startoftext|>");
   eos_ = bpe_->Id("<|endoftext|>");
   splitter_ = std::make_unique<text::RegexSplitter>(
@@ -179,16 +181,8 @@ ClipTokenizer::ClipTokenizer(const std::string& dir) {
 TokenBatch ClipTokenizer::Batch(const std::vector<std::string>& texts, std::int64_t max_length) const {
   std::vector<std::vector<std::int64_t>> rows;
   for (const auto& text : texts) {
-    // whitespace_clean(basic_clean(text)).lower(): collapse runs of whitespace, trim.
-    std::string clean;
-    for (const char c : text) {
-      const bool space = std::isspace(static_cast<unsigned char>(c));
-      if (space && (clean.empty() || clean.back() == ' ')) continue;
-      clean += space ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    if (!clean.empty() && clean.back() == ' ') clean.pop_back();
     std::vector<std::int64_t> row = {bos_};
-    for (const auto& piece : splitter_->Split(clean, /*keep_gaps=*/false)) {
+    for (const auto& piece : splitter_->Split(text::ClipNormalize(text), /*keep_gaps=*/false)) {
       const auto ids = bpe_->Encode(piece);
       row.insert(row.end(), ids.begin(), ids.end());
     }

@@ -43,7 +43,7 @@ class ClipTokenizer {
   // Reads `vocab.json` and `merges.txt`.
   explicit ClipTokenizer(const std::string& dir);
 
-  // <|startoftext|> + tokens of the lower-cased, whitespace-collapsed text + <|endoftext|>, truncated to and padded
+  // <|startoftext|> + tokens of the cleaned, lower-cased text (text::ClipNormalize) + <|endoftext|>, truncated to and padded
   // with <|endoftext|> to `max_length`.
   TokenBatch Batch(const std::vector<std::string>& texts, std::int64_t max_length = 77) const;
   std::int64_t eos_id() const { return eos_; }

@@ -1,9 +1,13 @@
 #include "models/hunyuan/vae.h"
 
+#include <algorithm>
+#include <filesystem>
+
 #include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/io/json_config.h"
+#include "models/io/weight_store.h"
 #include "models/layers/attention.h"
 
 namespace vidgen::hunyuan {
@@ -38,23 +42,43 @@ CausalConvImpl* SamplerConv(torch::nn::Module& samplers) {
 
 }  // namespace
 
+bool HunyuanVaeConfig::SpatialResample(std::int64_t block) const {
+  return block < static_cast<std::int64_t>(std::log2(static_cast<double>(spatial_compression)));
+}
+
+bool HunyuanVaeConfig::TimeResample(std::int64_t block) const {
+  const auto blocks = static_cast<std::int64_t>(block_out_channels.size());
+  return block != blocks - 1 && block >= blocks - 1 - static_cast<std::int64_t>(std::log2(double(time_compression)));
+}
+
 void HunyuanVaeConfig::Validate() const {
-  if (block_out_channels.size() < 2) {
-    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: block_out_channels needs at least 2 entries");
+  const auto blocks = static_cast<std::int64_t>(block_out_channels.size());
+  if (blocks < 2 || blocks > 8) {
+    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: block_out_channels needs 2 to 8 entries, has {}", blocks);
   }
   for (const auto channels : block_out_channels) {
-    if (channels < 1 || channels % norm_num_groups != 0) {
+    if (norm_num_groups < 1 || channels < 1 || channels % norm_num_groups != 0) {
       Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: {} channels do not divide into {} groups", channels,
            norm_num_groups);
     }
   }
-  if (time_compression != 1 && time_compression != 2 && time_compression != 4 && time_compression != 8) {
-    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: time_compression_ratio {} is not a power of 2 up to 8",
+  if (time_compression != 4) {  // the only ratio the reference builds
+    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: time_compression_ratio {} is not supported (only 4)",
          time_compression);
   }
-  if (layers_per_block < 1 || latent_channels < 1 || !(scaling_factor > 0)) {
+  const bool power_of_two = spatial_compression >= 2 && (spatial_compression & (spatial_compression - 1)) == 0;
+  if (!power_of_two || spatial_compression > (std::int64_t{1} << blocks)) {
+    Fail(ErrorCode::kInvalidArgument,
+         "HunyuanVideo VAE: spatial_compression_ratio {} is not a power of 2 that {} blocks can reach",
+         spatial_compression, blocks);
+  }
+  if (layers_per_block < 1 || layers_per_block > 16 || latent_channels < 1 || !(scaling_factor > 0)) {
     Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: layers_per_block, latent_channels, scaling_factor must be "
          "positive");
+  }
+  if (sample_size < (std::int64_t{1} << (blocks - 1)) || sample_tsize < time_compression) {
+    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE: tile sizes sample_size {} and sample_tsize {} are too small",
+         sample_size, sample_tsize);
   }
 }
 
@@ -69,7 +93,18 @@ HunyuanVaeConfig ReadHunyuanVaeConfig(const std::string& path) {
   read("layers_per_block", config.layers_per_block);
   read("norm_num_groups", config.norm_num_groups);
   read("time_compression_ratio", config.time_compression);
+  read("spatial_compression_ratio", config.spatial_compression);
   read("scaling_factor", config.scaling_factor);
+  read("sample_tsize", config.sample_tsize);
+  // The reference tiles squares: a [h, w] sample_size uses its first entry.
+  if (const auto& json = file.json(); json.contains("sample_size") && json.at("sample_size").is_array()) {
+    std::vector<std::int64_t> sizes;
+    read("sample_size", sizes);
+    if (sizes.empty()) Fail(ErrorCode::kInvalidArgument, "HunyuanVideo VAE config '{}': sample_size is empty", path);
+    config.sample_size = sizes.front();
+  } else {
+    read("sample_size", config.sample_size);
+  }
   config.Validate();
   return config;
 }
@@ -140,7 +175,6 @@ at::Tensor MidBlockImpl::forward(const at::Tensor& x) {
 HunyuanVaeEncoderImpl::HunyuanVaeEncoderImpl(const HunyuanVaeConfig& config) {
   const auto& channels = config.block_out_channels;
   const std::int64_t blocks = static_cast<std::int64_t>(channels.size()), groups = config.norm_num_groups;
-  const std::int64_t time_layers = static_cast<std::int64_t>(std::log2(config.time_compression));
   conv_in = register_module("conv_in", CausalConv(config.in_channels, channels[0], 3));
   down_blocks = register_module("down_blocks", torch::nn::ModuleList());
   std::int64_t previous = channels[0];
@@ -150,11 +184,10 @@ HunyuanVaeEncoderImpl::HunyuanVaeEncoderImpl(const HunyuanVaeConfig& config) {
     for (std::int64_t j = 0; j < config.layers_per_block; ++j) {
       resnets->push_back(ResnetBlock(j == 0 ? previous : channels[i], channels[i], groups));
     }
-    const bool last = i == blocks - 1;
-    if (!last) {
-      const std::int64_t time = i >= blocks - 1 - time_layers ? 2 : 1;
-      block->register_module("downsamplers",
-                             torch::nn::ModuleList(Sampler(CausalConv(channels[i], channels[i], 3, std::array<std::int64_t, 3>{time, 2, 2}))));
+    const std::int64_t time = config.TimeResample(i) ? 2 : 1, space = config.SpatialResample(i) ? 2 : 1;
+    if (time > 1 || space > 1) {
+      block->register_module("downsamplers", torch::nn::ModuleList(Sampler(CausalConv(
+                                                 channels[i], channels[i], 3, std::array<std::int64_t, 3>{time, space, space}))));
     }
     down_blocks->push_back(block);
     previous = channels[i];
@@ -181,7 +214,6 @@ at::Tensor HunyuanVaeEncoderImpl::forward(const at::Tensor& video) {
 HunyuanVaeDecoderImpl::HunyuanVaeDecoderImpl(const HunyuanVaeConfig& config) {
   std::vector<std::int64_t> channels(config.block_out_channels.rbegin(), config.block_out_channels.rend());
   const std::int64_t blocks = static_cast<std::int64_t>(channels.size()), groups = config.norm_num_groups;
-  const std::int64_t time_layers = static_cast<std::int64_t>(std::log2(config.time_compression));
   conv_in = register_module("conv_in", CausalConv(config.latent_channels, channels[0], 3));
   mid_block = register_module("mid_block", MidBlock(channels[0], groups));
   up_blocks = register_module("up_blocks", torch::nn::ModuleList());
@@ -192,10 +224,10 @@ HunyuanVaeDecoderImpl::HunyuanVaeDecoderImpl(const HunyuanVaeConfig& config) {
     for (std::int64_t j = 0; j <= config.layers_per_block; ++j) {
       resnets->push_back(ResnetBlock(j == 0 ? previous : channels[i], channels[i], groups));
     }
-    const bool last = i == blocks - 1;
-    if (!last) {
+    const std::int64_t time = config.TimeResample(i) ? 2 : 1, space = config.SpatialResample(i) ? 2 : 1;
+    if (time > 1 || space > 1) {
       block->register_module("upsamplers", torch::nn::ModuleList(Sampler(CausalConv(channels[i], channels[i], 3))));
-      upsample.push_back({i >= blocks - 1 - time_layers ? 2 : 1, 2, 2});
+      upsample.push_back({time, space, space});
     } else {
       upsample.push_back({0, 0, 0});
     }
@@ -242,31 +274,39 @@ HunyuanVaeImpl::HunyuanVaeImpl(const HunyuanVaeConfig& config) : config_(config)
   post_quant_conv = register_module("post_quant_conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(latent, latent, 1)));
 }
 
-at::Tensor HunyuanVaeImpl::Encode(const at::Tensor& video) {
+std::pair<at::Tensor, at::Tensor> HunyuanVaeImpl::Posterior(const at::Tensor& video) {
   torch::NoGradGuard no_grad;
-  const std::int64_t frames = video.size(2), s = config_.spatial_compression();
-  if (video.dim() != 5 || video.size(1) != config_.in_channels || (frames - 1) % config_.time_compression != 0 ||
+  const std::int64_t s = config_.spatial_compression;
+  if (video.dim() != 5 || video.size(1) != config_.in_channels || (video.size(2) - 1) % config_.time_compression != 0 ||
       video.size(3) % s != 0 || video.size(4) % s != 0) {
     Fail(ErrorCode::kInvalidArgument,
          "HunyuanVideo VAE: cannot encode a video of shape [{}]: expected [B, {}, 1+{}k, {}h, {}w]",
          fmt::join(video.sizes(), ", "), config_.in_channels, config_.time_compression, s, s);
   }
-  const auto moments = quant_conv(encoder(video.to(torch::kFloat)));
-  return moments.chunk(2, 1)[0] * config_.scaling_factor;
+  const auto moments = quant_conv(encoder(video.to(torch::kFloat))).chunk(2, 1);
+  return {moments[0], moments[1].clamp(-30.0, 20.0)};
+}
+
+at::Tensor HunyuanVaeImpl::Encode(const at::Tensor& video) {
+  return Posterior(video).first * config_.scaling_factor;
+}
+
+std::int64_t HunyuanVaeImpl::LatentTileSize() const {
+  return config_.sample_size / (std::int64_t{1} << (config_.block_out_channels.size() - 1));
 }
 
 at::Tensor HunyuanVaeImpl::DecodeOne(const at::Tensor& z, const HunyuanVaeTiling& tiling) {
-  if (tiling.enabled && (z.size(3) > tiling.latent_size || z.size(4) > tiling.latent_size)) {
+  if (tiling.enabled && (z.size(3) > LatentTileSize() || z.size(4) > LatentTileSize())) {
     return DecodeSpatialTiles(z, tiling);
   }
   return decoder(post_quant_conv(z));
 }
 
 at::Tensor HunyuanVaeImpl::DecodeSpatialTiles(const at::Tensor& z, const HunyuanVaeTiling& tiling) {
-  const std::int64_t size = tiling.latent_size, s = config_.spatial_compression();
+  const std::int64_t size = LatentTileSize();
   const auto stride = static_cast<std::int64_t>(static_cast<double>(size) * (1 - tiling.overlap));
-  const auto blend = static_cast<std::int64_t>(static_cast<double>(size * s) * tiling.overlap);
-  const std::int64_t limit = size * s - blend;
+  const auto blend = static_cast<std::int64_t>(static_cast<double>(config_.sample_size) * tiling.overlap);
+  const std::int64_t limit = config_.sample_size - blend;
   std::vector<std::vector<at::Tensor>> rows;
   for (std::int64_t i = 0; i < z.size(3); i += stride) {
     rows.emplace_back();
@@ -296,12 +336,12 @@ at::Tensor HunyuanVaeImpl::Decode(const at::Tensor& latents, const HunyuanVaeTil
   }
   const auto z = latents.to(torch::kFloat) / config_.scaling_factor;
   at::Tensor video;
-  if (tiling.enabled && z.size(2) > tiling.latent_frames) {
+  if (tiling.enabled && z.size(2) > LatentTileFrames()) {
     // Temporal tiles of latent_frames + 1 latent frames; each after the first drops its first decoded frame.
-    const std::int64_t frames = tiling.latent_frames, t = config_.time_compression;
+    const std::int64_t frames = LatentTileFrames();
     const auto stride = static_cast<std::int64_t>(static_cast<double>(frames) * (1 - tiling.overlap));
-    const auto blend = static_cast<std::int64_t>(static_cast<double>(frames * t) * tiling.overlap);
-    const std::int64_t limit = frames * t - blend;
+    const auto blend = static_cast<std::int64_t>(static_cast<double>(config_.sample_tsize) * tiling.overlap);
+    const std::int64_t limit = config_.sample_tsize - blend;
     std::vector<at::Tensor> tiles;
     for (std::int64_t i = 0; i < z.size(2); i += stride) {
       auto decoded = DecodeOne(z.slice(2, i, i + frames + 1), tiling);
@@ -317,6 +357,29 @@ at::Tensor HunyuanVaeImpl::Decode(const at::Tensor& latents, const HunyuanVaeTil
     video = DecodeOne(z, tiling);
   }
   return video;
+}
+
+HunyuanVae LoadHunyuanVae(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const auto config_path = fs::path(dir) / "config.json";
+  HunyuanVae vae(fs::exists(config_path) ? ReadHunyuanVaeConfig(config_path.string()) : HunyuanVaeConfig());
+  io::WeightStore store;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto extension = entry.path().extension();
+    if (extension == ".pt" || extension == ".pth" || extension == ".safetensors") store.AddFile(entry.path().string());
+  }
+  if (store.size() == 0) Fail(ErrorCode::kNotFound, "no VAE weights in '{}'", dir);
+  // As the reference's load_vae: the "state_dict" entry when there is one; then, when any name starts with "vae.",
+  // only those names, without it.
+  auto any_under = [&](std::string_view prefix) {
+    const auto names = store.Names();
+    return std::any_of(names.begin(), names.end(), [&](const std::string& name) { return name.starts_with(prefix); });
+  };
+  if (any_under("state_dict.")) store.SelectPrefix("state_dict.");
+  if (any_under("vae.")) store.SelectPrefix("vae.");
+  store.LoadInto(*vae);
+  vae->eval();
+  return vae;
 }
 
 }  // namespace vidgen::hunyuan

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -26,14 +27,22 @@ struct HunyuanVaeConfig {
   std::int64_t layers_per_block = 2;  // the decoder has one more
   std::int64_t norm_num_groups = 32;
   std::int64_t time_compression = 4;
+  std::int64_t spatial_compression = 8;
   double scaling_factor = 0.476986;
+  // Tile sizes of tiled decoding, in pixels and frames ("sample_size", "sample_tsize").
+  std::int64_t sample_size = 256;
+  std::int64_t sample_tsize = 64;
 
-  std::int64_t spatial_compression() const { return std::int64_t{1} << (block_out_channels.size() - 1); }
+  // Block i halves H and W when i < log2(spatial_compression), and T when it is one of the log2(time_compression)
+  // blocks before the last, as the reference builds its encoder (the decoder mirrors it).
+  bool SpatialResample(std::int64_t block) const;
+  bool TimeResample(std::int64_t block) const;
   void Validate() const;  // throws Error(INVALID_ARGUMENT) naming the field
 };
 
 // Reads the VAE's config.json (block_out_channels, layers_per_block, latent_channels, norm_num_groups,
-// scaling_factor, time_compression_ratio, in/out_channels); absent keys keep the released values.
+// scaling_factor, time_compression_ratio, spatial_compression_ratio, sample_size, sample_tsize, in/out_channels);
+// absent keys keep the released values.
 HunyuanVaeConfig ReadHunyuanVaeConfig(const std::string& path);
 
 // "<name>.conv": a Conv3d after replicate padding — W and H by k/2 on both sides, T by k−1 in front.
@@ -90,14 +99,14 @@ struct HunyuanVaeDecoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(HunyuanVaeDecoder);
 
-// Tiled decoding as the reference's `enable_tiling` (E.1), which changes the output: latents longer than
-// `latent_frames` are decoded in tiles of latent_frames + 1 frames at stride latent_frames·(1 − overlap), and wider
-// or taller than `latent_size` in latent_size² tiles at stride latent_size·(1 − overlap); neighbouring tiles are
-// blended linearly over the overlap (16 frames and 64 pixels with the defaults).
+// Tiled decoding as the reference's `enable_tiling` (E.1), which changes the output. With the config's tile sizes
+// (sample_tsize frames, sample_size pixels; the latent tiles are sample_tsize / time_compression frames and
+// sample_size / 2^(blocks − 1) wide, as the reference computes them), latents longer than a latent tile are decoded
+// in tiles of one frame more at stride latent_frames·(1 − overlap), and wider or taller ones in square tiles at
+// stride latent_size·(1 − overlap); neighbouring tiles are blended linearly over overlap × the tile's pixels or
+// frames (16 frames and 64 pixels with the released config).
 struct HunyuanVaeTiling {
-  bool enabled = false;
-  std::int64_t latent_frames = 16;
-  std::int64_t latent_size = 32;
+  bool enabled = true;  // the reference pipeline's default (--vae-tiling)
   double overlap = 0.25;
 };
 
@@ -105,10 +114,13 @@ class HunyuanVaeImpl : public torch::nn::Module {
  public:
   explicit HunyuanVaeImpl(const HunyuanVaeConfig& config);
 
-  // video [B, 3, 1+4k, 8h, 8w] in [−1, 1] -> latents [B, 16, 1+k, h, w], the posterior mean × scaling factor.
+  // video [B, 3, 1+4k, 8h, 8w] in [−1, 1] -> the posterior's mean and log-variance (clamped to [−30, 20] as the
+  // reference), each [B, 16, 1+k, h, w].
+  std::pair<at::Tensor, at::Tensor> Posterior(const at::Tensor& video);
+  // The latents a pipeline holds: the posterior mean × scaling factor.
   at::Tensor Encode(const at::Tensor& video);
-  // latents -> video in [−1, 1]; with tiling, decoded tile by tile and blended as the reference does.
-  at::Tensor Decode(const at::Tensor& latents, const HunyuanVaeTiling& tiling = {});
+  // latents -> video (about [−1, 1], not clamped); with tiling, decoded tile by tile and blended as the reference does.
+  at::Tensor Decode(const at::Tensor& latents, const HunyuanVaeTiling& tiling = {.enabled = false, .overlap = 0.25});
 
   const HunyuanVaeConfig& config() const { return config_; }
   HunyuanVaeEncoder encoder{nullptr};
@@ -116,10 +128,17 @@ class HunyuanVaeImpl : public torch::nn::Module {
   torch::nn::Conv3d quant_conv{nullptr}, post_quant_conv{nullptr};
 
  private:
+  std::int64_t LatentTileFrames() const { return config_.sample_tsize / config_.time_compression; }
+  std::int64_t LatentTileSize() const;
   at::Tensor DecodeSpatialTiles(const at::Tensor& z, const HunyuanVaeTiling& tiling);
   at::Tensor DecodeOne(const at::Tensor& z, const HunyuanVaeTiling& tiling);
   HunyuanVaeConfig config_;
 };
 TORCH_MODULE(HunyuanVae);
+
+// Reads a VAE folder: config.json (the released sizes when absent) and its weights (.pt, .pth or .safetensors),
+// as a plain state dict or as the reference's load_vae also accepts, `{"state_dict": {"vae.<name>": ...}}`. Throws
+// Error naming the folder or the tensors that do not fit.
+HunyuanVae LoadHunyuanVae(const std::string& dir);
 
 }  // namespace vidgen::hunyuan

@@ -1,6 +1,9 @@
 #include "models/text/bpe.h"
 
+#include <unicode/locid.h>
+#include <unicode/normalizer2.h>
 #include <unicode/regex.h>
+#include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
 #include <limits>
@@ -53,6 +56,72 @@ const std::array<std::string, 256>& ByteSymbols() {
   return symbols;
 }
 
+namespace {
+
+// BERT's _is_chinese_char: the CJK Unified Ideographs blocks and their extensions and compatibility forms.
+bool IsCjkIdeograph(UChar32 c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+// BERT's _is_whitespace: the four ASCII spaces and the Zs category.
+bool IsSpace(UChar32 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || u_charType(c) == U_SPACE_SEPARATOR; }
+
+// BERT's _is_control: the C categories but the ASCII spaces.
+bool IsControl(UChar32 c) {
+  if (c == '\t' || c == '\n' || c == '\r') return false;
+  const auto type = u_charType(c);
+  return type == U_CONTROL_CHAR || type == U_FORMAT_CHAR || type == U_PRIVATE_USE_CHAR || type == U_SURROGATE ||
+         type == U_UNASSIGNED;
+}
+
+}  // namespace
+
+std::string ClipNormalize(const std::string& text) {
+  // _clean_text and _tokenize_chinese_chars, then NFC.
+  const auto input = icu::UnicodeString::fromUTF8(text);
+  icu::UnicodeString cleaned;
+  for (int32_t i = 0; i < input.length(); i = input.moveIndex32(i, 1)) {
+    const UChar32 c = input.char32At(i);
+    if (c == 0 || c == 0xFFFD || IsControl(c)) continue;
+    if (IsSpace(c)) {
+      cleaned.append(UChar32{' '});
+    } else if (IsCjkIdeograph(c)) {
+      cleaned.append(UChar32{' '}).append(c).append(UChar32{' '});
+    } else {
+      cleaned.append(c);
+    }
+  }
+  UErrorCode status = U_ZERO_ERROR;
+  const auto* nfc = icu::Normalizer2::getNFCInstance(status);
+  const auto normalized = U_SUCCESS(status) ? nfc->normalize(cleaned, status) : cleaned;
+  if (U_FAILURE(status)) Fail(ErrorCode::kInvalidArgument, "cannot normalise the text: {}", u_errorName(status));
+  // whitespace_tokenize, each word lower-cased. Of what Python's str.split breaks at, only the line and paragraph
+  // separators are left after the clean-up (the other ones are control characters).
+  std::string out;
+  auto add_word = [&](const icu::UnicodeString& word) {
+    if (word.isEmpty()) return;
+    icu::UnicodeString lower(word);
+    lower.toLower(icu::Locale::getRoot());
+    if (!out.empty()) out += ' ';
+    lower.toUTF8String(out);
+  };
+  icu::UnicodeString word;
+  for (int32_t i = 0; i < normalized.length(); i = normalized.moveIndex32(i, 1)) {
+    const UChar32 c = normalized.char32At(i);
+    const auto type = u_charType(c);
+    if (IsSpace(c) || type == U_LINE_SEPARATOR || type == U_PARAGRAPH_SEPARATOR) {
+      add_word(word);
+      word.remove();
+    } else {
+      word.append(c);
+    }
+  }
+  add_word(word);
+  return out;
+}
+
 struct RegexSplitter::Impl {
   std::unique_ptr<icu::RegexPattern> pattern;
 };
@@ -94,8 +163,8 @@ std::vector<std::string> RegexSplitter::Split(const std::string& text, bool keep
 
 BytePairEncoder::BytePairEncoder(std::unordered_map<std::string, std::int64_t> vocab,
                                  const std::vector<std::pair<std::string, std::string>>& merges,
-                                 std::string end_of_word)
-    : vocab_(std::move(vocab)), end_of_word_(std::move(end_of_word)) {
+                                 BpeOptions options)
+    : vocab_(std::move(vocab)), options_(std::move(options)) {
   for (std::size_t i = 0; i < merges.size(); ++i) {
     ranks_.emplace(merges[i].first + '\x01' + merges[i].second, static_cast<int>(i));
   }
@@ -115,9 +184,12 @@ std::vector<std::int64_t> BytePairEncoder::Encode(std::string_view piece) const 
   }
   std::string mapped;
   for (const char c : piece) mapped += ByteSymbols()[static_cast<unsigned char>(c)];
+  if (options_.ignore_merges) {
+    if (const auto it = vocab_.find(mapped + options_.end_of_word); it != vocab_.end()) return {it->second};
+  }
   auto symbols = Characters(mapped);
   if (symbols.empty()) return {};
-  symbols.back() += end_of_word_;
+  symbols.back() += options_.end_of_word;
   // Merge the lowest-ranked adjacent pair until none is in the table.
   while (symbols.size() > 1) {
     int best = std::numeric_limits<int>::max();

@@ -18,6 +18,12 @@ namespace vidgen::text {
 // The symbol (UTF-8) that stands for each byte.
 const std::array<std::string, 256>& ByteSymbols();
 
+// CLIP's clean-up of a text before its regex (transformers' CLIPTokenizer without ftfy, i.e. BERT's BasicTokenizer
+// without accent stripping or punctuation splits): control characters, NUL and U+FFFD dropped, white space made
+// one space between words, CJK ideographs set apart as words, NFC, and every word lower-cased by Unicode's rules
+// ("É" -> "é"). Words joined by single spaces.
+std::string ClipNormalize(const std::string& text);
+
 // Splits text by a regex with Unicode classes and look-ahead (ICU), as tokenizers' pre-tokenizers do.
 class RegexSplitter {
  public:
@@ -32,11 +38,18 @@ class RegexSplitter {
   std::unique_ptr<Impl> impl_;
 };
 
+struct BpeOptions {
+  // Appended to a piece's last symbol before merging (CLIP's "</w>"), empty for GPT-2 style.
+  std::string end_of_word;
+  // A piece whose symbols are one vocabulary entry is that token, merges or not (tokenizers' `ignore_merges`, set
+  // by LLaMA 3).
+  bool ignore_merges = false;
+};
+
 class BytePairEncoder {
  public:
-  // `end_of_word` is appended to a piece's last symbol before merging (CLIP's "</w>"), empty for GPT-2 style.
   BytePairEncoder(std::unordered_map<std::string, std::int64_t> vocab,
-                  const std::vector<std::pair<std::string, std::string>>& merges, std::string end_of_word = "");
+                  const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options = {});
 
   // The ids of one piece of raw text. Throws Error(INVALID_ARGUMENT) for a symbol the vocabulary lacks.
   std::vector<std::int64_t> Encode(std::string_view piece) const;
@@ -47,7 +60,7 @@ class BytePairEncoder {
  private:
   std::unordered_map<std::string, std::int64_t> vocab_;
   std::unordered_map<std::string, int> ranks_;  // "left\x01right" -> merge rank
-  std::string end_of_word_;
+  BpeOptions options_;
   mutable std::mutex mutex_;
   mutable std::unordered_map<std::string, std::vector<std::int64_t>> cache_;
 };

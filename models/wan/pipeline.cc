@@ -183,7 +183,7 @@ GenerationResult WanPipeline::Generate(const GenerationRequest& request, const G
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
   stats.stage_seconds["encode_text"] = SecondsSince(start);
 
-  const auto noise = SeededNoise(request, dit_->config().in_dim, options_.device);
+  const auto noise = SeededNoise(request, dit_->config().in_dim, kVaeStrideHW, options_.device);
 
   start = Clock::now();
   DenoiseOptions options;

@@ -1,5 +1,5 @@
-// HunyuanVideo's tokenizers, text encoders and whole pipeline on a tiny checkpoint (no golden exists for these):
-// tokenizations derived from the formats' definitions, masking, determinism, the released key names.
+// HunyuanVideo's tokenizers, text encoders and whole pipeline on the golden checkpoint, beyond what the reference
+// cases show: tokenizations derived from the formats' definitions, masking, determinism, the released key names.
 #include <filesystem>
 #include <set>
 
@@ -9,26 +9,27 @@
 #include "common/error.h"
 #include "models/hunyuan/pipeline.h"
 #include "models/text/bpe.h"
-#include "tests/hunyuan/tiny_checkpoint.h"
+#include "tests/support/golden.h"
 
 namespace vidgen::hunyuan {
 namespace {
 
 namespace fs = std::filesystem;
 
+// The LLaMA-3 pre-tokenizer regex, as its tokenizer.json spells it.
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// A whole HunyuanVideo checkpoint: the one of the golden pipeline case.
 class HunyuanTextTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::temp_directory_path() / ("vidgen-hunyuan-tiny-" + std::to_string(::getpid())));
-    testing::MakeTinyHunyuanCheckpoint(*dir_);
+  void SetUp() override {
+    const auto cases = testing::GoldenCases("hunyuan_pipeline");
+    ASSERT_FALSE(cases.empty()) << "no hunyuan_pipeline golden case";
+    dir_ = testing::GoldenCase(cases.front()).CheckpointDir();
   }
-  static void TearDownTestSuite() {
-    fs::remove_all(*dir_);
-    delete dir_;
-  }
-  static fs::path* dir_;
+  fs::path dir_;
 };
-fs::path* HunyuanTextTest::dir_ = nullptr;
 
 TEST(BytePairTest, BytesMapToGpt2Symbols) {
   const auto& symbols = text::ByteSymbols();
@@ -40,7 +41,7 @@ TEST(BytePairTest, BytesMapToGpt2Symbols) {
 }
 
 TEST(BytePairTest, TheLlama3RegexSplitsAsItsDefinitionSays) {
-  const text::RegexSplitter splitter(testing::kLlama3Pattern, false);
+  const text::RegexSplitter splitter(kLlama3Pattern, false);
   // Letters keep one leading non-letter; digits go in threes; a space before digits stands alone; contractions
   // split off case-insensitively; newlines gather.
   EXPECT_EQ(splitter.Split("Hello world's 12345!!\n\nÉté", true),
@@ -62,36 +63,59 @@ TEST(BytePairTest, MergesApplyByRank) {
   EXPECT_EQ(other.Encode("abab"), (std::vector<std::int64_t>{300, 300}));
 }
 
+TEST(BytePairTest, IgnoreMergesTakesAWholeVocabularyWord) {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  for (int b = 0; b < 256; ++b) vocab[text::ByteSymbols()[static_cast<std::size_t>(b)]] = b;
+  vocab["zebra"] = 300;  // no merge builds it
+  vocab["ab"] = 301;
+  const text::BytePairEncoder plain(vocab, {{"a", "b"}});
+  EXPECT_EQ(plain.Encode("zebra"), (std::vector<std::int64_t>{'z', 'e', 'b', 'r', 'a'}));
+  const text::BytePairEncoder whole(vocab, {{"a", "b"}}, {.end_of_word = "", .ignore_merges = true});
+  EXPECT_EQ(whole.Encode("zebra"), (std::vector<std::int64_t>{300}));
+  EXPECT_EQ(whole.Encode("zebras"), (std::vector<std::int64_t>{'z', 'e', 'b', 'r', 'a', 's'}));
+  EXPECT_EQ(whole.Encode("abab"), (std::vector<std::int64_t>{301, 301}));
+}
+
+TEST(ClipNormalizeTest, CleansSplitsAndLowerCasesAsBasicTokenizer) {
+  EXPECT_EQ(text::ClipNormalize("  The\tRED\n\nball  "), "the red ball");
+  EXPECT_EQ(text::ClipNormalize("ÉTÉ Ωμέγα ΣΑΣ"), "été ωμέγα σας");  // Unicode case mapping, final sigma
+  EXPECT_EQ(text::ClipNormalize("a\u200Bb\x01" "c\uFFFDd"), "abcd");    // format and control characters dropped
+  EXPECT_EQ(text::ClipNormalize("猫が好き"), "猫 が 好 き");           // ideographs set apart, kana not
+  EXPECT_EQ(text::ClipNormalize("e\u0301"), "é");                     // NFC
+  EXPECT_EQ(text::ClipNormalize("a\u3000b\u2028c"), "a b c");         // other white space and separators
+}
+
 TEST_F(HunyuanTextTest, LlamaTokenizerReadsTokenizerJson) {
-  const LlamaTokenizer tokenizer((*dir_ / "text_encoder").string());
-  const auto the = tokenizer.Encode(" the");
-  ASSERT_EQ(the.size(), 1u);  // Ġ + t + h + e merged in rank order
+  const LlamaTokenizer tokenizer((dir_ / "text_encoder").string());
+  const auto word = tokenizer.Encode(" the");
   const auto ids = tokenizer.Encode("<|eot_id|> the<|eot_id|>");
-  ASSERT_EQ(ids.size(), 3u);
-  EXPECT_EQ(ids[0], ids[2]);
-  EXPECT_EQ(ids[1], the[0]);
-  EXPECT_EQ(tokenizer.Encode("é").size(), 2u);  // two UTF-8 bytes, no merge
-  const auto batch = tokenizer.Batch({" the red", " the"}, 6);
+  ASSERT_EQ(ids.size(), word.size() + 2);
+  EXPECT_EQ(ids.front(), ids.back());
+  EXPECT_EQ(std::vector<std::int64_t>(ids.begin() + 1, ids.end() - 1), word);
+  const auto batch = tokenizer.Batch({" the red", " the"}, 12);
   EXPECT_EQ(batch.ids[0][0].item<std::int64_t>(), tokenizer.bos_id());
-  EXPECT_EQ(batch.mask.sum(1)[0].item<std::int64_t>(), 3);  // BOS, " the", " red"
-  EXPECT_EQ(batch.mask.sum(1)[1].item<std::int64_t>(), 2);
-  EXPECT_EQ(batch.ids[1][5].item<std::int64_t>(), tokenizer.pad_id());
-  EXPECT_EQ(tokenizer.Batch({std::string(20, 'x')}, 6).mask.sum().item<std::int64_t>(), 6);  // truncated
+  EXPECT_EQ(batch.mask.sum(1)[0].item<std::int64_t>(), static_cast<std::int64_t>(1 + tokenizer.Encode(" the red").size()));
+  EXPECT_EQ(batch.mask.sum(1)[1].item<std::int64_t>(), static_cast<std::int64_t>(1 + word.size()));
+  EXPECT_EQ(batch.ids[1][11].item<std::int64_t>(), tokenizer.pad_id());
+  EXPECT_EQ(tokenizer.Batch({std::string(40, 'x')}, 6).mask.sum().item<std::int64_t>(), 6);  // truncated
 }
 
 TEST_F(HunyuanTextTest, ClipTokenizerLowerCasesAndEndsWords) {
-  const ClipTokenizer tokenizer((*dir_ / "text_encoder_2").string());
-  const auto batch = tokenizer.Batch({"The   RED", "the red"}, 8);
+  const ClipTokenizer tokenizer((dir_ / "text_encoder_2").string());
+  const auto batch = tokenizer.Batch({"The   RED", "the red", "ÉTÉ", "été"}, 12);
   EXPECT_TRUE(torch::equal(batch.ids[0], batch.ids[1]));
-  EXPECT_EQ(batch.mask.sum(1)[0].item<std::int64_t>(), 4);  // <|startoftext|> the</w> red</w> <|endoftext|>
-  EXPECT_EQ(batch.ids[0][3].item<std::int64_t>(), tokenizer.eos_id());
-  EXPECT_EQ(batch.ids[0][7].item<std::int64_t>(), tokenizer.eos_id());  // padded with the end of text
+  EXPECT_TRUE(torch::equal(batch.ids[2], batch.ids[3]));
+  const auto length = batch.mask.sum(1)[0].item<std::int64_t>();
+  EXPECT_GE(length, 4);  // <|startoftext|>, at least one token a word, <|endoftext|>
+  EXPECT_EQ(batch.ids[0][length - 1].item<std::int64_t>(), tokenizer.eos_id());
+  EXPECT_EQ(batch.ids[0][11].item<std::int64_t>(), tokenizer.eos_id());  // padded with the end of text
   const auto truncated = tokenizer.Batch({std::string(30, 'q')}, 8);
+  EXPECT_EQ(truncated.mask.sum().item<std::int64_t>(), 8);
   EXPECT_EQ(truncated.ids[0][7].item<std::int64_t>(), tokenizer.eos_id());
 }
 
 TEST_F(HunyuanTextTest, TextEncodersMaskAndCrop) {
-  const auto llama_dir = (*dir_ / "text_encoder").string();
+  const auto llama_dir = (dir_ / "text_encoder").string();
   auto llama = LoadLlamaEncoder(llama_dir, torch::kFloat, torch::kCPU);
   const LlamaTokenizer tokenizer(llama_dir);
   const auto a = tokenizer.Batch({" the red ball"}, 12), b = tokenizer.Batch({" the red ball the"}, 12);
@@ -103,12 +127,13 @@ TEST_F(HunyuanTextTest, TextEncodersMaskAndCrop) {
   EXPECT_TRUE(torch::equal(llama->HiddenState(a.ids, a.mask), ha));  // deterministic
   EXPECT_FALSE(torch::allclose(llama->HiddenState(a.ids, a.mask, 1), ha));  // another layer
 
-  const auto clip_dir = (*dir_ / "text_encoder_2").string();
+  const auto clip_dir = (dir_ / "text_encoder_2").string();
   auto clip = LoadClipTextEncoder(clip_dir, torch::kFloat, torch::kCPU);
   const ClipTokenizer clip_tokenizer(clip_dir);
   // The pooled state sits at the end of text, so padding after it changes nothing.
-  const auto short_pad = clip->Pooled(clip_tokenizer.Batch({"the red"}, 8).ids);
-  const auto long_pad = clip->Pooled(clip_tokenizer.Batch({"the red"}, 20).ids);
+  const auto short_batch = clip_tokenizer.Batch({"the red"}, 8), long_batch = clip_tokenizer.Batch({"the red"}, 20);
+  const auto short_pad = clip->Forward(short_batch.ids, short_batch.mask).pooled;
+  const auto long_pad = clip->Forward(long_batch.ids, long_batch.mask).pooled;
   EXPECT_EQ(short_pad.sizes(), (std::vector<std::int64_t>{1, clip->config().hidden_size}));
   EXPECT_TRUE(torch::allclose(short_pad, long_pad, 1e-5, 1e-5));
 }
@@ -117,7 +142,7 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
   HunyuanLoadOptions options;
   options.dtype = torch::kFloat;
   options.text_len = 32;
-  auto pipeline = HunyuanPipeline::Load(dir_->string(), options);
+  auto pipeline = HunyuanPipeline::Load(dir_.string(), options);
   GenerationRequest request;
   request.prompt = "the red ball";
   request.width = 48;
@@ -142,7 +167,7 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
   const auto text = pipeline->EncodeText("the red ball");
   EXPECT_EQ(text.states.size(0), 32);
   EXPECT_EQ(text.mask.sum().item<std::int64_t>(), static_cast<std::int64_t>(
-      LlamaTokenizer((*dir_ / "text_encoder").string()).Encode("the red ball<|eot_id|>").size()));
+      LlamaTokenizer((dir_ / "text_encoder").string()).Encode("the red ball<|eot_id|>").size()));
 
   request.frames = 10;
   EXPECT_THROW(pipeline->Generate(request, {}), Error);
@@ -157,7 +182,7 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'prompt'"), std::string::npos);
   }
-  EXPECT_THROW(HunyuanPipeline::Load((*dir_ / "vae").string(), options), Error);
+  EXPECT_THROW(HunyuanPipeline::Load((dir_ / "vae").string(), options), Error);
 }
 
 }  // namespace
@@ -169,7 +194,7 @@ namespace vidgen::hunyuan {
 namespace {
 
 TEST_F(HunyuanTextTest, TextEncodersHaveHuggingFacesNamesAndPrefixes) {
-  const auto llama_dir = *dir_ / "text_encoder";
+  const auto llama_dir = dir_ / "text_encoder";
   auto llama = LoadLlamaEncoder(llama_dir.string(), torch::kFloat, torch::kCPU);
   std::set<std::string> names;
   for (const auto& item : llama->named_parameters()) names.insert(item.key());
@@ -194,7 +219,7 @@ TEST_F(HunyuanTextTest, TextEncodersHaveHuggingFacesNamesAndPrefixes) {
   const auto ids = torch::tensor({{1, 2, 3}}, torch::kLong), mask = torch::ones({1, 3}, torch::kLong);
   EXPECT_TRUE(torch::equal(reloaded->HiddenState(ids, mask), llama->HiddenState(ids, mask)));
 
-  auto clip = LoadClipTextEncoder((*dir_ / "text_encoder_2").string(), torch::kFloat, torch::kCPU);
+  auto clip = LoadClipTextEncoder((dir_ / "text_encoder_2").string(), torch::kFloat, torch::kCPU);
   names.clear();
   for (const auto& item : clip->named_parameters()) names.insert(item.key());
   EXPECT_EQ(names.size(), 2 + 16 * static_cast<std::size_t>(clip->config().num_hidden_layers) + 2);  // 196 for CLIP-L

@@ -6,8 +6,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "models/hunyuan/vae.h"
+#include "models/io/tensor_file.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -20,9 +26,9 @@ HunyuanVaeConfig TinyConfig() {
   return config;
 }
 
-HunyuanVae TinyVae() {
+HunyuanVae TinyVae(const HunyuanVaeConfig& config = TinyConfig()) {
   torch::manual_seed(0);
-  HunyuanVae vae(TinyConfig());
+  HunyuanVae vae(config);
   vae->eval();
   return vae;
 }
@@ -95,23 +101,68 @@ TEST(HunyuanVaeTest, ConvolutionsAndAttentionLookOnlyAtThePast) {
 }
 
 TEST(HunyuanVaeTest, TilingKeepsTheShapeAndIsExactWithinOneTile) {
-  auto vae = TinyVae();
   const auto latents = torch::randn({1, 16, 7, 10, 12});
-  const auto whole = vae->Decode(latents);
-  HunyuanVaeTiling tiling;
-  tiling.enabled = true;
-  EXPECT_TRUE(torch::equal(vae->Decode(latents, tiling), whole));  // fits in one tile
-  tiling.latent_frames = 4;
-  tiling.latent_size = 4;
-  const auto tiled = vae->Decode(latents, tiling);
+  const HunyuanVaeTiling tiling{.enabled = true, .overlap = 0.25};
+  auto config = TinyConfig();  // the released tile sizes: 64 frames, 256 pixels
+  const auto whole = TinyVae(config)->Decode(latents);
+  EXPECT_TRUE(torch::equal(TinyVae(config)->Decode(latents, tiling), whole));  // fits in one tile
+  config.sample_tsize = 16;  // 4 latent frames
+  config.sample_size = 32;   // 4 latent rows and columns
+  const auto tiled = TinyVae(config)->Decode(latents, tiling);
   EXPECT_EQ(tiled.sizes(), whole.sizes());
   EXPECT_TRUE(torch::isfinite(tiled).all().item<bool>());
   EXPECT_FALSE(torch::equal(tiled, whole));  // tiles see less context, as in the reference
   // The first frames of the first temporal tile, away from the spatial seams' blend, are untouched by tiling in
   // time: frame 0 of a time-tiled decode equals frame 0 of decoding the first tile alone.
-  tiling.latent_size = 32;
+  config.sample_size = 256;
+  auto vae = TinyVae(config);
   const auto time_tiled = vae->Decode(latents, tiling);
   EXPECT_TRUE(torch::allclose(time_tiled.slice(2, 0, 1), vae->Decode(latents.slice(2, 0, 5)).slice(2, 0, 1)));
+}
+
+TEST(HunyuanVaeTest, ResamplesAsTheReferenceBuildsItsBlocks) {
+  auto config = TinyConfig();
+  config.spatial_compression = 4;  // only the first two of four blocks halve the sides
+  auto vae = TinyVae(config);
+  const auto latents = vae->Encode(torch::rand({1, 3, 9, 16, 24}) * 2 - 1);
+  EXPECT_EQ(latents.sizes(), (std::vector<std::int64_t>{1, 16, 3, 4, 6}));
+  EXPECT_EQ(vae->Decode(latents).sizes(), (std::vector<std::int64_t>{1, 3, 9, 16, 24}));
+  config.spatial_compression = 32;  // more halvings than blocks
+  EXPECT_THROW(HunyuanVae{config}, Error);
+  config.spatial_compression = 8;
+  config.time_compression = 8;  // the reference builds 4 only
+  EXPECT_THROW(HunyuanVae{config}, Error);
+}
+
+// The reference's load_vae takes a plain state dict or one under "state_dict" with "vae." names (other names beside
+// them dropped). A nested archive reads as the dotted names written here.
+TEST(HunyuanVaeTest, LoadsEveryStateDictFormOfTheReference) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("vidgen-hunyuan-vae-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "plain");
+  fs::create_directories(dir / "wrapped");
+  const auto config = TinyConfig();
+  for (const char* form : {"plain", "wrapped"}) {
+    std::ofstream(dir / form / "config.json") << nlohmann::json{{"block_out_channels", config.block_out_channels},
+                                                                {"norm_num_groups", config.norm_num_groups},
+                                                                {"layers_per_block", config.layers_per_block}}
+                                                     .dump();
+  }
+  auto vae = TinyVae();
+  io::NamedTensors plain, wrapped = {{"state_dict.loss.logvar", torch::zeros({1})}};
+  for (const auto& item : vae->named_parameters()) {
+    plain.emplace_back(item.key(), item.value().detach());
+    wrapped.emplace_back("state_dict.vae." + item.key(), item.value().detach());
+  }
+  io::WriteSafetensors((dir / "plain" / "diffusion_pytorch_model.safetensors").string(), plain);
+  io::WriteTorchCheckpoint((dir / "wrapped" / "pytorch_model.pt").string(), wrapped);
+  const auto latents = torch::randn({1, 16, 2, 2, 2});
+  const auto expected = vae->Decode(latents);
+  EXPECT_TRUE(torch::equal(LoadHunyuanVae((dir / "plain").string())->Decode(latents), expected));
+  EXPECT_TRUE(torch::equal(LoadHunyuanVae((dir / "wrapped").string())->Decode(latents), expected));
+  fs::remove_all(dir / "wrapped" / "pytorch_model.pt");
+  EXPECT_THROW(LoadHunyuanVae((dir / "wrapped").string()), Error);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -453,14 +453,16 @@ TEST(ServiceTest, TlsAndTheHealthService) {
 }  // namespace
 }  // namespace vidgen::testing
 
-#include "tests/hunyuan/tiny_checkpoint.h"
+#include "tests/support/golden.h"
 
 namespace vidgen::testing {
 namespace {
 
 TEST(ServiceTest, AHunyuanVideoJobRunsEndToEnd) {
   Cluster cluster;
-  const auto checkpoint = MakeTinyHunyuanCheckpoint(std::filesystem::path(cluster.dir()) / "hunyuan-tiny");
+  const auto cases = GoldenCases("hunyuan_pipeline");  // a whole tiny HunyuanVideo checkpoint
+  ASSERT_FALSE(cases.empty());
+  const auto checkpoint = GoldenCase(cases.front()).CheckpointDir();
   cluster.StartServer({"--model", "hunyuan-tiny:hunyuanvideo"});
   cluster.StartWorker(2, {}, checkpoint.string(), "hunyuan-tiny");
   v1::JobSpec spec;
