@@ -49,8 +49,14 @@ void ThrowStatus(const grpc::Status& status, const std::string& what) {
 }
 
 std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  constexpr std::streamoff kMaxBytes = 1 << 20;  // keys, tokens and certificates are a few KB
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) Fail(ErrorCode::kInvalidArgument, "cannot read '{}'", path);
+  if (in.tellg() > kMaxBytes) {
+    Fail(ErrorCode::kInvalidArgument, "'{}' is {} bytes; a key, token or certificate file is at most {}", path,
+         static_cast<std::int64_t>(in.tellg()), kMaxBytes);
+  }
+  in.seekg(0);
   std::ostringstream bytes;
   bytes << in.rdbuf();
   return bytes.str();

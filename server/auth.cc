@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "proto/rpc.h"
 
 namespace vidgen::server {
@@ -23,7 +24,7 @@ Authenticator::Authenticator(const std::string& keys_file, std::string worker_to
   if (open_) return;
   nlohmann::json keys;
   try {
-    keys = nlohmann::json::parse(rpc::ReadSmallFile(keys_file));
+    keys = ParseJson(rpc::ReadSmallFile(keys_file), fmt::format("keys file '{}'", keys_file));
     for (const auto& entry : keys) {
       const std::string key = entry.at("key"), tenant = entry.at("tenant");
       if (key.size() < 16) Fail(ErrorCode::kInvalidArgument, "a key of tenant '{}' is shorter than 16 characters", tenant);

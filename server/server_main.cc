@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "proto/rpc.h"
 #include "server/services.h"
 
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-steps", limits.max_steps)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen-server", [&] {
     const std::string worker_token = vidgen::rpc::ReadSecret(worker_token_file, "VIDGEN_WORKER_TOKEN");
     if (worker_token.empty()) {
       throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
@@ -134,11 +135,5 @@ int main(int argc, char** argv) {
     health->Shutdown();  // NOT_SERVING from now on, while calls in flight finish
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     return 0;
-  } catch (const vidgen::Error& e) {
-    spdlog::error("{} ({})", e.what(), vidgen::ErrorCodeName(e.code()));
-    return 2;
-  } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
-    return 1;
-  }
+  });
 }

@@ -14,6 +14,7 @@
 #include "cache/config.h"
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
 #include "models/wan/pipeline.h"
@@ -275,7 +276,7 @@ int main(int argc, char** argv) {
   quality_command->add_option("--plot", quality.plot, "write a PNG of quality vs speed-up (needs gnuplot)");
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen-bench", [&] {
     if (parallel_command->parsed() && vidgen::tools::IsParallelBenchRank()) {
       return vidgen::tools::RunParallelBenchRank(parallel);
     }
@@ -291,12 +292,6 @@ int main(int argc, char** argv) {
     }
     if (cache_command->parsed()) return RunCacheBench(cache);
     if (quality_command->parsed()) return vidgen::tools::RunQualityBench(quality);
-  } catch (const vidgen::Error& e) {
-    fmt::print(stderr, "vidgen-bench: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
-    return 1;
-  } catch (const c10::Error& e) {
-    fmt::print(stderr, "vidgen-bench: INTERNAL: {}\n", e.what_without_backtrace());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -13,6 +13,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "common/sha256.h"
 #include "proto/rpc.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
@@ -233,7 +234,7 @@ int main(int argc, char** argv) {
   auto* models_command = app.add_subcommand("models", "the models the server serves");
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen", [&] {
     auto stub = connection.Stub();
     auto context = connection.Context();
     if (*submit_command) {
@@ -332,12 +333,6 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-  } catch (const Error& e) {
-    fmt::print(stderr, "vidgen: {}\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "vidgen: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -11,6 +11,7 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "common/rank_launch.h"
 #include "models/pipelines.h"
 #include "models/wan/config.h"
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
   app.add_flag("--cache-fallback", cache_fallback, "over budget, fall back to lite mode instead of refusing");
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen-generate", [&] {
     mesh.cfg = cfg_parallel ? 2 : 1;
     if (nproc > 1 && !vidgen::parallel::IsRank()) return vidgen::parallel::LaunchLocalRanks(nproc, argv, "vidgen-generate");
     std::unique_ptr<vidgen::parallel::World> world;
@@ -159,12 +160,6 @@ int main(int argc, char** argv) {
                  result.stats.predicted_steps, static_cast<double>(result.stats.cache_peak_bytes) / (1 << 20),
                  result.stats.forecast_seconds);
     }
-  } catch (const vidgen::Error& e) {
-    fmt::print(stderr, "vidgen-generate: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
-    return 1;
-  } catch (const c10::Error& e) {
-    fmt::print(stderr, "vidgen-generate: INTERNAL: {}\n", e.what_without_backtrace());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

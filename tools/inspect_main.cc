@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "models/io/tensor_file.h"
 #include "models/io/weight_store.h"
 
@@ -61,7 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--filter", filter, "list only tensors whose name contains this text");
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen-inspect", [&] {
     for (const auto& path : paths) {
       if (!std::filesystem::is_directory(path)) {
         Inspect(path, stats, filter);
@@ -74,9 +75,6 @@ int main(int argc, char** argv) {
       std::sort(files.begin(), files.end());
       for (const auto& file : files) Inspect(file, stats, filter);
     }
-  } catch (const vidgen::Error& e) {
-    fmt::print(stderr, "vidgen-inspect: {}: {}\n", vidgen::ErrorCodeName(e.code()), e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "models/demo/trainer.h"
 
 int main(int argc, char** argv) {
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   double smoothed = 0;
   std::string stage;
-  try {
+  return vidgen::RunTool("vidgen-train", [&] {
     vidgen::demo::TrainDemoModel(options, [&](const vidgen::demo::TrainProgress& p) {
       if (p.stage != stage) {
         if (!stage.empty() && tty) fmt::print(stderr, "\n");
@@ -75,11 +76,5 @@ int main(int argc, char** argv) {
     if (tty) fmt::print(stderr, "\n");
     fmt::print(stderr, "vidgen-train: wrote {}\n", options.out);
     return 0;
-  } catch (const vidgen::Error& e) {
-    fmt::print(stderr, "\nvidgen-train: {} ({})\n", e.what(), vidgen::ErrorCodeName(e.code()));
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "\nvidgen-train: {}\n", e.what());
-    return 1;
-  }
+  });
 }

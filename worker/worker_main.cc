@@ -14,6 +14,7 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/tool_main.h"
 #include "common/rank_launch.h"
 #include "models/pipelines.h"
 #include "models/wan/config.h"
@@ -210,7 +211,7 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", options.work_dir, "where videos are encoded before upload")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return vidgen::RunTool("vidgen-worker", [&] {
     mesh.cfg = cfg_parallel ? 2 : 1;
     if (nproc > 1 && !vidgen::parallel::IsRank()) {
       return vidgen::parallel::LaunchLocalRanks(nproc, argv, "vidgen-worker");
@@ -262,11 +263,5 @@ int main(int argc, char** argv) {
     spdlog::info("serving {} ({} rank(s), {}) for {}", options.model_name, world ? world->size() : 1, options.device,
                  options.server);
     group.Lead(link);
-  } catch (const Error& e) {
-    spdlog::error("vidgen-worker: {} ({})", e.what(), vidgen::ErrorCodeName(e.code()));
-    return 2;
-  } catch (const std::exception& e) {
-    spdlog::error("vidgen-worker: {}", e.what());
-    return 1;
-  }
+  });
 }

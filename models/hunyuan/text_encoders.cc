@@ -68,7 +68,7 @@ LlamaConfig ReadLlamaConfig(const std::string& path) {
   file.Read("head_dim", config.head_dim);
   if (json.contains("rope_scaling") && !json.at("rope_scaling").is_null()) {
     Fail(ErrorCode::kUnimplemented, "text encoder config '{}': rope_scaling {} is not supported", path,
-         json.at("rope_scaling").dump());
+         JsonExcerpt(json.at("rope_scaling")));
   }
   if (config.head_dim < 2 || config.head_dim % 2) {
     Fail(ErrorCode::kInvalidArgument, "text encoder config '{}': head_dim {} is not a positive even number", path,

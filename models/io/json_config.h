@@ -3,26 +3,33 @@
 #pragma once
 
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json.h"
 
 namespace vidgen::io {
 
 class JsonConfig {
  public:
+  // Tokenizer files of large vocabularies are about 10 MB; a config is a few KB.
+  static constexpr std::uintmax_t kMaxBytes = std::uintmax_t{64} << 20;
+
   // `what` names the kind of file in errors ("Wan config"). Throws Error(NOT_FOUND) when the file cannot be read,
-  // Error(INVALID_ARGUMENT) when it is not a JSON object.
+  // Error(INVALID_ARGUMENT) when it is larger than kMaxBytes, nests too deep or is not a JSON object.
   JsonConfig(const std::string& path, std::string what) : path_(path), what_(std::move(what)) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) Fail(ErrorCode::kNotFound, "cannot read {} '{}'", what_, path);
-    try {
-      json_ = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      Fail(ErrorCode::kInvalidArgument, "{} '{}' is not valid JSON: {}", what_, path, e.what());
+    const auto size = static_cast<std::uintmax_t>(in.tellg());
+    if (size > kMaxBytes) {
+      Fail(ErrorCode::kInvalidArgument, "{} '{}' is {} bytes, over the {}-byte limit", what_, path, size, kMaxBytes);
     }
+    in.seekg(0);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json_ = ParseJson(text, fmt::format("{} '{}'", what_, path));
     if (!json_.is_object()) Fail(ErrorCode::kInvalidArgument, "{} '{}' is not a JSON object", what_, path);
   }
 
@@ -34,7 +41,7 @@ class JsonConfig {
     try {
       it->get_to(field);
     } catch (const nlohmann::json::exception&) {
-      Fail(ErrorCode::kInvalidArgument, "{} '{}': '{}' has the wrong type ({})", what_, path_, key, it->dump());
+      Fail(ErrorCode::kInvalidArgument, "{} '{}': '{}' has the wrong type ({})", what_, path_, key, JsonExcerpt(*it));
     }
   }
 

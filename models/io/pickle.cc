@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/error.h"
+#include "models/io/safetensors_format.h"
 
 namespace vidgen::io::pickle {
 namespace {
@@ -94,12 +95,13 @@ enum Opcode : std::uint8_t {
   kFrame = 0x95,
 };
 
-bool SameKey(const Value& a, const Value& b) {
+// Keys other than strings and integers (floats, bools, None; tuples are compared by identity, as nothing we load
+// uses them).
+bool SameOtherKey(const Value& a, const Value& b) {
   if (a.index() != b.index()) return false;
-  if (const auto* s = std::get_if<std::string>(&a)) return *s == std::get<std::string>(b);
-  if (const auto* i = std::get_if<std::int64_t>(&a)) return *i == std::get<std::int64_t>(b);
   if (const auto* d = std::get_if<double>(&a)) return *d == std::get<double>(b);
   if (const auto* f = std::get_if<bool>(&a)) return *f == std::get<bool>(b);
+  if (const auto* l = std::get_if<List*>(&a)) return *l == std::get<List*>(b);
   return std::holds_alternative<std::monostate>(a);
 }
 
@@ -107,7 +109,12 @@ bool SameKey(const Value& a, const Value& b) {
 
 class Unpickler {
  public:
-  Unpickler(std::span<const std::uint8_t> bytes, std::string_view source) : bytes_(bytes), source_(source) {}
+  Unpickler(std::span<const std::uint8_t> bytes, std::string_view source) : bytes_(bytes), source_(source) {
+    if (bytes.size() > kMaxPickleBytes) {
+      Fail(ErrorCode::kInvalidArgument, "pickle '{}' is {} bytes, over the {}-byte limit", source, bytes.size(),
+           kMaxPickleBytes);
+    }
+  }
 
   Document Run() {
     while (true) {
@@ -134,19 +141,30 @@ class Unpickler {
     position_ += sizeof(T);
     return value;
   }
-  std::string NextBytes(std::uint64_t size) {
+  SharedString NextBytes(std::uint64_t size) {
     if (bytes_.size() - position_ < size) Bad("it is truncated");
-    std::string text(reinterpret_cast<const char*>(bytes_.data() + position_), size);
+    auto text = std::make_shared<const PickleString>(
+        std::string(reinterpret_cast<const char*>(bytes_.data() + position_), size));
     position_ += size;
     return text;
   }
+  // GLOBAL's module and name lines; every allowed name is short.
   std::string NextLine() {
     std::string line;
     while (true) {
       const auto c = static_cast<char>(Next<std::uint8_t>());
       if (c == '\n') return line;
+      if (line.size() == 256) Bad("a global's name is longer than 256 bytes");
       line.push_back(c);
     }
+  }
+
+  // Every value comes onto the stack first: counting pushes bounds everything a pickle builds.
+  void Push(Value value) {
+    if (++values_ > kMaxValues) {
+      Fail(ErrorCode::kInvalidArgument, "pickle '{}' builds more than {} values", source_, kMaxValues);
+    }
+    stack_.push_back(std::move(value));
   }
 
   Value Pop() {
@@ -188,21 +206,29 @@ class Unpickler {
     return list;
   }
 
+  void SetItem(Dict* dict, Value key, Value value) {
+    if (!dict->Set(std::move(key), std::move(value))) {
+      Bad(fmt::format("a dict with more than {} keys that are neither strings nor integers", Dict::kMaxOtherKeys));
+    }
+  }
+
+  // Memo indices come from the file and may be sparse; each entry is a value, counted like the stack's.
   void Memoize(std::uint64_t index) {
-    // Memo indices come from the file: keep the table dense but bounded by what the file can reference.
-    if (index > bytes_.size()) Bad("memo index out of range");
-    if (memo_.size() <= index) memo_.resize(index + 1);
-    memo_[index] = Top();
+    if (++values_ > kMaxValues) {
+      Fail(ErrorCode::kInvalidArgument, "pickle '{}' builds more than {} values", source_, kMaxValues);
+    }
+    memo_.insert_or_assign(index, Top());
   }
   void Recall(std::uint64_t index) {
-    if (index >= memo_.size() || !memo_[index]) Bad(fmt::format("memo entry {} was never stored", index));
-    stack_.push_back(*memo_[index]);
+    const auto it = memo_.find(index);
+    if (it == memo_.end()) Bad(fmt::format("memo entry {} was never stored", index));
+    Push(Value(it->second));
   }
 
   void PushGlobal(std::string module, std::string name) {
-    Global global{std::move(module), std::move(name)};
-    const std::string full = global.module + "." + global.name;
-    const bool allowed = StorageDType(global).has_value() ||
+    auto global = std::make_shared<const Global>(Global{std::move(module), std::move(name)});
+    const std::string full = global->module + "." + global->name;
+    const bool allowed = StorageDType(*global).has_value() ||
                          std::find(kAllowedCalls.begin(), kAllowedCalls.end(), full) != kAllowedCalls.end();
     if (!allowed) {
       Fail(ErrorCode::kInvalidArgument,
@@ -210,17 +236,17 @@ class Unpickler {
            "from checkpoints and never runs code from them",
            source_, full);
     }
-    stack_.push_back(std::move(global));
+    Push(std::move(global));
   }
 
   void Call(const Value& callable, const List* args) {
-    const auto* global = std::get_if<Global>(&callable);
+    const auto* global = std::get_if<std::shared_ptr<const Global>>(&callable);
     if (!global || !args->is_tuple) Bad("call of something that is not an allowed global");
-    const std::string full = global->module + "." + global->name;
+    const std::string full = (*global)->module + "." + (*global)->name;
     auto& a = args->items;
     if (full == "collections.OrderedDict") {
       if (!a.empty()) Bad("OrderedDict called with arguments");
-      stack_.push_back(NewDict());
+      Push(NewDict());
     } else if (full == "torch._utils._rebuild_tensor" || full == "torch._utils._rebuild_tensor_v2") {
       if (a.size() < 4) Bad(full + " called with too few arguments");
       auto tensor = std::make_shared<TensorRef>();
@@ -232,12 +258,13 @@ class Unpickler {
       tensor->sizes = Ints(a[2], "tensor sizes");
       tensor->strides = Ints(a[3], "tensor strides");
       if (tensor->sizes.size() != tensor->strides.size()) Bad("tensor sizes and strides differ in length");
-      stack_.push_back(std::shared_ptr<const TensorRef>(std::move(tensor)));
+      if (tensor->sizes.size() > kMaxTensorDims) Bad(fmt::format("a tensor of more than {} dimensions", kMaxTensorDims));
+      Push(std::shared_ptr<const TensorRef>(std::move(tensor)));
     } else if (full == "torch._utils._rebuild_parameter" || full == "torch._utils._rebuild_parameter_with_state") {
       if (a.empty() || !std::holds_alternative<std::shared_ptr<const TensorRef>>(a[0])) {
         Bad(full + " called without a tensor");
       }
-      stack_.push_back(a[0]);
+      Push(a[0]);
     } else {
       Bad("call of the storage type " + full);
     }
@@ -257,12 +284,12 @@ class Unpickler {
   StorageRef PersistentStorage(const Value& pid) {
     const List* tuple = As<List>(pid, "a persistent id");
     const auto& a = tuple->items;
-    const auto* tag = a.empty() ? nullptr : std::get_if<std::string>(&a[0]);
+    const auto* tag = a.empty() ? nullptr : AsString(a[0]);
     if (!tag || *tag != "storage" || a.size() != 5) Bad("a persistent id that is not a storage");
-    const auto* type = std::get_if<Global>(&a[1]);
-    const auto* key = std::get_if<std::string>(&a[2]);
+    const auto* type = std::get_if<std::shared_ptr<const Global>>(&a[1]);
+    const auto* key = std::get_if<SharedString>(&a[2]);
     const auto* numel = std::get_if<std::int64_t>(&a[4]);
-    const auto dtype = type ? StorageDType(*type) : std::nullopt;
+    const auto dtype = type ? StorageDType(**type) : std::nullopt;
     if (!dtype || !key || !numel || *numel < 0) Bad("a storage persistent id with bad fields");
     return StorageRef{*key, *dtype, static_cast<std::uint64_t>(*numel)};
   }
@@ -274,40 +301,40 @@ class Unpickler {
       case kMark: marks_.push_back(stack_.size()); break;
       case kPop: Pop(); break;
       case kPopMark: PopMark(); break;
-      case kDup: stack_.push_back(Top()); break;
-      case kNone: stack_.emplace_back(std::monostate{}); break;
-      case kNewTrue: stack_.emplace_back(true); break;
-      case kNewFalse: stack_.emplace_back(false); break;
-      case kBinInt: stack_.emplace_back(std::int64_t{Next<std::int32_t>()}); break;
-      case kBinInt1: stack_.emplace_back(std::int64_t{Next<std::uint8_t>()}); break;
-      case kBinInt2: stack_.emplace_back(std::int64_t{Next<std::uint16_t>()}); break;
+      case kDup: Push(Value(Top())); break;
+      case kNone: Push(std::monostate{}); break;
+      case kNewTrue: Push(true); break;
+      case kNewFalse: Push(false); break;
+      case kBinInt: Push(std::int64_t{Next<std::int32_t>()}); break;
+      case kBinInt1: Push(std::int64_t{Next<std::uint8_t>()}); break;
+      case kBinInt2: Push(std::int64_t{Next<std::uint16_t>()}); break;
       case kLong1: {
         const auto size = Next<std::uint8_t>();
         if (size > 8) Bad("an integer wider than 64 bits");
-        const std::string digits = NextBytes(size);
+        const std::string digits = NextBytes(size)->text;
         std::uint64_t value = 0;
         for (std::size_t i = size; i-- > 0;) value = (value << 8) | static_cast<std::uint8_t>(digits[i]);
         if (size > 0 && size < 8 && (static_cast<std::uint8_t>(digits[size - 1]) & 0x80)) {
           value |= ~std::uint64_t{0} << (8 * size);  // sign-extend
         }
-        stack_.emplace_back(static_cast<std::int64_t>(value));
+        Push(static_cast<std::int64_t>(value));
         break;
       }
       case kBinFloat: {
         const auto raw = __builtin_bswap64(Next<std::uint64_t>());  // big-endian on the wire
-        stack_.emplace_back(std::bit_cast<double>(raw));
+        Push(std::bit_cast<double>(raw));
         break;
       }
       case kShortBinUnicode:
       case kShortBinString:
-      case kShortBinBytes: stack_.emplace_back(NextBytes(Next<std::uint8_t>())); break;
+      case kShortBinBytes: Push(NextBytes(Next<std::uint8_t>())); break;
       case kBinUnicode:
       case kBinString:
-      case kBinBytes: stack_.emplace_back(NextBytes(Next<std::uint32_t>())); break;
-      case kBinUnicode8: stack_.emplace_back(NextBytes(Next<std::uint64_t>())); break;
-      case kEmptyList: stack_.push_back(NewList(/*is_tuple=*/false)); break;
-      case kEmptyTuple: stack_.push_back(NewList(/*is_tuple=*/true)); break;
-      case kEmptyDict: stack_.push_back(NewDict()); break;
+      case kBinBytes: Push(NextBytes(Next<std::uint32_t>())); break;
+      case kBinUnicode8: Push(NextBytes(Next<std::uint64_t>())); break;
+      case kEmptyList: Push(NewList(/*is_tuple=*/false)); break;
+      case kEmptyTuple: Push(NewList(/*is_tuple=*/true)); break;
+      case kEmptyDict: Push(NewDict()); break;
       case kTuple1:
       case kTuple2:
       case kTuple3: {
@@ -316,17 +343,17 @@ class Unpickler {
         std::vector<Value> items(std::make_move_iterator(stack_.end() - static_cast<std::ptrdiff_t>(n)),
                                  std::make_move_iterator(stack_.end()));
         stack_.resize(stack_.size() - n);
-        stack_.push_back(NewList(/*is_tuple=*/true, std::move(items)));
+        Push(NewList(/*is_tuple=*/true, std::move(items)));
         break;
       }
-      case kTuple: stack_.push_back(NewList(/*is_tuple=*/true, PopMark())); break;
-      case kList: stack_.push_back(NewList(/*is_tuple=*/false, PopMark())); break;
+      case kTuple: Push(NewList(/*is_tuple=*/true, PopMark())); break;
+      case kList: Push(NewList(/*is_tuple=*/false, PopMark())); break;
       case kDict: {
         auto items = PopMark();
         if (items.size() % 2 != 0) Bad("a dict with an odd number of items");
         Dict* dict = NewDict();
-        for (std::size_t i = 0; i < items.size(); i += 2) dict->Set(std::move(items[i]), std::move(items[i + 1]));
-        stack_.push_back(dict);
+        for (std::size_t i = 0; i < items.size(); i += 2) SetItem(dict, std::move(items[i]), std::move(items[i + 1]));
+        Push(dict);
         break;
       }
       case kAppend: {
@@ -343,14 +370,14 @@ class Unpickler {
       case kSetItem: {
         Value value = Pop();
         Value key = Pop();
-        As<Dict>(Top(), "a setitem target")->Set(std::move(key), std::move(value));
+        SetItem(As<Dict>(Top(), "a setitem target"), std::move(key), std::move(value));
         break;
       }
       case kSetItems: {
         auto items = PopMark();
         if (items.size() % 2 != 0) Bad("setitems with an odd number of items");
         Dict* dict = As<Dict>(Top(), "a setitems target");
-        for (std::size_t i = 0; i < items.size(); i += 2) dict->Set(std::move(items[i]), std::move(items[i + 1]));
+        for (std::size_t i = 0; i < items.size(); i += 2) SetItem(dict, std::move(items[i]), std::move(items[i + 1]));
         break;
       }
       case kBinPut: Memoize(Next<std::uint8_t>()); break;
@@ -367,8 +394,8 @@ class Unpickler {
       case kStackGlobal: {
         Value name = Pop();
         Value module = Pop();
-        const auto* m = std::get_if<std::string>(&module);
-        const auto* n = std::get_if<std::string>(&name);
+        const auto* m = AsString(module);
+        const auto* n = AsString(name);
         if (!m || !n) Bad("STACK_GLOBAL without two strings");
         PushGlobal(*m, *n);
         break;
@@ -386,7 +413,7 @@ class Unpickler {
         As<Dict>(Top(), "a BUILD target");
         break;
       }
-      case kBinPersId: stack_.emplace_back(PersistentStorage(Pop())); break;
+      case kBinPersId: Push(PersistentStorage(Pop())); break;
       default:
         Fail(ErrorCode::kInvalidArgument, "pickle '{}' uses opcode 0x{:02x} at byte {}, which vidgen does not support",
              source_, opcode, at);
@@ -398,30 +425,40 @@ class Unpickler {
   std::uint64_t position_ = 0;
   std::vector<Value> stack_;
   std::vector<std::size_t> marks_;
-  std::vector<std::optional<Value>> memo_;
+  std::unordered_map<std::uint64_t, Value> memo_;
+  std::uint64_t values_ = 0;
   Document document_;
 };
 
-void Dict::Set(Value key, Value value) {
-  if (const auto* s = std::get_if<std::string>(&key)) {
-    const auto [it, inserted] = string_keys_.emplace(*s, items.size());
+bool Dict::Set(Value key, Value value) {
+  if (const auto* text = std::get_if<SharedString>(&key)) {
+    const auto [it, inserted] = string_keys_.emplace(text->get(), items.size());
     if (!inserted) {
       items[it->second].second = std::move(value);
-      return;
+      return true;
+    }
+  } else if (const auto* number = std::get_if<std::int64_t>(&key)) {
+    const auto [it, inserted] = int_keys_.emplace(*number, items.size());
+    if (!inserted) {
+      items[it->second].second = std::move(value);
+      return true;
     }
   } else {
     for (auto& item : items) {
-      if (SameKey(item.first, key)) {
+      if (SameOtherKey(item.first, key)) {
         item.second = std::move(value);
-        return;
+        return true;
       }
     }
+    if (++other_keys_ > kMaxOtherKeys) return false;
   }
   items.emplace_back(std::move(key), std::move(value));
+  return true;
 }
 
 const Value* Dict::Find(std::string_view key) const {
-  const auto it = string_keys_.find(std::string(key));
+  const PickleString probe{std::string(key)};
+  const auto it = string_keys_.find(&probe);
   return it == string_keys_.end() ? nullptr : &items[it->second].second;
 }
 

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "models/io/tensor_file.h"
 #include "models/io/torch_dtype.h"
 
@@ -127,12 +128,7 @@ std::vector<std::string> ReadSafetensorsIndex(const std::string& index_path,
                                               std::map<std::string, std::string>* weight_map) {
   const auto file = MappedFile::Open(index_path);
   const auto* text = reinterpret_cast<const char*>(file->bytes().data());
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(text, text + file->size());
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "safetensors index '{}' is not valid JSON: {}", index_path, e.what());
-  }
+  const auto index = ParseJson(std::string_view(text, file->size()), fmt::format("safetensors index '{}'", index_path));
   const auto map = index.is_object() ? index.find("weight_map") : index.end();
   if (map == index.end() || !map->is_object()) {
     Fail(ErrorCode::kInvalidArgument, "safetensors index '{}' has no 'weight_map' object", index_path);

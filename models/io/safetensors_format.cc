@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json.h"
 
 namespace vidgen::io {
 namespace {
@@ -16,44 +19,167 @@ std::string ShapeString(std::span<const std::int64_t> shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-SafetensorsEntry ParseEntry(const std::string& name, const Json& value, std::string_view source) {
-  auto bad = [&](std::string_view what) {
-    Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': tensor '{}' {}", source, name, what);
-  };
-  if (!value.is_object()) bad("is not a JSON object");
-  const auto dtype_it = value.find("dtype");
-  const auto shape_it = value.find("shape");
-  const auto offsets_it = value.find("data_offsets");
-  if (dtype_it == value.end() || !dtype_it->is_string()) bad("has no string 'dtype'");
-  if (shape_it == value.end() || !shape_it->is_array()) bad("has no array 'shape'");
-  if (offsets_it == value.end() || !offsets_it->is_array() || offsets_it->size() != 2) {
-    bad("has no 'data_offsets' pair");
+// The header, read as SAX events straight into entries: linear in its size however many tensors it names, and
+// refused at the first level deeper than a header has (top object, entry, shape or offsets array), so no recursion
+// ever sees attacker-chosen depth.
+class HeaderReader final : public nlohmann::json_sax<Json> {
+ public:
+  explicit HeaderReader(std::string_view source) : source_(source) {}
+
+  SafetensorsHeader Take() { return std::move(header_); }
+
+  bool null() override { return Scalar("null"); }
+  bool boolean(bool) override { return Scalar("a boolean"); }
+  bool number_float(double, const std::string&) override { return Scalar("a fraction"); }
+  bool binary(binary_t&) override { return Scalar("binary data"); }
+  bool number_integer(std::int64_t value) override {
+    if (value < 0) return Scalar("a negative number");
+    return number_unsigned(static_cast<std::uint64_t>(value));
+  }
+  bool number_unsigned(std::uint64_t value) override {
+    if (depth_ == 3 && field_ == Field::kShape) {
+      if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) Bad("has a shape entry that is too large");
+      if (entry_.shape.size() == kMaxTensorDims) Bad(fmt::format("has more than {} dimensions", kMaxTensorDims));
+      entry_.shape.push_back(static_cast<std::int64_t>(value));
+      return true;
+    }
+    if (depth_ == 3 && field_ == Field::kOffsets) {
+      offsets_.push_back(value);
+      if (offsets_.size() > 2) Bad("has no 'data_offsets' pair");
+      return true;
+    }
+    return Scalar("a number");
+  }
+  bool string(string_t& value) override {
+    if (depth_ == 2 && in_metadata_) {
+      header_.metadata.emplace(std::move(key_), std::move(value));
+      return true;
+    }
+    if (depth_ == 2 && field_ == Field::kDtype) {
+      const auto dtype = ParseSafetensorsDType(value);
+      if (!dtype) Bad(fmt::format("has dtype '{}', which vidgen does not support", value));
+      entry_.dtype = *dtype;
+      dtype_name_ = value;
+      seen_dtype_ = true;
+      return true;
+    }
+    return Scalar("a string");
+  }
+  bool key(string_t& value) override {
+    if (depth_ == 1) {
+      in_metadata_ = value == "__metadata__";
+      if (!in_metadata_) {
+        if (header_.tensors.size() == kMaxSafetensorsTensors) {
+          Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' names more than {} tensors", source_,
+               kMaxSafetensorsTensors);
+        }
+        if (!names_.insert(value).second) {
+          Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' names tensor '{}' twice", source_, value);
+        }
+        entry_ = SafetensorsEntry{};
+        entry_.name = value;
+      } else if (seen_metadata_) {
+        Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' has two __metadata__ objects", source_);
+      }
+      seen_metadata_ = seen_metadata_ || in_metadata_;
+    } else if (depth_ == 2 && in_metadata_) {
+      key_ = std::move(value);
+    } else if (depth_ == 2) {
+      field_ = value == "dtype" ? Field::kDtype : value == "shape" ? Field::kShape
+             : value == "data_offsets" ? Field::kOffsets : Field::kOther;
+    }
+    return true;
+  }
+  bool start_object(std::size_t) override {
+    if (depth_ == 0 || (depth_ == 1 && !in_metadata_)) {
+      ++depth_;
+      field_ = Field::kNone;
+      seen_dtype_ = seen_shape_ = false;
+      offsets_.clear();
+      return true;
+    }
+    if (depth_ == 1) {
+      ++depth_;
+      return true;
+    }
+    return Scalar("an object");
+  }
+  bool end_object() override {
+    if (depth_ == 2 && !in_metadata_) Finish();
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (depth_ == 2 && !in_metadata_ && (field_ == Field::kShape || field_ == Field::kOffsets)) {
+      ++depth_;
+      if (field_ == Field::kShape) seen_shape_ = true;
+      if (field_ == Field::kOffsets) offsets_.clear();
+      return true;
+    }
+    return Scalar("an array");
+  }
+  bool end_array() override {
+    --depth_;
+    field_ = Field::kNone;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' has a header that is not valid JSON: {}", source_,
+         JsonErrorReason(e));
   }
 
-  SafetensorsEntry entry;
-  entry.name = name;
-  const auto dtype_name = dtype_it->get<std::string>();
-  const auto dtype = ParseSafetensorsDType(dtype_name);
-  if (!dtype) bad(fmt::format("has dtype '{}', which vidgen does not support", dtype_name));
-  entry.dtype = *dtype;
-  for (const auto& dim : *shape_it) {
-    if (!dim.is_number_integer() || dim.get<std::int64_t>() < 0) bad("has a shape entry that is not a size");
-    entry.shape.push_back(dim.get<std::int64_t>());
+ private:
+  enum class Field { kNone, kDtype, kShape, kOffsets, kOther };
+
+  [[noreturn]] void Bad(std::string_view what) const {
+    Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': tensor '{}' {}", source_, entry_.name, what);
   }
-  for (const auto& offset : *offsets_it) {
-    if (!offset.is_number_unsigned()) bad("has a data offset that is not a non-negative integer");
+  // A value where the header's layout allows none of its kind.
+  bool Scalar(std::string_view kind) {
+    if (depth_ == 0) Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' has a header that is not a JSON object", source_);
+    if (depth_ == 1 && !in_metadata_) Bad("is not a JSON object");
+    if (depth_ == 1 || in_metadata_) {
+      Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': __metadata__ {} is {}, not {}", source_,
+           depth_ == 1 ? "itself" : fmt::format("entry '{}'", key_), kind, depth_ == 1 ? "an object" : "a string");
+    }
+    if (field_ == Field::kOther && depth_ == 2 && kind != "an object" && kind != "an array") return true;  // ignored
+    switch (field_) {
+      case Field::kDtype: Bad("has no string 'dtype'");
+      case Field::kShape: Bad(depth_ == 3 ? "has a shape entry that is not a size" : "has no array 'shape'");
+      case Field::kOffsets:
+        Bad(depth_ == 3 ? "has a data offset that is not a non-negative integer" : "has no 'data_offsets' pair");
+      default: Bad(fmt::format("holds {} where a header has none", kind));
+    }
   }
-  entry.begin = (*offsets_it)[0].get<std::uint64_t>();
-  entry.end = (*offsets_it)[1].get<std::uint64_t>();
-  if (entry.end < entry.begin)
-    bad(fmt::format("has data_offsets [{}, {}] that end before they begin", entry.begin, entry.end));
-  const std::uint64_t bytes = TensorBytes(entry.shape, entry.dtype, name);
-  if (bytes != entry.end - entry.begin) {
-    bad(fmt::format("has shape {} of {} ({} bytes) but data_offsets [{}, {}] span {} bytes", ShapeString(entry.shape),
-                    dtype_name, bytes, entry.begin, entry.end, entry.end - entry.begin));
+  void Finish() {
+    if (!seen_dtype_) Bad("has no string 'dtype'");
+    if (!seen_shape_) Bad("has no array 'shape'");
+    if (offsets_.size() != 2) Bad("has no 'data_offsets' pair");
+    entry_.begin = offsets_[0];
+    entry_.end = offsets_[1];
+    if (entry_.end < entry_.begin) {
+      Bad(fmt::format("has data_offsets [{}, {}] that end before they begin", entry_.begin, entry_.end));
+    }
+    const std::uint64_t bytes = TensorBytes(entry_.shape, entry_.dtype, entry_.name);
+    if (bytes != entry_.end - entry_.begin) {
+      Bad(fmt::format("has shape {} of {} ({} bytes) but data_offsets [{}, {}] span {} bytes", ShapeString(entry_.shape),
+                      dtype_name_, bytes, entry_.begin, entry_.end, entry_.end - entry_.begin));
+    }
+    header_.tensors.push_back(std::move(entry_));
   }
-  return entry;
-}
+
+  std::string_view source_;
+  SafetensorsHeader header_;
+  std::unordered_set<std::string> names_;
+  int depth_ = 0;
+  bool in_metadata_ = false, seen_metadata_ = false;
+  std::string key_;
+  SafetensorsEntry entry_;
+  Field field_ = Field::kNone;
+  bool seen_dtype_ = false, seen_shape_ = false;
+  std::string dtype_name_;
+  std::vector<std::uint64_t> offsets_;
+};
 
 }  // namespace
 
@@ -88,35 +214,10 @@ SafetensorsHeader ParseSafetensorsHeader(std::span<const std::uint8_t> file, std
   }
 
   const auto* header_begin = reinterpret_cast<const char*>(file.data() + 8);
-  Json json;
-  try {
-    json = Json::parse(header_begin, header_begin + header_bytes);
-  } catch (const Json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' has a header that is not valid JSON: {}", source,
-         e.what());
-  }
-  if (!json.is_object()) {
-    Fail(ErrorCode::kInvalidArgument, "safetensors file '{}' has a header that is not a JSON object", source);
-  }
-
-  SafetensorsHeader header;
+  HeaderReader reader(source);
+  Json::sax_parse(header_begin, header_begin + header_bytes, &reader);
+  SafetensorsHeader header = reader.Take();
   header.data_offset = 8 + header_bytes;
-  for (const auto& [name, value] : json.items()) {
-    if (name != "__metadata__") {
-      header.tensors.push_back(ParseEntry(name, value, source));
-      continue;
-    }
-    if (!value.is_object()) {
-      Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': __metadata__ is not a JSON object", source);
-    }
-    for (const auto& [key, text] : value.items()) {
-      if (!text.is_string()) {
-        Fail(ErrorCode::kInvalidArgument, "safetensors file '{}': __metadata__ entry '{}' is not a string", source,
-             key);
-      }
-      header.metadata.emplace(key, text.get<std::string>());
-    }
-  }
 
   const std::uint64_t data_bytes = file.size() - header.data_offset;
   std::vector<const SafetensorsEntry*> by_offset;

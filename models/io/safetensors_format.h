@@ -29,10 +29,15 @@ struct SafetensorsHeader {
 
 // Headers larger than this are refused (the reference implementation's limit).
 inline constexpr std::uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+// A file naming more tensors is refused: the largest released checkpoints name a few thousand.
+inline constexpr std::size_t kMaxSafetensorsTensors = 200'000;
+// Tensors of more dimensions are refused, in every format (models use at most 5).
+inline constexpr std::size_t kMaxTensorDims = 16;
 
-// Parses and validates the header of the safetensors file whose bytes are `file`. Every entry is checked against
-// the file: known dtype, non-negative shape, byte size equal to the span of its offsets, offsets inside the data
-// section and no two tensors overlapping. Throws Error(INVALID_ARGUMENT) naming `source` and the tensor.
+// Parses and validates the header of the safetensors file whose bytes are `file`, in time linear in the header and
+// without recursion. Every entry is checked against the file: a name used once, known dtype, at most kMaxTensorDims
+// non-negative dimensions, byte size equal to the span of its offsets, offsets inside the data section and no two
+// tensors overlapping. Throws Error(INVALID_ARGUMENT) naming `source` and the tensor.
 SafetensorsHeader ParseSafetensorsHeader(std::span<const std::uint8_t> file, std::string_view source);
 
 // Encodes the length prefix and JSON header for `tensors` (whose offsets the caller has laid out back to back from

@@ -68,5 +68,8 @@ NamedTensors ReadTorchCheckpoint(const std::string& path);
 // Writes `tensors` as torch.save does for a state dict (an OrderedDict, zip format, data 64-byte aligned), through a
 // temporary file renamed into place: what ReadTorchCheckpoint and torch.load read. Up to 4 GiB (no zip64).
 void WriteTorchCheckpoint(const std::string& path, const NamedTensors& tensors);
+// The archive around a pickle: "<stem>/data.pkl", then storages[i] as "<stem>/data/<i>" (what persistent id key "i"
+// names), "<stem>/version". Tests craft pickles with it.
+void WriteTorchArchive(const std::string& path, const std::string& pickle, const std::vector<std::string>& storages);
 
 }  // namespace vidgen::io

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -10,8 +12,12 @@ namespace {
 
 // Containers nest this deep at most in a checkpoint worth loading; a deeper (or self-containing) one is an attack.
 constexpr int kMaxNesting = 64;
-// Shared containers are visited once per path that reaches them; this bounds a pickle built to multiply paths.
-constexpr std::uint64_t kMaxVisits = std::uint64_t{1} << 24;
+// Shared containers are visited once per path that reaches them, and each tensor reached gets its full name: these
+// bound a pickle built to multiply paths (a list holding one list 256 times, holding one tensor 256 times, ...),
+// far above any state dict (the largest released checkpoints hold a few thousand tensors).
+constexpr std::uint64_t kMaxVisits = 2'000'000;
+constexpr std::size_t kMaxTensors = 100'000;
+constexpr std::uint64_t kMaxNameBytes = std::uint64_t{64} << 20;
 
 class TensorCollector {
  public:
@@ -28,6 +34,11 @@ class TensorCollector {
            file_->path(), kMaxNesting, name);
     }
     if (const auto* tensor = std::get_if<std::shared_ptr<const pickle::TensorRef>>(&value)) {
+      name_bytes_ += name.size();
+      if (tensors_.size() == kMaxTensors || name_bytes_ > kMaxNameBytes) {
+        Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}' holds more than {} tensors or {} bytes of names",
+             file_->path(), kMaxTensors, kMaxNameBytes);
+      }
       tensors_.emplace_back(name, Materialize(**tensor, name));
     } else if (const auto* dict = std::get_if<pickle::Dict*>(&value)) {
       for (const auto& [key, item] : (*dict)->items) Visit(item, Join(name, KeyText(key, name)), depth + 1);
@@ -44,14 +55,14 @@ class TensorCollector {
     return prefix.empty() ? key : prefix + "." + key;
   }
   std::string KeyText(const pickle::Value& key, const std::string& where) const {
-    if (const auto* s = std::get_if<std::string>(&key)) return *s;
+    if (const auto* s = pickle::AsString(key)) return *s;
     if (const auto* i = std::get_if<std::int64_t>(&key)) return std::to_string(*i);
     Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}' has a dict key under '{}' that is not a string or integer",
          file_->path(), where);
   }
 
   at::Tensor Materialize(const pickle::TensorRef& ref, const std::string& name) const {
-    const std::string entry_name = prefix_ + "data/" + ref.storage.key;
+    const std::string entry_name = prefix_ + "data/" + ref.storage.key->text;
     const ZipEntry* entry = archive_.Find(entry_name);
     if (!entry) {
       Fail(ErrorCode::kInvalidArgument,
@@ -64,36 +75,50 @@ class TensorCollector {
       Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}': storage '{}' holds {} bytes, less than its {} elements",
            file_->path(), entry_name, entry->size, ref.storage.numel);
     }
-    // The furthest element the view reaches must lie inside the storage.
-    std::uint64_t last = static_cast<std::uint64_t>(ref.offset);
-    bool empty = false;
-    for (std::size_t d = 0; d < ref.sizes.size(); ++d) {
-      if (ref.sizes[d] < 0 || ref.strides[d] < 0) {
-        Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}': tensor '{}' has a negative size or stride",
-             file_->path(), name);
-      }
-      empty = empty || ref.sizes[d] == 0;
-      std::uint64_t reach = 0;
-      if (ref.sizes[d] > 0 && (__builtin_mul_overflow(static_cast<std::uint64_t>(ref.sizes[d] - 1),
-                                                      static_cast<std::uint64_t>(ref.strides[d]), &reach) ||
-                               __builtin_add_overflow(last, reach, &last))) {
-        last = ~std::uint64_t{0};
-      }
-    }
-    if (ref.offset < 0 || (!empty && last >= ref.storage.numel)) {
-      Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}': tensor '{}' reaches past the end of its storage",
-           file_->path(), name);
-    }
+    CheckView(ref, name);
     const std::uint64_t begin = static_cast<std::uint64_t>(ref.offset) * element;
     return TensorFromMappedFile(file_, entry->data_offset + begin, ref.storage.numel * element - begin,
                                 ref.storage.dtype, ref.sizes, ref.strides, name);
+  }
+
+  // A view must be one a tensor can have: sizes and strides not negative, no two elements at one place (a stride-0
+  // or overlapping view would make a clone larger than the file), and every element inside the storage.
+  void CheckView(const pickle::TensorRef& ref, const std::string& name) const {
+    auto bad = [&](std::string_view what) {
+      Fail(ErrorCode::kInvalidArgument, "torch checkpoint '{}': tensor '{}' {}", file_->path(), name, what);
+    };
+    if (ref.offset < 0 || static_cast<std::uint64_t>(ref.offset) > ref.storage.numel) {
+      bad("has a storage offset outside its storage");
+    }
+    std::vector<std::size_t> dims;
+    for (std::size_t d = 0; d < ref.sizes.size(); ++d) {
+      if (ref.sizes[d] < 0 || ref.strides[d] < 0) bad("has a negative size or stride");
+      if (ref.sizes[d] == 0) return;  // no elements, nothing to reach
+      if (ref.sizes[d] > 1) dims.push_back(d);
+    }
+    std::sort(dims.begin(), dims.end(), [&](std::size_t a, std::size_t b) { return ref.strides[a] < ref.strides[b]; });
+    // With strides ascending, each must step past every element the smaller ones reach.
+    std::uint64_t reach = 0;  // furthest element offset from the first, so far
+    for (const auto d : dims) {
+      const auto stride = static_cast<std::uint64_t>(ref.strides[d]);
+      if (stride <= reach) bad("has overlapping strides (a view that repeats elements)");
+      std::uint64_t span = 0;
+      if (__builtin_mul_overflow(static_cast<std::uint64_t>(ref.sizes[d] - 1), stride, &span) ||
+          __builtin_add_overflow(reach, span, &reach)) {
+        bad("reaches past the end of its storage");
+      }
+    }
+    std::uint64_t last = 0;
+    if (__builtin_add_overflow(static_cast<std::uint64_t>(ref.offset), reach, &last) || last >= ref.storage.numel) {
+      bad("reaches past the end of its storage");
+    }
   }
 
   std::shared_ptr<const MappedFile> file_;
   const ZipArchive& archive_;
   std::string prefix_;
   NamedTensors tensors_;
-  std::uint64_t visits_ = 0;
+  std::uint64_t visits_ = 0, name_bytes_ = 0;
 };
 
 }  // namespace

@@ -171,8 +171,6 @@ class ZipWriter {
 }  // namespace
 
 void WriteTorchCheckpoint(const std::string& path, const NamedTensors& tensors) {
-  const std::string stem = std::filesystem::path(path).stem().string();
-  const std::string prefix = (stem.empty() ? "archive" : stem) + "/";
   Pickler pickle;
   pickle.Global("collections", "OrderedDict");
   pickle.EmptyTuple();
@@ -208,11 +206,17 @@ void WriteTorchCheckpoint(const std::string& path, const NamedTensors& tensors) 
   pickle.SetItems();
   pickle.Stop();
 
+  WriteTorchArchive(path, pickle.bytes(), storages);
+}
+
+void WriteTorchArchive(const std::string& path, const std::string& pickle, const std::vector<std::string>& storages) {
+  const std::string stem = std::filesystem::path(path).stem().string();
+  const std::string prefix = (stem.empty() ? "archive" : stem) + "/";
   // Through a temporary name, so `path` is the old file or the whole new one.
   const std::string temporary = path + ".tmp";
   {
     ZipWriter zip(temporary);
-    zip.Add(prefix + "data.pkl", pickle.bytes());
+    zip.Add(prefix + "data.pkl", pickle);
     for (std::size_t i = 0; i < storages.size(); ++i) zip.Add(prefix + "data/" + std::to_string(i), storages[i]);
     zip.Add(prefix + "version", "3\n");
     zip.Finish();

@@ -8,6 +8,8 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "models/io/mapped_file.h"
+#include "models/io/sentencepiece_model.h"
 
 namespace vidgen::text {
 namespace {
@@ -15,7 +17,7 @@ namespace {
 constexpr const char* kModuleName = "libvidgen_sentencepiece.so";
 
 struct ShimApi {
-  void* (*load)(const char*, char**);
+  void* (*load)(const char*, std::size_t, char**);
   int (*encode)(void*, const char*, std::size_t, int**, std::size_t*, char**);
   int (*vocab_size)(void*);
   void (*free_processor)(void*);
@@ -84,12 +86,25 @@ SentencePiece::SentencePiece(const std::string& model_path) {
   if (!std::filesystem::exists(model_path)) {
     Fail(ErrorCode::kNotFound, "sentencepiece model '{}' does not exist", model_path);
   }
+  // What libsentencepiece would trust blindly is checked first, and a probe prompt is encoded, so that a bad model
+  // fails its load instead of a job.
+  // The bytes checked are the bytes loaded.
+  const auto file = io::MappedFile::Open(model_path);
+  io::CheckSentencePieceModel(file->bytes(), model_path);
   const auto& api = Api();
   char* error = nullptr;
-  processor_ = api.load(model_path.c_str(), &error);
+  processor_ = api.load(reinterpret_cast<const char*>(file->bytes().data()), file->size(), &error);
   if (!processor_) {
     Fail(ErrorCode::kInvalidArgument, "cannot load the sentencepiece model '{}': {}", model_path,
          TakeError(api, error));
+  }
+  try {
+    Encode("A probe: the quick brown fox, 42 × café — 日本語.");
+  } catch (const Error& e) {
+    api.free_processor(processor_);
+    processor_ = nullptr;
+    Fail(ErrorCode::kInvalidArgument, "the sentencepiece model '{}' cannot encode a probe prompt: {}", model_path,
+         e.what());
   }
 }
 

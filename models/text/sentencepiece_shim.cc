@@ -27,10 +27,11 @@ char* CopyString(const std::string& text) {
 
 extern "C" {
 
-// Returns a processor, or nullptr with *error set (free it with vidgen_spm_free_string).
-void* vidgen_spm_load(const char* model_path, char** error) {
+// Returns a processor of the serialized model `bytes`, or nullptr with *error set (free it with
+// vidgen_spm_free_string).
+void* vidgen_spm_load(const char* bytes, std::size_t size, char** error) {
   auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const auto status = processor->Load(model_path);
+  const auto status = processor->LoadFromSerializedProto(std::string_view(bytes, size));
   if (!status.ok()) {
     *error = CopyString(status.ToString());
     return nullptr;

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::wan {
 namespace {
@@ -118,14 +119,8 @@ std::string DiffusersVaeKeyToWan(const std::string& name) {
 }
 
 WanDitConfig ReadDiffusersDitConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read diffusers transformer config '{}'", path);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    Fail(ErrorCode::kInvalidArgument, "diffusers config '{}' is not valid JSON: {}", path, e.what());
-  }
+  const io::JsonConfig file(path, "diffusers transformer config");
+  const auto& json = file.json();
   WanDitConfig config;
   try {
     const auto heads = json.at("num_attention_heads").get<std::int64_t>();

@@ -90,3 +90,46 @@ TEST(WanTokenizerTest, TruncationKeepsTheEndToken) {
 
 }  // namespace
 }  // namespace vidgen::wan
+
+#include <fstream>
+#include <random>
+
+#include "models/io/mapped_file.h"
+#include "models/io/sentencepiece_model.h"
+#include "models/text/sentencepiece.h"
+
+namespace vidgen::wan {
+namespace {
+
+// Random bytes in the normaliser's map crashed libsentencepiece on the first prompt (issue 14): now such a model
+// fails its load with a clear error, or, where the damage is harmless, loads and encodes.
+TEST(SentencePieceLoadTest, CorruptCharacterMapsFailTheLoadNotAJob) {
+  const testing::GoldenCase golden(testing::GoldenCases("wan_tokenizer").at(0));
+  const auto source = SentencepieceModel(golden);
+  ASSERT_FALSE(source.empty());
+  const auto file = io::MappedFile::Open(source.string());
+  const std::vector<std::uint8_t> original(file->bytes().begin(), file->bytes().end());
+  const auto map = io::CheckSentencePieceModel(original, "original").at(0);
+  const auto path = std::filesystem::temp_directory_path() / ("vidgen-spm-" + std::to_string(::getpid()) + ".model");
+  std::mt19937 random(14);
+  int refused = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    auto model = original;
+    for (int i = 0; i < 200; ++i) model[map.offset + random() % map.size] = static_cast<std::uint8_t>(random());
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(model.data()),
+                                                 static_cast<std::streamsize>(model.size()));
+    try {
+      const text::SentencePiece processor(path.string());
+      EXPECT_FALSE(processor.Encode("a cat walks on the grass").empty());
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+      ++refused;
+    }
+  }
+  std::filesystem::remove(path);
+  EXPECT_GT(refused, 20);
+}
+
+}  // namespace
+}  // namespace vidgen::wan
