@@ -18,10 +18,22 @@ std::string ShapeText(const at::Tensor& tensor) {
   return fmt::format("[{}]", fmt::join(tensor.sizes(), ", "));
 }
 
-// One category of load problems, formatted as "missing (2): a, b".
+// One category of load problems, formatted as "missing (2): a, b". A crafted file can name thousands of tensors,
+// or very long ones: the message shows the first 100, each cut to 200 characters.
 void AppendProblems(std::string& message, std::string_view what, const std::vector<std::string>& names) {
   if (names.empty()) return;
-  message += fmt::format("\n  {} ({}): {}", what, names.size(), fmt::join(names, ", "));
+  constexpr std::size_t kShown = 100, kLength = 200;
+  std::vector<std::string> shown;
+  for (std::size_t i = 0; i < std::min(names.size(), kShown); ++i) {
+    std::string name = names[i];
+    if (name.size() > kLength) {
+      name.resize(kLength);
+      name.append("...");
+    }
+    shown.push_back(std::move(name));
+  }
+  message += fmt::format("\n  {} ({}): {}", what, names.size(), fmt::join(shown, ", "));
+  if (names.size() > kShown) message += fmt::format(", and {} more", names.size() - kShown);
 }
 
 }  // namespace
