@@ -8,7 +8,7 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan bench format clean
+.PHONY: all deps build run test test-asan test-fuzz bench format clean
 
 all: build
 
@@ -27,7 +27,7 @@ RUN_OUT ?= $(BUILD_DIR)/run
 run: build
 	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 
-test: build test-asan
+test: build test-asan test-fuzz
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
 # The parsers of untrusted checkpoint bytes once more under AddressSanitizer and UndefinedBehaviorSanitizer: a
@@ -38,6 +38,28 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) --target io_format_test
 	cd $(ASAN_BUILD_DIR) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -L format
 
+# The same parsers under libFuzzer (clang, with ASan and UBSan), FUZZ_SECONDS each from the seeds in fuzz/corpus/
+# (the demo model's tokenizer for the sentencepiece check); a finding fails the target and leaves its input beside.
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS = safetensors_header zip_archive pickle sentencepiece_model
+test-fuzz: deps
+	cmake -S fuzz -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS)
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD_DIR)/corpus/$$target $(FUZZ_BUILD_DIR)/findings/$$target; \
+	  seeds=fuzz/corpus/$$target; [ -d $$seeds ] || seeds=; \
+	  [ $$target = sentencepiece_model ] && seeds="$$seeds assets/wan2.1-demo/google/umt5-xxl"; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  log=$(FUZZ_BUILD_DIR)/$$target.log; \
+	  if ! $(FUZZ_BUILD_DIR)/$${target}_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=300000 -timeout=10 \
+	      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD_DIR)/findings/$$target/ \
+	      $(FUZZ_BUILD_DIR)/corpus/$$target $$seeds > $$log 2>&1; then \
+	    tail -60 $$log; echo "fuzzing $$target found a failure: $(FUZZ_BUILD_DIR)/findings/$$target/"; exit 1; \
+	  fi; \
+	  grep -E 'stat::(number_of_executed_units|peak_rss_mb)' $$log; \
+	done
+
 # Wan DiT speed at the 1.3B block width (two layers, about 2000 tokens), bf16, 1 and 2 threads.
 bench: build
 	$(BUILD_DIR)/tools/vidgen-bench dit
@@ -47,4 +69,4 @@ format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

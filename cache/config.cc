@@ -1,31 +1,43 @@
 #include "cache/config.h"
 
+#include <fmt/ranges.h>
+
 #include "common/error.h"
 
 namespace vidgen::cache {
 
-void CacheConfig::Validate() const {
-  if (policy == Policy::kNone) return;
+void CacheConfig::Validate(std::string_view prefix) const {
+  // Every field, whatever the policy: a value out of range is a mistake even where it would not be used.
   if (interval < 1 || interval > 100) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.interval': {}, expected 1 to 100", interval);
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.interval': {}, expected 1 to 100", prefix, interval);
   }
-  if (order < 0 || order > 4)
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.order': {}, expected 0 to 4", order);
+  if (order < 0 || order > 4) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.order': {}, expected 0 to 4", prefix, order);
+  }
   // Step 0 has nothing to forecast from.
-  if (warmup < 1)
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.warmup': {}, expected at least 1", warmup);
-  if (tail < 0) Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.tail': {}, expected 0 or more", tail);
+  if (warmup < 1) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.warmup': {}, expected at least 1", prefix, warmup);
+  }
+  if (tail < 0) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.tail': {}, expected 0 or more", prefix, tail);
+  }
   if (budget_bytes < 0) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.budget_bytes': {}, expected 0 (no limit) or more",
-         budget_bytes);
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.budget_bytes': {}, expected 0 (no limit) or more",
+         prefix, budget_bytes);
   }
 }
 
-CacheConfig Preset(std::string_view name) {
+const std::vector<std::string_view>& PresetNames() {
+  static const std::vector<std::string_view> names = {"none", "taylorseer-wan", "taylorseer-hunyuan",
+                                                      "taylorseer-flux", "fora", "lite"};
+  return names;
+}
+
+CacheConfig Preset(std::string_view name, std::string_view field) {
   CacheConfig config;
   if (name == "none") return config;
   config.policy = Policy::kTaylorSeer;
-  if (name == "taylorseer-wan" || name == "taylorseer-hunyuan" || name == "taylorseer") return config;
+  if (name == "taylorseer-wan" || name == "taylorseer-hunyuan") return config;
   if (name == "taylorseer-flux") {
     config.interval = 6;
     config.warmup = 3;
@@ -41,10 +53,8 @@ CacheConfig Preset(std::string_view name) {
     config.warmup = 3;
     return config;
   }
-  Fail(ErrorCode::kInvalidArgument,
-       "invalid value for 'cache': '{}', expected none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora or "
-       "lite",
-       name);
+  Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': '{}', expected one of {}", field, name,
+       fmt::join(PresetNames(), ", "));
 }
 
 Policy ParsePolicy(std::string_view name) {

@@ -42,15 +42,17 @@ struct CacheConfig {
   std::int64_t budget_bytes = 0;  // 0: no limit
   OverBudget over_budget = OverBudget::kRefuse;
 
-  // Throws Error(INVALID_ARGUMENT) naming the field.
-  void Validate() const;
+  // Throws Error(INVALID_ARGUMENT) naming the field as `<prefix>.interval` and so on.
+  void Validate(std::string_view prefix = "cache") const;
   bool enabled() const { return policy != Policy::kNone; }
 };
 
 // Named presets: "none"; "taylorseer-wan" and "taylorseer-hunyuan" (the official N=5, O=1, first_enhance=1);
 // "taylorseer-flux" (N=6, O=1, first_enhance=3); "fora" (order 0, N=5); "lite" (N=5, O=2, first_enhance=3, as
-// TaylorSeer-Lite). Throws Error(INVALID_ARGUMENT) for other names.
-CacheConfig Preset(std::string_view name);
+// TaylorSeer-Lite). Throws Error(INVALID_ARGUMENT) naming `field` for other names.
+CacheConfig Preset(std::string_view name, std::string_view field = "cache");
+// Every preset's name, for help texts and error messages.
+const std::vector<std::string_view>& PresetNames();
 
 // Parses "none", "taylorseer", "lite" (policy names) and the enum spellings used in flags and JSON.
 Policy ParsePolicy(std::string_view name);

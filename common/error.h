@@ -22,6 +22,7 @@ enum class ErrorCode {
   kPermissionDenied = 7,
   kResourceExhausted = 8,
   kFailedPrecondition = 9,
+  kAborted = 10,
   kOutOfRange = 11,
   kUnimplemented = 12,
   kInternal = 13,
@@ -34,12 +35,20 @@ std::string_view ErrorCodeName(ErrorCode code);
 
 class Error : public std::runtime_error {
  public:
-  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(ErrorCode code, const std::string& message, std::string reason = {})
+      : std::runtime_error(message), code_(code), reason_(std::move(reason)) {}
   ErrorCode code() const { return code_; }
+  // A machine-readable cause beside the code, for callers that act on it ("unknown-group"): it crosses processes
+  // with the status (gRPC trailing metadata), so that nobody matches message text.
+  const std::string& reason() const { return reason_; }
 
  private:
   ErrorCode code_;
+  std::string reason_;
 };
+
+// The reasons vidgen's processes act on.
+inline constexpr std::string_view kReasonUnknownGroup = "unknown-group";  // the server forgot the group: register
 
 // Throws Error(code, fmt::format(format, args...)).
 template <typename... Args>
@@ -57,6 +66,7 @@ inline std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kPermissionDenied: return "PERMISSION_DENIED";
     case ErrorCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
     case ErrorCode::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case ErrorCode::kAborted: return "ABORTED";
     case ErrorCode::kOutOfRange: return "OUT_OF_RANGE";
     case ErrorCode::kUnimplemented: return "UNIMPLEMENTED";
     case ErrorCode::kInternal: return "INTERNAL";

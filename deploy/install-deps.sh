@@ -12,6 +12,7 @@ packages=(
   libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   libpng-dev libgtest-dev libicu-dev zlib1g-dev
   gnuplot-nox
+  clang libclang-rt-14-dev
 )
 
 missing=()

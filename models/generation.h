@@ -81,6 +81,8 @@ class VideoPipeline {
   virtual ~VideoPipeline() = default;
   // Validates the request (Error(INVALID_ARGUMENT) naming the field), then generates.
   virtual GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) = 0;
+  // Width and height must be multiples of this: the VAE's spatial stride × the DiT's patch.
+  virtual std::int64_t side_multiple() const = 0;
 };
 
 // [C, F, H, W] in [-1, 1] -> [F, H, W, C] uint8, as the reference's video writer converts.

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "models/hunyuan/pipeline.h"
 #include "models/wan/pipeline.h"
+#include "spec/spec.h"
 
 namespace vidgen {
 
@@ -33,15 +34,16 @@ ModelFamily DetectFamily(const std::string& dir) {
 }
 
 GenerationRequest FamilyDefaults(ModelFamily family) {
+  const auto defaults =
+      spec::FamilyDefaults(family == ModelFamily::kHunyuanVideo ? spec::Family::kHunyuanVideo : spec::Family::kWan);
   GenerationRequest request;
-  if (family == ModelFamily::kHunyuanVideo) {
-    request.width = 1280;
-    request.height = 720;
-    request.frames = 129;
-    request.guidance_scale = 6.0;
-    request.shift = 7.0;
-    request.solver = schedulers::Solver::kEuler;
-  }
+  request.width = defaults.width;
+  request.height = defaults.height;
+  request.frames = defaults.frames;
+  request.steps = defaults.steps;
+  request.guidance_scale = defaults.guidance;
+  request.shift = defaults.shift;
+  request.solver = schedulers::ParseSolver(defaults.solver);
   return request;
 }
 

@@ -14,6 +14,18 @@ GroupRegistry::GroupRegistry(std::chrono::milliseconds silence, std::vector<v1::
 
 std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
   if (request.models().empty()) Fail(ErrorCode::kInvalidArgument, "a worker group must serve at least one model");
+  for (const auto& model : request.models()) {
+    if (model.name().empty() || model.name().size() > 200) {
+      Fail(ErrorCode::kInvalidArgument, "a served model's name must have 1 to 200 bytes");
+    }
+    if (model.side_multiple() < 0 || model.side_multiple() > 1024) {
+      Fail(ErrorCode::kInvalidArgument, "model '{}': side_multiple {} is out of range", model.name(),
+           model.side_multiple());
+    }
+  }
+  if (request.world_size() < 1 || request.world_size() > 65536) {
+    Fail(ErrorCode::kInvalidArgument, "world_size {} is out of range", request.world_size());
+  }
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const std::string id =
@@ -26,7 +38,10 @@ std::vector<std::string> GroupRegistry::Touch(const std::string& group_id) {
   std::lock_guard lock(mutex_);
   Forget();
   const auto it = groups_.find(group_id);
-  if (it == groups_.end()) Fail(ErrorCode::kNotFound, "worker group '{}' is not registered", group_id);
+  if (it == groups_.end()) {
+    throw Error(ErrorCode::kNotFound, fmt::format("worker group '{}' is not registered", group_id.substr(0, 100)),
+                std::string(kReasonUnknownGroup));
+  }
   it->second.seen = std::chrono::steady_clock::now();
   std::vector<std::string> names;
   for (const auto& model : it->second.info.models()) names.push_back(model.name());
@@ -48,6 +63,7 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
       model.set_name(served.name());
       if (model.family().empty()) model.set_family(served.family());
       if (!model.has_defaults() && served.has_defaults()) *model.mutable_defaults() = served.defaults();
+      if (model.side_multiple() == 0) model.set_side_multiple(served.side_multiple());
       model.set_worker_groups(model.worker_groups() + 1);
       model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
     }

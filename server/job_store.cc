@@ -1,16 +1,19 @@
 #include "server/job_store.h"
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
 #include <random>
+
+#include <fmt/ranges.h>
+
+#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 
 namespace vidgen::server {
 namespace {
-
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // 128 random bits in hex: job and lease ids that cannot be guessed or collide.
 std::string RandomId(const char* prefix) {
@@ -44,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   video_path TEXT,
   video_bytes INTEGER NOT NULL DEFAULT 0,
   video_sha256 TEXT NOT NULL DEFAULT '',
-  video_mime TEXT NOT NULL DEFAULT ''
+  video_mime TEXT NOT NULL DEFAULT '',
+  request BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
@@ -56,56 +60,104 @@ constexpr const char* kJobColumns =
     "seq, id, spec, priority, state, stage, step, total_steps, eta_seconds, message, attempts, created_ms, "
     "started_ms, finished_ms, video_bytes, video_sha256, video_mime";
 
-bool Terminal(int state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+// What a worker may report as a running job's stage.
+constexpr std::array<std::string_view, 7> kStages = {"loading",  "encoding_text",  "denoising", "decoding",
+                                                     "encoding_video", "uploading", "done"};
+
+// SQLite takes an empty file for an empty database: refuse it rather than start afresh over what was a store.
+const std::string& NonEmptyStore(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::exists(path, error) && std::filesystem::file_size(path, error) == 0 && !error) {
+    vidgen::Fail(ErrorCode::kFailedPrecondition,
+                 "the job store '{}' is an empty file, not a store this server wrote (a truncated copy?): restore it, "
+                 "or remove it to start with no jobs",
+                 path);
+  }
+  return path;
 }
 
 }  // namespace
 
-JobStore::JobStore(const std::string& path, StoreLimits limits) : limits_(limits), db_(path) {
+JobStore::JobStore(const std::string& path, StoreLimits limits, const Clock& clock)
+    : limits_(limits), clock_(clock), db_(NonEmptyStore(path), limits.busy_timeout) {
   db_.Execute(kSchema);
-  Statement(db_, "UPDATE jobs SET lease_expires_ms = max(lease_expires_ms, ?) WHERE state = ?")
-      .Bind(NowMs() + limits_.lease.count())
-      .Bind(static_cast<int>(v1::RUNNING))
-      .Run();
+  // Stores from before the `request` column gain it (their jobs compare idempotent retries by the normalized spec).
+  Statement columns(db_, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'request'");
+  columns.Step();
+  if (columns.Int(0) == 0) db_.Execute("ALTER TABLE jobs ADD COLUMN request BLOB");
+  // A store that fails here (a corrupt page, a lock held from outside) still serves what it can read; the janitor
+  // retries its lease work and reports the store unhealthy meanwhile.
+  try {
+    Statement(db_, "UPDATE jobs SET lease_expires_ms = max(lease_expires_ms, ?) WHERE state = ?")
+        .Bind(clock_.NowMs() + limits_.lease.count())
+        .Bind(static_cast<int>(JobState::kRunning))
+        .Run();
+  } catch (const Error& e) {
+    spdlog::error("could not renew the leases of running jobs: {}", e.what());
+  }
 }
 
-JobStore::Submitted JobStore::Submit(const std::string& tenant, const v1::JobSpec& spec, int priority,
-                                     const std::string& idempotency_key) {
-  const std::string bytes = spec.SerializeAsString();
+int JobStore::Transition(Edge edge, std::string_view where, const std::string& job_id, const Move& move) {
+  const auto& rule = RuleOf(edge);
+  std::vector<int> from;
+  for (const auto state : rule.from) from.push_back(static_cast<int>(state));
+  Statement update(db_, fmt::format("UPDATE jobs SET state = {}, {}{} WHERE state IN ({}) AND ({})",
+                                    static_cast<int>(rule.to), rule.resets,
+                                    move.message.empty() ? "" : ", message = :message", fmt::join(from, ", "), where));
+  const std::int64_t now = clock_.NowMs();
+  update.BindNamed(":now", now)
+      .BindNamed(":id", job_id)
+      .BindNamed(":message", move.message)
+      .BindNamed(":lease_id", move.lease_id)
+      .BindNamed(":group", move.group)
+      .BindNamed(":lease_expires_ms", now + limits_.lease.count());
+  update.Run();
+  return static_cast<int>(db_.Changes());
+}
+
+JobStore::Submitted JobStore::Submit(const SubmitRequest& request) {
+  const std::string spec_bytes = request.spec.SerializeAsString();
+  const std::string& key = request.idempotency_key;
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
-  if (!idempotency_key.empty()) {
-    Statement existing(db_, "SELECT id, spec FROM jobs WHERE tenant = ? AND idempotency_key = ?");
-    existing.Bind(tenant).Bind(idempotency_key);
+  if (!key.empty()) {
+    Statement existing(db_, "SELECT id, spec, request, priority FROM jobs WHERE tenant = ? AND idempotency_key = ?");
+    existing.Bind(request.tenant).Bind(key);
     if (existing.Step()) {
-      if (existing.Text(1) != bytes) {
+      const std::string id = existing.Text(0);
+      const bool same_request = existing.IsNull(2) ? existing.Text(1) == spec_bytes : existing.Text(2) == request.request;
+      if (!same_request) {
         vidgen::Fail(ErrorCode::kAlreadyExists, "idempotency key '{}' was used by job {} with a different request",
-                     idempotency_key, existing.Text(0));
+                     key, id);
       }
-      return {existing.Text(0), true};
+      if (existing.Int(3) != request.priority) {
+        vidgen::Fail(ErrorCode::kAlreadyExists,
+                     "idempotency key '{}' was used by job {} at priority {}, not {}", key, id, existing.Int(3),
+                     request.priority);
+      }
+      return {id, true};
     }
   }
   Statement queued(db_, "SELECT count(*) FROM jobs WHERE state = ?");
-  queued.Bind(static_cast<int>(v1::QUEUED)).Step();
+  queued.Bind(static_cast<int>(JobState::kQueued)).Step();
   if (queued.Int(0) >= limits_.max_queued) {
     vidgen::Fail(ErrorCode::kResourceExhausted, "the queue is full ({} jobs waiting); retry in about {} s",
                  queued.Int(0), std::max<std::int64_t>(5, limits_.lease.count() / 1000));
   }
   const std::string id = RandomId("job-");
   Statement insert(db_,
-                   "INSERT INTO jobs (id, tenant, idempotency_key, spec, model, priority, state, stage, total_steps, "
-                   "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)");
-  insert.Bind(id).Bind(tenant);
-  if (idempotency_key.empty()) {
+                   "INSERT INTO jobs (id, tenant, idempotency_key, spec, request, model, priority, state, stage, "
+                   "total_steps, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)");
+  insert.Bind(id).Bind(request.tenant);
+  if (key.empty()) {
     insert.BindNull();
   } else {
-    insert.Bind(idempotency_key);
+    insert.Bind(key);
   }
-  insert.BindBlob(bytes).Bind(spec.model()).Bind(priority).Bind(static_cast<int>(v1::QUEUED)).Bind(spec.steps());
-  insert.Bind(NowMs()).Run();
+  insert.BindBlob(spec_bytes).BindBlob(request.request).Bind(request.spec.model()).Bind(request.priority);
+  insert.Bind(static_cast<int>(JobState::kQueued)).Bind(request.spec.steps()).Bind(clock_.NowMs()).Run();
   transaction.Commit();
-  Changed();
+  events_.QueueChanged();
   return {id, false};
 }
 
@@ -133,7 +185,7 @@ v1::Job JobStore::ReadJob(Statement& row) {
 
 int JobStore::QueuePosition(std::int64_t seq, int priority) {
   Statement ahead(db_, "SELECT count(*) FROM jobs WHERE state = ? AND (priority > ? OR (priority = ? AND seq <= ?))");
-  ahead.Bind(static_cast<int>(v1::QUEUED)).Bind(priority).Bind(priority).Bind(seq).Step();
+  ahead.Bind(static_cast<int>(JobState::kQueued)).Bind(priority).Bind(priority).Bind(seq).Step();
   return static_cast<int>(ahead.Int(0));
 }
 
@@ -154,9 +206,11 @@ v1::ListJobsResponse JobStore::List(const std::string& tenant, const v1::ListJob
       before = std::stoll(request.page_token(), &used);
       if (used != request.page_token().size()) throw std::invalid_argument("trailing characters");
     } catch (const std::exception&) {
-      vidgen::Fail(ErrorCode::kInvalidArgument, "page_token '{}' is not one this server gave", request.page_token());
+      vidgen::Fail(ErrorCode::kInvalidArgument, "page_token '{}' is not one this server gave",
+                   request.page_token().substr(0, 40));
     }
   }
+  if (request.states_size() > 8) vidgen::Fail(ErrorCode::kInvalidArgument, "at most 8 states may be listed");
   std::string sql = fmt::format("SELECT {} FROM jobs WHERE tenant = ? AND seq < ?", kJobColumns);
   if (!request.model().empty()) sql += " AND model = ?";
   if (request.states_size() > 0) {
@@ -191,27 +245,22 @@ v1::Job JobStore::Cancel(const std::string& tenant, const std::string& job_id) {
     Statement row(db_, "SELECT state FROM jobs WHERE id = ? AND tenant = ?");
     row.Bind(job_id).Bind(tenant);
     if (!row.Step()) vidgen::Fail(ErrorCode::kNotFound, "job '{}' not found", job_id);
-    const int state = static_cast<int>(row.Int(0));
+    const auto state = static_cast<JobState>(row.Int(0));
     if (Terminal(state)) {
-      vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' already ended ({})", job_id,
-                   v1::JobState_Name(static_cast<v1::JobState>(state)));
+      vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' already ended ({})", job_id, StateName(state));
     }
-    if (state == v1::QUEUED) {
-      Statement(db_,
-                "UPDATE jobs SET state = ?, stage = 'cancelled', message = 'cancelled while queued', finished_ms = ? "
-                "WHERE id = ?")
-          .Bind(static_cast<int>(v1::CANCELLED))
-          .Bind(NowMs())
-          .Bind(job_id)
-          .Run();
+    if (state == JobState::kQueued) {
+      RequireEdge(state, Edge::kCancelQueued);
+      Transition(Edge::kCancelQueued, "id = :id", job_id, {"cancelled while queued", "", ""});
     } else {
       Statement(db_, "UPDATE jobs SET cancel_requested = 1, message = 'cancel requested' WHERE id = ?")
           .Bind(job_id)
           .Run();
     }
     transaction.Commit();
+    if (state == JobState::kQueued) events_.QueueChanged();
+    events_.JobChanged(job_id);
   }
-  Changed();
   return Get(tenant, job_id);
 }
 
@@ -221,9 +270,9 @@ StoredArtifact JobStore::Artifact(const std::string& tenant, const std::string& 
                 "SELECT state, video_path, video_bytes, video_sha256, video_mime FROM jobs WHERE id = ? AND tenant = ?");
   row.Bind(job_id).Bind(tenant);
   if (!row.Step()) vidgen::Fail(ErrorCode::kNotFound, "job '{}' not found", job_id);
-  if (row.Int(0) != v1::SUCCEEDED) {
-    vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' has no video: it is {}", job_id,
-                 v1::JobState_Name(static_cast<v1::JobState>(row.Int(0))));
+  const auto state = static_cast<JobState>(row.Int(0));
+  if (state != JobState::kSucceeded) {
+    vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' has no video: it is {}", job_id, StateName(state));
   }
   if (row.IsNull(1)) vidgen::Fail(ErrorCode::kNotFound, "the video of job '{}' has expired", job_id);
   return {row.Text(1), row.Text(3), row.Text(4), row.Int(2)};
@@ -234,187 +283,149 @@ std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const s
   std::string sql = "SELECT id, spec, attempts FROM jobs WHERE state = ? AND model IN (";
   for (std::size_t i = 0; i < models.size(); ++i) sql += i ? ", ?" : "?";
   sql += ") ORDER BY priority DESC, seq LIMIT 1";
-  std::optional<JobLease> lease;
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    Statement next(db_, sql);
-    next.Bind(static_cast<int>(v1::QUEUED));
-    for (const auto& model : models) next.Bind(model);
-    if (!next.Step()) return std::nullopt;
-    lease.emplace();
-    lease->job_id = next.Text(0);
-    lease->spec.ParseFromString(next.Text(1));
-    lease->attempt = static_cast<int>(next.Int(2)) + 1;
-    lease->lease_id = RandomId("lease-");
-    const std::int64_t now = NowMs();
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = 'loading', step = 0, eta_seconds = 0, attempts = ?, lease_id = ?, "
-              "lease_group = ?, lease_expires_ms = ?, started_ms = CASE WHEN started_ms = 0 THEN ? ELSE started_ms "
-              "END WHERE id = ?")
-        .Bind(static_cast<int>(v1::RUNNING))
-        .Bind(lease->attempt)
-        .Bind(lease->lease_id)
-        .Bind(group_id)
-        .Bind(now + limits_.lease.count())
-        .Bind(now)
-        .Bind(lease->job_id)
-        .Run();
-    transaction.Commit();
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  Statement next(db_, sql);
+  next.Bind(static_cast<int>(JobState::kQueued));
+  for (const auto& model : models) next.Bind(model);
+  if (!next.Step()) return std::nullopt;
+  JobLease lease;
+  lease.job_id = next.Text(0);
+  lease.spec.ParseFromString(next.Text(1));
+  lease.attempt = static_cast<int>(next.Int(2)) + 1;
+  lease.lease_id = RandomId("lease-");
+  if (Transition(Edge::kLease, "id = :id", lease.job_id, {"", lease.lease_id, group_id}) != 1) {
+    vidgen::Fail(ErrorCode::kInternal, "job '{}' left the queue while it was leased", lease.job_id);
   }
-  Changed();
+  transaction.Commit();
+  events_.QueueChanged();
   return lease;
 }
 
+void JobStore::CheckLease(const std::string& job_id, const std::string& lease_id) {
+  std::lock_guard lock(mutex_);
+  Statement row(db_, "SELECT 1 FROM jobs WHERE id = ? AND lease_id = ? AND state = ?");
+  row.Bind(job_id).Bind(lease_id).Bind(static_cast<int>(JobState::kRunning));
+  if (!row.Step()) vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}'", job_id, lease_id);
+}
+
 v1::HeartbeatResponse JobStore::Heartbeat(const v1::HeartbeatRequest& request) {
-  v1::HeartbeatResponse response;
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    Statement(db_,
-              "UPDATE jobs SET stage = ?, step = ?, total_steps = ?, eta_seconds = ?, lease_expires_ms = ? "
-              "WHERE id = ? AND lease_id = ? AND state = ?")
-        .Bind(request.stage())
-        .Bind(request.step())
-        .Bind(request.total_steps())
-        .Bind(request.eta_seconds())
-        .Bind(NowMs() + limits_.lease.count())
-        .Bind(request.job_id())
-        .Bind(request.lease_id())
-        .Bind(static_cast<int>(v1::RUNNING))
-        .Run();
-    if (db_.Changes() == 0) {
-      response.set_lease_lost(true);
-      return response;
-    }
-    Statement cancel(db_, "SELECT cancel_requested FROM jobs WHERE id = ?");
-    cancel.Bind(request.job_id()).Step();
-    response.set_cancel(cancel.Int(0) != 0);
-    transaction.Commit();
+  if (std::find(kStages.begin(), kStages.end(), request.stage()) == kStages.end()) {
+    vidgen::Fail(ErrorCode::kInvalidArgument, "heartbeat stage '{}' is not one of {}", request.stage().substr(0, 40),
+                 fmt::join(kStages, ", "));
   }
-  Changed();
+  if (request.total_steps() < 0 || request.total_steps() > 100'000 || request.step() < 0 ||
+      request.step() > request.total_steps()) {
+    vidgen::Fail(ErrorCode::kInvalidArgument, "heartbeat step {} of {} is out of range", request.step(),
+                 request.total_steps());
+  }
+  if (!std::isfinite(request.eta_seconds()) || request.eta_seconds() < 0) {
+    vidgen::Fail(ErrorCode::kInvalidArgument, "heartbeat eta_seconds {} is not a duration", request.eta_seconds());
+  }
+  v1::HeartbeatResponse response;
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  Statement(db_,
+            "UPDATE jobs SET stage = ?, step = ?, total_steps = ?, eta_seconds = ?, lease_expires_ms = ? "
+            "WHERE id = ? AND lease_id = ? AND state = ?")
+      .Bind(request.stage())
+      .Bind(request.step())
+      .Bind(request.total_steps())
+      .Bind(request.eta_seconds())
+      .Bind(clock_.NowMs() + limits_.lease.count())
+      .Bind(request.job_id())
+      .Bind(request.lease_id())
+      .Bind(static_cast<int>(JobState::kRunning))
+      .Run();
+  if (db_.Changes() == 0) {
+    response.set_lease_lost(true);
+    return response;
+  }
+  Statement cancel(db_, "SELECT cancel_requested FROM jobs WHERE id = ?");
+  cancel.Bind(request.job_id()).Step();
+  response.set_cancel(cancel.Int(0) != 0);
+  transaction.Commit();
+  events_.JobChanged(request.job_id());
   return response;
 }
 
-void JobStore::AttachArtifact(const std::string& job_id, const std::string& lease_id,
-                              const StoredArtifact& artifact) {
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    Statement(db_,
-              "UPDATE jobs SET video_path = ?, video_bytes = ?, video_sha256 = ?, video_mime = ? "
-              "WHERE id = ? AND lease_id = ? AND state = ?")
-        .Bind(artifact.path)
-        .Bind(artifact.bytes)
-        .Bind(artifact.sha256)
-        .Bind(artifact.mime_type)
-        .Bind(job_id)
-        .Bind(lease_id)
-        .Bind(static_cast<int>(v1::RUNNING))
-        .Run();
-    if (db_.Changes() == 0) {
-      vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' any more", job_id, lease_id);
-    }
-    transaction.Commit();
+std::optional<std::string> JobStore::AttachArtifact(const std::string& job_id, const std::string& lease_id,
+                                                    const StoredArtifact& artifact) {
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  Statement current(db_, "SELECT video_path FROM jobs WHERE id = ? AND lease_id = ? AND state = ?");
+  current.Bind(job_id).Bind(lease_id).Bind(static_cast<int>(JobState::kRunning));
+  if (!current.Step()) {
+    vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' any more", job_id, lease_id);
   }
-  Changed();
+  std::optional<std::string> replaced;
+  if (!current.IsNull(0) && current.Text(0) != artifact.path) replaced = current.Text(0);
+  Statement(db_, "UPDATE jobs SET video_path = ?, video_bytes = ?, video_sha256 = ?, video_mime = ? WHERE id = ?")
+      .Bind(artifact.path)
+      .Bind(artifact.bytes)
+      .Bind(artifact.sha256)
+      .Bind(artifact.mime_type)
+      .Bind(job_id)
+      .Run();
+  transaction.Commit();
+  events_.JobChanged(job_id);
+  return replaced;
 }
 
 void JobStore::Complete(const v1::CompleteJobRequest& request) {
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = 'done', step = total_steps, eta_seconds = 0, message = ?, "
-              "finished_ms = ?, lease_id = NULL WHERE id = ? AND lease_id = ? AND state = ? AND video_path IS NOT NULL")
-        .Bind(static_cast<int>(v1::SUCCEEDED))
-        .Bind(fmt::format("{} full and {} forecast steps in {:.1f} s", request.full_steps(), request.predicted_steps(),
-                          request.seconds()))
-        .Bind(NowMs())
-        .Bind(request.job_id())
-        .Bind(request.lease_id())
-        .Bind(static_cast<int>(v1::RUNNING))
-        .Run();
-    if (db_.Changes() == 0) {
-      vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' with its video uploaded",
-                   request.job_id(), request.lease_id());
-    }
-    transaction.Commit();
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  const auto message = fmt::format("{} full and {} forecast steps in {:.1f} s", request.full_steps(),
+                                   request.predicted_steps(), request.seconds());
+  if (Transition(Edge::kComplete, "id = :id AND lease_id = :lease_id AND video_path IS NOT NULL", request.job_id(),
+                 {message, request.lease_id(), ""}) == 0) {
+    vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' with its video uploaded",
+                 request.job_id(), request.lease_id());
   }
-  Changed();
+  transaction.Commit();
+  events_.JobChanged(request.job_id());
 }
 
 void JobStore::Fail(const v1::FailJobRequest& request) {
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    Statement row(db_, "SELECT attempts, cancel_requested FROM jobs WHERE id = ? AND lease_id = ? AND state = ?");
-    row.Bind(request.job_id()).Bind(request.lease_id()).Bind(static_cast<int>(v1::RUNNING));
-    if (!row.Step()) {
-      vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' any more", request.job_id(),
-                   request.lease_id());
-    }
-    const bool cancelled = request.cancelled() || row.Int(1) != 0;
-    const bool retry = !cancelled && request.retryable() && row.Int(0) < limits_.max_attempts;
-    const int state = cancelled ? v1::CANCELLED : retry ? v1::QUEUED : v1::FAILED;
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = ?, message = ?, lease_id = NULL, finished_ms = ? WHERE id = ?")
-        .Bind(state)
-        .Bind(cancelled ? "cancelled" : retry ? "queued" : "failed")
-        .Bind(cancelled ? "cancelled while running" : request.message())
-        .Bind(retry ? std::int64_t{0} : NowMs())
-        .Bind(request.job_id())
-        .Run();
-    transaction.Commit();
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  Statement row(db_, "SELECT state, attempts, cancel_requested FROM jobs WHERE id = ? AND lease_id = ? AND state = ?");
+  row.Bind(request.job_id()).Bind(request.lease_id()).Bind(static_cast<int>(JobState::kRunning));
+  if (!row.Step()) {
+    vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' any more", request.job_id(),
+                 request.lease_id());
   }
-  Changed();
+  const bool cancelled = request.cancelled() || row.Int(2) != 0;
+  const bool retry = !cancelled && request.retryable() && row.Int(1) < limits_.max_attempts;
+  const Edge edge = cancelled ? Edge::kCancelRunning : retry ? Edge::kRequeue : Edge::kFail;
+  RequireEdge(static_cast<JobState>(row.Int(0)), edge);
+  const std::string message = cancelled ? "cancelled while running"
+                              : retry   ? "requeued: " + request.message().substr(0, 4096)
+                                        : request.message().substr(0, 4096);
+  Transition(edge, "id = :id AND lease_id = :lease_id", request.job_id(), {message, request.lease_id(), ""});
+  transaction.Commit();
+  if (retry) events_.QueueChanged();
+  events_.JobChanged(request.job_id());
 }
 
 int JobStore::ExpireLeases() {
-  int changed = 0;
-  {
-    std::lock_guard lock(mutex_);
-    Database::Transaction transaction(db_);
-    const std::int64_t now = NowMs();
-    const int running = v1::RUNNING;
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = 'cancelled', message = 'cancelled; its worker group stopped "
-              "answering', lease_id = NULL, finished_ms = ? WHERE state = ? AND lease_expires_ms < ? AND "
-              "cancel_requested = 1")
-        .Bind(static_cast<int>(v1::CANCELLED))
-        .Bind(now)
-        .Bind(running)
-        .Bind(now)
-        .Run();
-    changed += static_cast<int>(db_.Changes());
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = 'failed', message = 'its worker group stopped answering ' || "
-              "attempts || ' times', lease_id = NULL, finished_ms = ? WHERE state = ? AND lease_expires_ms < ? AND "
-              "attempts >= ?")
-        .Bind(static_cast<int>(v1::FAILED))
-        .Bind(now)
-        .Bind(running)
-        .Bind(now)
-        .Bind(limits_.max_attempts)
-        .Run();
-    changed += static_cast<int>(db_.Changes());
-    Statement(db_,
-              "UPDATE jobs SET state = ?, stage = 'queued', step = 0, eta_seconds = 0, message = 'requeued: its "
-              "worker group stopped answering', lease_id = NULL WHERE state = ? AND lease_expires_ms < ?")
-        .Bind(static_cast<int>(v1::QUEUED))
-        .Bind(running)
-        .Bind(now)
-        .Run();
-    changed += static_cast<int>(db_.Changes());
-    transaction.Commit();
-  }
-  if (changed > 0) Changed();
+  std::lock_guard lock(mutex_);
+  Database::Transaction transaction(db_);
+  // Each lapsed job takes exactly one of the three edges: the first that matches.
+  constexpr const char* kLapsed = "lease_expires_ms < :now";
+  int changed = Transition(Edge::kCancelRunning, "lease_expires_ms < :now AND cancel_requested = 1", "",
+                           {"cancelled; its worker group stopped answering", "", ""});
+  Statement exhausted(db_, "UPDATE jobs SET message = 'its worker group stopped answering ' || attempts || ' times' "
+                           "WHERE state = ? AND lease_expires_ms < ? AND attempts >= ?");
+  exhausted.Bind(static_cast<int>(JobState::kRunning)).Bind(clock_.NowMs()).Bind(limits_.max_attempts).Run();
+  changed += Transition(Edge::kFail, fmt::format("{} AND attempts >= {}", kLapsed, limits_.max_attempts), "", {});
+  changed += Transition(Edge::kRequeue, kLapsed, "", {"requeued: its worker group stopped answering", "", ""});
+  transaction.Commit();
+  if (changed > 0) events_.QueueChanged();  // wakes every watcher: the lapsed jobs' too
   return changed;
 }
 
-std::vector<std::string> JobStore::ExpireArtifacts(std::chrono::system_clock::time_point cutoff) {
-  const std::int64_t cutoff_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(cutoff.time_since_epoch()).count();
+std::vector<std::string> JobStore::ExpireArtifacts(std::int64_t cutoff_ms) {
   std::vector<std::string> paths;
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
@@ -426,24 +437,6 @@ std::vector<std::string> JobStore::ExpireArtifacts(std::chrono::system_clock::ti
       .Run();
   transaction.Commit();
   return paths;
-}
-
-std::uint64_t JobStore::version() const {
-  std::lock_guard lock(version_mutex_);
-  return version_;
-}
-
-void JobStore::WaitForChange(std::uint64_t seen, std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(version_mutex_);
-  version_changed_.wait_for(lock, timeout, [&] { return version_ != seen; });
-}
-
-void JobStore::Changed() {
-  {
-    std::lock_guard lock(version_mutex_);
-    ++version_;
-  }
-  version_changed_.notify_all();
 }
 
 }  // namespace vidgen::server

@@ -1,16 +1,19 @@
 // The durable job queue: every job, its state, lease and artifact, in SQLite (WAL, synchronous=FULL). Each method is
 // one transaction, committed before it returns, so what a caller was told survives a crash. Jobs belong to tenants:
-// every lookup by a tenant is scoped to it, and another tenant's job reads as NOT_FOUND.
+// every lookup by a tenant is scoped to it, and another tenant's job reads as NOT_FOUND. A job's state changes only
+// along the edges of the state machine (job_state.h), each a compare-and-set in SQL. Thread-safe.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "server/clock.h"
+#include "server/job_events.h"
+#include "server/job_state.h"
 #include "server/sqlite.h"
 #include "vidgen/v1/worker_service.pb.h"
 
@@ -20,6 +23,7 @@ struct StoreLimits {
   int max_queued = 1000;  // SubmitJob answers RESOURCE_EXHAUSTED beyond this
   int max_attempts = 3;   // leases a job may take before a lapse fails it
   std::chrono::milliseconds lease{std::chrono::seconds(30)};
+  std::chrono::milliseconds busy_timeout{std::chrono::seconds(10)};  // how long a statement waits for a lock
 };
 
 struct JobLease {
@@ -33,20 +37,28 @@ struct StoredArtifact {
   std::int64_t bytes = 0;
 };
 
+struct SubmitRequest {
+  std::string tenant;
+  v1::JobSpec spec;     // normalized: what the job runs
+  std::string request;  // the spec as the client sent it: what an idempotent retry is compared with
+  int priority = 0;
+  std::string idempotency_key;
+};
+
 class JobStore {
  public:
-  // Opens or creates the store. Leases of running jobs are renewed for one lease period: after a restart, their
-  // groups get time to reconnect before the jobs go back to the queue.
-  JobStore(const std::string& path, StoreLimits limits);
+  // Opens or creates the store; FAILED_PRECONDITION for an empty (0-byte) file, which is no store a server wrote.
+  // Leases of running jobs are renewed for one lease period: after a restart, their groups get time to reconnect
+  // before the jobs go back to the queue. `clock` must outlive the store.
+  JobStore(const std::string& path, StoreLimits limits, const Clock& clock);
 
   struct Submitted {
     std::string job_id;
     bool existing = false;
   };
-  // Queues a validated spec. The same tenant and idempotency key return the first job (ALREADY_EXISTS when the spec
-  // differs); a full queue is RESOURCE_EXHAUSTED.
-  Submitted Submit(const std::string& tenant, const v1::JobSpec& spec, int priority,
-                   const std::string& idempotency_key);
+  // Queues a job. The same tenant and idempotency key return the first job when the client sent the same request
+  // with the same priority, ALREADY_EXISTS naming what differs otherwise; a full queue is RESOURCE_EXHAUSTED.
+  Submitted Submit(const SubmitRequest& request);
 
   v1::Job Get(const std::string& tenant, const std::string& job_id);
   v1::ListJobsResponse List(const std::string& tenant, const v1::ListJobsRequest& request);
@@ -56,35 +68,42 @@ class JobStore {
 
   // The next queued job for one of `models` (highest priority, then oldest), leased to `group_id`.
   std::optional<JobLease> LeaseNext(const std::string& group_id, const std::vector<std::string>& models);
+  // FAILED_PRECONDITION unless `lease_id` is the running job's current lease.
+  void CheckLease(const std::string& job_id, const std::string& lease_id);
   // Renews the lease and records progress; reports whether the job was cancelled or the lease is gone.
+  // INVALID_ARGUMENT for progress that is not progress (a stage it does not know, steps out of range, a NaN ETA).
   v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
-  // Records the uploaded video of a leased job. FAILED_PRECONDITION when the lease is no longer current.
-  void AttachArtifact(const std::string& job_id, const std::string& lease_id, const StoredArtifact& artifact);
+  // Records the uploaded video of a leased job; returns the file of a video it replaced (a retried upload), for the
+  // caller to delete. FAILED_PRECONDITION when the lease is no longer current.
+  std::optional<std::string> AttachArtifact(const std::string& job_id, const std::string& lease_id,
+                                            const StoredArtifact& artifact);
   void Complete(const v1::CompleteJobRequest& request);  // needs the artifact attached
   void Fail(const v1::FailJobRequest& request);
   // Lapsed leases: the job goes back to the queue, or fails after max_attempts, or ends cancelled when a cancel was
   // asked for. Returns how many jobs changed.
   int ExpireLeases();
-  // Forgets the videos of jobs finished before `cutoff`; returns their files for the caller to delete.
-  std::vector<std::string> ExpireArtifacts(std::chrono::system_clock::time_point cutoff);
+  // Forgets the videos of jobs finished before `cutoff_ms`; returns their files for the caller to delete.
+  std::vector<std::string> ExpireArtifacts(std::int64_t cutoff_ms);
 
-  // Change notification for watchers: a counter bumped by every change, and a wait for it to move.
-  std::uint64_t version() const;
-  void WaitForChange(std::uint64_t seen, std::chrono::milliseconds timeout) const;
-
+  JobEvents& events() { return events_; }
   const StoreLimits& limits() const { return limits_; }
 
  private:
+  struct Move {
+    std::string message;  // the job's message after the move; empty keeps it
+    std::string lease_id, group;
+  };
+  // Moves the jobs matching `where` (SQL over the jobs table; may use :id, :lease_id and :now) that are in one of
+  // the edge's from-states along it; returns how many moved. Needs mutex_ and an open transaction.
+  int Transition(Edge edge, std::string_view where, const std::string& job_id, const Move& move);
   v1::Job ReadJob(Statement& row);
   int QueuePosition(std::int64_t seq, int priority);
-  void Changed();
 
   StoreLimits limits_;
+  const Clock& clock_;
   std::mutex mutex_;  // one connection, one transaction at a time
-  Database db_;
-  mutable std::mutex version_mutex_;
-  mutable std::condition_variable version_changed_;
-  std::uint64_t version_ = 0;
+  Database db_;       // GUARDED_BY(mutex_)
+  JobEvents events_;
 };
 
 }  // namespace vidgen::server

@@ -8,11 +8,14 @@
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "common/tool_main.h"
 #include "proto/rpc.h"
+#include "server/data_dir_lock.h"
+#include "server/janitor.h"
 #include "server/services.h"
 
 namespace {
@@ -30,9 +33,25 @@ std::vector<vidgen::v1::ServedModel> ParseModels(const std::vector<std::string>&
     const auto colon = spec.find(':');
     model.set_name(spec.substr(0, colon));
     model.set_family(colon == std::string::npos ? "" : spec.substr(colon + 1));
+    if (!model.family().empty()) vidgen::spec::ParseFamily(model.family());  // refuses an unknown family
     models.push_back(model);
   }
   return models;
+}
+
+// Half a TLS configuration is refused, and a certificate or key that does not parse or does not match is named.
+std::shared_ptr<grpc::ServerCredentials> Credentials(const std::string& cert_file, const std::string& key_file) {
+  if (cert_file.empty() != key_file.empty()) {
+    throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
+                        "TLS needs both --tls-cert and --tls-key (given: only " +
+                            std::string(cert_file.empty() ? "--tls-key" : "--tls-cert") + ")");
+  }
+  if (cert_file.empty()) return grpc::InsecureServerCredentials();
+  const auto cert = vidgen::rpc::ReadSmallFile(cert_file), key = vidgen::rpc::ReadSmallFile(key_file);
+  vidgen::rpc::CheckKeyPair(cert, cert_file, key, key_file);
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(options);
 }
 
 }  // namespace
@@ -44,72 +63,112 @@ int main(int argc, char** argv) {
               port_file;
   std::vector<std::string> models;
   int max_queue = 1000, max_attempts = 3, lease_seconds = 30, heartbeat_seconds = 5, max_request_mib = 8;
+  int max_streams = 64, stall_seconds = 60, max_uploads = 8, max_threads = 1024, busy_timeout_ms = 10000;
   double retention_hours = 72;
   std::int64_t max_video_mib = 4096;
-  vidgen::server::SpecLimits limits;
+  vidgen::spec::Limits limits;
   app.add_option("--listen", listen, "host:port to serve on (port 0: any free port)")->capture_default_str();
   app.add_option("--port-file", port_file, "write the port actually bound to this file");
-  app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos; one server per folder")->capture_default_str();
   app.add_option("--keys-file", keys_file, "JSON [{\"tenant\": ..., \"key\": ...}]; without it, one open tenant");
   app.add_option("--worker-token-file", worker_token_file, "the token worker groups present (or VIDGEN_WORKER_TOKEN)");
-  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS (with --tls-key)");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--model", models, "a model to accept jobs for before any worker serves it: name[:family]");
-  app.add_option("--max-queue", max_queue, "queued jobs beyond which SubmitJob is refused")->capture_default_str();
-  app.add_option("--max-attempts", max_attempts, "leases a job may lose before it fails")->capture_default_str();
-  app.add_option("--lease-seconds", lease_seconds, "a lease lapses after this silence")->capture_default_str();
-  app.add_option("--heartbeat-seconds", heartbeat_seconds, "how often groups report")->capture_default_str();
+  app.add_option("--max-queue", max_queue, "queued jobs beyond which SubmitJob is refused")
+      ->check(CLI::Range(1, 10'000'000))
+      ->capture_default_str();
+  app.add_option("--max-attempts", max_attempts, "leases a job may lose before it fails")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  app.add_option("--lease-seconds", lease_seconds, "a lease lapses after this silence")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--heartbeat-seconds", heartbeat_seconds, "how often groups report (below --lease-seconds)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.add_option("--retention-hours", retention_hours, "videos are deleted this long after their job ended")
+      ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
-  app.add_option("--max-request-mib", max_request_mib, "largest gRPC message accepted")->capture_default_str();
-  app.add_option("--max-video-mib", max_video_mib, "largest video accepted from a worker")->capture_default_str();
-  app.add_option("--max-prompt-bytes", limits.max_prompt_bytes)->capture_default_str();
+  app.add_option("--max-request-mib", max_request_mib, "largest gRPC message accepted")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--max-video-mib", max_video_mib, "largest video accepted from a worker")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-prompt-bytes", limits.max_prompt_bytes)->check(CLI::Range(1, 1 << 20))->capture_default_str();
   app.add_option("--max-pixel-frames", limits.max_pixel_frames, "limit on width × height × frames")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40))
       ->capture_default_str();
-  app.add_option("--max-steps", limits.max_steps)->capture_default_str();
+  app.add_option("--max-steps", limits.max_steps)->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--max-streams-per-tenant", max_streams, "open WatchJob and DownloadVideo streams per tenant")
+      ->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  app.add_option("--stream-stall-seconds", stall_seconds, "a stream whose reader stops reading this long is cut")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--max-uploads", max_uploads, "video uploads in flight at once")
+      ->check(CLI::Range(1, 10'000))
+      ->capture_default_str();
+  app.add_option("--max-threads", max_threads, "threads serving calls")->check(CLI::Range(8, 100'000))->capture_default_str();
+  app.add_option("--store-busy-ms", busy_timeout_ms, "how long the store waits for a lock held from outside")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-server", [&] {
+    if (heartbeat_seconds >= lease_seconds) {
+      throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
+                          fmt::format("--heartbeat-seconds {} must be below --lease-seconds {}", heartbeat_seconds,
+                                      lease_seconds));
+    }
     const std::string worker_token = vidgen::rpc::ReadSecret(worker_token_file, "VIDGEN_WORKER_TOKEN");
     if (worker_token.empty()) {
       throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
                           "give the worker token with --worker-token-file or VIDGEN_WORKER_TOKEN");
     }
+    const auto credentials = Credentials(tls_cert, tls_key);
     if (keys_file.empty()) spdlog::warn("no --keys-file: every client is the tenant 'default'");
 
     std::filesystem::create_directories(data_dir);
+    const vidgen::server::DataDirLock lock(data_dir);
+    const vidgen::server::SystemClock clock;
     vidgen::server::StoreLimits store_limits;
     store_limits.max_queued = max_queue;
     store_limits.max_attempts = max_attempts;
     store_limits.lease = std::chrono::seconds(lease_seconds);
-    vidgen::server::JobStore jobs(data_dir + "/jobs.db", store_limits);
+    store_limits.busy_timeout = std::chrono::milliseconds(busy_timeout_ms);
+    vidgen::server::JobStore jobs(data_dir + "/jobs.db", store_limits, clock);
     vidgen::server::ArtifactStore artifacts(data_dir + "/videos", max_video_mib << 20);
     vidgen::server::GroupRegistry groups(std::chrono::seconds(3 * lease_seconds), ParseModels(models));
     const vidgen::server::Authenticator auth(keys_file, worker_token);
-    vidgen::server::ServerState state{jobs, artifacts, groups, auth, limits, std::chrono::seconds(heartbeat_seconds)};
+    vidgen::server::StreamRegistry streams(max_streams, std::chrono::seconds(stall_seconds), max_uploads);
+    vidgen::server::ServerState state{jobs, artifacts, groups, auth, streams, limits,
+                                      std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
     vidgen::server::VideoServiceImpl video_service(state);
     vidgen::server::WorkerServiceImpl worker_service(state);
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
-    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-    if (!tls_cert.empty()) {
-      grpc::SslServerCredentialsOptions options;
-      options.pem_key_cert_pairs.push_back({vidgen::rpc::ReadSmallFile(tls_key), vidgen::rpc::ReadSmallFile(tls_cert)});
-      credentials = grpc::SslServerCredentials(options);
-    }
     int port = 0;
     builder.AddListeningPort(listen, credentials, &port);
     builder.SetMaxReceiveMessageSize(max_request_mib << 20);
-    builder.SetMaxSendMessageSize(max_request_mib << 20);
+    builder.SetMaxSendMessageSize(64 << 20);  // downloads send chunks of at most 4 MiB, whatever clients may send
+    builder.SetResourceQuota(grpc::ResourceQuota("vidgen-server").SetMaxThreads(max_threads));
     builder.RegisterService(&video_service);
     builder.RegisterService(&worker_service);
     const auto server = builder.BuildAndStart();
-    if (!server || port == 0) throw vidgen::Error(vidgen::ErrorCode::kUnavailable, "cannot listen on " + listen);
-    auto* health = server->GetHealthCheckService();
-    for (const char* service : {"", "vidgen.v1.VideoService", "vidgen.v1.WorkerService"}) {
-      health->SetServingStatus(service, true);
+    if (!server || port == 0) {
+      throw vidgen::Error(vidgen::ErrorCode::kUnavailable, fmt::format("cannot listen on {}: is the address in use, "
+                                                                       "or not this machine's?", listen));
     }
+    auto* health = server->GetHealthCheckService();
+    const auto set_health = [health](bool serving) {
+      for (const char* service : {"", "vidgen.v1.VideoService", "vidgen.v1.WorkerService"}) {
+        health->SetServingStatus(service, serving);
+      }
+    };
+    set_health(true);
     if (!port_file.empty()) {
       std::ofstream(port_file + ".tmp") << port << "\n";
       std::filesystem::rename(port_file + ".tmp", port_file);
@@ -118,21 +177,20 @@ int main(int argc, char** argv) {
 
     std::signal(SIGINT, RequestStop);
     std::signal(SIGTERM, RequestStop);
-    // The janitor: lapsed leases every second, expired videos every minute.
-    auto last_retention = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    vidgen::server::Janitor janitor(jobs, artifacts, streams, clock,
+                                    std::chrono::milliseconds(static_cast<std::int64_t>(retention_hours * 3'600'000)),
+                                    set_health);
     while (!stop_requested) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      if (const int lapsed = jobs.ExpireLeases()) spdlog::warn("{} lease(s) lapsed", lapsed);
-      if (std::chrono::steady_clock::now() - last_retention > std::chrono::minutes(1)) {
-        last_retention = std::chrono::steady_clock::now();
-        const auto cutoff = std::chrono::system_clock::now() -
-                            std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                std::chrono::duration<double, std::ratio<3600>>(retention_hours));
-        for (const auto& path : jobs.ExpireArtifacts(cutoff)) artifacts.Remove(path);
+      const auto pause = janitor.Tick();
+      for (auto waited = std::chrono::milliseconds(0); waited < pause && !stop_requested;
+           waited += std::chrono::milliseconds(50)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
     spdlog::info("stopping");
-    health->Shutdown();  // NOT_SERVING from now on, while calls in flight finish
+    health->Shutdown();   // NOT_SERVING from now on
+    jobs.events().Stop();  // watches and lease polls return
+    streams.Stop();        // and every stream still writing is cancelled
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     return 0;
   });

@@ -6,6 +6,7 @@
 #include "server/group_registry.h"
 #include "server/job_store.h"
 #include "server/spec.h"
+#include "server/streams.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
 #include "vidgen/v1/worker_service.grpc.pb.h"
 
@@ -16,8 +17,10 @@ struct ServerState {
   ArtifactStore& artifacts;
   GroupRegistry& groups;
   const Authenticator& auth;
-  SpecLimits spec_limits;
+  StreamRegistry& streams;
+  spec::Limits spec_limits;
   std::chrono::milliseconds heartbeat{std::chrono::seconds(5)};
+  int max_request_bytes = 8 << 20;  // what the server accepts in one message (worker uploads size chunks by it)
 };
 
 class VideoServiceImpl final : public v1::VideoService::Service {

@@ -4,14 +4,14 @@
 
 namespace vidgen::server {
 
-Database::Database(const std::string& path) : path_(path) {
+Database::Database(const std::string& path, std::chrono::milliseconds busy_timeout) : path_(path) {
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     vidgen::Fail(ErrorCode::kUnavailable, "cannot open the job store '{}': {}", path, message);
   }
-  sqlite3_busy_timeout(db_, 10000);
+  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
   Execute("PRAGMA journal_mode=WAL");
   Execute("PRAGMA synchronous=FULL");
   Execute("PRAGMA foreign_keys=ON");
@@ -43,6 +43,10 @@ Database::Transaction::~Transaction() {
 }
 
 void Database::Transaction::Commit() {
+  for (sqlite3_stmt* statement = sqlite3_next_stmt(db_.handle(), nullptr); statement;
+       statement = sqlite3_next_stmt(db_.handle(), statement)) {
+    if (sqlite3_stmt_busy(statement)) sqlite3_reset(statement);
+  }
   db_.Execute("COMMIT");
   done_ = true;
 }
@@ -74,6 +78,18 @@ Statement& Statement::Bind(std::string_view text) {
 
 Statement& Statement::BindBlob(std::string_view bytes) {
   sqlite3_bind_blob(statement_, next_bind_++, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+Statement& Statement::BindNamed(const char* name, std::int64_t value) {
+  if (const int index = sqlite3_bind_parameter_index(statement_, name)) sqlite3_bind_int64(statement_, index, value);
+  return *this;
+}
+
+Statement& Statement::BindNamed(const char* name, std::string_view text) {
+  if (const int index = sqlite3_bind_parameter_index(statement_, name)) {
+    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
   return *this;
 }
 

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,6 +30,10 @@ class Statement {
   Statement& Bind(const std::string& text) { return Bind(std::string_view(text)); }
   Statement& BindBlob(std::string_view bytes);
   Statement& BindNull();
+  // Binds a named parameter (":now"); a statement without it is left as it is, so one set of values can serve
+  // statements that use some of them.
+  Statement& BindNamed(const char* name, std::int64_t value);
+  Statement& BindNamed(const char* name, std::string_view text);
 
   bool Step();  // true while a row is available
   void Run();   // steps to the end
@@ -47,8 +52,8 @@ class Statement {
 class Database {
  public:
   // Opens (creating) the file in WAL mode with synchronous=FULL: a committed transaction survives a crash of the
-  // process or the machine.
-  explicit Database(const std::string& path);
+  // process or the machine. A statement waits up to `busy_timeout` for a lock another process holds.
+  Database(const std::string& path, std::chrono::milliseconds busy_timeout);
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
   ~Database();
@@ -58,7 +63,8 @@ class Database {
   [[noreturn]] void Fail(std::string_view what) const;
   sqlite3* handle() { return db_; }
 
-  // BEGIN IMMEDIATE .. COMMIT, rolled back when the scope ends without Commit().
+  // BEGIN IMMEDIATE .. COMMIT, rolled back when the scope ends without Commit(). Commit first resets every
+  // statement still stepping: an open read would pin the WAL and keep SQLite from checkpointing it.
   class Transaction {
    public:
     explicit Transaction(Database& db);

@@ -2,32 +2,27 @@
 
 #include <filesystem>
 
-#include <google/protobuf/util/json_util.h>
-
 #include "common/error.h"
 #include "models/io/json_config.h"
+#include "proto/spec_proto.h"
+#include "spec/json.h"
 
 namespace vidgen::worker {
 
 GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
+  const auto job = rpc::FromProto(spec);
   GenerationRequest request;
-  request.prompt = spec.prompt();
-  request.negative_prompt = spec.negative_prompt();
-  request.width = spec.width();
-  request.height = spec.height();
-  request.frames = spec.frames();
-  request.steps = spec.steps();
-  request.guidance_scale = spec.guidance();
-  request.shift = spec.shift();
-  request.seed = static_cast<std::uint64_t>(spec.seed());
-  request.solver = schedulers::ParseSolver(spec.solver());
-  const auto& cache = spec.cache();
-  request.cache = cache::Preset(cache.preset().empty() ? "none" : cache.preset());
-  if (cache.has_interval()) request.cache.interval = cache.interval();
-  if (cache.has_order()) request.cache.order = cache.order();
-  if (cache.has_warmup()) request.cache.warmup = cache.warmup();
-  if (cache.has_tail()) request.cache.tail = cache.tail();
-  request.cache.Validate();
+  request.prompt = job.prompt;
+  request.negative_prompt = job.negative_prompt;
+  request.width = job.width;
+  request.height = job.height;
+  request.frames = job.frames;
+  request.steps = job.steps;
+  request.guidance_scale = job.guidance;
+  request.shift = job.shift;
+  request.seed = static_cast<std::uint64_t>(job.seed);
+  request.solver = schedulers::ParseSolver(job.solver);
+  request.cache = spec::CacheConfigOf(job.cache);
   return request;
 }
 
@@ -40,17 +35,13 @@ VideoOptions ToVideoOptions(const v1::OutputSettings& output) {
   return options;
 }
 
-bool ReadCheckpointDefaults(const std::string& dir, v1::JobSpec& defaults) {
+std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir) {
   const auto path = dir + "/config.json";
-  if (!std::filesystem::is_regular_file(path)) return false;
+  if (!std::filesystem::is_regular_file(path)) return std::nullopt;
   const io::JsonConfig config(path, "checkpoint config");
   const auto it = config.json().find("vidgen_defaults");
-  if (it == config.json().end()) return false;
-  const auto status = google::protobuf::util::JsonStringToMessage(it->dump(), &defaults);
-  if (!status.ok()) {
-    Fail(ErrorCode::kInvalidArgument, "'{}': vidgen_defaults is not a JobSpec: {}", path, status.ToString());
-  }
-  return true;
+  if (it == config.json().end()) return std::nullopt;
+  return spec::JobRequestFromJson(*it, fmt::format("'{}': vidgen_defaults", path));
 }
 
 }  // namespace vidgen::worker

@@ -1,9 +1,11 @@
 // A leased job as the pipeline and the encoder take it.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "models/generation.h"
+#include "spec/spec.h"
 #include "vidgen/v1/video_service.pb.h"
 #include "worker/video_encoder.h"
 
@@ -13,9 +15,9 @@ namespace vidgen::worker {
 GenerationRequest ToGenerationRequest(const v1::JobSpec& spec);
 VideoOptions ToVideoOptions(const v1::OutputSettings& output);
 
-// The defaults a checkpoint declares for the jobs it serves: the "vidgen_defaults" object of <dir>/config.json in
-// JobSpec's JSON form (the demo model: {"width": 32, "height": 32, "frames": 17, "negative_prompt": " "}). Returns
-// false when there are none; throws Error(INVALID_ARGUMENT) naming the file when they do not parse.
-bool ReadCheckpointDefaults(const std::string& dir, v1::JobSpec& defaults);
+// The defaults a checkpoint declares for the jobs it serves: the "vidgen_defaults" object of <dir>/config.json with
+// the API's field names (the demo model: {"width": 32, "height": 32, "frames": 17, "negative_prompt": " "}); none
+// when it has none. Throws Error(INVALID_ARGUMENT) naming the file and field when they do not parse.
+std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir);
 
 }  // namespace vidgen::worker

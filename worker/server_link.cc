@@ -1,5 +1,6 @@
 #include "worker/server_link.h"
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -31,17 +32,18 @@ std::unique_ptr<grpc::ClientContext> ServerLink::Context(std::chrono::millisecon
 }
 
 template <typename Call>
-void ServerLink::Retry(const char* what, Call&& call) {
+void ServerLink::Retry(const char* what, std::chrono::milliseconds deadline, Call&& call) {
   const auto give_up = std::chrono::steady_clock::now() + options_.patience;
   auto pause = std::chrono::milliseconds(200);
   while (true) {
-    const grpc::Status status = call();
+    const auto context = Context(deadline);
+    const grpc::Status status = call(*context);
     if (status.ok()) return;
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND && status.error_message().find("worker group") == 0) {
+    if (rpc::Reason(*context) == kReasonUnknownGroup) {
       Register();  // the server restarted and forgot this group
       continue;
     }
-    if (!Transient(status) || std::chrono::steady_clock::now() > give_up) rpc::ThrowStatus(status, what);
+    if (!Transient(status) || std::chrono::steady_clock::now() > give_up) rpc::ThrowStatus(status, what, context.get());
     spdlog::warn("{}: server unreachable ({}); retrying", what, status.error_message());
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(5000));
@@ -56,6 +58,10 @@ void ServerLink::Register() {
     if (status.ok()) {
       group_id_ = response.group_id();
       heartbeat_period_ = std::chrono::seconds(std::max(1, response.heartbeat_seconds()));
+      // Upload chunks leave room for the message's other fields under the server's limit.
+      if (response.max_request_bytes() > 0) {
+        chunk_bytes_ = std::clamp(response.max_request_bytes() - (64 << 10), 4 << 10, 1 << 20);
+      }
       spdlog::info("registered with {} as {}", options_.server, group_id_);
       return;
     }
@@ -76,11 +82,11 @@ std::optional<v1::LeaseJobResponse> ServerLink::Lease(std::chrono::milliseconds 
     const auto context = Context(wait + std::chrono::seconds(10));
     const grpc::Status status = stub_->LeaseJob(context.get(), request, &response);
     if (status.ok()) break;
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    if (rpc::Reason(*context) == kReasonUnknownGroup) {
       Register();
       continue;
     }
-    if (!Transient(status)) rpc::ThrowStatus(status, "LeaseJob");
+    if (!Transient(status)) rpc::ThrowStatus(status, "LeaseJob", context.get());
     spdlog::warn("LeaseJob: {} unreachable ({}); retrying", options_.server, status.error_message());
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
@@ -93,7 +99,7 @@ v1::HeartbeatResponse ServerLink::Heartbeat(v1::HeartbeatRequest request) {
   v1::HeartbeatResponse response;
   const auto context = Context(std::chrono::seconds(10));
   const grpc::Status status = stub_->Heartbeat(context.get(), request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+  if (rpc::Reason(*context) == kReasonUnknownGroup) {
     Register();
     return {};
   }
@@ -104,12 +110,11 @@ v1::HeartbeatResponse ServerLink::Heartbeat(v1::HeartbeatRequest request) {
 void ServerLink::Upload(const std::string& job_id, const std::string& lease_id, const std::string& path,
                         const std::string& mime_type) {
   const std::string sha256 = Sha256OfFile(path);
-  Retry("UploadArtifact", [&] {
-    const auto context = Context(std::chrono::minutes(10));
+  Retry("UploadArtifact", std::chrono::minutes(10), [&](grpc::ClientContext& context) {
     v1::UploadArtifactResponse response;
-    auto writer = stub_->UploadArtifact(context.get(), &response);
+    auto writer = stub_->UploadArtifact(&context, &response);
     std::ifstream in(path, std::ios::binary);
-    std::string buffer(1 << 20, '\0');
+    std::string buffer(static_cast<std::size_t>(chunk_bytes_), '\0');
     v1::UploadArtifactRequest message;
     message.set_job_id(job_id);
     message.set_lease_id(lease_id);
@@ -130,16 +135,16 @@ void ServerLink::Upload(const std::string& job_id, const std::string& lease_id, 
 }
 
 void ServerLink::Complete(const v1::CompleteJobRequest& request) {
-  Retry("CompleteJob", [&] {
+  Retry("CompleteJob", std::chrono::seconds(30), [&](grpc::ClientContext& context) {
     v1::CompleteJobResponse response;
-    return stub_->CompleteJob(Context().get(), request, &response);
+    return stub_->CompleteJob(&context, request, &response);
   });
 }
 
 void ServerLink::Fail(const v1::FailJobRequest& request) {
-  Retry("FailJob", [&] {
+  Retry("FailJob", std::chrono::seconds(30), [&](grpc::ClientContext& context) {
     v1::FailJobResponse response;
-    return stub_->FailJob(Context().get(), request, &response);
+    return stub_->FailJob(&context, request, &response);
   });
 }
 

@@ -29,7 +29,7 @@ class ServerLink {
   // Waits for a job (long poll), registering first if needed; nullopt when none came in `wait`.
   std::optional<v1::LeaseJobResponse> Lease(std::chrono::milliseconds wait);
   v1::HeartbeatResponse Heartbeat(v1::HeartbeatRequest request);  // transport failures read as "no news"
-  // Streams a file in 1 MiB chunks with its SHA-256.
+  // Streams a file with its SHA-256, in chunks of at most 1 MiB that fit the server's message limit.
   void Upload(const std::string& job_id, const std::string& lease_id, const std::string& path,
               const std::string& mime_type);
   void Complete(const v1::CompleteJobRequest& request);
@@ -39,15 +39,17 @@ class ServerLink {
 
  private:
   void Register();
-  // Runs `call` until it succeeds, retrying UNAVAILABLE and DEADLINE_EXCEEDED for `patience`; throws on other codes.
+  // Runs `call(context)` with a fresh context of `deadline` until it succeeds, registering again when the server
+  // forgot the group and retrying UNAVAILABLE and DEADLINE_EXCEEDED for `patience`; throws on other codes.
   template <typename Call>
-  void Retry(const char* what, Call&& call);
+  void Retry(const char* what, std::chrono::milliseconds deadline, Call&& call);
   std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds deadline = std::chrono::seconds(30)) const;
 
   LinkOptions options_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::string group_id_;
   std::chrono::seconds heartbeat_period_{5};
+  int chunk_bytes_ = 1 << 20;
 };
 
 // While a job runs: reports its progress to the server every heartbeat period from a thread of its own, and raises

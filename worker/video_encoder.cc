@@ -114,7 +114,9 @@ void EncodeVideo(const std::vector<std::uint8_t>& rgb, int frames, int height, i
   stream->time_base = codec->time_base;
   stream->avg_frame_rate = codec->framerate;
   Check(avcodec_parameters_from_context(stream->codecpar, codec.get()), "avcodec_parameters_from_context");
-  Check(avio_open(&format->pb, temporary.c_str(), AVIO_FLAG_WRITE), "avio_open");
+  if (const int code = avio_open(&format->pb, temporary.c_str(), AVIO_FLAG_WRITE); code < 0) {
+    Fail(ErrorCode::kFailedPrecondition, "cannot write the video '{}': {}", temporary, AvError(code));
+  }
   AVDictionary* format_options = nullptr;
   // MP4: the index goes first, so players start before the whole file has arrived.
   if (options.container == "mp4") av_dict_set(&format_options, "movflags", "+faststart", 0);

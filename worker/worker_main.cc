@@ -21,6 +21,7 @@
 #include "parallel/launch.h"
 #include "parallel/world.h"
 #include "proto/rpc.h"
+#include "proto/spec_proto.h"
 #include "worker/job.h"
 #include "worker/server_link.h"
 
@@ -34,6 +35,7 @@ struct Options {
   std::string server = "localhost:50051", token, tls_ca, model_dir, model_name, device = "cpu", dtype = "bf16",
               work_dir = "vidgen-worker";
   int threads = 0;
+  int collective_timeout_seconds = 60;
 };
 
 // Jobs go from the leader to the group under "job/<n>"; before step k of job n the leader publishes whether to stop
@@ -209,6 +211,10 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", options.dtype, "fp32, bf16 or fp16")->capture_default_str();
   app.add_option("--threads", options.threads, "intra-op threads per rank (0: cores / local ranks)");
   app.add_option("--work-dir", options.work_dir, "where videos are encoded before upload")->capture_default_str();
+  app.add_option("--collective-timeout", options.collective_timeout_seconds,
+                 "seconds a collective waits for a peer before the group counts as broken")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-worker", [&] {
@@ -227,6 +233,7 @@ int main(int argc, char** argv) {
       if (mesh.world() == 1) mesh.ulysses = rendezvous.world_size;  // default layout: Ulysses over every rank
       device = vidgen::parallel::RankDevice(device, rendezvous);
       rendezvous.backend = vidgen::parallel::BackendFor(device);
+      rendezvous.timeout = std::chrono::seconds(options.collective_timeout_seconds);
       // An idle group waits on the store for its next job: only the collectives have a timeout.
       world = std::make_unique<vidgen::parallel::World>(rendezvous, mesh);
       if (const char* local = std::getenv("LOCAL_WORLD_SIZE")) local_ranks = std::max(1, std::atoi(local));
@@ -243,7 +250,9 @@ int main(int argc, char** argv) {
     load.world = world.get();
     load.dtype = vidgen::wan::ParseModelDType(options.dtype);
     load.device = device;
-    Group group(options, world.get(), vidgen::LoadPipeline(options.model_dir, family, load));
+    auto pipeline = vidgen::LoadPipeline(options.model_dir, family, load);
+    const auto side_multiple = pipeline->side_multiple();
+    Group group(options, world.get(), std::move(pipeline));
     if (!group.leader()) group.Follow();
 
     std::filesystem::create_directories(options.work_dir);
@@ -256,8 +265,9 @@ int main(int argc, char** argv) {
     auto* model = link_options.group.add_models();
     model->set_name(options.model_name);
     model->set_family(vidgen::FamilyName(family));
-    if (vidgen::v1::JobSpec defaults; vidgen::worker::ReadCheckpointDefaults(options.model_dir, defaults)) {
-      *model->mutable_defaults() = defaults;  // jobs that leave size and frames unset get the trained ones
+    model->set_side_multiple(static_cast<int>(side_multiple));
+    if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
+      *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
     }
     vidgen::worker::ServerLink link(link_options);
     spdlog::info("serving {} ({} rank(s), {}) for {}", options.model_name, world ? world->size() : 1, options.device,

@@ -80,12 +80,12 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
 
 void HunyuanPipeline::Validate(const GenerationRequest& request) const {
   // The embedded guidance is a conditioning value, not a CFG scale: 0 means nothing here.
-  ValidateRequest(request, vae_->config().spatial_compression * dit_->config().patch_size[1], /*min_guidance=*/1e-3);
-  const auto prompt_tokens = static_cast<std::int64_t>(llama_tokenizer_->Encode(request.prompt).size());
-  if (prompt_tokens + 1 > options_.text_len) {  // the prompt and its <|eot_id|>
-    Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': {} tokens, the text encoder reads at most {}",
-         prompt_tokens, options_.text_len - 1);
-  }
+  // Prompts longer than the text encoder reads are cut, as the reference's tokenizer truncates them.
+  ValidateRequest(request, side_multiple(), /*min_guidance=*/1e-3);
+}
+
+std::int64_t HunyuanPipeline::side_multiple() const {
+  return vae_->config().spatial_compression * dit_->config().patch_size[1];
 }
 
 HunyuanText HunyuanPipeline::EncodeText(const std::string& prompt) {

@@ -47,6 +47,7 @@ class HunyuanPipeline : public VideoPipeline {
   // request.guidance_scale is the embedded guidance (6.0 in the release); the negative prompt is not used (the
   // distilled model runs one pass per step); the release samples with Euler (FamilyDefaults).
   GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
+  std::int64_t side_multiple() const override;
   HunyuanText EncodeText(const std::string& prompt);
 
   HunyuanDit& dit() { return dit_; }

@@ -47,18 +47,13 @@ std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const W
                                                       std::move(parts.dit), std::move(parts.vae)));
 }
 
+// Prompts longer than the text encoder reads are cut (keeping </s>), as the reference's tokenizer truncates them.
 void WanPipeline::Validate(const GenerationRequest& request) const {
-  const auto& config = dit_->config();
-  if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
-  for (const auto& [field, text] :
-       {std::pair{"prompt", &request.prompt}, {"negative_prompt", &request.negative_prompt}}) {
-    const auto tokens = static_cast<std::int64_t>(tokenizer_->Ids(*text).size());
-    if (tokens > tokenizer_->text_len()) {
-      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {} tokens, the text encoder reads at most {}", field,
-           tokens, tokenizer_->text_len());
-    }
-  }
-  ValidateRequest(request, kVaeStrideHW * config.patch_size[1], /*min_guidance=*/0.0);
+  ValidateRequest(request, side_multiple(), /*min_guidance=*/0.0);
+}
+
+std::int64_t WanPipeline::side_multiple() const {
+  return kVaeStrideHW * dit_->config().patch_size[1];
 }
 
 std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {

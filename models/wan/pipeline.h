@@ -54,6 +54,7 @@ class WanPipeline : public VideoPipeline {
   // Runs a whole request. Throws Error(INVALID_ARGUMENT) naming the field of a bad request and Error(CANCELLED)
   // when callbacks.cancelled() says so between steps.
   GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
+  std::int64_t side_multiple() const override;
 
   // Checks a request against this model; throws Error(INVALID_ARGUMENT) naming the field.
   void Validate(const GenerationRequest& request) const;

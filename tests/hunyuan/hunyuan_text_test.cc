@@ -175,13 +175,10 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
   request.width = 40;
   EXPECT_THROW(pipeline->Generate(request, {}), Error);
   request.width = 48;
-  request.prompt = std::string(200, 'z');
-  try {
-    pipeline->Generate(request, {});
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'prompt'"), std::string::npos);
-  }
+  // A prompt longer than the text encoder reads is cut, as the reference's tokenizer does.
+  std::string long_prompt;
+  for (int i = 0; i < 100; ++i) long_prompt += "the red ball ";
+  EXPECT_EQ(pipeline->EncodeText(long_prompt).mask.sum().item<std::int64_t>(), options.text_len);
   EXPECT_THROW(HunyuanPipeline::Load((dir_ / "vae").string(), options), Error);
 }
 

@@ -233,6 +233,28 @@ v1::Job Cluster::WaitForEnd(const std::string& job_id, std::chrono::seconds time
       timeout);
 }
 
+void Cluster::WaitForGroups(const std::string& model, int groups) const {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    v1::ListModelsResponse models;
+    if (Client()->ListModels(Context().get(), {}, &models).ok()) {
+      for (const auto& served : models.models()) {
+        if (served.name() == model && served.worker_groups() >= groups) return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "no " << groups << " worker group(s) for " << model;
+}
+
+int Cluster::RunServerToExit(const std::vector<std::string>& flags, std::string* output) const {
+  std::string command = fmt::format("timeout 30 {} --listen {} --data-dir {}/server --keys-file {}/keys.json "
+                                    "--worker-token-file {}/worker.token",
+                                    VIDGEN_SERVER_BIN, address(), dir_, dir_, dir_);
+  for (const auto& flag : flags) command += " '" + flag + "'";
+  return RunCommand(command + " 2>&1", output);
+}
+
 int Cluster::RunClient(const std::string& arguments, std::string* output) const {
   const std::string tls = tls_ca_.empty() ? "" : " --tls-ca " + tls_ca_;
   return RunCommand(

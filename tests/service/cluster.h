@@ -59,6 +59,11 @@ class Cluster {
   v1::Job WaitFor(const std::string& job_id, const std::function<bool(const v1::Job&)>& done,
                   std::chrono::seconds timeout = std::chrono::seconds(120)) const;
   v1::Job WaitForEnd(const std::string& job_id, std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+  // Waits until `groups` worker groups serve `model` (fails the test after two minutes).
+  void WaitForGroups(const std::string& model, int groups) const;
+  // Runs vidgen-server with this cluster's keys, token and data folder plus `flags`, until it exits (at most 30 s);
+  // returns its exit status and its output.
+  int RunServerToExit(const std::vector<std::string>& flags, std::string* output) const;
 
   // Runs the `vidgen` client with the cluster's address and acme's key; returns its exit code and output.
   int RunClient(const std::string& arguments, std::string* output = nullptr) const;

@@ -1,0 +1,69 @@
+#include "proto/spec_proto.h"
+
+namespace vidgen::rpc {
+
+spec::JobRequest FromProto(const v1::JobSpec& p) {
+  spec::JobRequest r;
+  r.model = p.model();
+  r.prompt = p.prompt();
+  r.negative_prompt = p.negative_prompt();
+  r.width = p.width();
+  r.height = p.height();
+  r.frames = p.frames();
+  r.steps = p.steps();
+  r.guidance = p.guidance();
+  r.shift = p.shift();
+  r.seed = p.seed();
+  r.solver = p.solver();
+  const auto& cache = p.cache();
+  r.cache.preset = cache.preset();
+  if (cache.has_interval()) r.cache.interval = cache.interval();
+  if (cache.has_order()) r.cache.order = cache.order();
+  if (cache.has_warmup()) r.cache.warmup = cache.warmup();
+  if (cache.has_tail()) r.cache.tail = cache.tail();
+  r.parallel = {p.parallel().ulysses(), p.parallel().ring(), p.parallel().cfg_parallel()};
+  r.output = {p.output().container(), p.output().codec(), p.output().fps(), p.output().quality()};
+  return r;
+}
+
+v1::JobSpec ToProto(const spec::JobRequest& r) {
+  v1::JobSpec p;
+  p.set_model(r.model);
+  p.set_prompt(r.prompt);
+  p.set_negative_prompt(r.negative_prompt);
+  p.set_width(r.width);
+  p.set_height(r.height);
+  p.set_frames(r.frames);
+  p.set_steps(r.steps);
+  p.set_guidance(r.guidance);
+  p.set_shift(r.shift);
+  p.set_seed(r.seed);
+  p.set_solver(r.solver);
+  auto& cache = *p.mutable_cache();
+  cache.set_preset(r.cache.preset);
+  if (r.cache.interval) cache.set_interval(*r.cache.interval);
+  if (r.cache.order) cache.set_order(*r.cache.order);
+  if (r.cache.warmup) cache.set_warmup(*r.cache.warmup);
+  if (r.cache.tail) cache.set_tail(*r.cache.tail);
+  auto& parallel = *p.mutable_parallel();
+  parallel.set_ulysses(r.parallel.ulysses);
+  parallel.set_ring(r.parallel.ring);
+  parallel.set_cfg_parallel(r.parallel.cfg_parallel);
+  auto& output = *p.mutable_output();
+  output.set_container(r.output.container);
+  output.set_codec(r.output.codec);
+  output.set_fps(r.output.fps);
+  output.set_quality(r.output.quality);
+  return p;
+}
+
+spec::ModelInfo ModelInfoFromProto(const v1::Model& model) {
+  spec::ModelInfo info;
+  info.name = model.name();
+  info.family = spec::ParseFamily(model.family().empty() ? "wan2.1" : model.family());
+  if (model.has_defaults()) info.defaults = FromProto(model.defaults());
+  if (model.side_multiple() > 0) info.side_multiple = model.side_multiple();
+  return info;
+}
+
+}  // namespace vidgen::rpc

@@ -1,0 +1,146 @@
+// The request spec that both the server and the worker apply: defaults, the field each refusal names, its JSON form,
+// and that the core takes every value the spec allows (solvers, cache settings).
+#include "spec/spec.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "models/pipelines.h"
+#include "models/schedulers/flow_scheduler.h"
+#include "spec/json.h"
+
+namespace vidgen::spec {
+namespace {
+
+ModelInfo Wan() {
+  return {"wan", Family::kWan, std::nullopt, 16};
+}
+
+JobRequest Request() {
+  JobRequest request;
+  request.model = "wan";
+  request.prompt = "a cat";
+  return request;
+}
+
+// The message of the refusal, which must be INVALID_ARGUMENT.
+std::string Refusal(JobRequest request, const ModelInfo& model = Wan()) {
+  try {
+    Normalize(request, model, Limits{});
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "accepted";
+  return "";
+}
+
+TEST(SpecTest, UnsetFieldsTakeTheModelsThenTheFamilysDefaults) {
+  auto request = Request();
+  Normalize(request, Wan(), Limits{});
+  EXPECT_EQ(request.width, 832);
+  EXPECT_EQ(request.frames, 81);
+  EXPECT_EQ(request.solver, "unipc");
+  EXPECT_EQ(request.cache.preset, "none");
+  EXPECT_EQ(request.output.container, "mp4");
+  EXPECT_EQ(request.output.codec, "h264");
+  EXPECT_EQ(request.output.fps, 16);
+  auto model = Wan();
+  model.defaults = JobRequest{};
+  model.defaults->width = model.defaults->height = 32;
+  model.defaults->negative_prompt = " ";
+  request = Request();
+  Normalize(request, model, Limits{});
+  EXPECT_EQ(request.width, 32);
+  EXPECT_EQ(request.negative_prompt, " ");
+  EXPECT_EQ(request.frames, 81);  // the family's, where the model declares none
+  request = Request();
+  request.model = "hy";
+  Normalize(request, {"hy", Family::kHunyuanVideo, std::nullopt, 16}, Limits{});
+  EXPECT_EQ(request.solver, "euler");
+  EXPECT_EQ(request.guidance, 6.0);
+}
+
+TEST(SpecTest, EveryRefusalNamesItsField) {
+  const std::vector<std::pair<std::function<void(JobRequest&)>, std::string>> cases = {
+      {[](auto& r) { r.width = 100; }, "spec.width"},
+      {[](auto& r) { r.height = -16; }, "spec.height"},
+      {[](auto& r) { r.frames = 10; }, "spec.frames"},
+      {[](auto& r) { r.steps = 100'000; }, "spec.steps"},
+      {[](auto& r) { r.guidance = -1; }, "spec.guidance"},
+      {[](auto& r) { r.shift = -2; }, "spec.shift"},
+      {[](auto& r) { r.seed = -5; }, "spec.seed"},
+      {[](auto& r) { r.solver = "rk4"; }, "spec.solver"},
+      {[](auto& r) { r.cache.preset = "magic"; }, "spec.cache.preset"},
+      {[](auto& r) { r.cache.preset = "taylorseer-wan", r.cache.order = 9; }, "spec.cache.order"},
+      // What the worker's cache refuses, the server refuses: step 0 has nothing to forecast from.
+      {[](auto& r) { r.cache.preset = "taylorseer-wan", r.cache.warmup = 0; }, "spec.cache.warmup"},
+      {[](auto& r) { r.cache.preset = "fora", r.cache.interval = 0; }, "spec.cache.interval"},
+      {[](auto& r) { r.output.container = "avi"; }, "spec.output.container"},
+      {[](auto& r) { r.output.codec = "vp9"; }, "spec.output.codec"},
+      {[](auto& r) { r.output.fps = 500; }, "spec.output.fps"},
+      {[](auto& r) { r.parallel.ulysses = -1; }, "spec.parallel.ulysses"},
+      {[](auto& r) { r.prompt = ""; }, "spec.prompt"},
+      {[](auto& r) { r.prompt = "caf\xC3"; }, "spec.prompt is not valid UTF-8"},
+      {[](auto& r) { r.negative_prompt = "\xED\xA0\x80"; }, "spec.negative_prompt is not valid UTF-8"},
+      {[](auto& r) { r.prompt = std::string(5000, 'a'); }, "spec.prompt is 5000 bytes"},
+  };
+  for (const auto& [change, field] : cases) {
+    auto request = Request();
+    change(request);
+    const auto message = Refusal(request);
+    EXPECT_NE(message.find(field), std::string::npos) << field << ": " << message;
+  }
+  auto request = Request();
+  request.width = 48;
+  EXPECT_NE(Refusal(request, {"wan", Family::kWan, std::nullopt, 32}).find("multiple of 32"), std::string::npos);
+  request = Request();
+  request.model = "hy";
+  request.guidance = 0;  // HunyuanVideo's embedded guidance: 0 is no value
+  request.steps = 0;
+  EXPECT_NO_THROW(Normalize(request, {"hy", Family::kHunyuanVideo, std::nullopt, 16}, Limits{}));
+}
+
+TEST(SpecTest, Utf8) {
+  EXPECT_TRUE(IsUtf8("plain, ünïcode, 日本語, 🎥"));
+  EXPECT_FALSE(IsUtf8("\xC0\x80"));          // overlong NUL
+  EXPECT_FALSE(IsUtf8("\xF4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(IsUtf8("\xE2\x82"));          // cut short
+}
+
+TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
+  auto request = Request();
+  request.width = 64;
+  request.guidance = 3.5;
+  request.cache.preset = "fora";
+  request.cache.warmup = 2;
+  request.output.container = "webm";
+  EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
+  const auto unknown = nlohmann::json{{"width", 32}, {"colour", "red"}};
+  try {
+    JobRequestFromJson(unknown, "vidgen_defaults");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vidgen_defaults has an unknown field 'colour'"), std::string::npos);
+  }
+  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"width", "wide"}}, "x"), Error);
+  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"cache", {{"order", 1.5}}}}, "x"), Error);
+  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"frames", 1LL << 40}}, "x"), Error);
+}
+
+// The core takes every name the spec allows, and its family defaults are the spec's.
+TEST(SpecTest, TheCoreTakesWhatTheSpecAllows) {
+  for (const auto solver : kSolvers) EXPECT_NO_THROW(schedulers::ParseSolver(std::string(solver))) << solver;
+  for (const auto preset : cache::PresetNames()) {
+    CacheRequest cache;
+    cache.preset = preset;
+    EXPECT_NO_THROW(CacheConfigOf(cache)) << preset;
+  }
+  const auto hunyuan = FamilyDefaults(ModelFamily::kHunyuanVideo);
+  EXPECT_EQ(hunyuan.width, spec::FamilyDefaults(Family::kHunyuanVideo).width);
+  EXPECT_EQ(hunyuan.solver, schedulers::Solver::kEuler);
+}
+
+}  // namespace
+}  // namespace vidgen::spec
