@@ -4,42 +4,29 @@
 
 #include "common/error.h"
 #include "models/layers/attention.h"
-#include "models/layers/rope.h"
+#include "models/dit/rope.h"
 #include "parallel/attention.h"
-#include "parallel/world.h"
 
 namespace vidgen::hunyuan {
 namespace {
 
 constexpr double kEps = 1e-6;
-
-// HunyuanVideo's timestep_embedding: [cos(t·f_i), sin(t·f_i)], f_i = exp(−ln(10000)·i/half), all in fp32.
-at::Tensor TimestepSinusoidFp32(const at::Tensor& t, std::int64_t dim) {
-  const std::int64_t half = dim / 2;
-  const auto frequencies =
-      torch::exp(-std::log(10000.0) * torch::arange(half, t.options().dtype(torch::kFloat)) / static_cast<double>(half));
-  const auto angles = t.to(torch::kFloat).view({-1, 1}) * frequencies.view({1, -1});
-  return torch::cat({torch::cos(angles), torch::sin(angles)}, -1);
-}
+constexpr std::int64_t kFrequencyDim = 256;  // of the timestep sinusoid
 
 // x·(1 + scale) + shift, with x normalised in fp32 and the modulation [B, 1, D].
 at::Tensor Modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
   return layers::LayerNormFp32(x, kEps) * (1 + scale) + shift;
 }
 
+// count modulation vectors [B, 1, D] from one projection [B, count·D].
+std::vector<at::Tensor> Modulations(dit::SiluLinear& projection, const at::Tensor& vec, std::int64_t count) {
+  return projection(vec).unsqueeze(1).chunk(count, -1);
+}
+
 // [B, L, 3·H·d] -> q, k, v [B, L, H, d] ("B L (K H D) -> K B L H D").
 std::array<at::Tensor, 3> SplitQkv(const at::Tensor& qkv, std::int64_t heads) {
   const auto parts = qkv.view({qkv.size(0), qkv.size(1), 3, heads, -1}).unbind(2);
   return {parts[0], parts[1], parts[2]};
-}
-
-// x·cos + rotate_half(x)·sin in fp32, rotate_half turning each interleaved pair (a, b) into (−b, a); x [B, L, H, d],
-// cos and sin [L, d].
-at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const auto xf = x.to(torch::kFloat);
-  const auto pairs = xf.view({x.size(0), x.size(1), x.size(2), -1, 2}).unbind(-1);
-  const auto rotated = torch::stack({-pairs[1], pairs[0]}, -1).flatten(3);
-  return (xf * cos.view({1, cos.size(0), 1, -1}) + rotated * sin.view({1, sin.size(0), 1, -1})).to(x.scalar_type());
 }
 
 // Joint attention of one forward (D.7): image tokens and real text tokens attend to each other, and the padded text
@@ -50,16 +37,16 @@ std::pair<at::Tensor, at::Tensor> JointAttention(const std::array<at::Tensor, 3>
   const auto& [qi, ki, vi] = img;
   const auto& [qt, kt, vt] = txt;
   const std::int64_t chunk = qi.size(1), text = qt.size(1);
-  const bool split = layout.world && layout.world->sequence().size() > 1;
+  auto* world = layout.image.split_world();
   std::vector<at::Tensor> image_out, text_out;
   for (std::int64_t b = 0; b < qi.size(0); ++b) {
     const std::int64_t n = layout.text_valid[static_cast<std::size_t>(b)];
     auto sample = [&](const at::Tensor& t, std::int64_t from, std::int64_t to) { return t.slice(0, b, b + 1).slice(1, from, to); };
     at::Tensor image, real_text;
-    if (split) {
+    if (world) {
       parallel::JointText joint{sample(qt, 0, n), sample(kt, 0, n), sample(vt, 0, n), {n}};
-      auto out = parallel::SequenceParallelJointAttention(*layout.world, sample(qi, 0, chunk), sample(ki, 0, chunk),
-                                                          sample(vi, 0, chunk), {layout.image_length}, joint);
+      auto out = parallel::SequenceParallelJointAttention(*world, sample(qi, 0, chunk), sample(ki, 0, chunk),
+                                                          sample(vi, 0, chunk), {layout.image.lengths[0]}, joint);
       image = out.image;
       real_text = out.text;
     } else {
@@ -96,43 +83,12 @@ std::vector<std::int64_t> ValidLengths(const at::Tensor& mask) {
 
 }  // namespace
 
-TimestepEmbedderImpl::TimestepEmbedderImpl(std::int64_t hidden, std::int64_t frequency_dim)
-    : frequency_dim(frequency_dim) {
-  mlp = register_module("mlp", torch::nn::Sequential(torch::nn::Linear(frequency_dim, hidden), torch::nn::SiLU(),
-                                                     torch::nn::Linear(hidden, hidden)));
+TimestepEmbedderImpl::TimestepEmbedderImpl(std::int64_t hidden) {
+  mlp = register_module("mlp", dit::Mlp(dit::MlpOptions(kFrequencyDim, hidden, hidden, dit::Activation::kSilu)));
 }
 
 at::Tensor TimestepEmbedderImpl::forward(const at::Tensor& t) {
-  const auto& first = mlp[0]->as<torch::nn::Linear>()->weight;
-  return mlp->forward(TimestepSinusoidFp32(t, frequency_dim).to(first.scalar_type()));
-}
-
-MlpImpl::MlpImpl(std::int64_t dim, std::int64_t hidden, bool gelu) : gelu(gelu) {
-  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
-}
-
-at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  const auto h = layers::Project(fc1, x);
-  return layers::Project(fc2, gelu ? layers::GeluTanh(h) : torch::silu(h));
-}
-
-ModulationImpl::ModulationImpl(std::int64_t dim, std::int64_t count) : count(count) {
-  linear = register_module("linear", torch::nn::Linear(dim, count * dim));
-}
-
-std::vector<at::Tensor> ModulationImpl::forward(const at::Tensor& vec) {
-  return layers::Project(linear, torch::silu(vec)).unsqueeze(1).chunk(count, -1);
-}
-
-TwoLayerEmbedderImpl::TwoLayerEmbedderImpl(std::int64_t in, std::int64_t out, const std::string& first_name,
-                                           const std::string& second_name) {
-  first = register_module(first_name, torch::nn::Linear(in, out));
-  second = register_module(second_name, torch::nn::Linear(out, out));
-}
-
-at::Tensor TwoLayerEmbedderImpl::forward(const at::Tensor& x) {
-  return layers::Project(second, torch::silu(layers::Project(first, x)));
+  return mlp(dit::TimestepSinusoid(t, kFrequencyDim, torch::kFloat));
 }
 
 RefinerBlockImpl::RefinerBlockImpl(const HunyuanDitConfig& config) : heads(config.heads_num) {
@@ -141,19 +97,17 @@ RefinerBlockImpl::RefinerBlockImpl(const HunyuanDitConfig& config) : heads(confi
   self_attn_qkv = register_module("self_attn_qkv", torch::nn::Linear(d, 3 * d));
   self_attn_proj = register_module("self_attn_proj", torch::nn::Linear(d, d));
   norm2 = register_module("norm2", layers::AffineLayerNorm(d, kEps));
-  mlp = register_module("mlp", Mlp(d, config.mlp_hidden(), /*gelu=*/false));
-  adaLN_modulation =
-      register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(d, 2 * d)));
+  mlp = register_module("mlp", dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kSilu, "fc1", "fc2")));
+  adaLN_modulation = register_module("adaLN_modulation", dit::SiluLinear(d, 2 * d, "1"));
 }
 
-at::Tensor RefinerBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, const at::Tensor& valid) {
-  const auto gates = adaLN_modulation->forward(c.to(self_attn_qkv->weight.scalar_type())).unsqueeze(1).chunk(2, -1);
+at::Tensor RefinerBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, const std::vector<std::int64_t>& valid) {
+  const auto gates = adaLN_modulation(c).unsqueeze(1).chunk(2, -1);
   const auto [q, k, v] = SplitQkv(layers::Project(self_attn_qkv, norm1(x)), heads);
   // The reference's mask lets real tokens see the real tokens, and a padded token see only the first one.
-  const auto lengths = ValidLengths(valid);
   std::vector<at::Tensor> outs;
   for (std::int64_t b = 0; b < x.size(0); ++b) {
-    const std::int64_t n = lengths[static_cast<std::size_t>(b)];
+    const std::int64_t n = valid[static_cast<std::size_t>(b)];
     auto rows = [&](const at::Tensor& t, std::int64_t from, std::int64_t to) { return t.slice(0, b, b + 1).slice(1, from, to); };
     std::vector<at::Tensor> parts;
     if (n > 0) parts.push_back(layers::Attention(rows(q, 0, n), rows(k, 0, n), rows(v, 0, n)));
@@ -168,40 +122,47 @@ TokenRefinerImpl::TokenRefinerImpl(const HunyuanDitConfig& config) {
   const std::int64_t d = config.hidden_size;
   input_embedder = register_module("input_embedder", torch::nn::Linear(config.text_states_dim, d));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
-  c_embedder = register_module("c_embedder", TwoLayerEmbedder(config.text_states_dim, d, "linear_1", "linear_2"));
+  c_embedder = register_module(
+      "c_embedder", dit::Mlp(dit::MlpOptions(config.text_states_dim, d, d, dit::Activation::kSilu, "linear_1", "linear_2")));
   auto refiner = register_module("individual_token_refiner", Namespace());
   blocks = refiner->register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.refiner_blocks; ++i) blocks->push_back(RefinerBlock(config));
 }
 
-at::Tensor TokenRefinerImpl::forward(const at::Tensor& text_states, const at::Tensor& t, const at::Tensor& valid) {
-  const auto mask = valid.to(torch::kFloat).unsqueeze(-1);
-  const auto mean = (text_states.to(torch::kFloat) * mask).sum(1) / mask.sum(1);
+at::Tensor TokenRefinerImpl::forward(const at::Tensor& text_states, const at::Tensor& t, const at::Tensor& mask,
+                                     const std::vector<std::int64_t>& valid) {
+  const auto weights = mask.to(torch::kFloat).unsqueeze(-1);
+  const auto mean = (text_states.to(torch::kFloat) * weights).sum(1) / weights.sum(1);
   const auto c = t_embedder(t) + c_embedder(mean);
   auto x = layers::Project(input_embedder, text_states);
   for (const auto& block : *blocks) x = block->as<RefinerBlock>()->forward(x, c, valid);
   return x;
 }
 
-DoubleBlockImpl::DoubleBlockImpl(const HunyuanDitConfig& config) : heads(config.heads_num) {
+namespace {
+
+StreamModules RegisterStream(torch::nn::Module& block, const std::string& prefix, const HunyuanDitConfig& config) {
   const std::int64_t d = config.hidden_size, hd = config.head_dim();
-  img_mod = register_module("img_mod", Modulation(d, 6));
-  img_attn_qkv = register_module("img_attn_qkv", torch::nn::Linear(torch::nn::LinearOptions(d, 3 * d).bias(config.qkv_bias)));
-  img_attn_q_norm = register_module("img_attn_q_norm", layers::RmsNorm(hd, kEps));
-  img_attn_k_norm = register_module("img_attn_k_norm", layers::RmsNorm(hd, kEps));
-  img_attn_proj = register_module("img_attn_proj", torch::nn::Linear(d, d));
-  img_mlp = register_module("img_mlp", Mlp(d, config.mlp_hidden(), /*gelu=*/true));
-  txt_mod = register_module("txt_mod", Modulation(d, 6));
-  txt_attn_qkv = register_module("txt_attn_qkv", torch::nn::Linear(torch::nn::LinearOptions(d, 3 * d).bias(config.qkv_bias)));
-  txt_attn_q_norm = register_module("txt_attn_q_norm", layers::RmsNorm(hd, kEps));
-  txt_attn_k_norm = register_module("txt_attn_k_norm", layers::RmsNorm(hd, kEps));
-  txt_attn_proj = register_module("txt_attn_proj", torch::nn::Linear(d, d));
-  txt_mlp = register_module("txt_mlp", Mlp(d, config.mlp_hidden(), /*gelu=*/true));
+  StreamModules s;
+  s.mod = block.register_module(prefix + "_mod", dit::SiluLinear(d, 6 * d, "linear"));
+  s.attn_qkv = block.register_module(prefix + "_attn_qkv",
+                                     torch::nn::Linear(torch::nn::LinearOptions(d, 3 * d).bias(config.qkv_bias)));
+  s.attn_q_norm = block.register_module(prefix + "_attn_q_norm", layers::RmsNorm(hd, kEps));
+  s.attn_k_norm = block.register_module(prefix + "_attn_k_norm", layers::RmsNorm(hd, kEps));
+  s.attn_proj = block.register_module(prefix + "_attn_proj", torch::nn::Linear(d, d));
+  s.mlp = block.register_module(
+      prefix + "_mlp", dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kGeluTanh, "fc1", "fc2")));
+  return s;
 }
 
-void DoubleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor& vec, const HunyuanLayout& layout,
+}  // namespace
+
+DoubleBlockImpl::DoubleBlockImpl(const HunyuanDitConfig& config)
+    : img(RegisterStream(*this, "img", config)), txt(RegisterStream(*this, "txt", config)), heads(config.heads_num) {}
+
+void DoubleBlockImpl::forward(at::Tensor& image, at::Tensor& text, const at::Tensor& vec, const HunyuanLayout& layout,
                               cache::FeatureCache::Forward* cache, std::int64_t first_branch) {
-  const auto im = img_mod(vec), tm = txt_mod(vec);  // shift1, scale1, gate1, shift2, scale2, gate2
+  const auto im = Modulations(img.mod, vec, 6), tm = Modulations(txt.mod, vec, 6);  // shift1, scale1, gate1, ...2
   auto branch = [&](std::int64_t kind, const std::function<at::Tensor()>& compute) {
     return cache ? cache->Branch(first_branch + kind, compute) : compute();
   };
@@ -209,22 +170,21 @@ void DoubleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor
   at::Tensor img_attn, txt_attn;
   auto attend = [&] {
     if (img_attn.defined()) return;
-    auto [qi, ki, vi] = SplitQkv(layers::Project(img_attn_qkv, Modulate(img, im[0], im[1])), heads);
-    auto [qt, kt, vt] = SplitQkv(layers::Project(txt_attn_qkv, Modulate(txt, tm[0], tm[1])), heads);
-    qi = ApplyRope(img_attn_q_norm(qi), layout.rope_cos, layout.rope_sin);
-    ki = ApplyRope(img_attn_k_norm(ki), layout.rope_cos, layout.rope_sin);
-    qt = txt_attn_q_norm(qt);
-    kt = txt_attn_k_norm(kt);
-    const auto [image, text] = JointAttention({qi, ki, vi}, {qt, kt, vt}, layout);
-    img_attn = layers::Project(img_attn_proj, image.flatten(2));
-    txt_attn = layers::Project(txt_attn_proj, text.flatten(2));
+    auto [qi, ki, vi] = SplitQkv(layers::Project(img.attn_qkv, Modulate(image, im[0], im[1])), heads);
+    auto [qt, kt, vt] = SplitQkv(layers::Project(txt.attn_qkv, Modulate(text, tm[0], tm[1])), heads);
+    const auto& rope = layout.image;
+    qi = dit::ApplyRope(img.attn_q_norm(qi), rope.rope_cos, rope.rope_sin);
+    ki = dit::ApplyRope(img.attn_k_norm(ki), rope.rope_cos, rope.rope_sin);
+    const auto [image_out, text_out] = JointAttention({qi, ki, vi}, {txt.attn_q_norm(qt), txt.attn_k_norm(kt), vt}, layout);
+    img_attn = layers::Project(img.attn_proj, image_out.flatten(2));
+    txt_attn = layers::Project(txt.attn_proj, text_out.flatten(2));
   };
   const auto img_attn_out = branch(0, [&] { attend(); return img_attn; });
   const auto txt_attn_out = branch(1, [&] { attend(); return txt_attn; });
-  img = img + (img_attn_out * im[2]).to(img.scalar_type());
-  txt = txt + (txt_attn_out * tm[2]).to(txt.scalar_type());
-  img = img + (branch(2, [&] { return img_mlp(Modulate(img, im[3], im[4])); }) * im[5]).to(img.scalar_type());
-  txt = txt + (branch(3, [&] { return txt_mlp(Modulate(txt, tm[3], tm[4])); }) * tm[5]).to(txt.scalar_type());
+  image = image + (img_attn_out * im[2]).to(image.scalar_type());
+  text = text + (txt_attn_out * tm[2]).to(text.scalar_type());
+  image = image + (branch(2, [&] { return img.mlp(Modulate(image, im[3], im[4])); }) * im[5]).to(image.scalar_type());
+  text = text + (branch(3, [&] { return txt.mlp(Modulate(text, tm[3], tm[4])); }) * tm[5]).to(text.scalar_type());
 }
 
 SingleBlockImpl::SingleBlockImpl(const HunyuanDitConfig& config)
@@ -234,20 +194,21 @@ SingleBlockImpl::SingleBlockImpl(const HunyuanDitConfig& config)
   linear2 = register_module("linear2", torch::nn::Linear(d + mlp_hidden, d));
   q_norm = register_module("q_norm", layers::RmsNorm(hd, kEps));
   k_norm = register_module("k_norm", layers::RmsNorm(hd, kEps));
-  modulation = register_module("modulation", Modulation(d, 3));
+  modulation = register_module("modulation", dit::SiluLinear(d, 3 * d, "linear"));
 }
 
 void SingleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor& vec, const HunyuanLayout& layout,
                               cache::FeatureCache::Forward* cache, std::int64_t branch) {
-  const auto m = modulation(vec);  // shift, scale, gate
+  const auto m = Modulations(modulation, vec, 3);  // shift, scale, gate
   const std::int64_t chunk = img.size(1), d = img.size(2);
   auto compute = [&] {
     const auto h = layers::Project(linear1, Modulate(torch::cat({img, txt}, 1), m[0], m[1]));
     auto [q, k, v] = SplitQkv(h.slice(-1, 0, 3 * d), heads);
     q = q_norm(q);
     k = k_norm(k);
-    const auto qi = ApplyRope(q.slice(1, 0, chunk), layout.rope_cos, layout.rope_sin);
-    const auto ki = ApplyRope(k.slice(1, 0, chunk), layout.rope_cos, layout.rope_sin);
+    const auto& rope = layout.image;
+    const auto qi = dit::ApplyRope(q.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
+    const auto ki = dit::ApplyRope(k.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
     const auto [image, text] = JointAttention({qi, ki, v.slice(1, 0, chunk)},
                                               {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)}, layout);
     const auto attention = torch::cat({image, text}, 1).flatten(2);
@@ -258,7 +219,8 @@ void SingleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor
   txt = txt + out.slice(1, chunk).to(txt.scalar_type());
 }
 
-HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config) : config_(config) {
+HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config)
+    : config_(config), space_(config.in_channels, config.patch_size) {
   config_.Validate();
   const std::int64_t d = config.hidden_size;
   const auto& p = config.patch_size;
@@ -266,7 +228,8 @@ HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config) : config_(config)
   patch = img_in->register_module(
       "proj", torch::nn::Conv3d(torch::nn::Conv3dOptions(config.in_channels, d, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
   time_in = register_module("time_in", TimestepEmbedder(d));
-  vector_in = register_module("vector_in", TwoLayerEmbedder(config.text_states_dim_2, d, "in_layer", "out_layer"));
+  vector_in = register_module(
+      "vector_in", dit::Mlp(dit::MlpOptions(config.text_states_dim_2, d, d, dit::Activation::kSilu, "in_layer", "out_layer")));
   if (config.guidance_embed) guidance_in = register_module("guidance_in", TimestepEmbedder(d));
   txt_in = register_module("txt_in", TokenRefiner(config));
   double_blocks = register_module("double_blocks", torch::nn::ModuleList());
@@ -274,45 +237,24 @@ HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config) : config_(config)
   single_blocks = register_module("single_blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.single_blocks; ++i) single_blocks->push_back(SingleBlock(config));
   auto final_layer = register_module("final_layer", Namespace());
-  final_linear = final_layer->register_module(
-      "linear", torch::nn::Linear(d, config.out_channels * p[0] * p[1] * p[2]));
-  final_modulation = final_layer->register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(d, 2 * d)));
+  final_linear = final_layer->register_module("linear", torch::nn::Linear(d, config.out_channels * space_.patch_volume()));
+  final_modulation = final_layer->register_module("adaLN_modulation", dit::SiluLinear(d, 2 * d, "1"));
 }
 
-std::array<std::int64_t, 3> HunyuanDitImpl::TokenGrid(const at::Tensor& latents) const {
-  const auto& p = config_.patch_size;
-  if (latents.dim() != 4 || latents.size(0) != config_.in_channels || latents.size(1) % p[0] ||
-      latents.size(2) % p[1] || latents.size(3) % p[2]) {
-    Fail(ErrorCode::kInvalidArgument, "HunyuanVideo expects latents [{}, T, H, W] divisible by the patch, got [{}]",
-         config_.in_channels, fmt::join(latents.sizes(), ", "));
-  }
-  return {latents.size(1) / p[0], latents.size(2) / p[1], latents.size(3) / p[2]};
-}
-
-at::Tensor HunyuanDitImpl::Patchify(const at::Tensor& latents) const {
-  const auto [t, h, w] = TokenGrid(latents);
-  const auto& p = config_.patch_size;
-  return latents.reshape({latents.size(0), t, p[0], h, p[1], w, p[2]})
-      .permute({1, 3, 5, 0, 2, 4, 6})
-      .reshape({t * h * w, -1});
-}
-
-at::Tensor HunyuanDitImpl::Unpatchify(const at::Tensor& tokens, const std::array<std::int64_t, 3>& grid) const {
-  const auto [t, h, w] = grid;
-  const auto& p = config_.patch_size;
-  return tokens.slice(0, 0, t * h * w)
-      .reshape({t, h, w, -1, p[0], p[1], p[2]})
-      .permute({3, 0, 4, 1, 5, 2, 6})
-      .reshape({-1, t * p[0], h * p[1], w * p[2]});
-}
-
-std::pair<at::Tensor, at::Tensor> HunyuanDitImpl::RopeTables(const std::array<std::int64_t, 3>& grid) const {
+dit::RopeOptions HunyuanDitImpl::rope() const {
   const auto& dims = config_.rope_dim_list;
-  const auto angles = layers::GridRopeAngles(grid, {dims[0] / 2, dims[1] / 2, dims[2] / 2}, config_.rope_theta)
-                          .to(torch::kFloat)  // the reference builds its tables in fp32
-                          .repeat_interleave(2, 1);
-  return {angles.cos(), angles.sin()};
+  // The reference builds its tables in fp32.
+  return {{dims[0] / 2, dims[1] / 2, dims[2] / 2}, config_.rope_theta, torch::kFloat};
+}
+
+std::pair<at::Tensor, at::Tensor> HunyuanDitImpl::RopeTables(const dit::Grid& grid) const {
+  const auto table = dit::RopeTable::ForGrid(grid, rope().pairs, rope().theta, rope().dtype);
+  return {table.cos, table.sin};
+}
+
+HunyuanLayout HunyuanDitImpl::Layout(const dit::Shard& shard, const dit::Grid& grid, const at::Tensor& text_mask) const {
+  const std::vector<dit::Grid> grids(static_cast<std::size_t>(text_mask.size(0)), grid);
+  return {dit::TokenLayout::Make(shard, grids, rope(), patch->weight.device()), ValidLengths(text_mask)};
 }
 
 cache::CacheFootprint HunyuanDitImpl::Footprint(std::int64_t batch, std::int64_t tokens, std::int64_t text,
@@ -326,8 +268,7 @@ cache::CacheFootprint HunyuanDitImpl::Footprint(std::int64_t batch, std::int64_t
   }
   footprint.branch_numels.insert(footprint.branch_numels.end(), static_cast<std::size_t>(config_.single_blocks),
                                  batch * (tokens + text) * d);
-  const auto& p = config_.patch_size;
-  footprint.output_numel = batch * tokens * config_.out_channels * p[0] * p[1] * p[2];
+  footprint.output_numel = batch * tokens * config_.out_channels * space_.patch_volume();
   return footprint;
 }
 
@@ -336,25 +277,9 @@ void HunyuanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   // Norm weights stay fp32: the norms compute in fp32 and RmsNorm multiplies after casting back.
 }
 
-at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, cache::FeatureCache::Forward* cache) {
+at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const HunyuanLayout& layout,
+                                         cache::FeatureCache::Forward* cache) {
   const std::int64_t batch = input.tokens.size(0), chunk = input.tokens.size(1);
-  HunyuanLayout layout;
-  layout.grid = input.grid;
-  layout.offset = input.offset;
-  layout.image_length = input.grid[0] * input.grid[1] * input.grid[2];
-  layout.world = input.world;
-  layout.text_valid = ValidLengths(input.text_mask);
-  auto [cos, sin] = RopeTables(input.grid);
-  // The chunk may run past the real tokens (padding to a multiple of the ranks): those rows rotate by nothing.
-  const std::int64_t real = std::clamp<std::int64_t>(layout.image_length - input.offset, 0, chunk);
-  const auto pad = [&](const at::Tensor& table, double fill) {
-    return torch::cat({table.slice(0, input.offset, input.offset + real),
-                       torch::full({chunk - real, table.size(1)}, fill, table.options())})
-        .to(input.tokens.device());
-  };
-  layout.rope_cos = pad(cos, 1.0);
-  layout.rope_sin = pad(sin, 0.0);
-
   const auto& weight = patch->weight;
   auto img = torch::linear(input.tokens.to(weight.scalar_type()), weight.flatten(1), patch->bias);
   auto vec = time_in(input.timesteps) + vector_in(input.text_states_2);
@@ -362,7 +287,7 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, cache::
     if (!input.guidance.defined()) Fail(ErrorCode::kInvalidArgument, "HunyuanVideo: this model needs a guidance value");
     vec = vec + guidance_in(input.guidance);
   }
-  auto txt = txt_in(input.text_states, input.timesteps, input.text_mask);
+  auto txt = txt_in(input.text_states, input.timesteps, input.text_mask, layout.text_valid);
   if (trace) trace("txt_in", txt);
 
   auto run_blocks = [&](cache::FeatureCache::Forward* branch_cache) {
@@ -377,7 +302,7 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, cache::
                                                    4 * doubles + static_cast<std::int64_t>(i));
       if (trace) trace("single" + std::to_string(i), torch::cat({image, text}, 1));
     }
-    const auto m = final_modulation->forward(vec.to(final_linear->weight.scalar_type())).unsqueeze(1).chunk(2, -1);
+    const auto m = final_modulation(vec).unsqueeze(1).chunk(2, -1);
     return layers::Project(final_linear, Modulate(image, m[0], m[1])).to(torch::kFloat);  // shift first
   };
   const auto out = cache && cache->lite()
@@ -389,19 +314,19 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, cache::
 at::Tensor HunyuanDitImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& text_states,
                                    const at::Tensor& text_mask, const at::Tensor& text_states_2,
                                    const at::Tensor& guidance, cache::FeatureCache::Forward* cache) {
-  HunyuanTokenInput input;
-  input.grid = TokenGrid(x[0]);
+  const auto grid = space_.GridOf(x[0]);
   std::vector<at::Tensor> tokens;
-  for (std::int64_t b = 0; b < x.size(0); ++b) tokens.push_back(Patchify(x[b]));
+  for (std::int64_t b = 0; b < x.size(0); ++b) tokens.push_back(space_.Patchify(x[b]));
+  HunyuanTokenInput input;
   input.tokens = torch::stack(tokens);
   input.timesteps = t;
   input.text_states = text_states;
   input.text_mask = text_mask;
   input.text_states_2 = text_states_2;
   input.guidance = guidance;
-  const auto out = ForwardTokens(input, cache);
+  const auto out = ForwardTokens(input, Layout(dit::Shard::Of(input.tokens.size(1), nullptr), grid, text_mask), cache);
   std::vector<at::Tensor> videos;
-  for (std::int64_t b = 0; b < x.size(0); ++b) videos.push_back(Unpatchify(out[b], input.grid));
+  for (std::int64_t b = 0; b < x.size(0); ++b) videos.push_back(space_.Unpatchify(out[b], grid));
   return torch::stack(videos);
 }
 

@@ -2,10 +2,9 @@
 
 #include <torch/torch.h>
 
+#include "models/dit/rope.h"
 #include "models/layers/attention.h"
-#include "models/layers/rope.h"
 #include "parallel/attention.h"
-#include "parallel/world.h"
 
 namespace vidgen::wan {
 namespace {
@@ -22,17 +21,6 @@ at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) {
 
 }  // namespace
 
-WanMlpImpl::WanMlpImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, Activation activation)
-    : activation(activation) {
-  fc1 = register_module("0", torch::nn::Linear(in, hidden));
-  fc2 = register_module("2", torch::nn::Linear(hidden, out));
-}
-
-at::Tensor WanMlpImpl::forward(const at::Tensor& x) {
-  const auto hidden = Project(fc1, x);
-  return Project(fc2, activation == Activation::kSilu ? torch::silu(hidden) : layers::GeluTanh(hidden));
-}
-
 WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_heads(config.num_heads) {
   q = register_module("q", torch::nn::Linear(config.dim, config.dim));
   k = register_module("k", torch::nn::Linear(config.dim, config.dim));
@@ -42,33 +30,20 @@ WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_hea
   norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
 }
 
-at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const WanTokenLayout& layout) {
-  const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads);
-  const auto keys = SplitHeads(norm_k(Project(k, x)), num_heads);
+at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const dit::TokenLayout& layout) {
   const auto values = SplitHeads(Project(v, x), num_heads);
-  // RoPE turns the real tokens of each sample in float64; padding passes through. This process holds the tokens
-  // from layout.offset on.
-  const std::int64_t chunk = x.size(1);
-  std::vector<at::Tensor> rotated_q, rotated_k;
-  for (std::size_t i = 0; i < layout.lengths.size(); ++i) {
-    const auto b = static_cast<std::int64_t>(i);
-    const std::int64_t real = std::clamp<std::int64_t>(layout.lengths[i] - layout.offset, 0, chunk);
-    const auto angles = layout.rope_angles[i].slice(0, layout.offset, layout.offset + real);
-    auto rotate = [&](const at::Tensor& t) {
-      return torch::cat({layers::ApplyRopeFp64(t[b].slice(0, 0, real), angles), t[b].slice(0, real).to(torch::kFloat)});
-    };
-    rotated_q.push_back(rotate(queries));
-    rotated_k.push_back(rotate(keys));
-  }
-  const auto q_all = torch::stack(rotated_q).to(values.scalar_type());
-  const auto k_all = torch::stack(rotated_k).to(values.scalar_type());
+  // RoPE in float64 on the real tokens; padding rows turn by nothing.
+  auto rotate = [&](const at::Tensor& t) {
+    return dit::ApplyRope(SplitHeads(t, num_heads), layout.rope_cos, layout.rope_sin).to(values.scalar_type());
+  };
+  const auto queries = rotate(norm_q(Project(q, x))), keys = rotate(norm_k(Project(k, x)));
   at::Tensor out;
-  if (layout.world && layout.world->sequence().size() > 1) {
-    out = parallel::SequenceParallelAttention(*layout.world, q_all, k_all, values, layout.lengths);
+  if (auto* world = layout.split_world()) {
+    out = parallel::SequenceParallelAttention(*world, queries, keys, values, layout.lengths);
   } else {
     layers::AttentionOptions options;
     options.key_lengths = layout.lengths;
-    out = layers::Attention(q_all, k_all, values, options);
+    out = layers::Attention(queries, keys, values, options);
   }
   return Project(o, out.flatten(2));
 }
@@ -103,11 +78,11 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
   self_attn = register_module("self_attn", WanSelfAttention(config));
   if (config.cross_attn_norm) norm3 = register_module("norm3", layers::AffineLayerNorm(config.dim, config.eps));
   cross_attn = register_module("cross_attn", WanCrossAttention(config));
-  ffn = register_module("ffn", WanMlp(config.dim, config.ffn_dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
+  ffn = register_module("ffn", dit::Mlp(dit::MlpOptions(config.dim, config.ffn_dim, config.dim, dit::Activation::kGeluTanh)));
   modulation = register_parameter("modulation", torch::zeros({1, 6, config.dim}));
 }
 
-at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout,
+at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
                                  const at::Tensor& context, std::int64_t image_tokens,
                                  cache::FeatureCache::Forward* cache, std::int64_t layer) {
   const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
@@ -160,19 +135,18 @@ at::Tensor WanImageEmbeddingImpl::forward(const at::Tensor& clip_features) {
   return proj[4]->as<torch::nn::LayerNorm>()->forward(x.to(torch::kFloat));
 }
 
-WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config) {
+WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(config.in_dim, config.patch_size) {
   config.Validate();
   const auto& p = config.patch_size;
   patch_embedding = register_module(
       "patch_embedding",
       torch::nn::Conv3d(
           torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
-  text_embedding = register_module("text_embedding",
-                                   WanMlp(config.text_dim, config.dim, config.dim, WanMlpImpl::Activation::kGeluTanh));
+  text_embedding = register_module(
+      "text_embedding", dit::Mlp(dit::MlpOptions(config.text_dim, config.dim, config.dim, dit::Activation::kGeluTanh)));
   time_embedding =
-      register_module("time_embedding", WanMlp(config.freq_dim, config.dim, config.dim, WanMlpImpl::Activation::kSilu));
-  time_projection = register_module(
-      "time_projection", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(config.dim, 6 * config.dim)));
+      register_module("time_embedding", dit::Mlp(dit::MlpOptions(config.freq_dim, config.dim, config.dim, dit::Activation::kSilu)));
+  time_projection = register_module("time_projection", dit::SiluLinear(config.dim, 6 * config.dim, "1"));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(WanBlock(config));
   head = register_module("head", WanHead(config));
@@ -187,10 +161,16 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   }
 }
 
+dit::TokenLayout WanDitImpl::Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const {
+  const std::int64_t pairs = config_.head_dim() / 2;
+  return dit::TokenLayout::Make(shard, grids, {{pairs - 2 * (pairs / 3), pairs / 3, pairs / 3}, 10000.0, torch::kFloat64},
+                                patch_embedding->weight.device());
+}
+
 std::pair<at::Tensor, at::Tensor> WanDitImpl::EmbedTime(const at::Tensor& timesteps) {
   // Sinusoid in float64, embedding and projection in fp32.
-  auto e = time_embedding(layers::TimestepSinusoid(timesteps, config_.freq_dim).to(torch::kFloat));
-  auto e0 = time_projection->forward(e).unflatten(1, {6, config_.dim});
+  auto e = time_embedding(dit::TimestepSinusoid(timesteps, config_.freq_dim, torch::kFloat64));
+  auto e0 = time_projection(e).unflatten(1, {6, config_.dim});
   return {std::move(e), std::move(e0)};
 }
 
@@ -208,85 +188,51 @@ cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tok
   cache::CacheFootprint footprint;
   footprint.streams = streams;
   footprint.branch_numels.assign(static_cast<std::size_t>(3 * config_.num_layers), batch * tokens * config_.dim);
-  const auto& p = config_.patch_size;
-  footprint.output_numel = batch * tokens * config_.out_dim * p[0] * p[1] * p[2];
+  footprint.output_numel = batch * tokens * config_.out_dim * space_.patch_volume();
   return footprint;
 }
 
-std::array<std::int64_t, 3> WanDitImpl::TokenGrid(const at::Tensor& latents) const {
-  const auto& p = config_.patch_size;
-  TORCH_CHECK(latents.dim() == 4 && latents.size(0) == config_.in_dim && latents.size(1) % p[0] == 0 &&
-                  latents.size(2) % p[1] == 0 && latents.size(3) % p[2] == 0,
-              "WanDit expects latents [", config_.in_dim, ", F, H, W] divisible by the patch, got ", latents.sizes());
-  return {latents.size(1) / p[0], latents.size(2) / p[1], latents.size(3) / p[2]};
-}
-
-at::Tensor WanDitImpl::Patchify(const at::Tensor& latents) const {
-  const auto [f, h, w] = TokenGrid(latents);
-  const auto& p = config_.patch_size;
-  return latents.reshape({latents.size(0), f, p[0], h, p[1], w, p[2]})
-      .permute({1, 3, 5, 0, 2, 4, 6})
-      .reshape({f * h * w, -1});
-}
-
-at::Tensor WanDitImpl::Unpatchify(const at::Tensor& tokens, const std::array<std::int64_t, 3>& grid) const {
-  const auto& [f, h, w] = grid;
-  const auto& p = config_.patch_size;
-  return tokens.slice(0, 0, f * h * w)
-      .reshape({f, h, w, -1, p[0], p[1], p[2]})
-      .permute({3, 0, 4, 1, 5, 2, 6})
-      .reshape({-1, f * p[0], h * p[1], w * p[2]});
-}
-
 std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::FeatureCache::Forward* cache) {
-  WanTokenInput tokens;
+  std::vector<dit::Grid> grids;
   std::vector<at::Tensor> patches;
   std::int64_t longest = 0;
   for (const auto& latent : input.x) {
-    tokens.grids.push_back(TokenGrid(latent));
-    patches.push_back(Patchify(latent));
+    grids.push_back(space_.GridOf(latent));
+    patches.push_back(space_.Patchify(latent));
     longest = std::max(longest, patches.back().size(0));
   }
   const std::int64_t seq_len = input.seq_len > 0 ? input.seq_len : longest;
   TORCH_CHECK(longest <= seq_len, "WanDit: ", longest, " tokens do not fit seq_len ", seq_len);
-  for (auto& t : patches) t = torch::constant_pad_nd(t, {0, 0, 0, seq_len - t.size(0)});
+  const auto shard = dit::Shard::Of(seq_len, nullptr);
+  for (auto& t : patches) t = shard.Take(t);
+  WanTokenInput tokens;
   tokens.tokens = torch::stack(patches);
   tokens.timesteps = input.timesteps;
-  tokens.time = input.time;
-  tokens.time_projection = input.time_projection;
-  tokens.text_states = input.text_states.defined() ? input.text_states : EmbedText(input.context);
+  tokens.text_states = EmbedText(input.context);
   tokens.clip_features = input.clip_features;
-  const auto out = ForwardTokens(tokens, cache);
+  const auto out = ForwardTokens(tokens, Layout(shard, grids), cache);
   std::vector<at::Tensor> videos;
-  for (std::size_t i = 0; i < tokens.grids.size(); ++i) {
-    videos.push_back(Unpatchify(out[static_cast<std::int64_t>(i)], tokens.grids[i]));
+  for (std::size_t i = 0; i < grids.size(); ++i) {
+    videos.push_back(space_.Unpatchify(out[static_cast<std::int64_t>(i)], grids[i]));
   }
   return videos;
 }
 
-at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, cache::FeatureCache::Forward* cache) {
+at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::TokenLayout& layout,
+                                     cache::FeatureCache::Forward* cache) {
   const std::int64_t batch = input.tokens.size(0), chunk = input.tokens.size(1);
-  TORCH_CHECK(input.tokens.dim() == 3 && static_cast<std::int64_t>(input.grids.size()) == batch &&
+  TORCH_CHECK(input.tokens.dim() == 3 && static_cast<std::int64_t>(layout.lengths.size()) == batch &&
                   input.text_states.defined() && input.text_states.size(0) == batch,
-              "WanDit: tokens ", input.tokens.sizes(), " for ", input.grids.size(), " grids and text states ",
+              "WanDit: tokens ", input.tokens.sizes(), " for ", layout.lengths.size(), " samples and text states ",
               input.text_states.defined() ? input.text_states.sizes() : at::IntArrayRef{});
-  const std::int64_t head_pairs = config_.head_dim() / 2;
-  const std::array<std::int64_t, 3> pairs = {head_pairs - 2 * (head_pairs / 3), head_pairs / 3, head_pairs / 3};
-
-  WanTokenLayout layout;
-  layout.offset = input.offset;
-  layout.world = input.world;
-  for (const auto& grid : input.grids) {
-    layout.lengths.push_back(grid[0] * grid[1] * grid[2]);
-    layout.rope_angles.push_back(layers::GridRopeAngles(grid, pairs, /*theta=*/10000.0).to(input.tokens.device()));
-  }
 
   // Patch embedding: the 3D convolution with kernel = stride is a matrix product per token. As the reference, the
   // padding tokens past each sample's length are zeros, not the embedding's bias.
   const auto& conv_weight = patch_embedding->weight;
   auto x = torch::linear(input.tokens.to(conv_weight.scalar_type()), conv_weight.flatten(1), patch_embedding->bias)
                .to(torch::kFloat);
-  const auto positions = torch::arange(input.offset, input.offset + chunk, torch::TensorOptions().device(x.device()));
+  const auto positions =
+      torch::arange(layout.shard.offset, layout.shard.offset + chunk, torch::TensorOptions().device(x.device()));
   const auto lengths = torch::tensor(layout.lengths, torch::kLong).to(x.device()).view({-1, 1});
   x = x * (positions.view({1, -1}) < lengths).unsqueeze(-1).to(x.scalar_type());
 
@@ -314,7 +260,7 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, cache::FeatureC
   const auto out = cache && cache->lite()
                        ? cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return run_blocks(nullptr); })
                        : run_blocks(cache);
-  // The head lays a token out as (pt, ph, pw, c); Patchify's layout is (c, pt, ph, pw).
+  // The head lays a token out as (pt, ph, pw, c); the token space's layout is (c, pt, ph, pw).
   const auto& p = config_.patch_size;
   return out.reshape({batch, chunk, p[0], p[1], p[2], -1})
       .permute({0, 1, 5, 2, 3, 4})

@@ -1,8 +1,7 @@
-// The Wan2.1 diffusion transformer (models.md A): T2V, and the image cross-attention of I2V/FLF2V checkpoints.
-// Module and parameter names are the released checkpoint's keys.
+// The Wan2.1 diffusion transformer (models.md A): T2V, and the image cross-attention of I2V/FLF2V checkpoints,
+// over the shared token space and layers (models/dit). Module and parameter names are the released checkpoint's.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -11,41 +10,22 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
 #include "cache/feature_cache.h"
+#include "models/dit/layers.h"
+#include "models/dit/layout.h"
+#include "models/dit/token_space.h"
 #include "models/layers/layers.h"
 #include "models/wan/config.h"
 
-namespace vidgen::parallel {
-class World;
-}
-
 namespace vidgen::wan {
-
-// Where the tokens of each sample sit: how many are real, their rotary angles, and which chunk of the sequence this
-// process holds (all of it without sequence parallelism).
-struct WanTokenLayout {
-  std::vector<std::int64_t> lengths;    // t·h·w per sample; later positions are padding
-  std::vector<at::Tensor> rope_angles;  // per sample [length, head_dim/2] float64
-  std::int64_t offset = 0;              // global position of this process's first token
-  parallel::World* world = nullptr;     // splits self-attention over its sequence group when set
-};
-
-// Linear → activation → Linear, registered as "0" and "2" like the reference's nn.Sequential.
-struct WanMlpImpl : torch::nn::Module {
-  enum class Activation { kSilu, kGeluTanh };
-  WanMlpImpl(std::int64_t in, std::int64_t hidden, std::int64_t out, Activation activation);
-  at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  Activation activation;
-};
-TORCH_MODULE(WanMlp);
 
 struct WanSelfAttentionImpl : torch::nn::Module {
   explicit WanSelfAttentionImpl(const WanDitConfig& config);
-  at::Tensor forward(const at::Tensor& x, const WanTokenLayout& layout);  // [B, L, dim] -> [B, L, dim]
+  at::Tensor forward(const at::Tensor& x, const dit::TokenLayout& layout);  // [B, chunk, dim] -> [B, chunk, dim]
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
   std::int64_t num_heads;
@@ -68,12 +48,13 @@ struct WanBlockImpl : torch::nn::Module {
   // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32. With a cache, the
   // self-attention, cross-attention and FFN outputs (before their gates) go through it as branches
   // 3·layer + {0, 1, 2}; gates, modulation and residual adds always run.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const WanTokenLayout& layout, const at::Tensor& context,
-                     std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr, std::int64_t layer = 0);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
+                     const at::Tensor& context, std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr,
+                     std::int64_t layer = 0);
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};
-  WanMlp ffn{nullptr};
+  dit::Mlp ffn{nullptr};
   at::Tensor modulation;  // [1, 6, dim]: shift, scale, gate of attention, then of the FFN
   double eps;
 };
@@ -97,48 +78,40 @@ struct WanImageEmbeddingImpl : torch::nn::Module {
 };
 TORCH_MODULE(WanImageEmbedding);
 
-struct WanDitInput {
-  std::vector<at::Tensor> x;         // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
-  at::Tensor timesteps;              // [B]
-  std::vector<at::Tensor> context;   // per sample [L_text <= text_len, text_dim]
-  at::Tensor text_states;            // or, instead of `context`, its EmbedText() (constant over the steps)
-  at::Tensor time, time_projection;  // optional: EmbedTime(timesteps), shared by the CFG passes of a step
-  std::int64_t seq_len = 0;          // pad tokens to this length (0: the longest sample)
-  at::Tensor clip_features;          // I2V/FLF2V: [B, 257 or 514, 1280]
+// One forward's input in token space, as the sampler keeps it: the tokens of this process's shard.
+struct WanTokenInput {
+  at::Tensor tokens;                           // [B, chunk, in_dim·Πpatch]: dit::TokenSpace's layout
+  at::Tensor timesteps, time, time_projection;  // [B]; or EmbedTime(timesteps), shared by the CFG passes of a step
+  at::Tensor text_states;                      // EmbedText() of the contexts [B, text_len, dim]
+  at::Tensor clip_features;                    // I2V/FLF2V: [B, 257 or 514, 1280]
 };
 
-// The DiT's input in token space, as the sampler keeps it when the sequence is split over processes.
-struct WanTokenInput {
-  at::Tensor tokens;  // [B, chunk, in_dim·Πpatch]: patchified latents (Patchify's layout) of this process's chunk
-  std::vector<std::array<std::int64_t, 3>> grids;  // per sample, the whole (t, h, w) token grid
-  std::int64_t offset = 0;                         // global position of the chunk's first token
-  at::Tensor timesteps, time, time_projection;     // as WanDitInput
-  at::Tensor text_states;                          // EmbedText() of the contexts [B, text_len, dim]
-  at::Tensor clip_features;                        // I2V/FLF2V
-  parallel::World* world = nullptr;
+// The whole model in one process, as the reference's forward takes it.
+struct WanDitInput {
+  std::vector<at::Tensor> x;        // per sample [in_dim, F, H, W] latents (I2V: with the conditioning channels)
+  at::Tensor timesteps;             // [B]
+  std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
+  std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
+  at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
 };
 
 class WanDitImpl : public torch::nn::Module {
  public:
   explicit WanDitImpl(const WanDitConfig& config);
 
-  // Latents [C, F, H, W] <-> tokens [f·h·w, C·Πpatch] in (t, h, w) order, each token's values in (c, pt, ph, pw)
-  // order: the patch embedding is then a matrix product per token, and the sampler's element-wise updates can run
-  // on any chunk of tokens.
-  at::Tensor Patchify(const at::Tensor& latents) const;
-  at::Tensor Unpatchify(const at::Tensor& tokens, const std::array<std::int64_t, 3>& grid) const;
-  std::array<std::int64_t, 3> TokenGrid(const at::Tensor& latents) const;
+  const dit::TokenSpace& space() const { return space_; }
+  // Where the tokens of samples of these grids sit in `shard`, with their rotary tables (float64, as the reference).
+  dit::TokenLayout Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const;
 
-  // The velocity of this process's chunk of tokens, in Patchify's layout: [B, chunk, out_dim·Πpatch].
-  at::Tensor ForwardTokens(const WanTokenInput& input, cache::FeatureCache::Forward* cache = nullptr);
-
+  // The velocity of the shard's tokens, in dit::TokenSpace's layout: [B, chunk, out_dim·Πpatch] fp32.
+  at::Tensor ForwardTokens(const WanTokenInput& input, const dit::TokenLayout& layout,
+                           cache::FeatureCache::Forward* cache = nullptr);
   // Per sample [out_dim, F, H, W] fp32. With a cache, its branches are computed or forecast per its plan; in lite
   // mode the whole block stack and head are one branch, skipped on predicted steps.
   std::vector<at::Tensor> forward(const WanDitInput& input, cache::FeatureCache::Forward* cache = nullptr);
 
   // The time embedding e [B, dim] and its projection e0 [B, 6, dim] (fp32, from a float64 sinusoid).
   std::pair<at::Tensor, at::Tensor> EmbedTime(const at::Tensor& timesteps);
-
   // The text embedding of per-sample contexts [L <= text_len, text_dim], zero-padded: [B, text_len, dim].
   at::Tensor EmbedText(const std::vector<at::Tensor>& context);
 
@@ -155,14 +128,15 @@ class WanDitImpl : public torch::nn::Module {
   const WanDitConfig& config() const { return config_; }
 
   torch::nn::Conv3d patch_embedding{nullptr};
-  WanMlp text_embedding{nullptr}, time_embedding{nullptr};
-  torch::nn::Sequential time_projection{nullptr};
+  dit::Mlp text_embedding{nullptr}, time_embedding{nullptr};
+  dit::SiluLinear time_projection{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   WanHead head{nullptr};
   WanImageEmbedding img_emb{nullptr};
 
  private:
   WanDitConfig config_;
+  dit::TokenSpace space_;
 };
 TORCH_MODULE(WanDit);
 

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <array>
 #include <optional>
+#include <span>
 
 #include <torch/torch.h>
 
@@ -67,100 +69,68 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
   return contexts;
 }
 
-at::Tensor WanPipeline::Velocity(const at::Tensor& tokens, const WanTokenInput& where, int step, double timestep,
-                                 const at::Tensor& text_cond, const at::Tensor& text_uncond, double guidance_scale,
-                                 cache::FeatureCache* cache, std::int64_t* model_calls) {
-  // The time embedding is the same for both passes of a step.
-  const auto [time, time_projection] = dit_->EmbedTime(
-      torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(tokens.device())));
-  // One DiT pass of cache stream `stream` over `count` copies of the tokens.
-  auto pass = [&](int stream, const at::Tensor& text_states, int count) {
-    WanTokenInput input = where;
-    input.tokens = tokens.unsqueeze(0).expand({count, -1, -1});
-    input.grids.assign(static_cast<std::size_t>(count), where.grids.front());
-    input.text_states = text_states;
-    input.timesteps = torch::full({count}, timestep, torch::TensorOptions().dtype(torch::kFloat64));
-    input.time = time.expand({count, -1});
-    input.time_projection = time_projection.expand({count, -1, -1});
-    ++*model_calls;
-    if (!cache) return dit_->ForwardTokens(input);
-    auto forward = cache->Begin(step, stream);
-    return dit_->ForwardTokens(input, &forward);
-  };
-  // Guidance 1 is the conditional prediction alone: the unconditional pass would not change it.
-  if (guidance_scale == 1.0) return pass(0, text_cond, 1)[0];
-  at::Tensor cond, uncond;
-  if (cfg_parallel()) {
-    // Each CFG half computes one pass (its own cache stream); one exchange combines them.
-    auto& group = options_.world->cfg();
-    const auto both = group.AllGather(pass(0, group.rank() == 0 ? text_cond : text_uncond, 1)[0]);
-    cond = both[0];
-    uncond = both[1];
-  } else if (options_.batch_cfg) {
-    const auto out = pass(0, torch::cat({text_cond, text_uncond}), 2);
-    cond = out[0];
-    uncond = out[1];
-  } else {
-    cond = pass(0, text_cond, 1)[0];
-    uncond = pass(1, text_uncond, 1)[0];
+namespace {
+
+// Wan's transformer over one generation: the prompt's and the negative prompt's text states, embedded once.
+class WanDenoiser final : public dit::Denoiser {
+ public:
+  WanDenoiser(WanDit& dit, at::Tensor prompt, at::Tensor negative)
+      : dit_(dit), text_{std::move(prompt), std::move(negative)} {}
+
+  c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
+
+  void Prepare(const dit::Shard& shard, const dit::Grid& grid) override {
+    shard_ = shard;
+    for (std::size_t rows = 1; rows <= 2; ++rows) {
+      const std::vector<dit::Grid> grids(rows, grid);
+      layouts_[rows - 1] = dit_->Layout(shard, grids);
+    }
   }
-  return uncond + guidance_scale * (cond - uncond);
-}
+
+  cache::CacheFootprint Footprint(std::int64_t batch, int streams) const override {
+    return dit_->Footprint(batch, shard_.chunk, streams);
+  }
+
+  at::Tensor Predict(const at::Tensor& tokens, double timestep, std::span<const dit::Condition> conditions,
+                     cache::FeatureCache::Forward* cache) override {
+    // The time embedding is the same for both guidance passes of a step.
+    if (timestep != timestep_) {
+      std::tie(time_, time_projection_) =
+          dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(device())));
+      timestep_ = timestep;
+    }
+    const auto rows = static_cast<std::int64_t>(conditions.size());
+    WanTokenInput input;
+    input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
+    std::vector<at::Tensor> text;
+    for (const auto condition : conditions) text.push_back(text_[condition == dit::Condition::kPrompt ? 0 : 1]);
+    input.text_states = torch::cat(text);
+    input.time = time_.expand({rows, -1});
+    input.time_projection = time_projection_.expand({rows, -1, -1});
+    return dit_->ForwardTokens(input, layouts_[static_cast<std::size_t>(rows - 1)], cache);
+  }
+
+ private:
+  WanDit& dit_;
+  std::array<at::Tensor, 2> text_;  // EmbedText of the prompt and of the negative prompt
+  dit::Shard shard_;
+  std::array<dit::TokenLayout, 2> layouts_;  // for one row and for two
+  double timestep_ = -1;
+  at::Tensor time_, time_projection_;
+};
+
+}  // namespace
 
 at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
                                 const DenoiseOptions& options, const GenerationCallbacks& callbacks,
                                 const StepObserver& observer, GenerationStats* stats) {
   torch::NoGradGuard no_grad;
-  auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
-  GenerationStats local_stats;
-  GenerationStats& out = stats ? *stats : local_stats;
-  parallel::World* world = options_.world;
-
-  // The sampler steps in token space: this process keeps its chunk of the (padded) token sequence from the first
-  // step to the last and gathers the whole sequence once, at the end. Every update is element-wise per token.
-  const auto grid = dit_->TokenGrid(noise);
-  auto all_tokens = dit_->Patchify(noise.to(options_.device, torch::kFloat));
-  const std::int64_t length = all_tokens.size(0);
-  const int parts = world ? world->sequence().size() : 1;
-  const std::int64_t chunk = (length + parts - 1) / parts;
-  all_tokens = torch::constant_pad_nd(all_tokens, {0, 0, 0, chunk * parts - length});
-  WanTokenInput where;
-  where.grids = {grid};
-  where.offset = (world ? world->sequence().rank() : 0) * chunk;
-  where.world = world;
-  auto tokens = all_tokens.slice(0, where.offset, where.offset + chunk).contiguous();
-  auto to_latents = [&](const at::Tensor& chunk_tokens) {
-    const auto whole = world ? world->sequence().AllGather(chunk_tokens).flatten(0, 1) : chunk_tokens;
-    return dit_->Unpatchify(whole, grid);
-  };
-
-  // The text embedding is the same at every step: once per stream.
-  const auto text_cond = dit_->EmbedText({context.to(options_.device)});
-  const auto text_uncond = dit_->EmbedText({context_null.to(options_.device)});
-
-  std::optional<cache::FeatureCache> feature_cache;
-  if (options.cache.enabled()) {
-    const bool guided = options.guidance_scale != 1.0;
-    const bool batched = guided && options_.batch_cfg && !cfg_parallel();
-    const int streams = guided && !batched && !cfg_parallel() ? 2 : 1;
-    feature_cache.emplace(options.cache, dit_->Footprint(batched ? 2 : 1, chunk, streams), scheduler->steps(),
-                          scheduler->sigmas());
-  }
-  cache::FeatureCache* cache = feature_cache ? &*feature_cache : nullptr;
-
-  const auto start = Clock::now();
-  for (int step = 0; step < scheduler->steps(); ++step) {
-    if (callbacks.cancelled && callbacks.cancelled()) {
-      Fail(ErrorCode::kCancelled, "generation cancelled before step {} of {}", step + 1, scheduler->steps());
-    }
-    const auto velocity = Velocity(tokens, where, step, scheduler->timesteps()[static_cast<std::size_t>(step)],
-                                   text_cond, text_uncond, options.guidance_scale, cache, &out.model_calls);
-    tokens = scheduler->Step(velocity.unsqueeze(0), tokens.unsqueeze(0))[0];
-    if (observer) observer(step, to_latents(velocity), to_latents(tokens));
-    if (callbacks.on_step) callbacks.on_step({step + 1, scheduler->steps(), SecondsSince(start)});
-  }
-  RecordSteps(cache, scheduler->steps(), out);
-  return to_latents(tokens);
+  WanDenoiser denoiser(dit_, dit_->EmbedText({context.to(options_.device)}),
+                       dit_->EmbedText({context_null.to(options_.device)}));
+  auto sampler = options;
+  sampler.world = options_.world;
+  sampler.batch_cfg = options_.batch_cfg;
+  return dit::Denoise(denoiser, dit_->space(), noise, sampler, callbacks, observer, stats);
 }
 
 at::Tensor WanPipeline::Decode(const at::Tensor& latents) {

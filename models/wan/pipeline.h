@@ -10,6 +10,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "models/dit/denoise.h"
 #include "models/generation.h"
 #include "models/wan/dit.h"
 #include "models/wan/loader.h"
@@ -33,14 +34,9 @@ struct WanLoadOptions {
   parallel::World* world = nullptr;
 };
 
-struct DenoiseOptions {
-  schedulers::ScheduleOptions schedule;
-  double guidance_scale = 5.0;
-  cache::CacheConfig cache;
-};
-
-// Sees every step: its index, the guided velocity and the latents after the step.
-using StepObserver = std::function<void(int step, const at::Tensor& velocity, const at::Tensor& latents)>;
+// The sampler's settings; its world and batch_cfg come from the pipeline's WanLoadOptions.
+using DenoiseOptions = dit::SamplerOptions;
+using dit::StepObserver;
 
 class WanPipeline : public VideoPipeline {
  public:
@@ -77,12 +73,6 @@ class WanPipeline : public VideoPipeline {
  private:
   WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit, WanVae vae);
 
-  // The guided velocity of this process's tokens [chunk, C·Πpatch] at one step; `where` carries the grid, the
-  // chunk's offset and the world; text states come from WanDit::EmbedText.
-  at::Tensor Velocity(const at::Tensor& tokens, const WanTokenInput& where, int step, double timestep,
-                      const at::Tensor& text_cond, const at::Tensor& text_uncond, double guidance_scale,
-                      cache::FeatureCache* cache, std::int64_t* model_calls);
-  bool cfg_parallel() const { return options_.world && options_.world->cfg().size() == 2; }
 
   WanLoadOptions options_;
   std::unique_ptr<WanTokenizer> tokenizer_;

@@ -16,7 +16,7 @@ TEST_P(HunyuanDitGoldenTest, MatchesTheReference) {
   auto dit = LoadHunyuanDit(golden.CheckpointDir().string());
 
   // The RoPE tables of the token grid.
-  const auto grid = dit->TokenGrid(golden.Get("x"));
+  const auto grid = dit->space().GridOf(golden.Get("x"));
   const auto [cos, sin] = dit->RopeTables(grid);
   EXPECT_TRUE(testing::TensorsClose(cos, golden.Get("freqs_cos")));
   EXPECT_TRUE(testing::TensorsClose(sin, golden.Get("freqs_sin")));

@@ -198,7 +198,7 @@ TEST(HunyuanLayoutTest, BadInputsAreClearErrors) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("prefix"), std::string::npos);
   }
-  EXPECT_THROW(dit->TokenGrid(torch::randn({config.in_channels, 1, 3, 4})), Error);  // odd height
+  EXPECT_THROW(dit->space().GridOf(torch::randn({config.in_channels, 1, 3, 4})), Error);  // odd height
   EXPECT_THROW(LoadHunyuanDit("/nonexistent/hunyuan"), std::exception);
 }
 

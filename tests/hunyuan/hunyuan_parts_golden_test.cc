@@ -131,7 +131,7 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   auto pipeline = HunyuanPipeline::Load(golden.CheckpointDir().string(), options);
 
   const auto noise = golden.Get("noise");
-  const auto [cos, sin] = pipeline->dit()->RopeTables(pipeline->dit()->TokenGrid(noise));
+  const auto [cos, sin] = pipeline->dit()->RopeTables(pipeline->dit()->space().GridOf(noise));
   EXPECT_TRUE(TensorsClose(cos, golden.Get("freqs_cos")));
   EXPECT_TRUE(TensorsClose(sin, golden.Get("freqs_sin")));
 

@@ -1,0 +1,47 @@
+#include "models/dit/layers.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "models/layers/layers.h"
+
+namespace vidgen::dit {
+
+at::Tensor Activate(Activation activation, const at::Tensor& x) {
+  switch (activation) {
+    case Activation::kSilu: return torch::silu(x);
+    case Activation::kGelu: return torch::gelu(x);
+    case Activation::kGeluTanh: return torch::gelu(x, "tanh");
+    case Activation::kQuickGelu: return x * torch::sigmoid(1.702 * x);
+  }
+  return x;
+}
+
+MlpImpl::MlpImpl(const MlpOptions& options) : activation(options.activation) {
+  first = register_module(options.first, torch::nn::Linear(options.in, options.hidden));
+  second = register_module(options.second, torch::nn::Linear(options.hidden, options.out));
+}
+
+at::Tensor MlpImpl::forward(const at::Tensor& x) {
+  return layers::Project(second, Activate(activation, layers::Project(first, x)));
+}
+
+SiluLinearImpl::SiluLinearImpl(std::int64_t in, std::int64_t out, const std::string& name) {
+  linear = register_module(name, torch::nn::Linear(in, out));
+}
+
+at::Tensor SiluLinearImpl::forward(const at::Tensor& x) {
+  return layers::Project(linear, torch::silu(x.to(linear->weight.scalar_type())));
+}
+
+at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim, c10::ScalarType dtype) {
+  TORCH_CHECK(dim % 2 == 0, "TimestepSinusoid needs an even dim, got ", dim);
+  const std::int64_t half = dim / 2;
+  const auto position = timesteps.to(dtype).flatten();
+  const auto frequencies = torch::exp(-std::log(10000.0) * torch::arange(half, position.options()) / double(half));
+  const auto angles = torch::outer(position, frequencies);
+  return torch::cat({torch::cos(angles), torch::sin(angles)}, 1);
+}
+
+}  // namespace vidgen::dit
