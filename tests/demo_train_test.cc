@@ -10,7 +10,7 @@ namespace {
 
 struct Micro {
   wan::WanDit dit{nullptr};
-  wan::UmT5Encoder t5{nullptr};
+  encoders::UmT5Encoder t5{nullptr};
   FlowMatchingBatch batch;
 };
 
@@ -25,7 +25,7 @@ Micro MakeMicro() {
   dit.num_heads = 2;
   dit.num_layers = 2;
   dit.text_len = 8;
-  wan::UmT5Config t5;
+  encoders::UmT5Config t5;
   t5.vocab = 40;
   t5.dim = t5.dim_attn = 16;
   t5.dim_ffn = 32;
@@ -33,7 +33,7 @@ Micro MakeMicro() {
   t5.num_layers = 1;
   t5.num_buckets = 8;
   t5.max_distance = 16;
-  Micro micro{wan::WanDit(dit), wan::UmT5Encoder(t5), {}};
+  Micro micro{wan::WanDit(dit), encoders::UmT5Encoder(t5), {}};
   micro.batch.latents = torch::randn({2, 4, 2, 4, 4});
   micro.batch.text.ids = torch::randint(1, 40, {2, 8}, torch::kLong);
   micro.batch.text.mask = torch::tensor({{1, 1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 0, 0, 0, 0, 0}}, torch::kLong);

@@ -9,7 +9,7 @@ at::Tensor SampleSigmas(std::int64_t count, double shift, at::Generator& generat
   return shift * u / (1 + (shift - 1) * u);
 }
 
-at::Tensor FlowMatchingLoss(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+at::Tensor FlowMatchingLoss(wan::WanDit& dit, encoders::UmT5Encoder& t5, const FlowMatchingBatch& batch,
                             const at::Tensor& sigmas, const at::Tensor& noise) {
   const auto& x0 = batch.latents;
   const auto sigma = sigmas.view({-1, 1, 1, 1, 1});
@@ -25,7 +25,7 @@ at::Tensor FlowMatchingLoss(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMa
   return (velocity - (noise - x0)).pow(2).mean();
 }
 
-double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+double FlowMatchingStep(wan::WanDit& dit, encoders::UmT5Encoder& t5, const FlowMatchingBatch& batch,
                         torch::optim::Optimizer& optimizer, double shift, at::Generator& generator) {
   const auto sigmas = SampleSigmas(batch.latents.size(0), shift, generator);
   const auto noise = torch::randn(batch.latents.sizes(), generator, batch.latents.options());

@@ -9,7 +9,7 @@
 #include <torch/optim/optimizer.h>
 
 #include "models/wan/dit.h"
-#include "models/wan/t5.h"
+#include "models/encoders/umt5.h"
 #include "models/wan/vae.h"
 #include "models/wan/tokenizer.h"
 
@@ -24,11 +24,11 @@ struct FlowMatchingBatch {
 at::Tensor SampleSigmas(std::int64_t count, double shift, at::Generator& generator);
 
 // The loss of a batch at the given noise levels and noise: mean((v(x_σ, σ·1000, T5(text)) − (ε − x0))²).
-at::Tensor FlowMatchingLoss(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+at::Tensor FlowMatchingLoss(wan::WanDit& dit, encoders::UmT5Encoder& t5, const FlowMatchingBatch& batch,
                             const at::Tensor& sigmas, const at::Tensor& noise);
 
 // One optimiser step on a batch with fresh σ and noise from `generator`; returns the loss before the step.
-double FlowMatchingStep(wan::WanDit& dit, wan::UmT5Encoder& t5, const FlowMatchingBatch& batch,
+double FlowMatchingStep(wan::WanDit& dit, encoders::UmT5Encoder& t5, const FlowMatchingBatch& batch,
                         torch::optim::Optimizer& optimizer, double shift, at::Generator& generator);
 
 struct VaeLosses {

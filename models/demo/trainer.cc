@@ -156,7 +156,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     for (std::int64_t i = 0; i < count; i += 16) encoded.push_back(vae->Encode(clips.videos.slice(0, i, i + 16)));
     latents = torch::cat(encoded);
   }
-  wan::UmT5Config t5_config;
+  encoders::UmT5Config t5_config;
   t5_config.vocab = tokenizer.vocab_size();
   t5_config.dim = t5_config.dim_attn = options.t5_dim;
   t5_config.dim_ffn = 2 * options.t5_dim;
@@ -173,7 +173,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
   dit_config.num_layers = options.dit_layers;
   dit_config.text_len = options.text_len;
   torch::manual_seed(options.seed + 4);
-  wan::UmT5Encoder t5(t5_config);
+  encoders::UmT5Encoder t5(t5_config);
   wan::WanDit dit(dit_config);
   {
     auto parameters = dit->parameters();

@@ -68,19 +68,6 @@ std::pair<at::Tensor, at::Tensor> JointAttention(const std::array<at::Tensor, 3>
   return {torch::cat(image_out), torch::cat(text_out)};
 }
 
-std::vector<std::int64_t> ValidLengths(const at::Tensor& mask) {
-  std::vector<std::int64_t> lengths;
-  const auto cpu = mask.to(torch::kCPU, torch::kLong);
-  for (std::int64_t b = 0; b < cpu.size(0); ++b) {
-    const std::int64_t n = cpu[b].sum().item<std::int64_t>();
-    if (n > 0 && cpu[b].slice(0, 0, n).min().item<std::int64_t>() != 1) {
-      Fail(ErrorCode::kInvalidArgument, "HunyuanVideo: the text mask of sample {} is not a prefix of ones", b);
-    }
-    lengths.push_back(n);
-  }
-  return lengths;
-}
-
 }  // namespace
 
 TimestepEmbedderImpl::TimestepEmbedderImpl(std::int64_t hidden) {
@@ -254,7 +241,7 @@ std::pair<at::Tensor, at::Tensor> HunyuanDitImpl::RopeTables(const dit::Grid& gr
 
 HunyuanLayout HunyuanDitImpl::Layout(const dit::Shard& shard, const dit::Grid& grid, const at::Tensor& text_mask) const {
   const std::vector<dit::Grid> grids(static_cast<std::size_t>(text_mask.size(0)), grid);
-  return {dit::TokenLayout::Make(shard, grids, rope(), patch->weight.device()), ValidLengths(text_mask)};
+  return {dit::TokenLayout::Make(shard, grids, rope(), patch->weight.device()), layers::PrefixLengths(text_mask)};
 }
 
 cache::CacheFootprint HunyuanDitImpl::Footprint(std::int64_t batch, std::int64_t tokens, std::int64_t text,

@@ -43,7 +43,7 @@ std::string VideoPromptText(const std::string& prompt) {
   return text.replace(text.find("{}"), 2, prompt);
 }
 
-std::int64_t VideoPromptCrop(const LlamaTokenizer& tokenizer) {
+std::int64_t VideoPromptCrop(const text::LlamaTokenizer& tokenizer) {
   const std::string text = kVideoPromptTemplate;
   return 1 + static_cast<std::int64_t>(tokenizer.Encode(text.substr(0, text.find("{}"))).size());
 }
@@ -62,10 +62,10 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
   pipeline->vae_->to(options.device);
   pipeline->vae_->eval();
   const auto llama_dir = Part(root, "text_encoder"), clip_dir = Part(root, "text_encoder_2");
-  pipeline->llama_tokenizer_ = std::make_unique<LlamaTokenizer>(llama_dir.string());
-  pipeline->clip_tokenizer_ = std::make_unique<ClipTokenizer>(clip_dir.string());
-  pipeline->llama_ = LoadLlamaEncoder(llama_dir.string(), options.dtype, options.device);
-  pipeline->clip_ = LoadClipTextEncoder(clip_dir.string(), options.dtype, options.device);
+  pipeline->llama_tokenizer_ = std::make_unique<text::LlamaTokenizer>(llama_dir.string());
+  pipeline->clip_tokenizer_ = std::make_unique<text::ClipTokenizer>(clip_dir.string());
+  pipeline->llama_ = encoders::LoadLlamaEncoder(llama_dir.string(), options.dtype, options.device);
+  pipeline->clip_ = encoders::LoadClipTextEncoder(clip_dir.string(), options.dtype, options.device);
   pipeline->crop_start_ = VideoPromptCrop(*pipeline->llama_tokenizer_);
   const auto& config = pipeline->dit_->config();
   if (pipeline->llama_->config().hidden_size != config.text_states_dim ||

@@ -15,8 +15,9 @@
 #include "models/generation.h"
 #include "models/hunyuan/dit.h"
 #include "models/hunyuan/sampler.h"
-#include "models/hunyuan/text_encoders.h"
-#include "models/hunyuan/tokenizers.h"
+#include "models/encoders/clip_text.h"
+#include "models/encoders/llama.h"
+#include "models/text/hf_tokenizers.h"
 #include "models/hunyuan/vae.h"
 
 namespace vidgen::hunyuan {
@@ -25,7 +26,7 @@ namespace vidgen::hunyuan {
 std::string VideoPromptText(const std::string& prompt);
 // How many tokens of a templated prompt come before the prompt, BOS included (95 with the released tokenizer): the
 // LLM's states there are cropped off.
-std::int64_t VideoPromptCrop(const LlamaTokenizer& tokenizer);
+std::int64_t VideoPromptCrop(const text::LlamaTokenizer& tokenizer);
 
 struct HunyuanLoadOptions {
   c10::ScalarType dtype = c10::kBFloat16;  // DiT and text encoders; the VAE runs in fp32
@@ -57,10 +58,10 @@ class HunyuanPipeline : public VideoPipeline {
   HunyuanPipeline() = default;
 
   HunyuanLoadOptions options_;
-  std::unique_ptr<LlamaTokenizer> llama_tokenizer_;
-  std::unique_ptr<ClipTokenizer> clip_tokenizer_;
-  LlamaEncoder llama_{nullptr};
-  ClipTextEncoder clip_{nullptr};
+  std::unique_ptr<text::LlamaTokenizer> llama_tokenizer_;
+  std::unique_ptr<text::ClipTokenizer> clip_tokenizer_;
+  encoders::LlamaEncoder llama_{nullptr};
+  encoders::ClipTextEncoder clip_{nullptr};
   HunyuanDit dit_{nullptr};
   HunyuanVae vae_{nullptr};
   std::int64_t crop_start_ = 0;

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "common/error.h"
+
 namespace vidgen::layers {
 namespace {
 
@@ -22,7 +24,7 @@ torch::Tensor KeyMask(const std::vector<std::int64_t>& key_lengths, std::int64_t
 }
 
 torch::Tensor BlockedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& mask, double scale) {
+                               const torch::Tensor& mask, bool causal, double scale) {
   // [B, H, L, D] layout for batched matrix products.
   const auto qh = q.transpose(1, 2);
   const auto kt = k.permute({0, 2, 3, 1});  // [B, H, D, Lk]
@@ -34,7 +36,14 @@ torch::Tensor BlockedAttention(const torch::Tensor& q, const torch::Tensor& k, c
     const std::int64_t end = std::min(lq, start + block);
     auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
     if (mask.defined()) scores.add_(mask);
-    const auto weights = torch::softmax(scores, -1).to(v.scalar_type());
+    if (causal) {
+      const auto rows = torch::arange(start, end, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+      const auto keys = torch::arange(lk, rows.options());
+      scores.masked_fill_(keys.view({1, -1}) > rows.view({-1, 1}), -std::numeric_limits<float>::infinity());
+    }
+    auto weights = torch::softmax(scores, -1);
+    if (mask.defined() || causal) weights.nan_to_num_(0.0);  // rows with every key masked
+    weights = weights.to(v.scalar_type());
     out.slice(2, start, end).copy_(torch::matmul(weights, vh));
   }
   return out.transpose(1, 2);
@@ -54,7 +63,7 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const auto kv_dtype = v.scalar_type();
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (q.is_cuda()) {
+  if (q.is_cuda() && !options.causal) {
     const auto attn_mask = mask.defined() ? c10::optional<at::Tensor>(mask.to(kv_dtype)) : c10::nullopt;
     auto out = at::scaled_dot_product_attention(q.to(kv_dtype).transpose(1, 2), k.to(kv_dtype).transpose(1, 2),
                                                 v.transpose(1, 2), attn_mask, /*dropout_p=*/0.0,
@@ -62,7 +71,20 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     return out.transpose(1, 2).to(q.scalar_type());
   }
 #endif
-  return BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, mask, scale).to(q.scalar_type());
+  return BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, mask, options.causal, scale).to(q.scalar_type());
+}
+
+std::vector<std::int64_t> PrefixLengths(const at::Tensor& mask) {
+  const auto rows = mask.to(torch::kCPU, torch::kLong);
+  const auto lengths = rows.sum(1);
+  // A prefix of ones: its first `length` entries are all 1.
+  const auto positions = torch::arange(rows.size(1), torch::kLong).view({1, -1});
+  const auto expected = (positions < lengths.view({-1, 1})).to(torch::kLong);
+  if (!torch::equal(rows, expected)) {
+    const auto bad = (rows != expected).any(1).nonzero()[0][0].item<std::int64_t>();
+    Fail(ErrorCode::kInvalidArgument, "the text mask of sample {} is not a prefix of ones", bad);
+  }
+  return {lengths.data_ptr<std::int64_t>(), lengths.data_ptr<std::int64_t>() + lengths.numel()};
 }
 
 }  // namespace vidgen::layers

@@ -186,7 +186,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   } else {
     t5_weights.AddFile(Require(dir / "models_t5_umt5-xxl-enc-bf16.pth").string());
   }
-  checkpoint.t5 = UmT5Encoder(InferUmT5Config(t5_weights));
+  checkpoint.t5 = encoders::UmT5Encoder(encoders::InferUmT5Config(t5_weights));
   LoadModule(t5_weights, checkpoint.t5, "Wan text encoder");
   checkpoint.t5->to(dtype);
   checkpoint.t5->eval();

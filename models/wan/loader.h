@@ -8,7 +8,7 @@
 
 #include "models/io/weight_store.h"
 #include "models/wan/dit.h"
-#include "models/wan/t5.h"
+#include "models/encoders/umt5.h"
 #include "models/wan/tokenizer.h"
 #include "models/wan/vae.h"
 
@@ -19,7 +19,7 @@ enum class WanLayout { kReleased, kDiffusers };
 struct WanCheckpoint {
   WanLayout layout = WanLayout::kReleased;
   std::unique_ptr<WanTokenizer> tokenizer;
-  UmT5Encoder t5{nullptr};
+  encoders::UmT5Encoder t5{nullptr};
   WanDit dit{nullptr};
   WanVae vae{nullptr};
 };

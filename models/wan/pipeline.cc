@@ -29,7 +29,7 @@ const char* const kDefaultNegativePrompt =
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
-WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit,
+WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit,
                          WanVae vae)
     : options_(options),
       tokenizer_(std::move(tokenizer)),

@@ -14,7 +14,7 @@
 #include "models/generation.h"
 #include "models/wan/dit.h"
 #include "models/wan/loader.h"
-#include "models/wan/t5.h"
+#include "models/encoders/umt5.h"
 #include "models/wan/tokenizer.h"
 #include "models/wan/vae.h"
 #include "parallel/world.h"
@@ -71,12 +71,12 @@ class WanPipeline : public VideoPipeline {
   const WanLoadOptions& options() const { return options_; }
 
  private:
-  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, UmT5Encoder t5, WanDit dit, WanVae vae);
+  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit, WanVae vae);
 
 
   WanLoadOptions options_;
   std::unique_ptr<WanTokenizer> tokenizer_;
-  UmT5Encoder t5_;
+  encoders::UmT5Encoder t5_;
   WanDit dit_;
   WanVae vae_;
 };

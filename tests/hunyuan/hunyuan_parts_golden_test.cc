@@ -62,7 +62,7 @@ class HunyuanLlamaGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(HunyuanLlamaGoldenTest, TokenizesAndEncodesAsTheReference) {
   const GoldenCase golden(GetParam());
   const auto dir = PartDir(golden, "text_encoder");
-  const LlamaTokenizer tokenizer(dir);
+  const text::LlamaTokenizer tokenizer(dir);
   const std::int64_t crop = std::stoi(golden.Meta("crop_start")), text_len = std::stoi(golden.Meta("text_len"));
   EXPECT_EQ(VideoPromptCrop(tokenizer), crop);
   EXPECT_EQ(tokenizer.bos_id(), std::stoi(golden.Meta("bos_id")));
@@ -79,7 +79,7 @@ TEST_P(HunyuanLlamaGoldenTest, TokenizesAndEncodesAsTheReference) {
   }
   EXPECT_TRUE(torch::equal(tokens.mask, golden.Get("mask").to(torch::kLong)));
 
-  auto encoder = LoadLlamaEncoder(dir, torch::kFloat, torch::kCPU);
+  auto encoder = encoders::LoadLlamaEncoder(dir, torch::kFloat, torch::kCPU);
   const auto skip = std::stoi(golden.Meta("hidden_state_skip_layer"));
   const auto hidden = encoder->HiddenState(tokens.ids, tokens.mask, skip);
   EXPECT_TRUE(TensorsClose(hidden, golden.Get("debug.hidden_uncropped")));
@@ -96,7 +96,7 @@ class HunyuanClipGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(HunyuanClipGoldenTest, TokenizesAndPoolsAsTheReference) {
   const GoldenCase golden(GetParam());
   const auto dir = PartDir(golden, "text_encoder");
-  const ClipTokenizer tokenizer(dir);
+  const text::ClipTokenizer tokenizer(dir);
   EXPECT_EQ(tokenizer.eos_id(), std::stoi(golden.Meta("eos_id")));
   const auto prompts = Prompts(golden);
   const auto tokens = tokenizer.Batch(prompts, std::stoi(golden.Meta("max_length")));
@@ -107,7 +107,7 @@ TEST_P(HunyuanClipGoldenTest, TokenizesAndPoolsAsTheReference) {
   }
   EXPECT_TRUE(torch::equal(tokens.mask, golden.Get("mask").to(torch::kLong)));
 
-  auto encoder = LoadClipTextEncoder(dir, torch::kFloat, torch::kCPU);
+  auto encoder = encoders::LoadClipTextEncoder(dir, torch::kFloat, torch::kCPU);
   EXPECT_EQ(encoder->config().eos_token_id, std::stoi(golden.Meta("config_eos_token_id")));
   const auto out = encoder->Forward(tokens.ids, tokens.mask);
   EXPECT_TRUE(TensorsClose(out.last_hidden_state, golden.Get("debug.last_hidden_state")));

@@ -86,7 +86,7 @@ TEST(ClipNormalizeTest, CleansSplitsAndLowerCasesAsBasicTokenizer) {
 }
 
 TEST_F(HunyuanTextTest, LlamaTokenizerReadsTokenizerJson) {
-  const LlamaTokenizer tokenizer((dir_ / "text_encoder").string());
+  const text::LlamaTokenizer tokenizer((dir_ / "text_encoder").string());
   const auto word = tokenizer.Encode(" the");
   const auto ids = tokenizer.Encode("<|eot_id|> the<|eot_id|>");
   ASSERT_EQ(ids.size(), word.size() + 2);
@@ -101,7 +101,7 @@ TEST_F(HunyuanTextTest, LlamaTokenizerReadsTokenizerJson) {
 }
 
 TEST_F(HunyuanTextTest, ClipTokenizerLowerCasesAndEndsWords) {
-  const ClipTokenizer tokenizer((dir_ / "text_encoder_2").string());
+  const text::ClipTokenizer tokenizer((dir_ / "text_encoder_2").string());
   const auto batch = tokenizer.Batch({"The   RED", "the red", "ÉTÉ", "été"}, 12);
   EXPECT_TRUE(torch::equal(batch.ids[0], batch.ids[1]));
   EXPECT_TRUE(torch::equal(batch.ids[2], batch.ids[3]));
@@ -116,8 +116,8 @@ TEST_F(HunyuanTextTest, ClipTokenizerLowerCasesAndEndsWords) {
 
 TEST_F(HunyuanTextTest, TextEncodersMaskAndCrop) {
   const auto llama_dir = (dir_ / "text_encoder").string();
-  auto llama = LoadLlamaEncoder(llama_dir, torch::kFloat, torch::kCPU);
-  const LlamaTokenizer tokenizer(llama_dir);
+  auto llama = encoders::LoadLlamaEncoder(llama_dir, torch::kFloat, torch::kCPU);
+  const text::LlamaTokenizer tokenizer(llama_dir);
   const auto a = tokenizer.Batch({" the red ball"}, 12), b = tokenizer.Batch({" the red ball the"}, 12);
   const auto ha = llama->HiddenState(a.ids, a.mask), hb = llama->HiddenState(b.ids, b.mask);
   EXPECT_EQ(ha.sizes(), (std::vector<std::int64_t>{1, 12, llama->config().hidden_size}));
@@ -128,8 +128,8 @@ TEST_F(HunyuanTextTest, TextEncodersMaskAndCrop) {
   EXPECT_FALSE(torch::allclose(llama->HiddenState(a.ids, a.mask, 1), ha));  // another layer
 
   const auto clip_dir = (dir_ / "text_encoder_2").string();
-  auto clip = LoadClipTextEncoder(clip_dir, torch::kFloat, torch::kCPU);
-  const ClipTokenizer clip_tokenizer(clip_dir);
+  auto clip = encoders::LoadClipTextEncoder(clip_dir, torch::kFloat, torch::kCPU);
+  const text::ClipTokenizer clip_tokenizer(clip_dir);
   // The pooled state sits at the end of text, so padding after it changes nothing.
   const auto short_batch = clip_tokenizer.Batch({"the red"}, 8), long_batch = clip_tokenizer.Batch({"the red"}, 20);
   const auto short_pad = clip->Forward(short_batch.ids, short_batch.mask).pooled;
@@ -167,7 +167,7 @@ TEST_F(HunyuanTextTest, ThePipelineMakesAVideoFromAPrompt) {
   const auto text = pipeline->EncodeText("the red ball");
   EXPECT_EQ(text.states.size(0), 32);
   EXPECT_EQ(text.mask.sum().item<std::int64_t>(), static_cast<std::int64_t>(
-      LlamaTokenizer((dir_ / "text_encoder").string()).Encode("the red ball<|eot_id|>").size()));
+      text::LlamaTokenizer((dir_ / "text_encoder").string()).Encode("the red ball<|eot_id|>").size()));
 
   request.frames = 10;
   EXPECT_THROW(pipeline->Generate(request, {}), Error);
@@ -192,7 +192,7 @@ namespace {
 
 TEST_F(HunyuanTextTest, TextEncodersHaveHuggingFacesNamesAndPrefixes) {
   const auto llama_dir = dir_ / "text_encoder";
-  auto llama = LoadLlamaEncoder(llama_dir.string(), torch::kFloat, torch::kCPU);
+  auto llama = encoders::LoadLlamaEncoder(llama_dir.string(), torch::kFloat, torch::kCPU);
   std::set<std::string> names;
   for (const auto& item : llama->named_parameters()) names.insert(item.key());
   const auto layers = static_cast<std::size_t>(llama->config().num_hidden_layers);
@@ -211,12 +211,12 @@ TEST_F(HunyuanTextTest, TextEncodersHaveHuggingFacesNamesAndPrefixes) {
   for (const auto& item : llama->named_parameters()) tensors.emplace_back("model." + item.key(), item.value().detach());
   tensors.emplace_back("lm_head.weight", torch::zeros({llama->config().vocab_size, llama->config().hidden_size}));
   io::WriteSafetensors((causal / "model.safetensors").string(), tensors);
-  auto reloaded = LoadLlamaEncoder(causal.string(), torch::kFloat, torch::kCPU);
+  auto reloaded = encoders::LoadLlamaEncoder(causal.string(), torch::kFloat, torch::kCPU);
   fs::remove_all(causal);
   const auto ids = torch::tensor({{1, 2, 3}}, torch::kLong), mask = torch::ones({1, 3}, torch::kLong);
   EXPECT_TRUE(torch::equal(reloaded->HiddenState(ids, mask), llama->HiddenState(ids, mask)));
 
-  auto clip = LoadClipTextEncoder((dir_ / "text_encoder_2").string(), torch::kFloat, torch::kCPU);
+  auto clip = encoders::LoadClipTextEncoder((dir_ / "text_encoder_2").string(), torch::kFloat, torch::kCPU);
   names.clear();
   for (const auto& item : clip->named_parameters()) names.insert(item.key());
   EXPECT_EQ(names.size(), 2 + 16 * static_cast<std::size_t>(clip->config().num_hidden_layers) + 2);  // 196 for CLIP-L

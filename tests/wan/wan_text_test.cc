@@ -6,7 +6,7 @@
 
 #include "common/error.h"
 #include "models/io/weight_store.h"
-#include "models/wan/t5.h"
+#include "models/encoders/umt5.h"
 #include "models/wan/tokenizer.h"
 #include "tests/support/golden.h"
 
@@ -35,7 +35,7 @@ TEST_P(WanT5GoldenTest, MatchesTheReference) {
   const testing::GoldenCase golden(GetParam());
   io::WeightStore weights;
   weights.AddFile((golden.CheckpointDir() / "models_t5_umt5-xxl-enc-bf16.pth").string());
-  UmT5Encoder encoder(InferUmT5Config(weights));
+  encoders::UmT5Encoder encoder(encoders::InferUmT5Config(weights));
   weights.LoadInto(*encoder);
   const auto hidden = encoder->forward(golden.Get("ids"), golden.Get("mask"));
   EXPECT_TRUE(testing::TensorsClose(hidden, golden.Get("hidden")));

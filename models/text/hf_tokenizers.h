@@ -1,5 +1,6 @@
-// HunyuanVideo's two tokenizers, read from the released files: LLaMA 3's `tokenizer.json` (byte-level BPE with its
-// pre-tokenizer regex and special tokens) and CLIP's `vocab.json` + `merges.txt` (lower-cased, "</w>" word ends).
+// Byte-level BPE tokenizers read from Hugging Face's files, as HunyuanVideo's text encoders use them: a
+// `tokenizer.json` (LLaMA 3: its pre-tokenizer regex, special tokens, ignore_merges) and CLIP's `vocab.json` +
+// `merges.txt` (BasicTokenizer's clean-up, lower case, "</w>" word ends).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@
 
 #include "models/text/bpe.h"
 
-namespace vidgen::hunyuan {
+namespace vidgen::text {
 
 struct TokenBatch {
   at::Tensor ids;   // [B, max_length] int64
@@ -32,8 +33,8 @@ class LlamaTokenizer {
   std::int64_t pad_id() const { return pad_; }
 
  private:
-  std::unique_ptr<text::BytePairEncoder> bpe_;
-  std::unique_ptr<text::RegexSplitter> splitter_;
+  std::unique_ptr<BytePairEncoder> bpe_;
+  std::unique_ptr<RegexSplitter> splitter_;
   std::vector<std::pair<std::string, std::int64_t>> specials_;  // longest first
   std::int64_t bos_ = -1, pad_ = 0;
 };
@@ -49,9 +50,9 @@ class ClipTokenizer {
   std::int64_t eos_id() const { return eos_; }
 
  private:
-  std::unique_ptr<text::BytePairEncoder> bpe_;
-  std::unique_ptr<text::RegexSplitter> splitter_;
+  std::unique_ptr<BytePairEncoder> bpe_;
+  std::unique_ptr<RegexSplitter> splitter_;
   std::int64_t bos_ = 0, eos_ = 0;
 };
 
-}  // namespace vidgen::hunyuan
+}  // namespace vidgen::text

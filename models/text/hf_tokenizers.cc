@@ -1,4 +1,4 @@
-#include "models/hunyuan/tokenizers.h"
+#include "models/text/hf_tokenizers.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "models/io/json_config.h"
 
-namespace vidgen::hunyuan {
+namespace vidgen::text {
 namespace {
 
 namespace fs = std::filesystem;
@@ -77,11 +77,11 @@ LlamaTokenizer::LlamaTokenizer(const std::string& dir) {
     }
     std::sort(specials_.begin(), specials_.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-    text::BpeOptions options;
+    BpeOptions options;
     options.ignore_merges = model.value("ignore_merges", false);
-    bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges, options);
+    bpe_ = std::make_unique<BytePairEncoder>(std::move(vocab), merges, options);
     auto pattern = SplitPattern(json.value("pre_tokenizer", nlohmann::json()));
-    splitter_ = std::make_unique<text::RegexSplitter>(pattern.empty() ? kGpt2Pattern : pattern, false);
+    splitter_ = std::make_unique<RegexSplitter>(pattern.empty() ? kGpt2Pattern : pattern, false);
     // The BOS the post-processor puts in front of every text.
     const auto& post = json.value("post_processor", nlohmann::json());
     std::vector<nlohmann::json> templates;
@@ -171,10 +171,10 @@ ClipTokenizer::ClipTokenizer(const std::string& dir) {
     }
     merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
-  bpe_ = std::make_unique<text::BytePairEncoder>(std::move(vocab), merges, text::BpeOptions{.end_of_word = "</w>", .ignore_merges = false});
+  bpe_ = std::make_unique<BytePairEncoder>(std::move(vocab), merges, BpeOptions{.end_of_word = "</w>", .ignore_merges = false});
   bos_ = bpe_->Id("<|startoftext|>");
   eos_ = bpe_->Id("<|endoftext|>");
-  splitter_ = std::make_unique<text::RegexSplitter>(
+  splitter_ = std::make_unique<RegexSplitter>(
       R"(<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+)", true);
 }
 
@@ -182,7 +182,7 @@ TokenBatch ClipTokenizer::Batch(const std::vector<std::string>& texts, std::int6
   std::vector<std::vector<std::int64_t>> rows;
   for (const auto& text : texts) {
     std::vector<std::int64_t> row = {bos_};
-    for (const auto& piece : splitter_->Split(text::ClipNormalize(text), /*keep_gaps=*/false)) {
+    for (const auto& piece : splitter_->Split(ClipNormalize(text), /*keep_gaps=*/false)) {
       const auto ids = bpe_->Encode(piece);
       row.insert(row.end(), ids.begin(), ids.end());
     }
@@ -194,4 +194,4 @@ TokenBatch ClipTokenizer::Batch(const std::vector<std::string>& texts, std::int6
   return Pad(rows, max_length, eos_);
 }
 
-}  // namespace vidgen::hunyuan
+}  // namespace vidgen::text

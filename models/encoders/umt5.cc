@@ -1,4 +1,4 @@
-#include "models/wan/t5.h"
+#include "models/encoders/umt5.h"
 
 #include <cmath>
 
@@ -7,7 +7,7 @@
 #include "common/error.h"
 #include "models/io/weight_store.h"
 
-namespace vidgen::wan {
+namespace vidgen::encoders {
 namespace {
 
 // Clamps inf back into range after fp16 residual adds, as the reference does.
@@ -155,4 +155,4 @@ at::Tensor UmT5EncoderImpl::forward(const at::Tensor& ids, const at::Tensor& mas
   return norm(x);
 }
 
-}  // namespace vidgen::wan
+}  // namespace vidgen::encoders

@@ -1,5 +1,5 @@
-// The umT5 text encoder of Wan2.1 (models.md C.1): relative position buckets per layer, gated-GELU FFN, no
-// attention scaling. Names are the keys of models_t5_umt5-xxl-enc-bf16.pth.
+// The umT5 text encoder (models.md C.1), as Wan2.1 uses it: relative position buckets per layer, gated-GELU FFN, no
+// attention scaling. Names are the keys of Wan's models_t5_umt5-xxl-enc-bf16.pth.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@ namespace vidgen::io {
 class WeightStore;
 }
 
-namespace vidgen::wan {
+namespace vidgen::encoders {
 
 struct UmT5Config {
   std::int64_t vocab = 256384;
@@ -87,4 +87,4 @@ struct UmT5EncoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(UmT5Encoder);
 
-}  // namespace vidgen::wan
+}  // namespace vidgen::encoders
