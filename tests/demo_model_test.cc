@@ -9,7 +9,7 @@
 
 #include "models/demo/world.h"
 #include "models/io/json_config.h"
-#include "models/pipelines.h"
+#include "models/families.h"
 #include "models/wan/pipeline.h"
 
 namespace vidgen::demo {
@@ -22,7 +22,7 @@ TEST(DemoModelTest, IsAWan21CheckpointInTheReleasedLayout) {
                            "Wan2.1_VAE.pth", "google/umt5-xxl/spiece.model"}) {
     EXPECT_TRUE(std::filesystem::is_regular_file(kModel + "/" + file)) << file;
   }
-  EXPECT_EQ(DetectFamily(kModel), ModelFamily::kWan);
+  EXPECT_EQ(DetectFamily(kModel), spec::Family::kWan);
   auto pipeline = wan::WanPipeline::Load(kModel);
   const io::JsonConfig config(kModel + "/config.json", "Wan config");
   EXPECT_EQ(pipeline->dit()->config().dim, config.json().at("dim").get<std::int64_t>());

@@ -86,7 +86,7 @@ TEST(DemoWorldTest, TheAnalysisReadsGroundTruthClips) {
 #include <sstream>
 
 #include "models/text/sentencepiece.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 
 namespace vidgen::demo {
 namespace {
@@ -112,7 +112,7 @@ TEST(DemoWorldTest, ATokenizerTrainsOnTheGrammar) {
   EXPECT_FALSE(std::filesystem::exists(dir / "a.sentences.txt"));
 
   // In the T5 layout the Wan tokenizer expects: every prompt encodes without unknown pieces, ending in </s>.
-  const wan::WanTokenizer tokenizer((dir / "a.model").string(), 32);
+  const text::T5Tokenizer tokenizer((dir / "a.model").string(), 32);
   const text::SentencePiece model((dir / "a.model").string());
   EXPECT_LE(model.vocab_size(), 48);
   for (const auto& prompt : {prompts.front(), prompts.back()}) {

@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/pipelines.h"
+#include "models/families.h"
 #include "models/schedulers/flow_scheduler.h"
 #include "spec/json.h"
 
@@ -137,7 +137,7 @@ TEST(SpecTest, TheCoreTakesWhatTheSpecAllows) {
     cache.preset = preset;
     EXPECT_NO_THROW(CacheConfigOf(cache)) << preset;
   }
-  const auto hunyuan = FamilyDefaults(ModelFamily::kHunyuanVideo);
+  const auto hunyuan = vidgen::FamilyDefaults(Family::kHunyuanVideo);
   EXPECT_EQ(hunyuan.width, spec::FamilyDefaults(Family::kHunyuanVideo).width);
   EXPECT_EQ(hunyuan.solver, schedulers::Solver::kEuler);
 }

@@ -53,7 +53,7 @@ int RunDitBench(const DitBenchOptions& options) {
   config.ffn_dim = options.ffn_dim;
   config.num_layers = options.layers;
   const auto device = c10::Device(options.device);
-  const auto dtype = vidgen::wan::ParseModelDType(options.dtype);
+  const auto dtype = vidgen::ParseModelDType(options.dtype);
   torch::manual_seed(0);
   vidgen::wan::WanDit dit(config);
   // Weights of a trained model's scale keep activations finite; the values do not matter for speed.

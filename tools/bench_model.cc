@@ -16,7 +16,7 @@ std::unique_ptr<wan::WanPipeline> MakeBenchPipeline(const BenchModel& model, par
   parts.dit = wan::WanDit(config);
   // Weights of a trained model's scale keep activations finite; their values do not matter for speed.
   for (auto& p : parts.dit->parameters()) p.normal_(0, 0.02);
-  parts.dit->SetComputeDType(wan::ParseModelDType(model.dtype));
+  parts.dit->SetComputeDType(ParseModelDType(model.dtype));
   parts.dit->eval();
   wan::WanLoadOptions options;
   options.world = world;

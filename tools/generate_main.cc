@@ -13,7 +13,7 @@
 #include "common/error.h"
 #include "common/tool_main.h"
 #include "common/rank_launch.h"
-#include "models/pipelines.h"
+#include "models/families.h"
 #include "models/wan/config.h"
 #include "parallel/world.h"
 #include "parallel/launch.h"
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     const bool leader = !world || world->rank() == 0;
     const int ranks_here = world ? world->size() : 1;
     // What the command line leaves unset takes the model family's defaults.
-    const auto family = family_name.empty() ? vidgen::DetectFamily(model_dir) : vidgen::ParseFamily(family_name);
+    const auto family = family_name.empty() ? vidgen::DetectFamily(model_dir) : vidgen::spec::ParseFamily(family_name);
     const auto defaults = vidgen::FamilyDefaults(family);
     std::tie(request.width, request.height) =
         app.count("--size") ? ParseSize(size) : std::pair{defaults.width, defaults.height};
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     torch::set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks_here));
     vidgen::PipelineOptions options;
     options.world = world.get();
-    options.dtype = vidgen::wan::ParseModelDType(dtype);
+    options.dtype = vidgen::ParseModelDType(dtype);
     options.device = compute_device;
 
     const auto load_start = std::chrono::steady_clock::now();

@@ -16,7 +16,7 @@
 #include "common/error.h"
 #include "common/tool_main.h"
 #include "common/rank_launch.h"
-#include "models/pipelines.h"
+#include "models/families.h"
 #include "models/wan/config.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -245,10 +245,10 @@ int main(int argc, char** argv) {
       options.model_name = std::filesystem::path(options.model_dir).parent_path().filename();
     }
 
-    const auto family = family_name.empty() ? vidgen::DetectFamily(options.model_dir) : vidgen::ParseFamily(family_name);
+    const auto family = family_name.empty() ? vidgen::DetectFamily(options.model_dir) : vidgen::spec::ParseFamily(family_name);
     vidgen::PipelineOptions load;
     load.world = world.get();
-    load.dtype = vidgen::wan::ParseModelDType(options.dtype);
+    load.dtype = vidgen::ParseModelDType(options.dtype);
     load.device = device;
     auto pipeline = vidgen::LoadPipeline(options.model_dir, family, load);
     const auto side_multiple = pipeline->side_multiple();
@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
     link_options.group.set_world_size(world ? world->size() : 1);
     auto* model = link_options.group.add_models();
     model->set_name(options.model_name);
-    model->set_family(vidgen::FamilyName(family));
+    model->set_family(std::string(vidgen::spec::FamilyName(family)));
     model->set_side_multiple(static_cast<int>(side_multiple));
     if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
       *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one

@@ -11,13 +11,13 @@
 #include "models/wan/dit.h"
 #include "models/encoders/umt5.h"
 #include "models/wan/vae.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 
 namespace vidgen::demo {
 
 struct FlowMatchingBatch {
   at::Tensor latents;       // [B, C, F, H, W] clean VAE latents
-  wan::TokenizedText text;  // their prompts
+  text::TokenizedText text;  // their prompts
 };
 
 // σ = shift·u/(1 + (shift − 1)·u) for u uniform in (0, 1): the training distribution of Wan's noise levels.

@@ -12,7 +12,7 @@
 #include "models/demo/train.h"
 #include "models/io/tensor_file.h"
 #include "models/text/sentencepiece.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 
 namespace vidgen::demo {
 namespace {
@@ -103,7 +103,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
     text::TrainSentencePiece(prompts, spiece.string(), training);
   }
   report("tokenizer", 1, 1, 0);
-  const wan::WanTokenizer tokenizer(spiece.string(), options.text_len);
+  const text::T5Tokenizer tokenizer(spiece.string(), options.text_len);
   // Every prompt must fit the text length whole, or generation would refuse what training saw cut.
   for (const auto& spec : AllClips()) {
     const auto tokens = static_cast<std::int64_t>(tokenizer.Ids(Prompt(spec)).size());

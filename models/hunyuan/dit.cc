@@ -5,7 +5,7 @@
 #include "common/error.h"
 #include "models/layers/attention.h"
 #include "models/dit/rope.h"
-#include "parallel/attention.h"
+#include "models/dit/attention.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -29,44 +29,6 @@ std::array<at::Tensor, 3> SplitQkv(const at::Tensor& qkv, std::int64_t heads) {
   return {parts[0], parts[1], parts[2]};
 }
 
-// Joint attention of one forward (D.7): image tokens and real text tokens attend to each other, and the padded text
-// tokens only among themselves. Under sequence parallelism the image chunk goes through Ulysses / ring with the real
-// text replicated; the padded text is local. Returns the image chunk's and the text's outputs [B, L, H, d].
-std::pair<at::Tensor, at::Tensor> JointAttention(const std::array<at::Tensor, 3>& img, const std::array<at::Tensor, 3>& txt,
-                                                 const HunyuanLayout& layout) {
-  const auto& [qi, ki, vi] = img;
-  const auto& [qt, kt, vt] = txt;
-  const std::int64_t chunk = qi.size(1), text = qt.size(1);
-  auto* world = layout.image.split_world();
-  std::vector<at::Tensor> image_out, text_out;
-  for (std::int64_t b = 0; b < qi.size(0); ++b) {
-    const std::int64_t n = layout.text_valid[static_cast<std::size_t>(b)];
-    auto sample = [&](const at::Tensor& t, std::int64_t from, std::int64_t to) { return t.slice(0, b, b + 1).slice(1, from, to); };
-    at::Tensor image, real_text;
-    if (world) {
-      parallel::JointText joint{sample(qt, 0, n), sample(kt, 0, n), sample(vt, 0, n), {n}};
-      auto out = parallel::SequenceParallelJointAttention(*world, sample(qi, 0, chunk), sample(ki, 0, chunk),
-                                                          sample(vi, 0, chunk), {layout.image.lengths[0]}, joint);
-      image = out.image;
-      real_text = out.text;
-    } else {
-      const auto q = torch::cat({sample(qi, 0, chunk), sample(qt, 0, n)}, 1);
-      const auto k = torch::cat({sample(ki, 0, chunk), sample(kt, 0, n)}, 1);
-      const auto v = torch::cat({sample(vi, 0, chunk), sample(vt, 0, n)}, 1);
-      const auto out = layers::Attention(q, k, v);
-      image = out.slice(1, 0, chunk);
-      real_text = out.slice(1, chunk);
-    }
-    image_out.push_back(image);
-    if (n < text) {
-      const auto padded = layers::Attention(sample(qt, n, text), sample(kt, n, text), sample(vt, n, text));
-      text_out.push_back(torch::cat({real_text, padded}, 1));
-    } else {
-      text_out.push_back(real_text);
-    }
-  }
-  return {torch::cat(image_out), torch::cat(text_out)};
-}
 
 }  // namespace
 
@@ -162,7 +124,7 @@ void DoubleBlockImpl::forward(at::Tensor& image, at::Tensor& text, const at::Ten
     const auto& rope = layout.image;
     qi = dit::ApplyRope(img.attn_q_norm(qi), rope.rope_cos, rope.rope_sin);
     ki = dit::ApplyRope(img.attn_k_norm(ki), rope.rope_cos, rope.rope_sin);
-    const auto [image_out, text_out] = JointAttention({qi, ki, vi}, {txt.attn_q_norm(qt), txt.attn_k_norm(kt), vt}, layout);
+    const auto [image_out, text_out] = dit::JointAttention({qi, ki, vi}, {txt.attn_q_norm(qt), txt.attn_k_norm(kt), vt}, layout.image, layout.text_valid);
     img_attn = layers::Project(img.attn_proj, image_out.flatten(2));
     txt_attn = layers::Project(txt.attn_proj, text_out.flatten(2));
   };
@@ -196,8 +158,9 @@ void SingleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor
     const auto& rope = layout.image;
     const auto qi = dit::ApplyRope(q.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
     const auto ki = dit::ApplyRope(k.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
-    const auto [image, text] = JointAttention({qi, ki, v.slice(1, 0, chunk)},
-                                              {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)}, layout);
+    const auto [image, text] = dit::JointAttention({qi, ki, v.slice(1, 0, chunk)},
+                                                   {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)},
+                                                   layout.image, layout.text_valid);
     const auto attention = torch::cat({image, text}, 1).flatten(2);
     return layers::Project(linear2, torch::cat({attention, layers::GeluTanh(h.slice(-1, 3 * d))}, -1));
   };

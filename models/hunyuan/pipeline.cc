@@ -1,6 +1,5 @@
 #include "models/hunyuan/pipeline.h"
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -8,18 +7,13 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 #include "models/hunyuan/loader.h"
 
 namespace vidgen::hunyuan {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
 // A part of the checkpoint: <dir>/<name>, else beside <dir> (the release's ckpts/ keeps the text encoders there).
 fs::path Part(const fs::path& dir, const std::string& name) {
   for (const auto& candidate : {dir / name, dir.parent_path() / name}) {
@@ -39,8 +33,9 @@ constexpr const char* kVideoPromptTemplate =
 }  // namespace
 
 std::string VideoPromptText(const std::string& prompt) {
-  std::string text = kVideoPromptTemplate;
-  return text.replace(text.find("{}"), 2, prompt);
+  const std::string_view text = kVideoPromptTemplate;
+  const auto at = text.find("{}");
+  return std::string(text.substr(0, at)).append(prompt).append(text.substr(at + 2));
 }
 
 std::int64_t VideoPromptCrop(const text::LlamaTokenizer& tokenizer) {
@@ -100,30 +95,42 @@ HunyuanText HunyuanPipeline::EncodeText(const std::string& prompt) {
   return out;
 }
 
-GenerationResult HunyuanPipeline::Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
-  Validate(request);
-  GenerationResult result;
-  auto& stats = result.stats;
-  auto start = Clock::now();
-  const auto text = EncodeText(request.prompt);
-  stats.stage_seconds["encode_text"] = SecondsSince(start);
+std::unique_ptr<dit::Denoiser> HunyuanPipeline::Condition(const GenerationRequest& request) {
+  return MakeDenoiser(dit_, EncodeText(request.prompt), request.guidance_scale);
+}
 
-  const auto noise = SeededNoise(request, dit_->config().in_channels, vae_->config().spatial_compression, options_.device);
+dit::SamplerOptions HunyuanPipeline::Sampler(const GenerationRequest& request) const {
+  dit::SamplerOptions sampler;  // guidance 1: the guidance is embedded, one pass a step
+  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/false};
+  sampler.cache = request.cache;
+  sampler.world = options_.world;
+  return sampler;
+}
 
-  start = Clock::now();
-  HunyuanDenoiseOptions denoise;
-  denoise.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/false};
-  denoise.embedded_guidance = request.guidance_scale;
-  denoise.cache = request.cache;
-  denoise.world = options_.world;
-  const auto latents = Denoise(dit_, noise, text, denoise, callbacks, nullptr, &stats);
-  stats.stage_seconds["denoise"] = SecondsSince(start);
+at::Tensor HunyuanPipeline::Noise(const GenerationRequest& request) const {
+  return SeededNoise(request, dit_->config().in_channels, vae_->config().spatial_compression, options_.device);
+}
 
-  start = Clock::now();
-  const auto video = vae_->Decode(latents.unsqueeze(0), options_.vae_tiling)[0];
-  result.frames = ToVideoFrames(video.clamp(-1, 1)).cpu();
-  stats.stage_seconds["decode"] = SecondsSince(start);
-  return result;
+at::Tensor HunyuanPipeline::Decode(const at::Tensor& latents) {
+  return vae_->Decode(latents.unsqueeze(0), options_.vae_tiling)[0];
+}
+
+bool IsHunyuanCheckpoint(const std::filesystem::path& dir) {
+  if (fs::exists(dir / "transformers" / "mp_rank_00_model_states.pt") || fs::is_directory(dir / "hunyuan-video-t2v-720p")) {
+    return true;
+  }
+  const auto config = dir / "transformer" / "config.json";
+  return fs::is_regular_file(config) &&
+         io::JsonConfig(config.string(), "diffusers transformer config").json().value("_class_name", "") ==
+             "HunyuanVideoTransformer3DModel";
+}
+
+std::unique_ptr<VideoPipeline> LoadHunyuanPipeline(const std::string& dir, const PipelineOptions& options) {
+  HunyuanLoadOptions load;
+  load.dtype = options.dtype;
+  load.device = options.device;
+  load.world = options.world;
+  return HunyuanPipeline::Load(dir, load);
 }
 
 }  // namespace vidgen::hunyuan

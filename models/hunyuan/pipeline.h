@@ -12,6 +12,10 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <filesystem>
+
+#include "models/dit/pipeline.h"
+#include "models/families.h"
 #include "models/generation.h"
 #include "models/hunyuan/dit.h"
 #include "models/hunyuan/sampler.h"
@@ -38,16 +42,14 @@ struct HunyuanLoadOptions {
   std::int64_t skip_layers = 2;   // hidden_states[-(2+1)]
 };
 
-class HunyuanPipeline : public VideoPipeline {
+class HunyuanPipeline : public dit::Pipeline {
  public:
   // Throws Error naming the folder or file that is missing or does not fit.
   static std::unique_ptr<HunyuanPipeline> Load(const std::string& dir, const HunyuanLoadOptions& options = {});
 
-  // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT).
-  void Validate(const GenerationRequest& request) const;
   // request.guidance_scale is the embedded guidance (6.0 in the release); the negative prompt is not used (the
-  // distilled model runs one pass per step); the release samples with Euler (FamilyDefaults).
-  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
+  // distilled model runs one pass per step); the release samples with Euler (spec::FamilyDefaults).
+  void Validate(const GenerationRequest& request) const override;
   std::int64_t side_multiple() const override;
   HunyuanText EncodeText(const std::string& prompt);
 
@@ -56,6 +58,12 @@ class HunyuanPipeline : public VideoPipeline {
 
  private:
   HunyuanPipeline() = default;
+
+  std::unique_ptr<dit::Denoiser> Condition(const GenerationRequest& request) override;
+  dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
+  at::Tensor Noise(const GenerationRequest& request) const override;
+  const dit::TokenSpace& space() const override { return dit_->space(); }
+  at::Tensor Decode(const at::Tensor& latents) override;
 
   HunyuanLoadOptions options_;
   std::unique_ptr<text::LlamaTokenizer> llama_tokenizer_;
@@ -66,5 +74,10 @@ class HunyuanPipeline : public VideoPipeline {
   HunyuanVae vae_{nullptr};
   std::int64_t crop_start_ = 0;
 };
+
+// The family's entry (models/families.h): the released layout (transformers/mp_rank_00_model_states.pt, or the
+// release's ckpts/ folder) or diffusers' (transformer/config.json of a HunyuanVideoTransformer3DModel).
+bool IsHunyuanCheckpoint(const std::filesystem::path& dir);
+std::unique_ptr<VideoPipeline> LoadHunyuanPipeline(const std::string& dir, const PipelineOptions& options);
 
 }  // namespace vidgen::hunyuan

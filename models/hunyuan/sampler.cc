@@ -43,6 +43,10 @@ class HunyuanDenoiser final : public dit::Denoiser {
 
 }  // namespace
 
+std::unique_ptr<dit::Denoiser> MakeDenoiser(HunyuanDit& dit, const HunyuanText& text, double embedded_guidance) {
+  return std::make_unique<HunyuanDenoiser>(dit, text, embedded_guidance);
+}
+
 double EmbeddedGuidanceValue(double embedded_guidance, c10::ScalarType dtype) {
   return (torch::full({1}, embedded_guidance, torch::TensorOptions().dtype(dtype)) * 1000.0).item<double>();
 }

@@ -8,7 +8,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
+
 #include "cache/config.h"
+#include "models/dit/denoise.h"
 #include "models/generation.h"
 #include "models/hunyuan/dit.h"
 #include "models/schedulers/flow_scheduler.h"
@@ -34,6 +37,9 @@ using HunyuanStepObserver = std::function<void(int step, const at::Tensor& veloc
 // The guidance value the model is given: embedded_guidance·1000 computed in `dtype`, as the reference does (in bf16
 // 6.0·1000 rounds to 6016; in fp32 it stays 6000).
 double EmbeddedGuidanceValue(double embedded_guidance, c10::ScalarType dtype);
+
+// The transformer conditioned on a prompt's states, for the shared denoising loop: one pass a step.
+std::unique_ptr<dit::Denoiser> MakeDenoiser(HunyuanDit& dit, const HunyuanText& text, double embedded_guidance);
 
 // noise [C, T, H, W] -> latents [C, T, H, W] fp32.
 at::Tensor Denoise(HunyuanDit& dit, const at::Tensor& noise, const HunyuanText& text,

@@ -1,9 +1,5 @@
 #include "models/wan/config.h"
 
-#include <fstream>
-#include <sstream>
-
-
 #include "common/error.h"
 #include "models/io/json_config.h"
 
@@ -88,11 +84,5 @@ WanDitConfig ReadWanDitConfig(const std::string& path) {
   return config;
 }
 
-c10::ScalarType ParseModelDType(const std::string& name) {
-  if (name == "fp32" || name == "float32") return c10::ScalarType::Float;
-  if (name == "bf16" || name == "bfloat16") return c10::ScalarType::BFloat16;
-  if (name == "fp16" || name == "float16") return c10::ScalarType::Half;
-  Fail(ErrorCode::kInvalidArgument, "invalid value for 'dtype': '{}', expected fp32, bf16 or fp16", name);
-}
 
 }  // namespace vidgen::wan

@@ -42,7 +42,4 @@ WanDitConfig WanT2V14B();
 // reference's defaults). Throws Error naming the file and the key on a value vidgen does not support.
 WanDitConfig ReadWanDitConfig(const std::string& path);
 
-// "fp32", "bf16", "fp16" -> the dtype of the matrix products; throws Error(INVALID_ARGUMENT) otherwise.
-c10::ScalarType ParseModelDType(const std::string& name);
-
 }  // namespace vidgen::wan

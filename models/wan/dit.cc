@@ -4,7 +4,7 @@
 
 #include "models/dit/rope.h"
 #include "models/layers/attention.h"
-#include "parallel/attention.h"
+#include "models/dit/attention.h"
 
 namespace vidgen::wan {
 namespace {
@@ -37,15 +37,7 @@ at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const dit::TokenLa
     return dit::ApplyRope(SplitHeads(t, num_heads), layout.rope_cos, layout.rope_sin).to(values.scalar_type());
   };
   const auto queries = rotate(norm_q(Project(q, x))), keys = rotate(norm_k(Project(k, x)));
-  at::Tensor out;
-  if (auto* world = layout.split_world()) {
-    out = parallel::SequenceParallelAttention(*world, queries, keys, values, layout.lengths);
-  } else {
-    layers::AttentionOptions options;
-    options.key_lengths = layout.lengths;
-    out = layers::Attention(queries, keys, values, options);
-  }
-  return Project(o, out.flatten(2));
+  return Project(o, dit::SelfAttention(queries, keys, values, layout).flatten(2));
 }
 
 WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : WanSelfAttentionImpl(config) {

@@ -205,7 +205,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
 
   const auto tokenizer_dir = diffusers ? dir / "tokenizer" : dir / "google" / "umt5-xxl";
   checkpoint.tokenizer =
-      std::make_unique<WanTokenizer>(Require(tokenizer_dir / "spiece.model").string(), config.text_len);
+      std::make_unique<text::T5Tokenizer>(Require(tokenizer_dir / "spiece.model").string(), config.text_len);
   return checkpoint;
 }
 

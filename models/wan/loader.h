@@ -9,7 +9,7 @@
 #include "models/io/weight_store.h"
 #include "models/wan/dit.h"
 #include "models/encoders/umt5.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 #include "models/wan/vae.h"
 
 namespace vidgen::wan {
@@ -18,7 +18,7 @@ enum class WanLayout { kReleased, kDiffusers };
 
 struct WanCheckpoint {
   WanLayout layout = WanLayout::kReleased;
-  std::unique_ptr<WanTokenizer> tokenizer;
+  std::unique_ptr<text::T5Tokenizer> tokenizer;
   encoders::UmT5Encoder t5{nullptr};
   WanDit dit{nullptr};
   WanVae vae{nullptr};

@@ -1,6 +1,5 @@
 #include "models/wan/pipeline.h"
 
-#include <chrono>
 #include <cmath>
 #include <array>
 #include <optional>
@@ -9,15 +8,10 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::wan {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // Spatial and temporal compression of the Wan-VAE.
 constexpr std::int64_t kVaeStrideHW = 8;
@@ -29,7 +23,7 @@ const char* const kDefaultNegativePrompt =
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
-WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit,
+WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit,
                          WanVae vae)
     : options_(options),
       tokenizer_(std::move(tokenizer)),
@@ -58,7 +52,7 @@ std::int64_t WanPipeline::side_multiple() const {
   return kVaeStrideHW * dit_->config().patch_size[1];
 }
 
-std::vector<at::Tensor> WanPipeline::EncodeText(const TokenizedText& tokens) {
+std::vector<at::Tensor> WanPipeline::EncodeText(const text::TokenizedText& tokens) {
   torch::NoGradGuard no_grad;
   const auto hidden = t5_->forward(tokens.ids.to(options_.device), tokens.mask.to(options_.device));
   std::vector<at::Tensor> contexts;
@@ -130,7 +124,7 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
   auto sampler = options;
   sampler.world = options_.world;
   sampler.batch_cfg = options_.batch_cfg;
-  return dit::Denoise(denoiser, dit_->space(), noise, sampler, callbacks, observer, stats);
+  return dit::Denoise(denoiser, space(), noise, sampler, callbacks, observer, stats);
 }
 
 at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
@@ -138,30 +132,44 @@ at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
   return vae_->Decode(latents.unsqueeze(0).to(options_.device, torch::kFloat))[0];
 }
 
-GenerationResult WanPipeline::Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
-  Validate(request);
-  GenerationResult result;
-  auto& stats = result.stats;
-
-  auto start = Clock::now();
+std::unique_ptr<dit::Denoiser> WanPipeline::Condition(const GenerationRequest& request) {
   const auto negative = request.negative_prompt.empty() ? std::string(kDefaultNegativePrompt) : request.negative_prompt;
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
-  stats.stage_seconds["encode_text"] = SecondsSince(start);
+  return std::make_unique<WanDenoiser>(dit_, dit_->EmbedText({contexts[0]}), dit_->EmbedText({contexts[1]}));
+}
 
-  const auto noise = SeededNoise(request, dit_->config().in_dim, kVaeStrideHW, options_.device);
+dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const {
+  dit::SamplerOptions sampler;
+  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/true};
+  sampler.guidance_scale = request.guidance_scale;
+  sampler.batch_cfg = options_.batch_cfg;
+  sampler.cache = request.cache;
+  sampler.world = options_.world;
+  return sampler;
+}
 
-  start = Clock::now();
-  DenoiseOptions options;
-  options.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/true};
-  options.guidance_scale = request.guidance_scale;
-  options.cache = request.cache;
-  const auto latents = Denoise(noise, contexts[0], contexts[1], options, callbacks, nullptr, &stats);
-  stats.stage_seconds["denoise"] = SecondsSince(start);
+at::Tensor WanPipeline::Noise(const GenerationRequest& request) const {
+  return SeededNoise(request, dit_->config().in_dim, kVaeStrideHW, options_.device);
+}
 
-  start = Clock::now();
-  result.frames = ToVideoFrames(Decode(latents)).cpu();
-  stats.stage_seconds["decode"] = SecondsSince(start);
-  return result;
+bool IsWanCheckpoint(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (fs::is_regular_file(dir / "config.json")) {
+    return fs::exists(dir / "diffusion_pytorch_model.safetensors") ||
+           fs::exists(dir / "diffusion_pytorch_model.safetensors.index.json");
+  }
+  const auto config = dir / "transformer" / "config.json";
+  return fs::is_regular_file(config) &&
+         io::JsonConfig(config.string(), "diffusers transformer config").json().value("_class_name", "") ==
+             "WanTransformer3DModel";
+}
+
+std::unique_ptr<VideoPipeline> LoadWanPipeline(const std::string& dir, const PipelineOptions& options) {
+  WanLoadOptions load;
+  load.dtype = options.dtype;
+  load.device = options.device;
+  load.world = options.world;
+  return WanPipeline::Load(dir, load);
 }
 
 }  // namespace vidgen::wan

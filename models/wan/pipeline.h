@@ -10,12 +10,16 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <filesystem>
+
 #include "models/dit/denoise.h"
+#include "models/families.h"
+#include "models/dit/pipeline.h"
 #include "models/generation.h"
 #include "models/wan/dit.h"
 #include "models/wan/loader.h"
 #include "models/encoders/umt5.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 #include "models/wan/vae.h"
 #include "parallel/world.h"
 
@@ -38,7 +42,7 @@ struct WanLoadOptions {
 using DenoiseOptions = dit::SamplerOptions;
 using dit::StepObserver;
 
-class WanPipeline : public VideoPipeline {
+class WanPipeline : public dit::Pipeline {
  public:
   // Loads a checkpoint folder in the released layout (config.json, diffusion_pytorch_model*.safetensors,
   // models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/spiece.model) or in the diffusers layout
@@ -47,38 +51,43 @@ class WanPipeline : public VideoPipeline {
   // Assembles a pipeline from loaded parts (a benchmark may swap in a DiT of another size).
   static std::unique_ptr<WanPipeline> FromParts(WanCheckpoint parts, const WanLoadOptions& options = {});
 
-  // Runs a whole request. Throws Error(INVALID_ARGUMENT) naming the field of a bad request and Error(CANCELLED)
-  // when callbacks.cancelled() says so between steps.
-  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) override;
   std::int64_t side_multiple() const override;
-
-  // Checks a request against this model; throws Error(INVALID_ARGUMENT) naming the field.
-  void Validate(const GenerationRequest& request) const;
+  void Validate(const GenerationRequest& request) const override;
 
   // The stages, for tests and tools.
   // Per prompt the encoder states of its real tokens (</s> included): [len, text_dim] fp32.
-  std::vector<at::Tensor> EncodeText(const TokenizedText& tokens);
+  std::vector<at::Tensor> EncodeText(const text::TokenizedText& tokens);
   // noise: [z, T, h, w] -> denoised latents [z, T, h, w].
   at::Tensor Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
                      const DenoiseOptions& options, const GenerationCallbacks& callbacks = {},
                      const StepObserver& observer = nullptr, GenerationStats* stats = nullptr);
   // latents [z, T, h, w] -> video [3, 1+4(T-1), 8h, 8w] in [-1, 1].
-  at::Tensor Decode(const at::Tensor& latents);
+  at::Tensor Decode(const at::Tensor& latents) override;
 
-  const WanTokenizer& tokenizer() const { return *tokenizer_; }
+  const text::T5Tokenizer& tokenizer() const { return *tokenizer_; }
   WanDit& dit() { return dit_; }
   WanVae& vae() { return vae_; }
   const WanLoadOptions& options() const { return options_; }
 
  private:
-  WanPipeline(WanLoadOptions options, std::unique_ptr<WanTokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit, WanVae vae);
+  WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit, WanVae vae);
+
+  std::unique_ptr<dit::Denoiser> Condition(const GenerationRequest& request) override;
+  dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
+  at::Tensor Noise(const GenerationRequest& request) const override;
+  const dit::TokenSpace& space() const override { return dit_->space(); }
 
 
   WanLoadOptions options_;
-  std::unique_ptr<WanTokenizer> tokenizer_;
+  std::unique_ptr<text::T5Tokenizer> tokenizer_;
   encoders::UmT5Encoder t5_;
   WanDit dit_;
   WanVae vae_;
 };
+
+// The family's entry (models/families.h): a released folder (config.json beside the DiT's safetensors) or a diffusers
+// one (transformer/config.json of a WanTransformer3DModel).
+bool IsWanCheckpoint(const std::filesystem::path& dir);
+std::unique_ptr<VideoPipeline> LoadWanPipeline(const std::string& dir, const PipelineOptions& options);
 
 }  // namespace vidgen::wan

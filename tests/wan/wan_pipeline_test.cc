@@ -9,7 +9,7 @@
 namespace vidgen::wan {
 namespace {
 
-TokenizedText Tokens(const testing::GoldenCase& golden, const std::string& ids, const std::string& mask) {
+text::TokenizedText Tokens(const testing::GoldenCase& golden, const std::string& ids, const std::string& mask) {
   return {golden.Get(ids).unsqueeze(0), golden.Get(mask).unsqueeze(0)};
 }
 

@@ -7,7 +7,7 @@
 #include "common/error.h"
 #include "models/io/weight_store.h"
 #include "models/encoders/umt5.h"
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 #include "tests/support/golden.h"
 
 namespace vidgen::wan {
@@ -50,7 +50,7 @@ TEST_P(WanTokenizerGoldenTest, MatchesTheReference) {
   const auto model = SentencepieceModel(golden);
   ASSERT_FALSE(model.empty()) << "no google/umt5-xxl/spiece.model in the golden checkpoints";
   const auto expected_ids = golden.Get("ids");
-  const WanTokenizer tokenizer(model.string(), expected_ids.size(1));
+  const text::T5Tokenizer tokenizer(model.string(), expected_ids.size(1));
   std::vector<std::string> prompts;
   for (int i = 0; golden.metadata().contains("prompt" + std::to_string(i)); ++i) {
     prompts.push_back(golden.Meta("prompt" + std::to_string(i)));
@@ -69,23 +69,23 @@ TEST_P(WanTokenizerGoldenTest, MatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Golden, WanTokenizerGoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_tokenizer")));
 
 TEST(WanTokenizerTest, CleansLikeTheReference) {
-  EXPECT_EQ(CleanPrompt("  a  cat\t\twalking \n"), "a cat walking");
-  EXPECT_EQ(CleanPrompt("fish &amp;amp; chips &lt;3 &#233;t&#xE9;"), "fish & chips <3 \xc3\xa9t\xc3\xa9");
-  EXPECT_EQ(CleanPrompt("wide\xe3\x80\x80space\xc2\xa0here"), "wide space here");
-  EXPECT_EQ(CleanPrompt("&unknown; & alone"), "&unknown; & alone");
+  EXPECT_EQ(text::CleanPrompt("  a  cat\t\twalking \n"), "a cat walking");
+  EXPECT_EQ(text::CleanPrompt("fish &amp;amp; chips &lt;3 &#233;t&#xE9;"), "fish & chips <3 \xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(text::CleanPrompt("wide\xe3\x80\x80space\xc2\xa0here"), "wide space here");
+  EXPECT_EQ(text::CleanPrompt("&unknown; & alone"), "&unknown; & alone");
 }
 
 TEST(WanTokenizerTest, TruncationKeepsTheEndToken) {
   const auto golden = testing::GoldenCases("wan_tokenizer");
   ASSERT_FALSE(golden.empty());
   const auto model = SentencepieceModel(testing::GoldenCase(golden[0]));
-  const WanTokenizer tokenizer(model.string(), /*text_len=*/4);
+  const text::T5Tokenizer tokenizer(model.string(), /*text_len=*/4);
   const auto tokens = tokenizer.Encode({"a long prompt that has many more than four tokens", ""});
-  EXPECT_EQ(tokens.ids[0][3].item<std::int64_t>(), WanTokenizer::kEosId);
+  EXPECT_EQ(tokens.ids[0][3].item<std::int64_t>(), text::T5Tokenizer::kEosId);
   EXPECT_EQ(tokens.mask[0].sum().item<std::int64_t>(), 4);
-  EXPECT_EQ(tokens.ids[1][0].item<std::int64_t>(), WanTokenizer::kEosId);  // an empty prompt is just </s>
+  EXPECT_EQ(tokens.ids[1][0].item<std::int64_t>(), text::T5Tokenizer::kEosId);  // an empty prompt is just </s>
   EXPECT_EQ(tokens.mask[1].sum().item<std::int64_t>(), 1);
-  EXPECT_THROW(WanTokenizer("/nonexistent/spiece.model", 8), Error);
+  EXPECT_THROW(text::T5Tokenizer("/nonexistent/spiece.model", 8), Error);
 }
 
 }  // namespace

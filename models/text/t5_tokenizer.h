@@ -1,5 +1,5 @@
-// Wan2.1's text tokenizer: the umT5 sentencepiece model in the T5 layout (pad 0, </s> 1), after the reference's
-// prompt cleaning.
+// A T5 tokenizer: a sentencepiece model in the T5 layout (pad 0, </s> 1), after the prompt cleaning of Hugging
+// Face's tokenizers (Wan2.1's umT5 runs through it as `clean='whitespace'`).
 #pragma once
 
 #include <cstdint>
@@ -11,10 +11,8 @@
 #include <ATen/core/Tensor.h>
 
 namespace vidgen::text {
-class SentencePiece;
-}
 
-namespace vidgen::wan {
+class SentencePiece;
 
 // The reference's cleaning (html.unescape twice, strip, runs of white space folded to one space). The reference
 // also runs ftfy.fix_text, which repairs mis-decoded text; vidgen expects valid UTF-8 and does not.
@@ -25,14 +23,14 @@ struct TokenizedText {
   at::Tensor mask;  // [B, text_len] int64, 1 for real tokens (</s> included)
 };
 
-class WanTokenizer {
+class T5Tokenizer {
  public:
   static constexpr int kPadId = 0;
   static constexpr int kEosId = 1;
 
   // Loads a sentencepiece model (google/umt5-xxl/spiece.model). Throws Error naming the file.
-  WanTokenizer(const std::string& model_path, std::int64_t text_len);
-  ~WanTokenizer();
+  T5Tokenizer(const std::string& model_path, std::int64_t text_len);
+  ~T5Tokenizer();
 
   // Cleans each text, tokenizes it, appends </s>, cuts to text_len keeping </s> last, and pads.
   TokenizedText Encode(const std::vector<std::string>& texts) const;
@@ -42,8 +40,8 @@ class WanTokenizer {
   int vocab_size() const;
 
  private:
-  std::unique_ptr<text::SentencePiece> processor_;
+  std::unique_ptr<SentencePiece> processor_;
   std::int64_t text_len_;
 };
 
-}  // namespace vidgen::wan
+}  // namespace vidgen::text

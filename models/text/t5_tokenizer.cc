@@ -1,4 +1,4 @@
-#include "models/wan/tokenizer.h"
+#include "models/text/t5_tokenizer.h"
 
 #include <array>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "models/text/sentencepiece.h"
 
-namespace vidgen::wan {
+namespace vidgen::text {
 namespace {
 
 void AppendUtf8(std::string& out, std::uint32_t code) {
@@ -110,20 +110,20 @@ std::string CleanPrompt(std::string_view text) {
   return out;
 }
 
-WanTokenizer::WanTokenizer(const std::string& model_path, std::int64_t text_len)
-    : processor_(std::make_unique<text::SentencePiece>(model_path)), text_len_(text_len) {
+T5Tokenizer::T5Tokenizer(const std::string& model_path, std::int64_t text_len)
+    : processor_(std::make_unique<SentencePiece>(model_path)), text_len_(text_len) {
   if (text_len < 1) Fail(ErrorCode::kInvalidArgument, "invalid value for 'text_len': {}", text_len);
 }
 
-WanTokenizer::~WanTokenizer() = default;
+T5Tokenizer::~T5Tokenizer() = default;
 
-std::vector<int> WanTokenizer::Ids(std::string_view text) const {
+std::vector<int> T5Tokenizer::Ids(std::string_view text) const {
   std::vector<int> ids = processor_->Encode(CleanPrompt(text));
   ids.push_back(kEosId);
   return ids;
 }
 
-TokenizedText WanTokenizer::Encode(const std::vector<std::string>& texts) const {
+TokenizedText T5Tokenizer::Encode(const std::vector<std::string>& texts) const {
   const auto batch = static_cast<std::int64_t>(texts.size());
   TokenizedText out{torch::full({batch, text_len_}, kPadId, torch::kLong),
                     torch::zeros({batch, text_len_}, torch::kLong)};
@@ -143,8 +143,8 @@ TokenizedText WanTokenizer::Encode(const std::vector<std::string>& texts) const 
   return out;
 }
 
-int WanTokenizer::vocab_size() const {
+int T5Tokenizer::vocab_size() const {
   return processor_->vocab_size();
 }
 
-}  // namespace vidgen::wan
+}  // namespace vidgen::text

@@ -1,0 +1,28 @@
+#include "models/dit/pipeline.h"
+
+#include <chrono>
+
+#include <torch/torch.h>
+
+namespace vidgen::dit {
+
+GenerationResult Pipeline::Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
+  Validate(request);
+  torch::NoGradGuard no_grad;
+  GenerationResult result;
+  auto& stats = result.stats;
+  auto timed = [&](const char* stage, auto&& run) {
+    const auto start = std::chrono::steady_clock::now();
+    auto out = run();
+    stats.stage_seconds[stage] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return out;
+  };
+  const auto model = timed("encode_text", [&] { return Condition(request); });
+  const auto latents = timed("denoise", [&] {
+    return Denoise(*model, space(), Noise(request), Sampler(request), callbacks, nullptr, &stats);
+  });
+  result.frames = timed("decode", [&] { return ToVideoFrames(Decode(latents)).cpu(); });
+  return result;
+}
+
+}  // namespace vidgen::dit

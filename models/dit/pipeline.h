@@ -1,0 +1,34 @@
+// What every family's pipeline does with a request, in stages timed for the stats: check it, condition the
+// transformer on its texts (a Denoiser), draw the seeded noise, denoise, decode. A family supplies the stages.
+#pragma once
+
+#include <memory>
+
+#include <ATen/core/Tensor.h>
+
+#include "models/dit/denoise.h"
+#include "models/generation.h"
+
+namespace vidgen::dit {
+
+class Pipeline : public VideoPipeline {
+ public:
+  GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {}) final;
+
+  // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT)
+  // naming the field.
+  virtual void Validate(const GenerationRequest& request) const = 0;
+
+ protected:
+  // The transformer conditioned on the request's prompt and negative prompt.
+  virtual std::unique_ptr<Denoiser> Condition(const GenerationRequest& request) = 0;
+  // The sampler's settings for the request (schedule, guidance, cache, world).
+  virtual SamplerOptions Sampler(const GenerationRequest& request) const = 0;
+  // The request's initial latents [C, T, H, W] on the model's device.
+  virtual at::Tensor Noise(const GenerationRequest& request) const = 0;
+  virtual const TokenSpace& space() const = 0;
+  // latents [C, T, H, W] -> video [3, F, H, W], about [-1, 1].
+  virtual at::Tensor Decode(const at::Tensor& latents) = 0;
+};
+
+}  // namespace vidgen::dit
