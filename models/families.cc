@@ -4,10 +4,17 @@
 #include <array>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 #include "models/hunyuan/pipeline.h"
 #include "models/wan/pipeline.h"
 
 namespace vidgen {
+
+bool IsDiffusersTransformer(const std::filesystem::path& dir, std::string_view class_name) {
+  const auto config = dir / "transformer" / "config.json";
+  return std::filesystem::is_regular_file(config) &&
+         io::JsonConfig(config.string(), "diffusers transformer config").json().value("_class_name", "") == class_name;
+}
 
 std::span<const FamilyEntry> Families() {
   // HunyuanVideo first: a diffusers folder is Wan's only when it is not HunyuanVideo's.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
@@ -26,6 +27,16 @@ struct PipelineOptions {
   parallel::World* world = nullptr;  // not owned; must outlive the pipeline
 };
 
+// A family's own load options with the registry's dtype, device and world, the rest at the family's defaults.
+template <typename Options>
+Options FamilyOptions(const PipelineOptions& options) {
+  Options family;
+  family.dtype = options.dtype;
+  family.device = options.device;
+  family.world = options.world;
+  return family;
+}
+
 struct FamilyEntry {
   spec::Family family;
   // True when `dir` holds a checkpoint of this family, in any layout its loader reads.
@@ -33,6 +44,9 @@ struct FamilyEntry {
   // Throws Error naming the folder, file or tensor that does not fit.
   std::unique_ptr<VideoPipeline> (*load)(const std::string& dir, const PipelineOptions& options);
 };
+
+// For an entry's `recognizes`: `dir` is a diffusers folder whose transformer/config.json names `class_name`.
+bool IsDiffusersTransformer(const std::filesystem::path& dir, std::string_view class_name);
 
 // In the order they are asked to recognise a folder.
 std::span<const FamilyEntry> Families();

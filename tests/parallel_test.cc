@@ -257,7 +257,7 @@ const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
   const auto context = single->EncodeText({golden.Get("ids").unsqueeze(0), golden.Get("mask").unsqueeze(0)})[0];
   const auto context_null =
       single->EncodeText({golden.Get("neg_ids").unsqueeze(0), golden.Get("neg_mask").unsqueeze(0)})[0];
-  wan::DenoiseOptions denoise;
+  dit::SamplerOptions denoise;
   denoise.schedule = {schedulers::Solver::kUniPC, 10, std::stod(golden.Meta("shift")), true};
   denoise.guidance_scale = std::stod(golden.Meta("guide_scale"));
 
@@ -299,7 +299,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,
 }  // namespace vidgen::parallel
 
 #include "models/hunyuan/loader.h"
-#include "models/hunyuan/sampler.h"
+#include "models/dit/denoise.h"
 
 namespace vidgen::parallel {
 namespace {
@@ -313,9 +313,9 @@ const bool kHunyuanBody = testing::RegisterRankBody("hunyuan_t2v", [] {
   const testing::GoldenCase golden(testing::GoldenCases("hunyuan_t2v").at(0));
   auto dit = hunyuan::LoadHunyuanDit(golden.CheckpointDir().string());
   const hunyuan::HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
-  hunyuan::HunyuanDenoiseOptions options;
-  options.schedule.steps = 8;
-  options.schedule.shift = std::stod(golden.Meta("shift"));
+  const auto denoiser = hunyuan::MakeDenoiser(dit, text, 6.0);
+  dit::SamplerOptions options;
+  options.schedule = {schedulers::Solver::kEuler, 8, std::stod(golden.Meta("shift")), /*integer_timesteps=*/false};
 
   // The golden grid (3·4·4 tokens) and one that no world size divides (3·3·5 tokens: chunks padded).
   torch::manual_seed(11);
@@ -326,10 +326,10 @@ const bool kHunyuanBody = testing::RegisterRankBody("hunyuan_t2v", [] {
       options.cache = cached ? cache::Preset("taylorseer-hunyuan") : cache::CacheConfig{};
       options.cache.interval = 3;
       options.world = nullptr;
-      const auto reference = hunyuan::Denoise(dit, noise, text, options);
+      const auto reference = dit::Denoise(*denoiser, dit->space(), noise, options);
       options.world = &world;
       StepCollectives counter(world);
-      const auto latents = hunyuan::Denoise(dit, noise, text, options, counter.callbacks);
+      const auto latents = dit::Denoise(*denoiser, dit->space(), noise, options, counter.callbacks);
       const double error = RelativeError(latents, reference);
       const auto& per_step = counter.per_step;
       std::printf("rank %d cached %d error %.3e collectives per step %s\n", world.rank(), cached, error,

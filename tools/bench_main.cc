@@ -140,7 +140,7 @@ int RunCacheBench(const CacheBenchOptions& options) {
   const auto contexts = pipeline->EncodeText(tokens);
   const auto noise = torch::randn({config.in_dim, (options.frames - 1) / 4 + 1, options.height / 8, options.width / 8},
                                   torch::TensorOptions().dtype(torch::kFloat));
-  vidgen::wan::DenoiseOptions denoise;
+  vidgen::dit::SamplerOptions denoise;
   denoise.schedule = {vidgen::schedulers::Solver::kUniPC, options.steps, 5.0, true};
   denoise.guidance_scale = 5.0;
 

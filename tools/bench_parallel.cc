@@ -53,7 +53,7 @@ int MeasureAsRank(const ParallelBenchOptions& options, const Run& run) {
 
   const auto contexts = pipeline->EncodeText(pipeline->tokenizer().Encode({"a red ball bouncing", "blurry"}));
   const auto noise = torch::randn({config.in_dim, options.latent_frames, options.latent_height, options.latent_width});
-  wan::DenoiseOptions denoise;
+  dit::SamplerOptions denoise;
   denoise.schedule = {schedulers::Solver::kUniPC, 1, 5.0, true};
   denoise.guidance_scale = 5.0;
   pipeline->Denoise(noise, contexts[0], contexts[1], denoise);  // warm-up

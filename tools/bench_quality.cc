@@ -196,7 +196,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
     request.seed = i;
     noises.push_back(SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU)));
   }
-  wan::DenoiseOptions denoise;
+  dit::SamplerOptions denoise;
   denoise.schedule = {schedulers::Solver::kUniPC, options.steps, 5.0, /*integer_timesteps=*/true};
   denoise.guidance_scale = options.guidance;
 

@@ -44,4 +44,15 @@ at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim, c10::
   return torch::cat({torch::cos(angles), torch::sin(angles)}, 1);
 }
 
+at::Tensor EmbedPatches(const torch::nn::Conv3d& patch_embedding, const at::Tensor& tokens) {
+  const auto& weight = patch_embedding->weight;
+  return torch::linear(tokens.to(weight.scalar_type()), weight.flatten(1), patch_embedding->bias);
+}
+
+at::Tensor CachedStack(cache::FeatureCache::Forward* cache,
+                       const std::function<at::Tensor(cache::FeatureCache::Forward*)>& stack) {
+  if (cache && cache->lite()) return cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return stack(nullptr); });
+  return stack(cache);
+}
+
 }  // namespace vidgen::dit

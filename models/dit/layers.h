@@ -1,15 +1,19 @@
 // The layers both families' transformers are built from, with options where the families differ: the two-layer
 // MLP (its children's names and activation), a projection behind SiLU (modulation), the timestep sinusoid in the
-// precision each reference computes it.
+// precision each reference computes it, the patch embedding on tokens, and the block stack under a cache.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
+
+#include "cache/feature_cache.h"
 
 namespace vidgen::dit {
 
@@ -47,5 +51,14 @@ TORCH_MODULE(SiluLinear);
 // [cos(t·f_i), sin(t·f_i)] with f_i = 10000^(-i/half), i < half = dim/2, computed in `dtype` (Wan: float64,
 // HunyuanVideo: fp32, as the references do) -> [N, dim].
 at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim, c10::ScalarType dtype);
+
+// A patch-embedding Conv3d (kernel = stride = the patch) as the product per token it is: tokens [B, L, C·Πpatch]
+// in dit::TokenSpace's layout -> [B, L, out] in the weight's dtype.
+at::Tensor EmbedPatches(const torch::nn::Conv3d& patch_embedding, const at::Tensor& tokens);
+
+// The block stack and head, `stack(cache)`, under a cache: in lite mode as one branch (skipped whole on forecast
+// steps), else with the cache routing each block's branches; without a cache, plainly.
+at::Tensor CachedStack(cache::FeatureCache::Forward* cache,
+                       const std::function<at::Tensor(cache::FeatureCache::Forward*)>& stack);
 
 }  // namespace vidgen::dit

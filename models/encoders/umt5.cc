@@ -155,4 +155,32 @@ at::Tensor UmT5EncoderImpl::forward(const at::Tensor& ids, const at::Tensor& mas
   return norm(x);
 }
 
+const io::KeyMap& TransformersUmT5KeyMap() {
+  static const io::KeyMap map = {
+      {"encoder.block.", "blocks."},
+      {"layer.0.SelfAttention.relative_attention_bias.", "pos_embedding.embedding."},
+      {"layer.0.SelfAttention.", "attn."},
+      {"layer.0.layer_norm.", "norm1."},
+      {"layer.1.layer_norm.", "norm2."},
+      {"layer.1.DenseReluDense.wi_0.", "ffn.gate.0."},
+      {"layer.1.DenseReluDense.wi_1.", "ffn.fc1."},
+      {"layer.1.DenseReluDense.wo.", "ffn.fc2."},
+      {"encoder.final_layer_norm.", "norm."},
+      {"shared.", "token_embedding."},
+  };
+  return map;
+}
+
+UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype) {
+  if (weights.Contains("shared.weight")) {
+    weights.Rename(TransformersUmT5KeyMap());
+    weights.Erase("encoder.embed_tokens.weight");  // tied to shared.weight
+  }
+  UmT5Encoder encoder(InferUmT5Config(weights));
+  weights.LoadInto(*encoder, {.allow_unexpected = false, .what = "the umT5 text encoder"});
+  encoder->to(dtype);
+  encoder->eval();
+  return encoder;
+}
+
 }  // namespace vidgen::encoders

@@ -11,9 +11,7 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
-namespace vidgen::io {
-class WeightStore;
-}
+#include "models/io/weight_store.h"
 
 namespace vidgen::encoders {
 
@@ -86,5 +84,12 @@ struct UmT5EncoderImpl : torch::nn::Module {
   T5LayerNorm norm{nullptr};
 };
 TORCH_MODULE(UmT5Encoder);
+
+// transformers' UMT5EncoderModel names (diffusers' text_encoder/) -> the release's (models.md C.1).
+const io::KeyMap& TransformersUmT5KeyMap();
+
+// The encoder from its weights in either naming, its products in `dtype`, in eval mode. Throws Error listing what
+// does not fit.
+UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype);
 
 }  // namespace vidgen::encoders

@@ -32,10 +32,6 @@ void HunyuanDitConfig::Validate() const {
   }
 }
 
-HunyuanDitConfig HunyuanVideoT2V() {
-  return {};
-}
-
 HunyuanDitConfig ReadDiffusersHunyuanConfig(const std::string& path) {
   const io::JsonConfig file(path, "HunyuanVideo config");
   const auto read = [&](const char* key, auto& field) { file.Read(key, field); };

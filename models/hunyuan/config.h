@@ -8,6 +8,7 @@
 
 namespace vidgen::hunyuan {
 
+// The defaults are the released 13B transformer's (its checkpoint has no config).
 struct HunyuanDitConfig {
   std::array<std::int64_t, 3> patch_size = {1, 2, 2};
   std::int64_t in_channels = 16;
@@ -31,9 +32,6 @@ struct HunyuanDitConfig {
   // Throws Error(INVALID_ARGUMENT) naming the field.
   void Validate() const;
 };
-
-// The released 13B transformer (its checkpoint has no config).
-HunyuanDitConfig HunyuanVideoT2V();
 
 // Reads a config.json; keys it lacks keep the released values. Throws Error naming the file and the key.
 HunyuanDitConfig ReadHunyuanDitConfig(const std::string& path);

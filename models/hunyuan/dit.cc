@@ -230,8 +230,7 @@ void HunyuanDitImpl::SetComputeDType(c10::ScalarType dtype) {
 at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const HunyuanLayout& layout,
                                          cache::FeatureCache::Forward* cache) {
   const std::int64_t batch = input.tokens.size(0), chunk = input.tokens.size(1);
-  const auto& weight = patch->weight;
-  auto img = torch::linear(input.tokens.to(weight.scalar_type()), weight.flatten(1), patch->bias);
+  auto img = dit::EmbedPatches(patch, input.tokens);
   auto vec = time_in(input.timesteps) + vector_in(input.text_states_2);
   if (guidance_in) {
     if (!input.guidance.defined()) Fail(ErrorCode::kInvalidArgument, "HunyuanVideo: this model needs a guidance value");
@@ -240,7 +239,7 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const H
   auto txt = txt_in(input.text_states, input.timesteps, input.text_mask, layout.text_valid);
   if (trace) trace("txt_in", txt);
 
-  auto run_blocks = [&](cache::FeatureCache::Forward* branch_cache) {
+  const auto out = dit::CachedStack(cache, [&](cache::FeatureCache::Forward* branch_cache) {
     auto image = img, text = txt;
     const std::int64_t doubles = static_cast<std::int64_t>(double_blocks->size());
     for (std::int64_t i = 0; i < doubles; ++i) {
@@ -254,10 +253,7 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const H
     }
     const auto m = final_modulation(vec).unsqueeze(1).chunk(2, -1);
     return layers::Project(final_linear, Modulate(image, m[0], m[1])).to(torch::kFloat);  // shift first
-  };
-  const auto out = cache && cache->lite()
-                       ? cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return run_blocks(nullptr); })
-                       : run_blocks(cache);
+  });
   return out.reshape({batch, chunk, -1}).to(torch::kFloat);
 }
 
@@ -278,6 +274,52 @@ at::Tensor HunyuanDitImpl::forward(const at::Tensor& x, const at::Tensor& t, con
   std::vector<at::Tensor> videos;
   for (std::int64_t b = 0; b < x.size(0); ++b) videos.push_back(space_.Unpatchify(out[b], grid));
   return torch::stack(videos);
+}
+
+namespace {
+
+// HunyuanVideo's transformer over one generation: one pass a step, the guidance embedded in the model.
+class HunyuanDenoiser final : public dit::Denoiser {
+ public:
+  HunyuanDenoiser(HunyuanDit& dit, const HunyuanText& text, double embedded_guidance) : dit_(dit) {
+    input_.text_states = text.states.unsqueeze(0).to(device());
+    input_.text_mask = text.mask.unsqueeze(0).to(device());
+    input_.text_states_2 = text.pooled.unsqueeze(0).to(device());
+    input_.guidance = torch::full({1}, EmbeddedGuidanceValue(embedded_guidance, dit->patch->weight.scalar_type()),
+                                  torch::TensorOptions().dtype(torch::kFloat).device(device()));
+  }
+
+  c10::Device device() const override { return dit_->patch->weight.device(); }
+
+  void Prepare(const dit::Shard& shard, const dit::Grid& grid) override {
+    layout_ = dit_->Layout(shard, grid, input_.text_mask);
+  }
+
+  cache::CacheFootprint Footprint(std::int64_t batch, int streams) const override {
+    return dit_->Footprint(batch, layout_.image.shard.chunk, input_.text_states.size(1), streams);
+  }
+
+  at::Tensor Predict(const at::Tensor& tokens, double timestep, std::span<const dit::Condition>,
+                     cache::FeatureCache::Forward* cache) override {
+    input_.tokens = tokens.unsqueeze(0);
+    input_.timesteps = torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat).device(device()));
+    return dit_->ForwardTokens(input_, layout_, cache);
+  }
+
+ private:
+  HunyuanDit& dit_;
+  HunyuanTokenInput input_;
+  HunyuanLayout layout_;
+};
+
+}  // namespace
+
+std::unique_ptr<dit::Denoiser> MakeDenoiser(HunyuanDit& dit, const HunyuanText& text, double embedded_guidance) {
+  return std::make_unique<HunyuanDenoiser>(dit, text, embedded_guidance);
+}
+
+double EmbeddedGuidanceValue(double embedded_guidance, c10::ScalarType dtype) {
+  return (torch::full({1}, embedded_guidance, torch::TensorOptions().dtype(dtype)) * 1000.0).item<double>();
 }
 
 }  // namespace vidgen::hunyuan

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "cache/feature_cache.h"
+#include "models/dit/denoise.h"
 #include "models/dit/layers.h"
 #include "models/dit/layout.h"
 #include "models/dit/token_space.h"
@@ -150,5 +152,19 @@ class HunyuanDitImpl : public torch::nn::Module {
   dit::TokenSpace space_;
 };
 TORCH_MODULE(HunyuanDit);
+
+// The prompt as the DiT takes it: LLM states [Lt, text_states_dim], their mask [Lt] (a prefix of ones) and the CLIP
+// pooled vector [text_states_dim_2].
+struct HunyuanText {
+  at::Tensor states, mask, pooled;
+};
+
+// The guidance value the model is given: embedded_guidance·1000 computed in `dtype`, as the reference does (in bf16
+// 6.0·1000 rounds to 6016; in fp32 it stays 6000).
+double EmbeddedGuidanceValue(double embedded_guidance, c10::ScalarType dtype);
+
+// The transformer conditioned on a prompt for the shared denoising loop (dit::Denoise): one pass a step, the
+// distilled guidance embedded in the model (models.md E.4).
+std::unique_ptr<dit::Denoiser> MakeDenoiser(HunyuanDit& dit, const HunyuanText& text, double embedded_guidance);
 
 }  // namespace vidgen::hunyuan

@@ -14,38 +14,43 @@ namespace fs = std::filesystem;
 
 // diffusers names -> released names, for the names that map one to one.
 const io::KeyMap& DiffusersNames() {
-  static const io::KeyMap map = {
-      {"x_embedder.proj.", "img_in.proj."},
-      {"time_text_embed.timestep_embedder.linear_1.", "time_in.mlp.0."},
-      {"time_text_embed.timestep_embedder.linear_2.", "time_in.mlp.2."},
-      {"time_text_embed.guidance_embedder.linear_1.", "guidance_in.mlp.0."},
-      {"time_text_embed.guidance_embedder.linear_2.", "guidance_in.mlp.2."},
-      {"time_text_embed.text_embedder.linear_1.", "vector_in.in_layer."},
-      {"time_text_embed.text_embedder.linear_2.", "vector_in.out_layer."},
-      {"context_embedder.proj_in.", "txt_in.input_embedder."},
-      {"context_embedder.time_text_embed.timestep_embedder.linear_1.", "txt_in.t_embedder.mlp.0."},
-      {"context_embedder.time_text_embed.timestep_embedder.linear_2.", "txt_in.t_embedder.mlp.2."},
-      {"context_embedder.time_text_embed.text_embedder.linear_1.", "txt_in.c_embedder.linear_1."},
-      {"context_embedder.time_text_embed.text_embedder.linear_2.", "txt_in.c_embedder.linear_2."},
-      {"context_embedder.token_refiner.refiner_blocks.", "txt_in.individual_token_refiner.blocks."},
-      {"transformer_blocks.", "double_blocks."},
-      {"single_transformer_blocks.", "single_blocks."},
-      {"proj_out.", "final_layer.linear."},
-      {"norm_out.linear.", "final_layer.adaLN_modulation.1."},
-      // inside blocks
-      {".attn.to_out.0.", ".self_attn_proj."},  // refiner; double blocks are renamed below
-      {".ff.net.0.proj.", ".mlp.fc1."},
-      {".ff.net.2.", ".mlp.fc2."},
-      {".norm_out.linear.", ".adaLN_modulation.1."},
-  };
+  static const auto map = io::KeyTable(R"(
+      x_embedder.proj.                                              img_in.proj.
+      time_text_embed.timestep_embedder.linear_1.                   time_in.mlp.0.
+      time_text_embed.timestep_embedder.linear_2.                   time_in.mlp.2.
+      time_text_embed.guidance_embedder.linear_1.                   guidance_in.mlp.0.
+      time_text_embed.guidance_embedder.linear_2.                   guidance_in.mlp.2.
+      time_text_embed.text_embedder.linear_1.                       vector_in.in_layer.
+      time_text_embed.text_embedder.linear_2.                       vector_in.out_layer.
+      context_embedder.proj_in.                                     txt_in.input_embedder.
+      context_embedder.time_text_embed.timestep_embedder.linear_1.  txt_in.t_embedder.mlp.0.
+      context_embedder.time_text_embed.timestep_embedder.linear_2.  txt_in.t_embedder.mlp.2.
+      context_embedder.time_text_embed.text_embedder.linear_1.      txt_in.c_embedder.linear_1.
+      context_embedder.time_text_embed.text_embedder.linear_2.      txt_in.c_embedder.linear_2.
+      context_embedder.token_refiner.refiner_blocks.                txt_in.individual_token_refiner.blocks.
+      transformer_blocks.                                           double_blocks.
+      single_transformer_blocks.                                    single_blocks.
+      proj_out.                                                     final_layer.linear.
+      norm_out.linear.                                              final_layer.adaLN_modulation.1.
+      # inside blocks
+      .attn.to_out.0.                                               .self_attn_proj.  # refiner; double blocks are renamed below
+      .ff.net.0.proj.                                               .mlp.fc1.
+      .ff.net.2.                                                    .mlp.fc2.
+      .norm_out.linear.                                             .adaLN_modulation.1.
+  )");
   return map;
 }
 
-at::Tensor Concat(io::WeightStore& store, const std::vector<std::string>& names) {
-  std::vector<at::Tensor> parts;
-  for (const auto& name : names) parts.push_back(store.Get(name));
-  for (const auto& name : names) store.Erase(name);
-  return torch::cat(parts, 0);
+// Concatenates `in`<part>.weight (and .bias) over the parts into `out`.weight (and .bias), when the store has them.
+void Fuse(io::WeightStore& store, const std::string& in, std::initializer_list<const char*> parts,
+          const std::string& out) {
+  for (const char* kind : {".weight", ".bias"}) {
+    if (!store.Contains(in + *parts.begin() + kind)) continue;
+    std::vector<at::Tensor> tensors;
+    for (const char* part : parts) tensors.push_back(store.Get(in + part + kind));
+    for (const char* part : parts) store.Erase(in + part + kind);
+    store.Add(out + kind, torch::cat(tensors, 0), in);
+  }
 }
 
 }  // namespace
@@ -55,14 +60,7 @@ void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config)
   // blocks before double blocks, whose names are a suffix of theirs.
   for (std::int64_t i = 0; i < config.single_blocks; ++i) {
     const std::string in = fmt::format("single_transformer_blocks.{}.", i), out = fmt::format("single_blocks.{}.", i);
-    for (const char* kind : {"weight", "bias"}) {
-      if (store.Contains(in + "attn.to_q." + kind)) {
-        store.Add(out + "linear1." + kind,
-                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind,
-                                 in + "proj_mlp." + kind}),
-                  in);
-      }
-    }
+    Fuse(store, in, {"attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"}, out + "linear1");
     store.Rename(io::KeyMap{{in + "attn.norm_q.", out + "q_norm."},
                             {in + "attn.norm_k.", out + "k_norm."},
                             {in + "proj_out.", out + "linear2."},
@@ -70,16 +68,8 @@ void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config)
   }
   for (std::int64_t i = 0; i < config.double_blocks; ++i) {
     const std::string in = fmt::format("transformer_blocks.{}.", i), out = fmt::format("double_blocks.{}.", i);
-    for (const char* kind : {"weight", "bias"}) {
-      if (store.Contains(in + "attn.to_q." + kind)) {
-        store.Add(out + "img_attn_qkv." + kind,
-                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind}), in);
-        store.Add(out + "txt_attn_qkv." + kind,
-                  Concat(store, {in + "attn.add_q_proj." + kind, in + "attn.add_k_proj." + kind,
-                                 in + "attn.add_v_proj." + kind}),
-                  in);
-      }
-    }
+    Fuse(store, in, {"attn.to_q", "attn.to_k", "attn.to_v"}, out + "img_attn_qkv");
+    Fuse(store, in, {"attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"}, out + "txt_attn_qkv");
     store.Rename(io::KeyMap{{in + "norm1.linear.", out + "img_mod.linear."},
                             {in + "norm1_context.linear.", out + "txt_mod.linear."},
                             {in + "attn.norm_q.", out + "img_attn_q_norm."},
@@ -93,15 +83,9 @@ void DiffusersToReleased(io::WeightStore& store, const HunyuanDitConfig& config)
                             {in + "ff_context.net.0.proj.", out + "txt_mlp.fc1."},
                             {in + "ff_context.net.2.", out + "txt_mlp.fc2."}});
   }
-  const std::int64_t refiners = config.refiner_blocks;
-  for (std::int64_t i = 0; i < refiners; ++i) {
+  for (std::int64_t i = 0; i < config.refiner_blocks; ++i) {
     const std::string in = fmt::format("context_embedder.token_refiner.refiner_blocks.{}.", i);
-    for (const char* kind : {"weight", "bias"}) {
-      if (store.Contains(in + "attn.to_q." + kind)) {
-        store.Add(in + "self_attn_qkv." + kind,
-                  Concat(store, {in + "attn.to_q." + kind, in + "attn.to_k." + kind, in + "attn.to_v." + kind}), in);
-      }
-    }
+    Fuse(store, in, {"attn.to_q", "attn.to_k", "attn.to_v"}, in + "self_attn_qkv");
   }
   store.Rename(DiffusersNames());
   // diffusers keeps the final modulation as [scale; shift]; the released layout is [shift; scale].
@@ -134,7 +118,7 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
   }
   if (store.size() == 0) Fail(ErrorCode::kNotFound, "no HunyuanVideo transformer weights in '{}'", folder.string());
   const auto config_path = folder / "config.json";
-  HunyuanDitConfig config = HunyuanVideoT2V();
+  HunyuanDitConfig config;  // the release's, which ships none
   if (fs::exists(config_path)) {
     config = diffusers ? ReadDiffusersHunyuanConfig(config_path.string()) : ReadHunyuanDitConfig(config_path.string());
   }

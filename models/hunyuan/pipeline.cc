@@ -1,13 +1,10 @@
 #include "models/hunyuan/pipeline.h"
 
-#include <cmath>
 #include <filesystem>
 
-#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/io/json_config.h"
 #include "models/hunyuan/loader.h"
 
 namespace vidgen::hunyuan {
@@ -116,21 +113,13 @@ at::Tensor HunyuanPipeline::Decode(const at::Tensor& latents) {
 }
 
 bool IsHunyuanCheckpoint(const std::filesystem::path& dir) {
-  if (fs::exists(dir / "transformers" / "mp_rank_00_model_states.pt") || fs::is_directory(dir / "hunyuan-video-t2v-720p")) {
-    return true;
-  }
-  const auto config = dir / "transformer" / "config.json";
-  return fs::is_regular_file(config) &&
-         io::JsonConfig(config.string(), "diffusers transformer config").json().value("_class_name", "") ==
-             "HunyuanVideoTransformer3DModel";
+  return fs::exists(dir / "transformers" / "mp_rank_00_model_states.pt") ||
+         fs::is_directory(dir / "hunyuan-video-t2v-720p") ||
+         IsDiffusersTransformer(dir, "HunyuanVideoTransformer3DModel");
 }
 
 std::unique_ptr<VideoPipeline> LoadHunyuanPipeline(const std::string& dir, const PipelineOptions& options) {
-  HunyuanLoadOptions load;
-  load.dtype = options.dtype;
-  load.device = options.device;
-  load.world = options.world;
-  return HunyuanPipeline::Load(dir, load);
+  return HunyuanPipeline::Load(dir, FamilyOptions<HunyuanLoadOptions>(options));
 }
 
 }  // namespace vidgen::hunyuan

@@ -18,7 +18,6 @@
 #include "models/families.h"
 #include "models/generation.h"
 #include "models/hunyuan/dit.h"
-#include "models/hunyuan/sampler.h"
 #include "models/encoders/clip_text.h"
 #include "models/encoders/llama.h"
 #include "models/text/hf_tokenizers.h"

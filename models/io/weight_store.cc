@@ -1,7 +1,9 @@
 #include "models/io/weight_store.h"
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
+#include <sstream>
+
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -52,6 +54,19 @@ std::string ApplyKeyMap(const KeyMap& map, std::string_view name) {
     }
   }
   return out;
+}
+
+KeyMap KeyTable(std::string_view table) {
+  KeyMap map;
+  std::istringstream lines{std::string(table)};
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line.substr(0, line.find('#')));
+    std::string from, to, extra;
+    if (!(fields >> from)) continue;
+    if (!(fields >> to) || fields >> extra) Fail(ErrorCode::kInternal, "key table line '{}' is not a pair", line);
+    map.emplace_back(std::move(from), std::move(to));
+  }
+  return map;
 }
 
 void WeightStore::AddSafetensors(const std::string& dir, const std::string& stem) {
@@ -186,7 +201,8 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
   }
 
   if (!missing.empty() || !misshaped.empty() || !unexpected.empty()) {
-    std::string message = fmt::format("cannot load the checkpoint into {}:", module.name());
+    std::string message = fmt::format("cannot load the checkpoint into {}:",
+                                      options.what.empty() ? module.name() : std::string(options.what));
     AppendProblems(message, "missing", missing);
     AppendProblems(message, "wrong shape", misshaped);
     AppendProblems(message, "unexpected", unexpected);

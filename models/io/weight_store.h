@@ -22,6 +22,8 @@ namespace vidgen::io {
 // the first pair that matches at a position winning. One pass lets a map swap names ("norm2" <-> "norm3").
 using KeyMap = std::vector<std::pair<std::string, std::string>>;
 std::string ApplyKeyMap(const KeyMap& map, std::string_view name);
+// A key map written as a table: a pair a line, its two spellings apart by spaces; '#' starts a comment.
+KeyMap KeyTable(std::string_view table);
 
 class WeightStore {
  public:
@@ -54,6 +56,8 @@ class WeightStore {
   struct LoadOptions {
     // Names in the store that the module does not have are an error unless this is set.
     bool allow_unexpected = false;
+    // What the module is, for errors ("the Wan DiT"); its C++ name when empty.
+    std::string_view what;
   };
   // Copies into every parameter and buffer of `module` the tensor of the same name, converted to the parameter's
   // dtype and device. Checks everything first and throws one Error(INVALID_ARGUMENT) that lists every missing,

@@ -28,19 +28,6 @@ void WanDitConfig::Validate() const {
   if (freq_dim % 2 != 0) Fail(ErrorCode::kInvalidArgument, "invalid value for 'freq_dim': {}, expected even", freq_dim);
 }
 
-WanDitConfig WanT2V1_3B() {
-  return WanDitConfig{};
-}
-
-WanDitConfig WanT2V14B() {
-  WanDitConfig config;
-  config.dim = 5120;
-  config.ffn_dim = 13824;
-  config.num_heads = 40;
-  config.num_layers = 40;
-  return config;
-}
-
 WanDitConfig ReadWanDitConfig(const std::string& path) {
   const io::JsonConfig file(path, "Wan config");
   const auto read = [&](const char* key, auto& field) { file.Read(key, field); };
@@ -83,6 +70,5 @@ WanDitConfig ReadWanDitConfig(const std::string& path) {
   }
   return config;
 }
-
 
 }  // namespace vidgen::wan

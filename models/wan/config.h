@@ -1,11 +1,9 @@
-// Wan2.1 model configurations: the DiT's config.json, the presets of the released sizes, and the run dtype.
+// The Wan2.1 DiT's configuration (its defaults are the released 1.3B T2V's) and its config.json.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <string>
-
-#include <c10/core/ScalarType.h>
 
 namespace vidgen::wan {
 
@@ -33,10 +31,6 @@ struct WanDitConfig {
   // Checks sizes and throws Error(INVALID_ARGUMENT) naming the field.
   void Validate() const;
 };
-
-// The released Wan2.1 T2V sizes.
-WanDitConfig WanT2V1_3B();
-WanDitConfig WanT2V14B();
 
 // Reads a Wan DiT config.json (the released keys: model_type, dim, ffn_dim, num_heads, ...; keys it lacks keep the
 // reference's defaults). Throws Error naming the file and the key on a value vidgen does not support.

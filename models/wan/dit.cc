@@ -220,9 +220,7 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
 
   // Patch embedding: the 3D convolution with kernel = stride is a matrix product per token. As the reference, the
   // padding tokens past each sample's length are zeros, not the embedding's bias.
-  const auto& conv_weight = patch_embedding->weight;
-  auto x = torch::linear(input.tokens.to(conv_weight.scalar_type()), conv_weight.flatten(1), patch_embedding->bias)
-               .to(torch::kFloat);
+  auto x = dit::EmbedPatches(patch_embedding, input.tokens).to(torch::kFloat);
   const auto positions =
       torch::arange(layout.shard.offset, layout.shard.offset + chunk, torch::TensorOptions().device(x.device()));
   const auto lengths = torch::tensor(layout.lengths, torch::kLong).to(x.device()).view({-1, 1});
@@ -240,7 +238,7 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
     context = torch::cat({image_context.to(context.scalar_type()), context}, 1);
   }
 
-  auto run_blocks = [&](cache::FeatureCache::Forward* branch_cache) {
+  const auto out = dit::CachedStack(cache, [&](cache::FeatureCache::Forward* branch_cache) {
     auto h = x;
     for (std::size_t i = 0; i < blocks->size(); ++i) {
       h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, context, image_tokens, branch_cache,
@@ -248,16 +246,71 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
       if (trace) trace("block" + std::to_string(i), h);
     }
     return head(h, e);
-  };
-  const auto out = cache && cache->lite()
-                       ? cache->Branch(cache::FeatureCache::kOutputBranch, [&] { return run_blocks(nullptr); })
-                       : run_blocks(cache);
+  });
   // The head lays a token out as (pt, ph, pw, c); the token space's layout is (c, pt, ph, pw).
   const auto& p = config_.patch_size;
   return out.reshape({batch, chunk, p[0], p[1], p[2], -1})
       .permute({0, 1, 5, 2, 3, 4})
       .reshape({batch, chunk, -1})
       .to(torch::kFloat);
+}
+
+namespace {
+
+// Wan's transformer over one generation: the prompt's and the negative prompt's text states, embedded once.
+class WanDenoiser final : public dit::Denoiser {
+ public:
+  WanDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) : dit_(dit) {
+    torch::NoGradGuard no_grad;
+    text_ = {dit_->EmbedText({context.to(device())}), dit_->EmbedText({context_null.to(device())})};
+  }
+
+  c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
+
+  void Prepare(const dit::Shard& shard, const dit::Grid& grid) override {
+    shard_ = shard;
+    for (std::size_t rows = 1; rows <= 2; ++rows) {
+      const std::vector<dit::Grid> grids(rows, grid);
+      layouts_[rows - 1] = dit_->Layout(shard, grids);
+    }
+  }
+
+  cache::CacheFootprint Footprint(std::int64_t batch, int streams) const override {
+    return dit_->Footprint(batch, shard_.chunk, streams);
+  }
+
+  at::Tensor Predict(const at::Tensor& tokens, double timestep, std::span<const dit::Condition> conditions,
+                     cache::FeatureCache::Forward* cache) override {
+    // The time embedding is the same for both guidance passes of a step.
+    if (timestep != timestep_) {
+      std::tie(time_, time_projection_) =
+          dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(device())));
+      timestep_ = timestep;
+    }
+    const auto rows = static_cast<std::int64_t>(conditions.size());
+    WanTokenInput input;
+    input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
+    std::vector<at::Tensor> text;
+    for (const auto condition : conditions) text.push_back(text_[condition == dit::Condition::kPrompt ? 0 : 1]);
+    input.text_states = torch::cat(text);
+    input.time = time_.expand({rows, -1});
+    input.time_projection = time_projection_.expand({rows, -1, -1});
+    return dit_->ForwardTokens(input, layouts_[static_cast<std::size_t>(rows - 1)], cache);
+  }
+
+ private:
+  WanDit& dit_;
+  std::array<at::Tensor, 2> text_;  // EmbedText of the prompt and of the negative prompt
+  dit::Shard shard_;
+  std::array<dit::TokenLayout, 2> layouts_;  // for one row and for two
+  double timestep_ = -1;
+  at::Tensor time_, time_projection_;
+};
+
+}  // namespace
+
+std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) {
+  return std::make_unique<WanDenoiser>(dit, context, context_null);
 }
 
 }  // namespace vidgen::wan

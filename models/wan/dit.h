@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "cache/feature_cache.h"
+#include "models/dit/denoise.h"
 #include "models/dit/layers.h"
 #include "models/dit/layout.h"
 #include "models/dit/token_space.h"
@@ -139,5 +141,9 @@ class WanDitImpl : public torch::nn::Module {
   dit::TokenSpace space_;
 };
 TORCH_MODULE(WanDit);
+
+// The transformer conditioned on the prompt's and the negative prompt's encoder states ([len, text_dim] each) for
+// the shared denoising loop (dit::Denoise); the text is embedded once.
+std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null);
 
 }  // namespace vidgen::wan

@@ -1,7 +1,6 @@
 #include "models/wan/loader.h"
 
 #include <filesystem>
-#include <fstream>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -21,67 +20,42 @@ fs::path Require(const fs::path& path) {
   return path;
 }
 
-template <typename Module>
-void LoadModule(const io::WeightStore& store, Module& module, const std::string& what) {
-  try {
-    store.LoadInto(*module);
-  } catch (const Error& e) {
-    Fail(e.code(), "{}: {}", what, e.what());
-  }
-}
-
 }  // namespace
 
 const io::KeyMap& DiffusersDitKeyMap() {
-  static const io::KeyMap map = {
-      {"condition_embedder.time_embedder.linear_1", "time_embedding.0"},
-      {"condition_embedder.time_embedder.linear_2", "time_embedding.2"},
-      {"condition_embedder.time_proj", "time_projection.1"},
-      {"condition_embedder.text_embedder.linear_1", "text_embedding.0"},
-      {"condition_embedder.text_embedder.linear_2", "text_embedding.2"},
-      {"condition_embedder.image_embedder.norm1", "img_emb.proj.0"},
-      {"condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"},
-      {"condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"},
-      {"condition_embedder.image_embedder.norm2", "img_emb.proj.4"},
-      {"condition_embedder.image_embedder.pos_embed", "img_emb.emb_pos"},
-      {".scale_shift_table", ".modulation"},     // in blocks
-      {"scale_shift_table", "head.modulation"},  // at the top
-      {"proj_out", "head.head"},
-      {"attn1.to_q", "self_attn.q"},
-      {"attn1.to_k", "self_attn.k"},
-      {"attn1.to_v", "self_attn.v"},
-      {"attn1.to_out.0", "self_attn.o"},
-      {"attn1.norm_q", "self_attn.norm_q"},
-      {"attn1.norm_k", "self_attn.norm_k"},
-      {"attn2.to_q", "cross_attn.q"},
-      {"attn2.to_k", "cross_attn.k"},
-      {"attn2.to_v", "cross_attn.v"},
-      {"attn2.to_out.0", "cross_attn.o"},
-      {"attn2.norm_q", "cross_attn.norm_q"},
-      {"attn2.norm_k", "cross_attn.norm_k"},
-      {"attn2.add_k_proj", "cross_attn.k_img"},
-      {"attn2.add_v_proj", "cross_attn.v_img"},
-      {"attn2.norm_added_k", "cross_attn.norm_k_img"},
-      {"norm2", "norm3"},  // diffusers calls the affine cross-attention norm norm2
-      {"ffn.net.0.proj", "ffn.0"},
-      {"ffn.net.2", "ffn.2"},
-  };
-  return map;
-}
-
-const io::KeyMap& DiffusersT5KeyMap() {
-  static const io::KeyMap map = {
-      {"encoder.block.", "blocks."},
-      {"layer.0.SelfAttention.relative_attention_bias.", "pos_embedding.embedding."},
-      {"layer.0.SelfAttention.", "attn."},
-      {"layer.0.layer_norm.", "norm1."},
-      {"layer.1.layer_norm.", "norm2."},
-      {"layer.1.DenseReluDense.wi_0.", "ffn.gate.0."},
-      {"layer.1.DenseReluDense.wi_1.", "ffn.fc1."},
-      {"layer.1.DenseReluDense.wo.", "ffn.fc2."},
-      {"encoder.final_layer_norm.", "norm."},
-      {"shared.", "token_embedding."},
-  };
+  static const auto map = io::KeyTable(R"(
+      condition_embedder.time_embedder.linear_1        time_embedding.0
+      condition_embedder.time_embedder.linear_2        time_embedding.2
+      condition_embedder.time_proj                     time_projection.1
+      condition_embedder.text_embedder.linear_1        text_embedding.0
+      condition_embedder.text_embedder.linear_2        text_embedding.2
+      condition_embedder.image_embedder.norm1          img_emb.proj.0
+      condition_embedder.image_embedder.ff.net.0.proj  img_emb.proj.1
+      condition_embedder.image_embedder.ff.net.2       img_emb.proj.3
+      condition_embedder.image_embedder.norm2          img_emb.proj.4
+      condition_embedder.image_embedder.pos_embed      img_emb.emb_pos
+      .scale_shift_table                               .modulation  # in blocks
+      scale_shift_table                                head.modulation  # at the top
+      proj_out                                         head.head
+      attn1.to_q                                       self_attn.q
+      attn1.to_k                                       self_attn.k
+      attn1.to_v                                       self_attn.v
+      attn1.to_out.0                                   self_attn.o
+      attn1.norm_q                                     self_attn.norm_q
+      attn1.norm_k                                     self_attn.norm_k
+      attn2.to_q                                       cross_attn.q
+      attn2.to_k                                       cross_attn.k
+      attn2.to_v                                       cross_attn.v
+      attn2.to_out.0                                   cross_attn.o
+      attn2.norm_q                                     cross_attn.norm_q
+      attn2.norm_k                                     cross_attn.norm_k
+      attn2.add_k_proj                                 cross_attn.k_img
+      attn2.add_v_proj                                 cross_attn.v_img
+      attn2.norm_added_k                               cross_attn.norm_k_img
+      norm2                                            norm3  # diffusers calls the affine cross-attention norm norm2
+      ffn.net.0.proj                                   ffn.0
+      ffn.net.2                                        ffn.2
+  )");
   return map;
 }
 
@@ -173,7 +147,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
     dit_weights.AddSafetensors(dir.string(), "diffusion_pytorch_model");
   }
   checkpoint.dit = WanDit(config);
-  LoadModule(dit_weights, checkpoint.dit, "Wan DiT");
+  dit_weights.LoadInto(*checkpoint.dit, {.allow_unexpected = false, .what = "the Wan DiT"});
   checkpoint.dit->SetComputeDType(dtype);
   checkpoint.dit->eval();
 
@@ -181,15 +155,10 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   io::WeightStore t5_weights;
   if (diffusers) {
     t5_weights.AddSafetensors((dir / "text_encoder").string(), "model");
-    t5_weights.Rename(DiffusersT5KeyMap());
-    t5_weights.Erase("encoder.embed_tokens.weight");  // tied to shared.weight
   } else {
     t5_weights.AddFile(Require(dir / "models_t5_umt5-xxl-enc-bf16.pth").string());
   }
-  checkpoint.t5 = encoders::UmT5Encoder(encoders::InferUmT5Config(t5_weights));
-  LoadModule(t5_weights, checkpoint.t5, "Wan text encoder");
-  checkpoint.t5->to(dtype);
-  checkpoint.t5->eval();
+  checkpoint.t5 = encoders::LoadUmT5Encoder(t5_weights, dtype);
 
   // VAE (fp32)
   io::WeightStore vae_weights;
@@ -200,7 +169,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
     vae_weights.AddFile(Require(dir / "Wan2.1_VAE.pth").string());
   }
   checkpoint.vae = WanVae(InferWanVaeConfig(vae_weights));
-  LoadModule(vae_weights, checkpoint.vae, "Wan VAE");
+  vae_weights.LoadInto(*checkpoint.vae, {.allow_unexpected = false, .what = "the Wan VAE"});
   checkpoint.vae->eval();
 
   const auto tokenizer_dir = diffusers ? dir / "tokenizer" : dir / "google" / "umt5-xxl";

@@ -28,9 +28,8 @@ struct WanCheckpoint {
 // modulation and time embedding in fp32, the VAE in fp32. Throws Error naming the missing file or tensor.
 WanCheckpoint LoadWanCheckpoint(const std::string& dir, c10::ScalarType dtype);
 
-// diffusers names -> Wan names (models.md A.6, B.3, C.1).
+// diffusers names -> Wan names (models.md A.6, B.3; the text encoder's are encoders::TransformersUmT5KeyMap).
 const io::KeyMap& DiffusersDitKeyMap();
-const io::KeyMap& DiffusersT5KeyMap();
 std::string DiffusersVaeKeyToWan(const std::string& name);
 
 // The DiT config from a diffusers transformer/config.json.

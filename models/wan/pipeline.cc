@@ -1,14 +1,6 @@
 #include "models/wan/pipeline.h"
 
-#include <cmath>
-#include <array>
-#include <optional>
-#include <span>
-
 #include <torch/torch.h>
-
-#include "common/error.h"
-#include "models/io/json_config.h"
 
 namespace vidgen::wan {
 namespace {
@@ -63,68 +55,13 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const text::TokenizedText& token
   return contexts;
 }
 
-namespace {
-
-// Wan's transformer over one generation: the prompt's and the negative prompt's text states, embedded once.
-class WanDenoiser final : public dit::Denoiser {
- public:
-  WanDenoiser(WanDit& dit, at::Tensor prompt, at::Tensor negative)
-      : dit_(dit), text_{std::move(prompt), std::move(negative)} {}
-
-  c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
-
-  void Prepare(const dit::Shard& shard, const dit::Grid& grid) override {
-    shard_ = shard;
-    for (std::size_t rows = 1; rows <= 2; ++rows) {
-      const std::vector<dit::Grid> grids(rows, grid);
-      layouts_[rows - 1] = dit_->Layout(shard, grids);
-    }
-  }
-
-  cache::CacheFootprint Footprint(std::int64_t batch, int streams) const override {
-    return dit_->Footprint(batch, shard_.chunk, streams);
-  }
-
-  at::Tensor Predict(const at::Tensor& tokens, double timestep, std::span<const dit::Condition> conditions,
-                     cache::FeatureCache::Forward* cache) override {
-    // The time embedding is the same for both guidance passes of a step.
-    if (timestep != timestep_) {
-      std::tie(time_, time_projection_) =
-          dit_->EmbedTime(torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kFloat64).device(device())));
-      timestep_ = timestep;
-    }
-    const auto rows = static_cast<std::int64_t>(conditions.size());
-    WanTokenInput input;
-    input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
-    std::vector<at::Tensor> text;
-    for (const auto condition : conditions) text.push_back(text_[condition == dit::Condition::kPrompt ? 0 : 1]);
-    input.text_states = torch::cat(text);
-    input.time = time_.expand({rows, -1});
-    input.time_projection = time_projection_.expand({rows, -1, -1});
-    return dit_->ForwardTokens(input, layouts_[static_cast<std::size_t>(rows - 1)], cache);
-  }
-
- private:
-  WanDit& dit_;
-  std::array<at::Tensor, 2> text_;  // EmbedText of the prompt and of the negative prompt
-  dit::Shard shard_;
-  std::array<dit::TokenLayout, 2> layouts_;  // for one row and for two
-  double timestep_ = -1;
-  at::Tensor time_, time_projection_;
-};
-
-}  // namespace
-
 at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
-                                const DenoiseOptions& options, const GenerationCallbacks& callbacks,
-                                const StepObserver& observer, GenerationStats* stats) {
-  torch::NoGradGuard no_grad;
-  WanDenoiser denoiser(dit_, dit_->EmbedText({context.to(options_.device)}),
-                       dit_->EmbedText({context_null.to(options_.device)}));
+                                const dit::SamplerOptions& options, const GenerationCallbacks& callbacks,
+                                const dit::StepObserver& observer, GenerationStats* stats) {
   auto sampler = options;
   sampler.world = options_.world;
   sampler.batch_cfg = options_.batch_cfg;
-  return dit::Denoise(denoiser, space(), noise, sampler, callbacks, observer, stats);
+  return dit::Denoise(*MakeDenoiser(dit_, context, context_null), space(), noise, sampler, callbacks, observer, stats);
 }
 
 at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
@@ -135,7 +72,7 @@ at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
 std::unique_ptr<dit::Denoiser> WanPipeline::Condition(const GenerationRequest& request) {
   const auto negative = request.negative_prompt.empty() ? std::string(kDefaultNegativePrompt) : request.negative_prompt;
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
-  return std::make_unique<WanDenoiser>(dit_, dit_->EmbedText({contexts[0]}), dit_->EmbedText({contexts[1]}));
+  return MakeDenoiser(dit_, contexts[0], contexts[1]);
 }
 
 dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const {
@@ -153,23 +90,15 @@ at::Tensor WanPipeline::Noise(const GenerationRequest& request) const {
 }
 
 bool IsWanCheckpoint(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  if (fs::is_regular_file(dir / "config.json")) {
-    return fs::exists(dir / "diffusion_pytorch_model.safetensors") ||
-           fs::exists(dir / "diffusion_pytorch_model.safetensors.index.json");
+  if (std::filesystem::is_regular_file(dir / "config.json")) {
+    return std::filesystem::exists(dir / "diffusion_pytorch_model.safetensors") ||
+           std::filesystem::exists(dir / "diffusion_pytorch_model.safetensors.index.json");
   }
-  const auto config = dir / "transformer" / "config.json";
-  return fs::is_regular_file(config) &&
-         io::JsonConfig(config.string(), "diffusers transformer config").json().value("_class_name", "") ==
-             "WanTransformer3DModel";
+  return IsDiffusersTransformer(dir, "WanTransformer3DModel");
 }
 
 std::unique_ptr<VideoPipeline> LoadWanPipeline(const std::string& dir, const PipelineOptions& options) {
-  WanLoadOptions load;
-  load.dtype = options.dtype;
-  load.device = options.device;
-  load.world = options.world;
-  return WanPipeline::Load(dir, load);
+  return WanPipeline::Load(dir, FamilyOptions<WanLoadOptions>(options));
 }
 
 }  // namespace vidgen::wan

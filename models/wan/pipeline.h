@@ -1,7 +1,7 @@
 // Wan2.1 text-to-video: tokenize and encode the prompts, denoise seeded noise with classifier-free guidance, decode.
 #pragma once
 
-#include <functional>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,18 +10,13 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
-#include <filesystem>
-
-#include "models/dit/denoise.h"
-#include "models/families.h"
 #include "models/dit/pipeline.h"
-#include "models/generation.h"
+#include "models/encoders/umt5.h"
+#include "models/families.h"
+#include "models/text/t5_tokenizer.h"
 #include "models/wan/dit.h"
 #include "models/wan/loader.h"
-#include "models/encoders/umt5.h"
-#include "models/text/t5_tokenizer.h"
 #include "models/wan/vae.h"
-#include "parallel/world.h"
 
 namespace vidgen::wan {
 
@@ -38,10 +33,6 @@ struct WanLoadOptions {
   parallel::World* world = nullptr;
 };
 
-// The sampler's settings; its world and batch_cfg come from the pipeline's WanLoadOptions.
-using DenoiseOptions = dit::SamplerOptions;
-using dit::StepObserver;
-
 class WanPipeline : public dit::Pipeline {
  public:
   // Loads a checkpoint folder in the released layout (config.json, diffusion_pytorch_model*.safetensors,
@@ -57,10 +48,11 @@ class WanPipeline : public dit::Pipeline {
   // The stages, for tests and tools.
   // Per prompt the encoder states of its real tokens (</s> included): [len, text_dim] fp32.
   std::vector<at::Tensor> EncodeText(const text::TokenizedText& tokens);
-  // noise: [z, T, h, w] -> denoised latents [z, T, h, w].
+  // noise: [z, T, h, w] -> denoised latents [z, T, h, w], under the pipeline's world and batch_cfg (not those of
+  // `options`).
   at::Tensor Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
-                     const DenoiseOptions& options, const GenerationCallbacks& callbacks = {},
-                     const StepObserver& observer = nullptr, GenerationStats* stats = nullptr);
+                     const dit::SamplerOptions& options, const GenerationCallbacks& callbacks = {},
+                     const dit::StepObserver& observer = nullptr, GenerationStats* stats = nullptr);
   // latents [z, T, h, w] -> video [3, 1+4(T-1), 8h, 8w] in [-1, 1].
   at::Tensor Decode(const at::Tensor& latents) override;
 
@@ -76,7 +68,6 @@ class WanPipeline : public dit::Pipeline {
   dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
   at::Tensor Noise(const GenerationRequest& request) const override;
   const dit::TokenSpace& space() const override { return dit_->space(); }
-
 
   WanLoadOptions options_;
   std::unique_ptr<text::T5Tokenizer> tokenizer_;

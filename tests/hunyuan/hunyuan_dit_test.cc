@@ -48,7 +48,6 @@ INSTANTIATE_TEST_SUITE_P(Golden, HunyuanDitGoldenTest, ::testing::ValuesIn(testi
 }  // namespace
 }  // namespace vidgen::hunyuan
 
-#include "models/hunyuan/sampler.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -59,13 +58,13 @@ class HunyuanRunGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(HunyuanRunGoldenTest, MatchesTheReferenceStepByStep) {
   const testing::GoldenCase golden(GetParam());
   auto dit = LoadHunyuanDit(golden.CheckpointDir().string());
-  HunyuanDenoiseOptions options;
-  options.schedule.steps = std::stoi(golden.Meta("steps"));
-  options.schedule.shift = std::stod(golden.Meta("shift"));
-  options.embedded_guidance = std::stod(golden.Meta("embedded_guidance_scale"));
+  dit::SamplerOptions options;
+  options.schedule = {schedulers::Solver::kEuler, std::stoi(golden.Meta("steps")), std::stod(golden.Meta("shift")),
+                      /*integer_timesteps=*/false};
   const HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
+  const auto denoiser = MakeDenoiser(dit, text, std::stod(golden.Meta("embedded_guidance_scale")));
   int steps = 0;
-  const auto latents = Denoise(dit, golden.Get("noise"), text, options, {},
+  const auto latents = dit::Denoise(*denoiser, dit->space(), golden.Get("noise"), options, {},
                                [&](int step, const at::Tensor&, const at::Tensor& after) {
                                  EXPECT_TRUE(testing::TensorsClose(
                                      after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))

@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "models/hunyuan/loader.h"
-#include "models/hunyuan/sampler.h"
+#include "models/dit/denoise.h"
 #include "models/io/tensor_file.h"
 #include "tests/support/golden.h"
 
@@ -160,20 +160,21 @@ TEST(HunyuanCacheTest, IntervalOneIsTheUncachedRunAndForecastsStayClose) {
   const auto& config = dit->config();
   const auto noise = torch::randn({config.in_channels, 3, 8, 8});
   const auto text = SampleText(config, 12, 7);
-  HunyuanDenoiseOptions options;
-  options.schedule.steps = 12;
-  const auto uncached = Denoise(dit, noise, text, options);
+  dit::SamplerOptions options;
+  options.schedule = {schedulers::Solver::kEuler, 12, 7.0, /*integer_timesteps=*/false};
+  const auto denoiser = MakeDenoiser(dit, text, 6.0);
+  const auto uncached = dit::Denoise(*denoiser, dit->space(), noise, options);
 
   options.cache = cache::Preset("taylorseer-hunyuan");
   options.cache.interval = 1;
   GenerationStats every;
-  EXPECT_TRUE(torch::equal(Denoise(dit, noise, text, options, {}, nullptr, &every), uncached));
+  EXPECT_TRUE(torch::equal(dit::Denoise(*denoiser, dit->space(), noise, options, {}, nullptr, &every), uncached));
   EXPECT_EQ(every.predicted_steps, 0);
 
   for (const auto* preset : {"taylorseer-hunyuan", "lite"}) {
     options.cache = cache::Preset(preset);
     GenerationStats stats;
-    const auto cached = Denoise(dit, noise, text, options, {}, nullptr, &stats);
+    const auto cached = dit::Denoise(*denoiser, dit->space(), noise, options, {}, nullptr, &stats);
     EXPECT_GT(stats.predicted_steps, 0) << preset;
     EXPECT_EQ(stats.full_steps + stats.predicted_steps, 12) << preset;
     const double relative = ((cached - uncached).norm() / uncached.norm()).item<double>();
@@ -189,10 +190,10 @@ TEST(HunyuanLayoutTest, BadInputsAreClearErrors) {
   const auto& config = dit->config();
   auto text = SampleText(config, 6, 3);
   text.mask = torch::tensor({1, 0, 1, 0, 0, 0});  // not a prefix
-  HunyuanDenoiseOptions options;
-  options.schedule.steps = 2;
+  dit::SamplerOptions options;
+  options.schedule = {schedulers::Solver::kEuler, 2, 7.0, /*integer_timesteps=*/false};
   try {
-    Denoise(dit, torch::randn({config.in_channels, 1, 4, 4}), text, options);
+    dit::Denoise(*MakeDenoiser(dit, text, 6.0), dit->space(), torch::randn({config.in_channels, 1, 4, 4}), options);
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);

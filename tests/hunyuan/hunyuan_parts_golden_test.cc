@@ -135,14 +135,15 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   EXPECT_TRUE(TensorsClose(cos, golden.Get("freqs_cos")));
   EXPECT_TRUE(TensorsClose(sin, golden.Get("freqs_sin")));
 
-  HunyuanDenoiseOptions denoise;
   ASSERT_EQ(golden.Meta("solver"), "euler");
-  denoise.schedule.steps = std::stoi(golden.Meta("steps"));
-  denoise.schedule.shift = std::stod(golden.Meta("shift"));
-  denoise.embedded_guidance = std::stod(golden.Meta("embedded_guidance_scale"));
-  const auto text = pipeline->EncodeText(golden.Meta("prompt"));
+  dit::SamplerOptions denoise;
+  denoise.schedule = {schedulers::Solver::kEuler, std::stoi(golden.Meta("steps")), std::stod(golden.Meta("shift")),
+                      /*integer_timesteps=*/false};
+  const double guidance = std::stod(golden.Meta("embedded_guidance_scale"));
+  auto& dit = pipeline->dit();
   int steps = 0;
-  const auto latents = Denoise(pipeline->dit(), noise, text, denoise, {},
+  const auto latents = dit::Denoise(*MakeDenoiser(dit, pipeline->EncodeText(golden.Meta("prompt")), guidance),
+                                    dit->space(), noise, denoise, {},
                                [&](int step, const at::Tensor&, const at::Tensor& after) {
                                  EXPECT_TRUE(TensorsClose(after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
                                      << "step " << step;
@@ -155,7 +156,8 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   EXPECT_TRUE(TensorsClose((decoded / 2 + 0.5).clamp(0, 1), golden.Get("video"), 1e-3));
 
   // Another prompt is another run.
-  const auto other = Denoise(pipeline->dit(), noise, pipeline->EncodeText(golden.Meta("prompt") + " at night"), denoise);
+  const auto night = MakeDenoiser(dit, pipeline->EncodeText(golden.Meta("prompt") + " at night"), guidance);
+  const auto other = dit::Denoise(*night, dit->space(), noise, denoise);
   EXPECT_FALSE(TensorsClose(other, golden.Get("latents"), 1e-3));
 }
 

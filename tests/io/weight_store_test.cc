@@ -1,5 +1,6 @@
 // WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
 #include "models/io/weight_store.h"
+#include "tests/support/expect_error.h"
 
 #include <filesystem>
 #include <fstream>
@@ -55,6 +56,17 @@ TEST(KeyMapTest, SubstitutesInOnePassSoThatSwapsWork) {
   EXPECT_EQ(ApplyKeyMap(map, "blocks.0.norm3.bias"), "blocks.0.norm2.bias");
   EXPECT_EQ(ApplyKeyMap(map, "blocks.12.attn1.to_q.weight"), "blocks.12.self_attn.q.weight");
   EXPECT_EQ(ApplyKeyMap(map, "head.weight"), "head.weight");
+}
+
+TEST(KeyMapTest, ReadsATableOfPairsWithComments) {
+  const auto map = KeyTable(R"(
+      # a comment line
+      attn1.to_q   self_attn.q   # after a pair
+      norm2        norm3
+  )");
+  EXPECT_EQ(map, (KeyMap{{"attn1.to_q", "self_attn.q"}, {"norm2", "norm3"}}));
+  EXPECT_FAILS(KeyTable("attn1.to_q\n"), kInternal, "'attn1.to_q' is not a pair");
+  EXPECT_FAILS(KeyTable("a b c\n"), kInternal, "'a b c' is not a pair");
 }
 
 TEST_F(WeightStoreTest, LoadsRenamedTensorsFromSeveralFilesAndCastsDType) {

@@ -27,14 +27,14 @@ class WanCacheTest : public ::testing::Test {
     delete golden_;
   }
 
-  static DenoiseOptions Options(const cache::CacheConfig& cache, int steps = 12) {
-    DenoiseOptions options;
+  static dit::SamplerOptions Options(const cache::CacheConfig& cache, int steps = 12) {
+    dit::SamplerOptions options;
     options.schedule = {schedulers::Solver::kUniPC, steps, std::stod(golden_->Meta("shift")), true};
     options.guidance_scale = std::stod(golden_->Meta("guide_scale"));
     options.cache = cache;
     return options;
   }
-  static torch::Tensor Run(const DenoiseOptions& options, GenerationStats* stats = nullptr) {
+  static torch::Tensor Run(const dit::SamplerOptions& options, GenerationStats* stats = nullptr) {
     return pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options, {}, nullptr, stats);
   }
 

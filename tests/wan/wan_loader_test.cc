@@ -118,7 +118,7 @@ fs::path MakeDiffusersCheckpoint(const fs::path& released, const fs::path& out) 
   WriteRenamed(released / "diffusion_pytorch_model.safetensors",
                out / "transformer" / "diffusion_pytorch_model.safetensors",
                [&](const std::string& name) { return io::ApplyKeyMap(dit_map, name); });
-  const auto t5_map = Inverse(DiffusersT5KeyMap());
+  const auto t5_map = Inverse(encoders::TransformersUmT5KeyMap());
   WriteRenamed(released / "models_t5_umt5-xxl-enc-bf16.pth", out / "text_encoder" / "model.safetensors",
                [&](const std::string& name) { return io::ApplyKeyMap(t5_map, name); },
                {{"token_embedding.weight", "encoder.embed_tokens.weight"}});

@@ -21,7 +21,7 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   const auto context = pipeline->EncodeText(Tokens(golden, "ids", "mask"))[0];
   const auto context_null = pipeline->EncodeText(Tokens(golden, "neg_ids", "neg_mask"))[0];
 
-  DenoiseOptions options;
+  dit::SamplerOptions options;
   options.schedule.solver = schedulers::ParseSolver(golden.Meta("solver"));
   options.schedule.steps = std::stoi(golden.Meta("steps"));
   options.schedule.shift = std::stod(golden.Meta("shift"));
