@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -17,172 +18,21 @@
 #include "common/tool_main.h"
 #include "common/rank_launch.h"
 #include "models/families.h"
-#include "models/wan/config.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
 #include "proto/rpc.h"
 #include "proto/spec_proto.h"
+#include "worker/group.h"
 #include "worker/job.h"
 #include "worker/server_link.h"
 
 namespace {
-
-using vidgen::Error;
-using vidgen::ErrorCode;
-namespace v1 = vidgen::v1;
 
 struct Options {
   std::string server = "localhost:50051", token, tls_ca, model_dir, model_name, device = "cpu", dtype = "bf16",
               work_dir = "vidgen-worker";
   int threads = 0;
   int collective_timeout_seconds = 60;
-};
-
-// Jobs go from the leader to the group under "job/<n>"; before step k of job n the leader publishes whether to stop
-// under "step/<n>/<k>", so every rank stops at the same step.
-std::string JobKey(std::int64_t n) {
-  return "job/" + std::to_string(n);
-}
-std::string StepKey(std::int64_t n, int k) {
-  return "step/" + std::to_string(n) + "/" + std::to_string(k);
-}
-
-class Group {
- public:
-  Group(const Options& options, vidgen::parallel::World* world, std::unique_ptr<vidgen::VideoPipeline> pipeline)
-      : options_(options), world_(world), pipeline_(std::move(pipeline)) {}
-
-  bool leader() const { return !world_ || world_->rank() == 0; }
-
-  // Followers: run every job the leader publishes, until the leader's store goes away.
-  [[noreturn]] void Follow() {
-    for (std::int64_t n = 0;; ++n) {
-      std::optional<std::string> bytes;
-      while (!(bytes = world_->Await(JobKey(n), std::chrono::hours(1)))) {
-      }
-      v1::JobSpec spec;
-      spec.ParseFromString(*bytes);
-      try {
-        Generate(n, spec, nullptr);
-      } catch (const Error& e) {
-        if (e.code() == ErrorCode::kUnavailable) throw;  // the group is broken
-        spdlog::info("rank {}: job {} ended: {}", world_->rank(), n, e.what());
-      }
-    }
-  }
-
-  // The leader: lease, run, report, forever.
-  [[noreturn]] void Lead(vidgen::worker::ServerLink& link) {
-    for (std::int64_t n = 0;; ++n) {
-      std::optional<v1::LeaseJobResponse> lease;
-      while (!(lease = link.Lease(std::chrono::seconds(10)))) {
-      }
-      if (world_ && n > 0) ForgetJob(n - 1);
-      RunLeased(link, n, *lease);
-    }
-  }
-
- private:
-  // Every rank: the pipeline over job n; the leader's reporter (when given) carries progress and cancel.
-  vidgen::GenerationResult Generate(std::int64_t n, const v1::JobSpec& spec, vidgen::worker::Reporter* reporter) {
-    const auto request = vidgen::worker::ToGenerationRequest(spec);
-    vidgen::GenerationCallbacks callbacks;
-    int k = 0;
-    callbacks.cancelled = [&] {
-      const int step = k++;
-      if (!world_) return reporter->cancelled();
-      if (leader()) {
-        const bool stop = reporter->cancelled();
-        world_->Publish(StepKey(n, step), stop ? "1" : "0");
-        return stop;
-      }
-      const auto decision = world_->Await(StepKey(n, step), std::chrono::minutes(30));
-      if (!decision) vidgen::Fail(ErrorCode::kUnavailable, "the leader did not decide step {} of job {}", step, n);
-      return *decision == "1";
-    };
-    if (reporter) {
-      callbacks.on_step = [&](const vidgen::StepProgress& progress) {
-        const double eta = progress.seconds / progress.step * (progress.total - progress.step);
-        reporter->Update(progress.step == progress.total ? "decoding" : "denoising", progress.step, progress.total,
-                         eta);
-      };
-    }
-    return pipeline_->Generate(request, callbacks);
-  }
-
-  void RunLeased(vidgen::worker::ServerLink& link, std::int64_t n, const v1::LeaseJobResponse& lease) {
-    const std::string& id = lease.job_id();
-    spdlog::info("job {} (attempt {}): {}x{}, {} frames, {} steps, cache {}", id, lease.attempt(),
-                 lease.spec().width(), lease.spec().height(), lease.spec().frames(), lease.spec().steps(),
-                 lease.spec().cache().preset());
-    v1::FailJobRequest failure;
-    failure.set_job_id(id);
-    failure.set_lease_id(lease.lease_id());
-    bool group_broken = false;
-    {
-      vidgen::worker::Reporter reporter(link, id, lease.lease_id());
-      try {
-        if (world_) world_->Publish(JobKey(n), lease.spec().SerializeAsString());
-        const auto start = std::chrono::steady_clock::now();
-        const auto result = Generate(n, lease.spec(), &reporter);
-        reporter.Update("encoding_video");
-        const auto video = Encode(id, lease.spec().output(), result.frames);
-        reporter.Update("uploading");
-        const std::string mime = lease.spec().output().container() == "webm" ? "video/webm" : "video/mp4";
-        link.Upload(id, lease.lease_id(), video, mime);
-        std::filesystem::remove(video);
-        v1::CompleteJobRequest done;
-        done.set_job_id(id);
-        done.set_lease_id(lease.lease_id());
-        done.set_full_steps(result.stats.full_steps);
-        done.set_predicted_steps(result.stats.predicted_steps);
-        done.set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        link.Complete(done);
-        spdlog::info("job {} done in {:.1f} s", id, done.seconds());
-        return;
-      } catch (const Error& e) {
-        if (reporter.lease_lost()) {
-          spdlog::warn("job {}: the lease was lost; dropped", id);
-          return;
-        }
-        failure.set_message(e.what());
-        failure.set_cancelled(e.code() == ErrorCode::kCancelled);
-        group_broken = e.code() == ErrorCode::kUnavailable;
-        failure.set_retryable(group_broken);
-      } catch (const std::exception& e) {
-        failure.set_message(std::string("internal error: ") + e.what());
-      }
-    }
-    spdlog::warn("job {} {}: {}", id, failure.cancelled() ? "cancelled" : "failed", failure.message());
-    try {
-      link.Fail(failure);
-    } catch (const Error& e) {
-      spdlog::warn("job {}: could not report the failure: {}", id, e.what());
-    }
-    if (group_broken) vidgen::Fail(ErrorCode::kUnavailable, "the worker group is broken: {}", failure.message());
-  }
-
-  std::string Encode(const std::string& id, const v1::OutputSettings& output, const at::Tensor& frames) {
-    const auto options = vidgen::worker::ToVideoOptions(output);
-    const auto contiguous = frames.to(torch::kCPU).contiguous();
-    const auto* data = contiguous.data_ptr<std::uint8_t>();
-    const std::vector<std::uint8_t> rgb(data, data + contiguous.numel());
-    const std::string path = fmt::format("{}/{}.{}", options_.work_dir, id, options.container);
-    vidgen::worker::EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)),
-                                static_cast<int>(frames.size(2)), options, path);
-    return path;
-  }
-
-  void ForgetJob(std::int64_t n) {
-    world_->Forget(JobKey(n));
-    for (int k = 0; k < 1000 && world_->Await(StepKey(n, k), std::chrono::milliseconds(0)); ++k) {
-      world_->Forget(StepKey(n, k));
-    }
-  }
-
-  const Options& options_;
-  vidgen::parallel::World* world_;
-  std::unique_ptr<vidgen::VideoPipeline> pipeline_;
 };
 
 }  // namespace
@@ -252,7 +102,11 @@ int main(int argc, char** argv) {
     load.device = device;
     auto pipeline = vidgen::LoadPipeline(options.model_dir, family, load);
     const auto side_multiple = pipeline->side_multiple();
-    Group group(options, world.get(), std::move(pipeline));
+    std::optional<vidgen::worker::WorldConsensus> consensus;
+    if (world) consensus.emplace(*world);
+    vidgen::worker::GroupOptions group_options;
+    group_options.work_dir = options.work_dir;
+    vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
 
     std::filesystem::create_directories(options.work_dir);
