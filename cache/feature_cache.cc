@@ -6,17 +6,10 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
 
 namespace vidgen::cache {
-namespace {
-
-double GiB(std::int64_t bytes) {
-  return static_cast<double>(bytes) / (1 << 30);
-}
-
-}  // namespace
-
 std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint) {
   std::int64_t per_stream = 0;
   const std::int64_t terms = config.order + 1;
@@ -43,17 +36,18 @@ FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& foot
     const bool fall_back = config_.over_budget == OverBudget::kFallBackToLite && config_.policy != Policy::kLite &&
                            lite_estimate <= config_.budget_bytes;
     if (!fall_back) {
+      const std::string lite_hint = config_.policy != Policy::kLite && lite_estimate <= config_.budget_bytes
+                                        ? fmt::format(", use lite mode ({})", ByteSize(lite_estimate))
+                                        : "";
       Fail(ErrorCode::kResourceExhausted,
-           "the {} cache needs {:.3f} GiB ({} streams, order {}, {} branches), over the cache budget of {:.3f} GiB; "
-           "lower the order, store factors in bf16 or fp8, use lite mode ({:.3f} GiB) or more ranks",
-           PolicyName(config_.policy), GiB(estimate), footprint.streams, config_.order,
-           config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(), GiB(config_.budget_bytes),
-           GiB(lite_estimate));
+           "the {} cache needs {} ({} streams, order {}, {} branches), over the cache budget of {}; lower the order, "
+           "store factors in bf16 or fp8{}, or use more ranks",
+           PolicyName(config_.policy), ByteSize(estimate), footprint.streams, config_.order,
+           config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(), ByteSize(config_.budget_bytes),
+           lite_hint);
     }
-    spdlog::warn(
-        "TaylorSeer cache needs {:.3f} GiB, over the budget of {:.3f} GiB: falling back to lite mode "
-        "({:.3f} GiB)",
-        GiB(estimate), GiB(config_.budget_bytes), GiB(lite_estimate));
+    spdlog::warn("the TaylorSeer cache needs {}, over the budget of {}: falling back to lite mode ({})",
+                 ByteSize(estimate), ByteSize(config_.budget_bytes), ByteSize(lite_estimate));
     config_ = lite;
     estimate = lite_estimate;
   }

@@ -6,6 +6,7 @@
 
 #include "cache/feature_cache.h"
 #include "common/error.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::cache {
 namespace {
@@ -40,10 +41,10 @@ TEST(CachePlanTest, MatchesTheOfficialSchedules) {
 TEST(CachePlanTest, RejectsBadConfigs) {
   auto config = Preset("taylorseer-wan");
   config.order = 5;
-  EXPECT_THROW(config.Validate(), Error);
+  EXPECT_FAILS(config.Validate(), kInvalidArgument, "'cache.order': 5");
   config = Preset("taylorseer-wan");
   config.warmup = 0;
-  EXPECT_THROW(config.Validate(), Error);
+  EXPECT_FAILS(config.Validate(), kInvalidArgument, "'cache.warmup': 0");
   config = Preset("taylorseer-wan");
   config.interval = 0;
   try {
@@ -52,7 +53,7 @@ TEST(CachePlanTest, RejectsBadConfigs) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'cache.interval'"), std::string::npos);
   }
-  EXPECT_THROW(Preset("magic"), Error);
+  EXPECT_FAILS(Preset("magic"), kInvalidArgument, "'cache': 'magic'");
 }
 
 // Runs a cache over `steps` steps of one branch whose value at coordinate s is f(s); returns the largest error of a
@@ -187,19 +188,20 @@ TEST(FeatureCacheTest, BudgetRefusesOrFallsBackToLite) {
   auto config = Preset("taylorseer-wan");
   const CacheFootprint footprint{2, std::vector<std::int64_t>(30, 1000), 64};
   config.budget_bytes = 10000;
-  try {
-    FeatureCache cache(config, footprint, 10, {});
-    FAIL() << "an over-budget cache was accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
-    EXPECT_NE(std::string(e.what()).find("GiB"), std::string::npos);
-  }
+  EXPECT_FAILS(FeatureCache(config, footprint, 10, {}), kResourceExhausted,
+               "needs 468.8 KiB (2 streams, order 1, 30 branches), over the cache budget of 9.77 KiB");
+  EXPECT_FAILS(FeatureCache(config, footprint, 10, {}), kResourceExhausted, "use lite mode (1.00 KiB)");
   config.over_budget = OverBudget::kFallBackToLite;
   FeatureCache cache(config, footprint, 10, {});
   EXPECT_EQ(cache.config().policy, Policy::kLite);
   EXPECT_EQ(cache.stats().estimated_bytes, 2 * 2 * 64 * 4);
   config.budget_bytes = 100;  // even lite does not fit
-  EXPECT_THROW(FeatureCache(config, footprint, 10, {}), Error);
+  EXPECT_FAILS(FeatureCache(config, footprint, 10, {}), kResourceExhausted, "over the cache budget of 100 B");
+  try {
+    FeatureCache(config, footprint, 10, {});
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("lite mode"), std::string::npos) << "lite does not fit either: " << e.what();
+  }
 }
 
 TEST(StoredTensorTest, Fp8RoundTripsEveryCodeAndBoundsTheError) {

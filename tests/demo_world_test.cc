@@ -1,12 +1,19 @@
 // The demo model's synthetic world: deterministic clips, the prompt grammar, the split, and an analysis that reads
 // colour, shape and direction back from ground-truth clips.
+
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
 #include "models/demo/world.h"
+#include "models/text/sentencepiece.h"
+#include "models/text/t5_tokenizer.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::demo {
 namespace {
@@ -81,13 +88,6 @@ TEST(DemoWorldTest, TheAnalysisReadsGroundTruthClips) {
 }  // namespace
 }  // namespace vidgen::demo
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-#include "models/text/sentencepiece.h"
-#include "models/text/t5_tokenizer.h"
-
 namespace vidgen::demo {
 namespace {
 
@@ -123,7 +123,7 @@ TEST(DemoWorldTest, ATokenizerTrainsOnTheGrammar) {
   const auto batch = tokenizer.Encode({prompts.front()});
   const auto length = batch.mask.sum().item<std::int64_t>();
   EXPECT_EQ(batch.ids[0][length - 1].item<std::int64_t>(), 1);  // </s>
-  EXPECT_THROW(text::TrainSentencePiece(prompts, (dir / "bad.txt").string(), options), Error);
+  EXPECT_FAILS(text::TrainSentencePiece(prompts, (dir / "bad.txt").string(), options), kInvalidArgument, "must end in .model");
   std::filesystem::remove_all(dir);
 }
 

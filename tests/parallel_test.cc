@@ -1,4 +1,5 @@
 // Sequence-parallel attention on real processes over loopback (Gloo): every layout equals one process.
+
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -8,9 +9,14 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/dit/denoise.h"
+#include "models/hunyuan/loader.h"
 #include "models/layers/attention.h"
+#include "models/wan/pipeline.h"
 #include "parallel/attention.h"
 #include "parallel/world.h"
+#include "tests/support/expect_error.h"
+#include "tests/support/golden.h"
 #include "tests/support/ranks.h"
 
 namespace vidgen::parallel {
@@ -120,8 +126,7 @@ void ExpectRanksPass(const std::string& name, const Layout& layout, std::chrono:
 }
 
 std::string LayoutName(const ::testing::TestParamInfo<Layout>& info) {
-  return "u" + std::to_string(info.param.ulysses) + "r" + std::to_string(info.param.ring) + "c" +
-         std::to_string(info.param.cfg);
+  return fmt::format("u{}r{}c{}", info.param.ulysses, info.param.ring, info.param.cfg);
 }
 
 class SequenceAttentionTest : public ::testing::TestWithParam<Layout> {};
@@ -158,12 +163,11 @@ TEST(WorldTest, DeadPeerFailsTheCollectiveWithAClearError) {
   RanksOptions options;
   options.timeout = std::chrono::seconds(60);
   options.grace_after_failure = std::chrono::seconds(30);
-  const auto start = std::chrono::steady_clock::now();
+  // A hung collective would end in the runner's timeout, not in rank 0's exit code 4.
   const auto outcome = RunRanks("dead_peer", 2, options);
   EXPECT_EQ(outcome.ranks[1].exit_code, 9);
   EXPECT_EQ(outcome.ranks[0].exit_code, 4) << outcome.Summary();
   EXPECT_NE(outcome.ranks[0].output.find("UNAVAILABLE"), std::string::npos) << outcome.Summary();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(40));
 }
 
 TEST(WorldTest, RejectsLayoutsThatDoNotMatchTheWorld) {
@@ -178,9 +182,9 @@ TEST(WorldTest, RejectsLayoutsThatDoNotMatchTheWorld) {
   }
   ::setenv("RANK", "3", 1);
   ::setenv("WORLD_SIZE", "2", 1);
-  EXPECT_THROW(RendezvousFromEnv(), Error);
+  EXPECT_FAILS(RendezvousFromEnv(), kInvalidArgument, "RANK 3 is not below WORLD_SIZE 2");
   ::setenv("WORLD_SIZE", "two", 1);
-  EXPECT_THROW(RendezvousFromEnv(), Error);
+  EXPECT_FAILS(RendezvousFromEnv(), kInvalidArgument, "WORLD_SIZE='two' is not a non-negative integer");
   ::unsetenv("RANK");
   ::unsetenv("WORLD_SIZE");
 }
@@ -219,9 +223,6 @@ TEST(WorldTest, NcclWithoutNcclIsAClearError) {
 
 }  // namespace
 }  // namespace vidgen::parallel
-
-#include "models/wan/pipeline.h"
-#include "tests/support/golden.h"
 
 namespace vidgen::parallel {
 namespace {
@@ -297,9 +298,6 @@ INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,
 
 }  // namespace
 }  // namespace vidgen::parallel
-
-#include "models/hunyuan/loader.h"
-#include "models/dit/denoise.h"
 
 namespace vidgen::parallel {
 namespace {

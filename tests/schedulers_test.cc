@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "models/schedulers/flow_scheduler.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::schedulers {
 namespace {
@@ -51,7 +52,7 @@ TEST(FlowSchedulerTest, EverySolverIsExactOnAStraightFlow) {
 }
 
 TEST(FlowSchedulerTest, RejectsBadOptions) {
-  EXPECT_THROW(ParseSolver("ddim"), Error);
+  EXPECT_FAILS(ParseSolver("ddim"), kInvalidArgument, "'solver': 'ddim'");
   try {
     MakeFlowScheduler({Solver::kUniPC, 0, 5.0, true});
     FAIL();
@@ -59,7 +60,7 @@ TEST(FlowSchedulerTest, RejectsBadOptions) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("'steps'"), std::string::npos);
   }
-  EXPECT_THROW(MakeFlowScheduler({Solver::kEuler, 10, -1.0, true}), Error);
+  EXPECT_FAILS(MakeFlowScheduler({Solver::kEuler, 10, -1.0, true}), kInvalidArgument, "'shift': -1");
 }
 
 }  // namespace

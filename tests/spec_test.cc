@@ -9,6 +9,7 @@
 #include "models/families.h"
 #include "models/schedulers/flow_scheduler.h"
 #include "spec/json.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::spec {
 namespace {
@@ -124,9 +125,9 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("vidgen_defaults has an unknown field 'colour'"), std::string::npos);
   }
-  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"width", "wide"}}, "x"), Error);
-  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"cache", {{"order", 1.5}}}}, "x"), Error);
-  EXPECT_THROW(JobRequestFromJson(nlohmann::json{{"frames", 1LL << 40}}, "x"), Error);
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"width", "wide"}}, "x"), kInvalidArgument, "x.width has the wrong type");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"cache", {{"order", 1.5}}}}, "x"), kInvalidArgument, "x.cache.order has the wrong type");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"frames", 1LL << 40}}, "x"), kInvalidArgument, "x.frames is out of range");
 }
 
 // The core takes every name the spec allows, and its family defaults are the spec's.

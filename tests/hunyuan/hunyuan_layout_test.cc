@@ -12,6 +12,7 @@
 #include "models/dit/denoise.h"
 #include "models/io/tensor_file.h"
 #include "tests/support/golden.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -199,8 +200,8 @@ TEST(HunyuanLayoutTest, BadInputsAreClearErrors) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("prefix"), std::string::npos);
   }
-  EXPECT_THROW(dit->space().GridOf(torch::randn({config.in_channels, 1, 3, 4})), Error);  // odd height
-  EXPECT_THROW(LoadHunyuanDit("/nonexistent/hunyuan"), std::exception);
+  EXPECT_FAILS(dit->space().GridOf(torch::randn({config.in_channels, 1, 3, 4})), kInvalidArgument, "divisible by the patch 1×2×2");  // odd height
+  EXPECT_FAILS(LoadHunyuanDit("/nonexistent/hunyuan"), kNotFound, "/nonexistent/hunyuan");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "models/hunyuan/vae.h"
 #include "models/io/tensor_file.h"
+#include "tests/support/expect_error.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -64,8 +65,8 @@ TEST(HunyuanVaeTest, CompressesEightInSpaceAndFourInTime) {
   EXPECT_EQ(decoded.sizes(), video.sizes());
   EXPECT_TRUE(torch::isfinite(decoded).all().item<bool>());
   EXPECT_EQ(vae->Decode(latents.slice(2, 0, 1)).size(2), 1);  // one latent frame is one image
-  EXPECT_THROW(vae->Encode(torch::rand({1, 3, 8, 32, 48})), Error);
-  EXPECT_THROW(vae->Decode(torch::rand({1, 4, 2, 4, 4})), Error);
+  EXPECT_FAILS(vae->Encode(torch::rand({1, 3, 8, 32, 48})), kInvalidArgument, "cannot encode a video of shape [1, 3, 8, 32, 48]");
+  EXPECT_FAILS(vae->Decode(torch::rand({1, 4, 2, 4, 4})), kInvalidArgument, "cannot decode latents of shape [1, 4, 2, 4, 4]");
 }
 
 // GroupNorm spans every frame (as in the reference), so the VAE as a whole is not causal; its convolutions and its
@@ -128,10 +129,10 @@ TEST(HunyuanVaeTest, ResamplesAsTheReferenceBuildsItsBlocks) {
   EXPECT_EQ(latents.sizes(), (std::vector<std::int64_t>{1, 16, 3, 4, 6}));
   EXPECT_EQ(vae->Decode(latents).sizes(), (std::vector<std::int64_t>{1, 3, 9, 16, 24}));
   config.spatial_compression = 32;  // more halvings than blocks
-  EXPECT_THROW(HunyuanVae{config}, Error);
+  EXPECT_FAILS(HunyuanVae{config}, kInvalidArgument, "spatial_compression_ratio 32");
   config.spatial_compression = 8;
   config.time_compression = 8;  // the reference builds 4 only
-  EXPECT_THROW(HunyuanVae{config}, Error);
+  EXPECT_FAILS(HunyuanVae{config}, kInvalidArgument, "time_compression_ratio 8");
 }
 
 // The reference's load_vae takes a plain state dict or one under "state_dict" with "vae." names (other names beside
@@ -161,7 +162,7 @@ TEST(HunyuanVaeTest, LoadsEveryStateDictFormOfTheReference) {
   EXPECT_TRUE(torch::equal(LoadHunyuanVae((dir / "plain").string())->Decode(latents), expected));
   EXPECT_TRUE(torch::equal(LoadHunyuanVae((dir / "wrapped").string())->Decode(latents), expected));
   fs::remove_all(dir / "wrapped" / "pytorch_model.pt");
-  EXPECT_THROW(LoadHunyuanVae((dir / "wrapped").string()), Error);
+  EXPECT_FAILS(LoadHunyuanVae((dir / "wrapped").string()), kNotFound, "no VAE weights");
   fs::remove_all(dir);
 }
 

@@ -150,6 +150,14 @@ void Cluster::KillServer(int signal) {
   server_ = {};
 }
 
+int Cluster::StopServer() {
+  server_.Kill(SIGTERM);
+  int status = 0;
+  ::waitpid(server_.pid, &status, 0);
+  server_ = {};
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 Process Cluster::StartWorker(int nproc, const std::vector<std::string>& extra_flags, const std::string& model_dir,
                              const std::string& model_name) {
   const int index = static_cast<int>(processes_.size());

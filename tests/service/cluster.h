@@ -41,6 +41,8 @@ class Cluster {
   // answers.
   void StartServer(const std::vector<std::string>& extra_flags = {});
   void KillServer(int signal = SIGKILL);
+  // SIGTERM, then waits for the server to exit: its exit status (-1 when it did not exit normally).
+  int StopServer();
   // A worker group of `nproc` local ranks serving a checkpoint (the tiny Wan one as kModel by default).
   Process StartWorker(int nproc = 1, const std::vector<std::string>& extra_flags = {},
                       const std::string& model_dir = VIDGEN_TINY_MODEL, const std::string& model_name = kModel);

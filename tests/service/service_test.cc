@@ -1,6 +1,5 @@
 // vidgen-server, vidgen-worker and the vidgen client as real processes on loopback: the whole path of a job, cancel,
 // crashes of either side, concurrency, bad requests and resumed downloads.
-#include <signal.h>
 
 #include <atomic>
 #include <filesystem>
@@ -8,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <signal.h>
 #include <thread>
 
 #include <fmt/format.h>
@@ -17,6 +17,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "proto/rpc.h"
 #include "tests/service/cluster.h"
+#include "tests/support/golden.h"
 
 namespace vidgen::testing {
 namespace {
@@ -117,15 +118,13 @@ TEST(ServiceTest, CancelWhileQueuedAndWhileRunningLeavesTheGroupHealthy) {
   EXPECT_EQ(job.state(), v1::CANCELLED);
 
   cancel.set_job_id(running);
-  const auto asked = std::chrono::steady_clock::now();
   ASSERT_TRUE(cluster.Client()->CancelJob(Cluster::Context().get(), cancel, &job).ok());
   const int step_when_asked = job.step();
   job = cluster.WaitForEnd(running, std::chrono::seconds(30));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
   EXPECT_EQ(job.state(), v1::CANCELLED) << job.message();
-  // The group learns at its next heartbeat (at most 200 ms while steps report) and stops at that step boundary.
-  EXPECT_LT(job.step(), 400);
-  EXPECT_LT(seconds, 3.0) << "stopped at step " << job.step() << ", asked at " << step_when_asked;
+  // The group learns at its next heartbeat and stops at that step boundary, long before the end.
+  EXPECT_GE(job.step(), step_when_asked);
+  EXPECT_LT(job.step(), 400) << "asked at step " << step_when_asked;
 
   // The group takes the next job.
   std::string next;
@@ -277,6 +276,25 @@ TEST(ServiceTest, BadRequestsGetTheRightCodeAndNameTheProblem) {
        "spec.cache.preset"},
       {"order", [](auto& s) { s.mutable_cache()->set_order(9); }, grpc::StatusCode::INVALID_ARGUMENT,
        "spec.cache.order"},
+      // Values the worker's cache would refuse after a lease are refused here, at submit.
+      {"warmup 0",
+       [](auto& s) {
+         s.mutable_cache()->set_preset("taylorseer-wan");
+         s.mutable_cache()->set_warmup(0);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.cache.warmup"},
+      {"interval 0",
+       [](auto& s) {
+         s.mutable_cache()->set_preset("taylorseer-wan");
+         s.mutable_cache()->set_interval(0);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.cache.interval"},
+      {"tail -1",
+       [](auto& s) {
+         s.mutable_cache()->set_preset("fora");
+         s.mutable_cache()->set_tail(-1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.cache.tail"},
       {"codec", [](auto& s) { s.mutable_output()->set_codec("vp9"); }, grpc::StatusCode::INVALID_ARGUMENT,
        "spec.output.codec"},
       {"container", [](auto& s) { s.mutable_output()->set_container("avi"); }, grpc::StatusCode::INVALID_ARGUMENT,
@@ -453,8 +471,6 @@ TEST(ServiceTest, TlsAndTheHealthService) {
 
 }  // namespace
 }  // namespace vidgen::testing
-
-#include "tests/support/golden.h"
 
 namespace vidgen::testing {
 namespace {

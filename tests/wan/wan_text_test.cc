@@ -1,13 +1,20 @@
 // The umT5 encoder and the tokenizer against the reference (golden wan_t5_* and wan_tokenizer_* cases).
+
 #include <filesystem>
+#include <fstream>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/io/weight_store.h"
 #include "models/encoders/umt5.h"
+#include "models/io/mapped_file.h"
+#include "models/io/sentencepiece_model.h"
+#include "models/io/weight_store.h"
+#include "models/text/sentencepiece.h"
 #include "models/text/t5_tokenizer.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/golden.h"
 
 namespace vidgen::wan {
@@ -85,18 +92,11 @@ TEST(WanTokenizerTest, TruncationKeepsTheEndToken) {
   EXPECT_EQ(tokens.mask[0].sum().item<std::int64_t>(), 4);
   EXPECT_EQ(tokens.ids[1][0].item<std::int64_t>(), text::T5Tokenizer::kEosId);  // an empty prompt is just </s>
   EXPECT_EQ(tokens.mask[1].sum().item<std::int64_t>(), 1);
-  EXPECT_THROW(text::T5Tokenizer("/nonexistent/spiece.model", 8), Error);
+  EXPECT_FAILS(text::T5Tokenizer("/nonexistent/spiece.model", 8), kNotFound, "'/nonexistent/spiece.model' does not exist");
 }
 
 }  // namespace
 }  // namespace vidgen::wan
-
-#include <fstream>
-#include <random>
-
-#include "models/io/mapped_file.h"
-#include "models/io/sentencepiece_model.h"
-#include "models/text/sentencepiece.h"
 
 namespace vidgen::wan {
 namespace {
