@@ -153,12 +153,43 @@ spec::JobRequest DemoJob(int steps) {
   return job;
 }
 
-// Waits (bounded) until `holds` is true; a test of a loop must not hang when the loop is wrong.
-template <typename Predicate>
-bool WaitUntil(std::mutex& mutex, std::condition_variable& changed, Predicate holds) {
-  std::unique_lock lock(mutex);
-  return changed.wait_for(lock, 60s, holds);
-}
+// The server's news for a job, given once a heartbeat reports `step`; `sent()` waits (bounded: a test of a loop
+// must fail, not hang, when the loop is wrong) until it has gone out.
+class News {
+ public:
+  News(int step, std::function<void(v1::HeartbeatResponse&)> set) : step_(step), set_(std::move(set)) {}
+
+  v1::HeartbeatResponse Reply(const v1::HeartbeatRequest& request) {
+    v1::HeartbeatResponse response;
+    if (request.step() < step_) return response;
+    set_(response);
+    {
+      std::lock_guard lock(mutex_);
+      sent_ = true;
+    }
+    changed_.notify_all();
+    return response;
+  }
+  bool sent() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 60s, [&] { return sent_; });
+  }
+  // For a ProbedPipeline: holds the run after step `step` until the news has gone out.
+  std::function<void(int)> HoldAfterItsStep() {
+    return [this](int step) {
+      if (step == step_) {
+        EXPECT_TRUE(sent()) << "no heartbeat reported step " << step_;
+      }
+    };
+  }
+
+ private:
+  const int step_;
+  const std::function<void(v1::HeartbeatResponse&)> set_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool sent_ = false;
+};
 
 class GroupTest : public ::testing::Test {
  protected:
@@ -205,29 +236,14 @@ TEST_F(GroupTest, ALeaderAloneTakesAJobToItsEnd) {
 }
 
 TEST_F(GroupTest, ACancelStopsEveryRankAtTheSameStep) {
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool cancel_sent = false;
+  News cancel(2, [](v1::HeartbeatResponse& response) { response.set_cancel(true); });
   FakeSource source;
-  source.reply = [&](const v1::HeartbeatRequest& request) {
-    v1::HeartbeatResponse response;
-    if (request.step() >= 2) {
-      response.set_cancel(true);
-      std::lock_guard lock(mutex);
-      cancel_sent = true;
-    }
-    changed.notify_all();
-    return response;
-  };
+  source.reply = [&](const v1::HeartbeatRequest& request) { return cancel.Reply(request); };
   source.Add(DemoJob(20), "job-1");
   MemoryStore store;
   MemoryConsensus rank0(store, 0), rank1(store, 1);
   // The leader holds after its second step until the server has said cancel.
-  auto leader_pipeline = std::make_unique<ProbedPipeline>([&](int step) {
-    if (step == 2) {
-      EXPECT_TRUE(WaitUntil(mutex, changed, [&] { return cancel_sent; }));
-    }
-  });
+  auto leader_pipeline = std::make_unique<ProbedPipeline>(cancel.HoldAfterItsStep());
   auto follower_pipeline = std::make_unique<ProbedPipeline>();
   const auto leader_steps = leader_pipeline->steps_run(), follower_steps = follower_pipeline->steps_run();
   Group leader(std::move(leader_pipeline), &rank0, Options());
@@ -259,27 +275,11 @@ TEST_F(GroupTest, ACancelStopsEveryRankAtTheSameStep) {
 }
 
 TEST_F(GroupTest, ALostLeaseDropsTheJobWithoutReports) {
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool lost = false;
+  News lost(1, [](v1::HeartbeatResponse& response) { response.set_lease_lost(true); });
   FakeSource source;
-  source.reply = [&](const v1::HeartbeatRequest& request) {
-    v1::HeartbeatResponse response;
-    if (request.step() >= 1) {
-      response.set_lease_lost(true);
-      std::lock_guard lock(mutex);
-      lost = true;
-    }
-    changed.notify_all();
-    return response;
-  };
+  source.reply = [&](const v1::HeartbeatRequest& request) { return lost.Reply(request); };
   source.Add(DemoJob(10), "job-1");
-  Group group(std::make_unique<ProbedPipeline>([&](int step) {
-                if (step == 1) {
-                  EXPECT_TRUE(WaitUntil(mutex, changed, [&] { return lost; }));
-                }
-              }),
-              nullptr, Options());
+  Group group(std::make_unique<ProbedPipeline>(lost.HoldAfterItsStep()), nullptr, Options());
   ASSERT_TRUE(group.LeadOne(source, 0ms));
   EXPECT_TRUE(source.completed.empty());
   EXPECT_TRUE(source.failed.empty()) << "another group holds the job now: this one must not report on it";
