@@ -1,8 +1,5 @@
 #include "parallel/attention.h"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
 #include <optional>
 
 #include <torch/torch.h>
@@ -12,48 +9,6 @@
 #include "parallel/world.h"
 
 namespace vidgen::parallel {
-namespace {
-
-// Scores held at once: 2^24 fp32 values (64 MiB), as the local kernel.
-constexpr std::int64_t kScoreBudget = std::int64_t{1} << 24;
-
-}  // namespace
-
-std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                   std::int64_t key_offset,
-                                                   const std::vector<std::int64_t>& valid_lengths, double scale) {
-  const std::int64_t batch = q.size(0), lq = q.size(1), heads = q.size(2), lk = k.size(1);
-  const auto qh = q.transpose(1, 2);        // [B, H, Lq, D]
-  const auto kt = k.permute({0, 2, 3, 1});  // [B, H, D, Lk]
-  const auto vh = v.transpose(1, 2);
-  const auto positions = torch::arange(key_offset, key_offset + lk, torch::TensorOptions().device(q.device()));
-  const auto lengths = torch::tensor(valid_lengths, torch::kLong).to(q.device()).view({-1, 1});
-  const auto mask = (positions.view({1, -1}) >= lengths).view({batch, 1, 1, lk});
-  // Blocks whose keys are all real (the common case) skip the masking passes.
-  const bool all_valid = key_offset + lk <= *std::min_element(valid_lengths.begin(), valid_lengths.end());
-
-  auto out = torch::empty({batch, heads, lq, v.size(3)}, q.options().dtype(torch::kFloat));
-  auto lse = torch::empty({batch, heads, lq}, q.options().dtype(torch::kFloat));
-  const std::int64_t block = std::max<std::int64_t>(1, kScoreBudget / std::max<std::int64_t>(1, batch * heads * lk));
-  for (std::int64_t start = 0; start < lq; start += block) {
-    const std::int64_t end = std::min(lq, start + block);
-    auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
-    if (!all_valid) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-    // The unnormalised weights exp(s − max) go into the product and the row sums divide its much smaller result;
-    // lse = max + log(sum). A row whose keys are all masked gets max 0, sum 0: out 0, lse −inf.
-    auto row_max = std::get<0>(scores.max(-1, /*keepdim=*/true));
-    if (!all_valid) row_max.masked_fill_(row_max.isinf(), 0.0);
-    scores.sub_(row_max).exp_();
-    const auto row_sum = scores.sum(-1, /*keepdim=*/true);
-    // Products in the inputs' dtype (bf16 in production), weights and merge in fp32.
-    out.slice(2, start, end)
-        .copy_(torch::matmul(scores.to(vh.scalar_type()), vh))
-        .div_(row_sum.clamp_min(std::numeric_limits<float>::min()));
-    lse.slice(2, start, end).copy_(row_sum.log_().add_(row_max).squeeze(-1));
-  }
-  return {out.transpose(1, 2), lse};
-}
-
 void MergeAttention(at::Tensor& out, at::Tensor& lse, const at::Tensor& block_out, const at::Tensor& block_lse) {
   const auto merged = torch::logaddexp(lse, block_lse);
   const auto finite = torch::isfinite(merged);
@@ -90,7 +45,6 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
   if (heads % u != 0) {
     Fail(ErrorCode::kInvalidArgument, "{} attention heads do not divide by the Ulysses degree {}", heads, u);
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   // This rank's head slice of a replicated [B, L, H, D] tensor.
   auto head_slice = [&](const at::Tensor& t) {
     return t.view({t.size(0), t.size(1), u, heads / u, head_dim}).select(2, ulysses.rank());
@@ -119,24 +73,30 @@ JointOutput Run(World& world, const at::Tensor& q, const at::Tensor& k, const at
 
   // Ring: attend to every ring member's key block (and the text keys once), merging by log-sum-exp.
   at::Tensor out, lse;
-  auto merge = [&](std::pair<at::Tensor, at::Tensor> part) {
+  auto merge = [&](const at::Tensor& keys, const at::Tensor& values, const layers::AttentionOptions& options) {
+    at::Tensor block_lse;
+    const auto block_out = layers::Attention(queries, keys, values, options, &block_lse);
     if (!out.defined()) {
-      out = part.first;
-      lse = part.second;
+      out = block_out;
+      lse = block_lse;
     } else {
-      MergeAttention(out, lse, part.first, part.second);
+      MergeAttention(out, lse, block_out, block_lse);
     }
   };
   if (text) {
-    merge(AttentionWithLse(queries, head_slice(text->k).to(q.scalar_type()), head_slice(text->v).to(q.scalar_type()), 0,
-                           text->valid_lengths, scale));
+    layers::AttentionOptions options;
+    options.key_lengths = text->valid_lengths;
+    merge(head_slice(text->k).to(q.scalar_type()), head_slice(text->v).to(q.scalar_type()), options);
   }
   for (int step = 0; step < ring.size(); ++step) {
     const int owner = (ring.rank() - step + ring.size()) % ring.size();
     // The next block travels while this one is attended to.
     std::optional<Group::Shift> next;
     if (step + 1 < ring.size()) next.emplace(ring.StartRingShift(kv));
-    merge(AttentionWithLse(queries, kv[0], kv[1], owner * block_len, valid_lengths, scale));
+    layers::AttentionOptions options;
+    options.key_lengths = valid_lengths;
+    options.key_offset = owner * block_len;
+    merge(kv[0], kv[1], options);
     if (next) kv = next->Wait();
   }
 

@@ -12,13 +12,6 @@ namespace vidgen::parallel {
 
 class World;
 
-// Exact attention that also returns the log-sum-exp of each query's scores: q [B, Lq, H, D], k and v [B, Lk, H, D],
-// `key_offset` the global position of k's first key, keys at or past `valid_lengths[b]` masked. Returns out
-// [B, Lq, H, D] fp32 and lse [B, H, Lq] fp32 (−inf, with out 0, where every key was masked).
-std::pair<at::Tensor, at::Tensor> AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                   std::int64_t key_offset,
-                                                   const std::vector<std::int64_t>& valid_lengths, double scale);
-
 // Merges the partial results of two disjoint key blocks, in place into (out, lse), stably.
 void MergeAttention(at::Tensor& out, at::Tensor& lse, const at::Tensor& block_out, const at::Tensor& block_lse);
 

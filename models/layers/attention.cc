@@ -13,65 +13,80 @@ namespace {
 // Scores held at once by the blocked kernel: 2^24 fp32 values (64 MiB).
 constexpr std::int64_t kScoreBudget = std::int64_t{1} << 24;
 
-// Additive mask [B, 1, 1, Lk]: 0 for real keys, -inf past each sample's length.
-torch::Tensor KeyMask(const std::vector<std::int64_t>& key_lengths, std::int64_t lk, const torch::Device& device) {
-  const auto positions = torch::arange(lk, torch::TensorOptions().dtype(torch::kLong).device(device));
-  const auto lengths = torch::tensor(key_lengths, torch::kLong).to(device).view({-1, 1});
-  const auto masked = positions.view({1, -1}) >= lengths;
-  return torch::zeros(masked.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(device))
-      .masked_fill(masked, -std::numeric_limits<float>::infinity())
-      .view({static_cast<std::int64_t>(key_lengths.size()), 1, 1, lk});
+// Keys masked per sample: [B, 1, 1, Lk] true where the key's position is at or past the sample's length.
+torch::Tensor MaskedKeys(const AttentionOptions& options, std::int64_t lk, const torch::Device& device) {
+  const auto positions =
+      torch::arange(options.key_offset, options.key_offset + lk, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const auto lengths = torch::tensor(options.key_lengths, torch::kLong).to(device).view({-1, 1});
+  return (positions.view({1, -1}) >= lengths).view({static_cast<std::int64_t>(options.key_lengths.size()), 1, 1, lk});
 }
 
-torch::Tensor BlockedAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& mask, bool causal, double scale) {
-  // [B, H, L, D] layout for batched matrix products.
-  const auto qh = q.transpose(1, 2);
+// Exact attention over blocks of queries. The unnormalised weights exp(s − max) go into the product and the row
+// sums divide its much smaller result; lse = max + log(sum). A row whose keys are all masked gets max 0, sum 0:
+// out 0, lse −inf. Returns out [B, H, Lq, D] fp32 and, when asked, lse [B, H, Lq].
+std::pair<torch::Tensor, torch::Tensor> BlockedAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                                         const torch::Tensor& v, const torch::Tensor& masked,
+                                                         bool causal, double scale, bool with_lse) {
+  const auto qh = q.transpose(1, 2);        // [B, H, Lq, D]
   const auto kt = k.permute({0, 2, 3, 1});  // [B, H, D, Lk]
   const auto vh = v.transpose(1, 2);
   const std::int64_t batch = q.size(0), heads = q.size(2), lq = q.size(1), lk = k.size(1);
   const std::int64_t block = std::max<std::int64_t>(1, kScoreBudget / std::max<std::int64_t>(1, batch * heads * lk));
-  auto out = torch::empty({batch, heads, lq, v.size(3)}, v.options());
+  const bool any_masked = masked.defined() || causal;
+  auto out = torch::empty({batch, heads, lq, v.size(3)}, q.options().dtype(torch::kFloat));
+  auto lse = with_lse ? torch::empty({batch, heads, lq}, out.options()) : torch::Tensor();
   for (std::int64_t start = 0; start < lq; start += block) {
     const std::int64_t end = std::min(lq, start + block);
     auto scores = torch::matmul(qh.slice(2, start, end), kt).to(torch::kFloat).mul_(scale);
-    if (mask.defined()) scores.add_(mask);
+    if (masked.defined()) scores.masked_fill_(masked, -std::numeric_limits<float>::infinity());
     if (causal) {
       const auto rows = torch::arange(start, end, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
       const auto keys = torch::arange(lk, rows.options());
       scores.masked_fill_(keys.view({1, -1}) > rows.view({-1, 1}), -std::numeric_limits<float>::infinity());
     }
-    auto weights = torch::softmax(scores, -1);
-    if (mask.defined() || causal) weights.nan_to_num_(0.0);  // rows with every key masked
-    weights = weights.to(v.scalar_type());
-    out.slice(2, start, end).copy_(torch::matmul(weights, vh));
+    auto row_max = std::get<0>(scores.max(-1, /*keepdim=*/true));
+    if (any_masked) row_max.masked_fill_(row_max.isinf(), 0.0);
+    scores.sub_(row_max).exp_();
+    const auto row_sum = scores.sum(-1, /*keepdim=*/true);
+    out.slice(2, start, end)
+        .copy_(torch::matmul(scores.to(vh.scalar_type()), vh))
+        .div_(row_sum.clamp_min(std::numeric_limits<float>::min()));
+    if (with_lse) lse.slice(2, start, end).copy_(row_sum.log().add_(row_max).squeeze(-1));
   }
-  return out.transpose(1, 2);
+  return {out, lse};
 }
 
 }  // namespace
 
-at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options) {
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options,
+                     at::Tensor* lse) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "Attention expects [B, L, H, D] inputs, got ", q.sizes(),
               ", ", k.sizes(), ", ", v.sizes());
   TORCH_CHECK(options.key_lengths.empty() || static_cast<std::int64_t>(options.key_lengths.size()) == q.size(0),
               "Attention: ", options.key_lengths.size(), " key lengths for a batch of ", q.size(0));
+  TORCH_CHECK(!options.causal || options.key_offset == 0, "Attention: a causal mask over a block of keys");
   const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   bool all_keys = true;
-  for (const auto length : options.key_lengths) all_keys = all_keys && length >= k.size(1);
-  const torch::Tensor mask = all_keys ? torch::Tensor() : KeyMask(options.key_lengths, k.size(1), q.device());
+  for (const auto length : options.key_lengths) all_keys = all_keys && length >= options.key_offset + k.size(1);
+  const torch::Tensor masked = all_keys ? torch::Tensor() : MaskedKeys(options, k.size(1), q.device());
   const auto kv_dtype = v.scalar_type();
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (q.is_cuda() && !options.causal) {
-    const auto attn_mask = mask.defined() ? c10::optional<at::Tensor>(mask.to(kv_dtype)) : c10::nullopt;
+  if (q.is_cuda() && !options.causal && !lse) {
+    const auto attn_mask = masked.defined() ? c10::optional<at::Tensor>(masked.logical_not()) : c10::nullopt;
     auto out = at::scaled_dot_product_attention(q.to(kv_dtype).transpose(1, 2), k.to(kv_dtype).transpose(1, 2),
                                                 v.transpose(1, 2), attn_mask, /*dropout_p=*/0.0,
                                                 /*is_causal=*/false, c10::optional<double>(scale));
     return out.transpose(1, 2).to(q.scalar_type());
   }
 #endif
-  return BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, mask, options.causal, scale).to(q.scalar_type());
+  auto [out, block_lse] =
+      BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, masked, options.causal, scale, lse != nullptr);
+  if (lse) {
+    *lse = block_lse;
+    return out.transpose(1, 2);
+  }
+  return out.transpose(1, 2).to(q.scalar_type());
 }
 
 std::vector<std::int64_t> PrefixLengths(const at::Tensor& mask) {

@@ -9,20 +9,25 @@
 namespace vidgen::layers {
 
 struct AttentionOptions {
-  // Per sample, how many leading keys are real; later keys are masked out. Empty: every key is real.
+  // Per sample, how many leading keys of the whole sequence are real; later keys are masked out. Empty: every key
+  // is real.
   std::vector<std::int64_t> key_lengths;
+  // The position in the whole sequence of k's first key, when k is one block of it (ring attention).
+  std::int64_t key_offset = 0;
   // Query i sees keys 0..i only (a decoder; queries and keys are the same positions).
   bool causal = false;
   // Softmax scale; 0 means 1/sqrt(head_dim).
   double scale = 0;
 };
 
-// q: [B, Lq, H, D], k and v: [B, Lk, H, D] -> [B, Lq, H, D] in q's dtype. Computes in the inputs' dtype with the
-// softmax in fp32; a query whose keys are all masked gets 0. On CUDA with LibTorch 2.x it dispatches to scaled_dot_product_attention (flash / memory
-// efficient kernels); elsewhere it runs exact attention over blocks of queries, so the score matrix never exceeds
-// a fixed budget however long the sequence.
-at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                     const AttentionOptions& options = {});
+// q: [B, Lq, H, D], k and v: [B, Lk, H, D] -> [B, Lq, H, D] in q's dtype. Products in the inputs' dtype, the
+// softmax in fp32; a query whose keys are all masked gets 0. With `lse`, also the log-sum-exp of each query's
+// scores [B, H, Lq] fp32 (−inf where every key was masked), for merging results over key blocks; the output is
+// then fp32. On CUDA with LibTorch 2.x, without `lse`, it dispatches to scaled_dot_product_attention (flash /
+// memory-efficient kernels); elsewhere it runs exact attention over blocks of queries, so the score matrix never
+// exceeds a fixed budget however long the sequence.
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options = {},
+                     at::Tensor* lse = nullptr);
 
 // The lengths of masks [B, L] that are a prefix of ones (text masks): key_lengths for Attention. Throws
 // Error(INVALID_ARGUMENT) naming the row whose mask is not a prefix.
