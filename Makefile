@@ -8,7 +8,7 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan test-fuzz bench format clean
+.PHONY: all deps build run test test-asan test-fuzz test-torch2 bench format clean
 
 all: build
 
@@ -27,8 +27,17 @@ RUN_OUT ?= $(BUILD_DIR)/run
 run: build
 	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 
-test: build test-asan test-fuzz
+test: build test-asan test-fuzz test-torch2
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The core (no gRPC, FFmpeg or SQLite) once more against LibTorch 2.x: Debian trixie's 2.6 in a trixie root under
+# the build tree (deploy/torch2-root.sh), with its golden, cache, parallel and unit suites.
+TORCH2_DIR ?= build-torch2
+test-torch2: deps
+	./deploy/torch2-root.sh $(TORCH2_DIR)/root \
+	  "cmake -S . -B $(TORCH2_DIR)/core -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF && \
+	   cmake --build $(TORCH2_DIR)/core -j $(JOBS) && \
+	   cd $(TORCH2_DIR)/core && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)"
 
 # The parsers of untrusted checkpoint bytes once more under AddressSanitizer and UndefinedBehaviorSanitizer: a
 # second, small build of the LibTorch-free format library and its tests.
@@ -69,4 +78,4 @@ format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR) $(TORCH2_DIR)

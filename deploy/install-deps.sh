@@ -13,6 +13,7 @@ packages=(
   libpng-dev libgtest-dev libicu-dev zlib1g-dev
   gnuplot-nox
   clang libclang-rt-14-dev
+  mmdebstrap
 )
 
 missing=()

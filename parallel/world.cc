@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
+#include <torch/version.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -179,6 +180,11 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
   options.isServer = rendezvous.rank == 0;
   options.numWorkers = rendezvous.world_size;
   options.timeout = rendezvous.timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  // The store's own socket server, not libuv (the default since 2.4): builds without libuv (Debian's) refuse it, and
+  // a group's few ranks do not need it.
+  options.useLibUV = false;
+#endif
   try {
     store_ = c10::make_intrusive<c10d::TCPStore>(rendezvous.master_addr, options);
   } catch (const std::exception& e) {
