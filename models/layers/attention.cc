@@ -1,6 +1,8 @@
 #include "models/layers/attention.h"
 
 #include <cmath>
+#include <limits>
+#include <optional>
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -10,9 +12,6 @@
 namespace vidgen::layers {
 namespace {
 
-// Scores held at once by the blocked kernel: 2^24 fp32 values (64 MiB).
-constexpr std::int64_t kScoreBudget = std::int64_t{1} << 24;
-
 // Keys masked per sample: [B, 1, 1, Lk] true where the key's position is at or past the sample's length.
 torch::Tensor MaskedKeys(const AttentionOptions& options, std::int64_t lk, const torch::Device& device) {
   const auto positions =
@@ -20,6 +19,44 @@ torch::Tensor MaskedKeys(const AttentionOptions& options, std::int64_t lk, const
   const auto lengths = torch::tensor(options.key_lengths, torch::kLong).to(device).view({-1, 1});
   return (positions.view({1, -1}) >= lengths).view({static_cast<std::int64_t>(options.key_lengths.size()), 1, 1, lk});
 }
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define VIDGEN_FUSED_ATTENTION 1
+// LibTorch's fused kernels on [B, H, L, D] inputs of one dtype: the CPU flash kernel, and on CUDA flash (no mask,
+// half precision) or memory-efficient attention, each returning the log-sum-exp [B, H, Lq] fp32 when asked.
+// `masked` as MaskedKeys. Samples with no key at all come out as garbage here; the caller zeroes them.
+std::pair<torch::Tensor, torch::Tensor> FusedAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                                       const torch::Tensor& v, const torch::Tensor& masked,
+                                                       bool causal, double scale, bool with_lse) {
+  const std::int64_t lq = q.size(2), lk = k.size(2);
+  // An additive bias of q's dtype; CUDA wants its rows 16-element aligned, so it is a view into a padded buffer.
+  auto bias = [&]() -> std::optional<torch::Tensor> {
+    if (!masked.defined()) return std::nullopt;
+    const std::int64_t padded = (lk + 15) / 16 * 16;
+    auto buffer = torch::zeros({masked.size(0), 1, 1, padded}, q.options());
+    buffer.slice(3, 0, lk).masked_fill_(masked, -std::numeric_limits<float>::infinity());
+    return buffer.slice(3, 0, lk).expand({q.size(0), q.size(1), lq, lk});
+  };
+  if (!q.is_cuda()) {
+    auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, /*dropout_p=*/0.0, causal, bias(), scale);
+    return {out, with_lse ? lse : torch::Tensor()};
+  }
+  if (!with_lse) {
+    auto mask = masked.defined() ? std::optional<torch::Tensor>(masked.logical_not()) : std::nullopt;
+    return {at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, causal, scale), {}};
+  }
+  if (!masked.defined() && q.scalar_type() != torch::kFloat && q.size(3) <= 256) {
+    const auto result = at::_scaled_dot_product_flash_attention(q, k, v, /*dropout_p=*/0.0, causal,
+                                                                /*return_debug_mask=*/false, scale);
+    return {std::get<0>(result), std::get<1>(result)};
+  }
+  const auto result =
+      at::_scaled_dot_product_efficient_attention(q, k, v, bias(), /*compute_log_sumexp=*/true, 0.0, causal, scale);
+  return {std::get<0>(result), std::get<1>(result).slice(2, 0, lq)};
+}
+#else
+// Scores held at once by the blocked kernel: 2^24 fp32 values (64 MiB).
+constexpr std::int64_t kScoreBudget = std::int64_t{1} << 24;
 
 // Exact attention over blocks of queries. The unnormalised weights exp(s − max) go into the product and the row
 // sums divide its much smaller result; lse = max + log(sum). A row whose keys are all masked gets max 0, sum 0:
@@ -55,6 +92,7 @@ std::pair<torch::Tensor, torch::Tensor> BlockedAttention(const torch::Tensor& q,
   }
   return {out, lse};
 }
+#endif
 
 }  // namespace
 
@@ -71,20 +109,33 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const torch::Tensor masked = all_keys ? torch::Tensor() : MaskedKeys(options, k.size(1), q.device());
   const auto kv_dtype = v.scalar_type();
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (q.is_cuda() && !options.causal && !lse) {
-    const auto attn_mask = masked.defined() ? c10::optional<at::Tensor>(masked.logical_not()) : c10::nullopt;
-    auto out = at::scaled_dot_product_attention(q.to(kv_dtype).transpose(1, 2), k.to(kv_dtype).transpose(1, 2),
-                                                v.transpose(1, 2), attn_mask, /*dropout_p=*/0.0,
-                                                /*is_causal=*/false, c10::optional<double>(scale));
-    return out.transpose(1, 2).to(q.scalar_type());
+  // Samples with no key in this block (a ring block past their length) get out 0 and lse −inf.
+  std::vector<std::int64_t> empty;
+  for (std::size_t b = 0; b < options.key_lengths.size(); ++b) {
+    if (options.key_lengths[b] <= options.key_offset) empty.push_back(static_cast<std::int64_t>(b));
   }
+  const bool with_lse = lse != nullptr;
+  torch::Tensor out, block_lse;  // [B, H, Lq, D], [B, H, Lq]
+  if (static_cast<std::int64_t>(empty.size()) == q.size(0)) {
+    out = torch::zeros({q.size(0), q.size(2), q.size(1), v.size(3)}, q.options().dtype(torch::kFloat));
+    if (with_lse) block_lse = torch::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, out.options());
+  } else {
+#ifdef VIDGEN_FUSED_ATTENTION
+    std::tie(out, block_lse) = FusedAttention(q.to(kv_dtype).transpose(1, 2), k.to(kv_dtype).transpose(1, 2),
+                                              v.transpose(1, 2), masked, options.causal, scale, with_lse);
+#else
+    std::tie(out, block_lse) =
+        BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, masked, options.causal, scale, with_lse);
 #endif
-  auto [out, block_lse] =
-      BlockedAttention(q.to(kv_dtype), k.to(kv_dtype), v, masked, options.causal, scale, lse != nullptr);
-  if (lse) {
-    *lse = block_lse;
-    return out.transpose(1, 2);
+    if (!empty.empty()) {
+      const auto rows = torch::tensor(empty, torch::kLong).to(q.device());
+      out = out.index_fill(0, rows, 0.0);
+      if (with_lse) block_lse = block_lse.index_fill(0, rows, -INFINITY);
+    }
+  }
+  if (with_lse) {
+    *lse = block_lse.to(torch::kFloat);
+    return out.transpose(1, 2).to(torch::kFloat);
   }
   return out.transpose(1, 2).to(q.scalar_type());
 }

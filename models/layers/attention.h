@@ -23,9 +23,9 @@ struct AttentionOptions {
 // q: [B, Lq, H, D], k and v: [B, Lk, H, D] -> [B, Lq, H, D] in q's dtype. Products in the inputs' dtype, the
 // softmax in fp32; a query whose keys are all masked gets 0. With `lse`, also the log-sum-exp of each query's
 // scores [B, H, Lq] fp32 (−inf where every key was masked), for merging results over key blocks; the output is
-// then fp32. On CUDA with LibTorch 2.x, without `lse`, it dispatches to scaled_dot_product_attention (flash /
-// memory-efficient kernels); elsewhere it runs exact attention over blocks of queries, so the score matrix never
-// exceeds a fixed budget however long the sequence.
+// then fp32. With LibTorch ≥ 2.3 it runs LibTorch's fused kernels (on CUDA flash or memory-efficient attention,
+// on the CPU the flash kernel), the log-sum-exp included; with older ones exact attention over blocks of queries,
+// so the score matrix never exceeds a fixed budget however long the sequence.
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options = {},
                      at::Tensor* lse = nullptr);
 
