@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "models/layers/layers.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::dit {
 
@@ -19,8 +20,8 @@ at::Tensor Activate(Activation activation, const at::Tensor& x) {
 }
 
 MlpImpl::MlpImpl(const MlpOptions& options) : activation(options.activation) {
-  first = register_module(options.first, torch::nn::Linear(options.in, options.hidden));
-  second = register_module(options.second, torch::nn::Linear(options.hidden, options.out));
+  first = register_module(options.first, layers::Linear(options.in, options.hidden));
+  second = register_module(options.second, layers::Linear(options.hidden, options.out));
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
@@ -28,7 +29,7 @@ at::Tensor MlpImpl::forward(const at::Tensor& x) {
 }
 
 SiluLinearImpl::SiluLinearImpl(std::int64_t in, std::int64_t out, const std::string& name) {
-  linear = register_module(name, torch::nn::Linear(in, out));
+  linear = register_module(name, layers::Linear(in, out));
 }
 
 at::Tensor SiluLinearImpl::forward(const at::Tensor& x) {

@@ -10,6 +10,7 @@
 #include "models/io/weight_store.h"
 #include "models/layers/attention.h"
 #include "models/layers/layers.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::encoders {
 namespace {
@@ -47,10 +48,10 @@ ClipTextConfig ReadClipTextConfig(const std::string& path) {
 }
 
 ClipAttentionImpl::ClipAttentionImpl(std::int64_t dim, std::int64_t heads) : heads(heads) {
-  q_proj = register_module("q_proj", torch::nn::Linear(dim, dim));
-  k_proj = register_module("k_proj", torch::nn::Linear(dim, dim));
-  v_proj = register_module("v_proj", torch::nn::Linear(dim, dim));
-  out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
+  q_proj = register_module("q_proj", layers::Linear(dim, dim));
+  k_proj = register_module("k_proj", layers::Linear(dim, dim));
+  v_proj = register_module("v_proj", layers::Linear(dim, dim));
+  out_proj = register_module("out_proj", layers::Linear(dim, dim));
 }
 
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const std::vector<std::int64_t>& key_lengths) {
@@ -81,9 +82,9 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextConfig& config) : config_
   const std::int64_t d = config.hidden_size;
   auto text_model = Holder(*this, "text_model");
   auto embeddings = Holder(*text_model, "embeddings");
-  token_embedding = embeddings->register_module("token_embedding", torch::nn::Embedding(config.vocab_size, d));
+  token_embedding = embeddings->register_module("token_embedding", layers::Embedding(config.vocab_size, d));
   position_embedding =
-      embeddings->register_module("position_embedding", torch::nn::Embedding(config.max_position_embeddings, d));
+      embeddings->register_module("position_embedding", layers::Embedding(config.max_position_embeddings, d));
   layers = Holder(*text_model, "encoder")->register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(ClipLayer(config));
   final_layer_norm = text_model->register_module("final_layer_norm", Norm(d, config.layer_norm_eps));
@@ -108,7 +109,13 @@ ClipTextOutput ClipTextEncoderImpl::Forward(const at::Tensor& ids, const at::Ten
 }
 
 ClipTextEncoder LoadClipTextEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
-  ClipTextEncoder encoder(ReadClipTextConfig((std::filesystem::path(dir) / "config.json").string()));
+  const auto config = ReadClipTextConfig((std::filesystem::path(dir) / "config.json").string());
+  ClipTextEncoder encoder(nullptr);
+  {
+    layers::DeferredInit deferred;
+    encoder = ClipTextEncoder(config);
+  }
+  layers::CastParameters(*encoder, dtype);
   io::WeightStore store;
   store.AddSafetensors(dir, "model");
   // A whole CLIP model's file: keep its text tower.
@@ -117,8 +124,8 @@ ClipTextEncoder LoadClipTextEncoder(const std::string& dir, c10::ScalarType dtyp
     store.Rename([](const std::string& name) { return "text_model." + name; });
   }
   store.Erase("text_model.embeddings.position_ids");
-  store.LoadInto(*encoder);
-  encoder->to(device, dtype);
+  store.LoadInto(*encoder, {.allow_unexpected = false, .what = "the CLIP text encoder", .device = device});
+  encoder->eval();
   spdlog::info("loaded the CLIP text encoder from '{}' ({} layers, width {})", dir, encoder->config().num_hidden_layers,
                encoder->config().hidden_size);
   return encoder;

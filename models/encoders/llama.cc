@@ -10,6 +10,7 @@
 #include "models/io/json_config.h"
 #include "models/io/weight_store.h"
 #include "models/layers/attention.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::encoders {
 namespace {
@@ -62,7 +63,7 @@ LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& config) : config(config) {
   const std::int64_t d = config.hidden_size, kv = config.num_key_value_heads * config.head_dim;
   const std::int64_t inner = config.num_attention_heads * config.head_dim, f = config.intermediate_size;
   auto linear = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    return layers::Linear(in, out, false);
   };
   input_layernorm = register_module("input_layernorm", layers::RmsNorm(d, config.rms_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", layers::RmsNorm(d, config.rms_norm_eps));
@@ -101,7 +102,7 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
 }
 
 LlamaEncoderImpl::LlamaEncoderImpl(const LlamaConfig& config) : config_(config) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  embed_tokens = register_module("embed_tokens", layers::Embedding(config.vocab_size, config.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(LlamaLayer(config));
   norm = register_module("norm", layers::RmsNorm(config.hidden_size, config.rms_norm_eps));
@@ -129,7 +130,13 @@ at::Tensor LlamaEncoderImpl::HiddenState(const at::Tensor& ids, const at::Tensor
 }
 
 LlamaEncoder LoadLlamaEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
-  LlamaEncoder encoder(ReadLlamaConfig((std::filesystem::path(dir) / "config.json").string()));
+  const auto config = ReadLlamaConfig((std::filesystem::path(dir) / "config.json").string());
+  LlamaEncoder encoder(nullptr);
+  {
+    layers::DeferredInit deferred;
+    encoder = LlamaEncoder(config);
+  }
+  layers::CastParameters(*encoder, dtype);
   io::WeightStore store;
   store.AddSafetensors(dir, "model");
   for (const char* prefix : {"language_model.model.", "model."}) {
@@ -139,8 +146,8 @@ LlamaEncoder LoadLlamaEncoder(const std::string& dir, c10::ScalarType dtype, c10
     }
   }
   store.Erase("lm_head.weight");
-  store.LoadInto(*encoder);
-  encoder->to(device, dtype);
+  store.LoadInto(*encoder, {.allow_unexpected = false, .what = "the LLaMA text encoder", .device = device});
+  encoder->eval();
   spdlog::info("loaded the LLaMA text encoder from '{}' ({} layers, width {})", dir,
                encoder->config().num_hidden_layers, encoder->config().hidden_size);
   return encoder;

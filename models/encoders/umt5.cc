@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "models/io/weight_store.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::encoders {
 namespace {
@@ -55,7 +56,7 @@ UmT5Config InferUmT5Config(const io::WeightStore& weights) {
 }
 
 T5LayerNormImpl::T5LayerNormImpl(std::int64_t dim) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", layers::NewParameter({dim}, 1.0));
 }
 
 at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) {
@@ -68,7 +69,7 @@ at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) {
 
 T5AttentionImpl::T5AttentionImpl(const UmT5Config& config) : num_heads(config.num_heads) {
   auto linear = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    return layers::Linear(in, out, false);
   };
   q = register_module("q", linear(config.dim, config.dim_attn));
   k = register_module("k", linear(config.dim, config.dim_attn));
@@ -89,7 +90,7 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias)
 
 T5FeedForwardImpl::T5FeedForwardImpl(const UmT5Config& config) {
   auto linear = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    return layers::Linear(in, out, false);
   };
   gate = register_module("gate", torch::nn::Sequential(linear(config.dim, config.dim_ffn)));
   fc1 = register_module("fc1", linear(config.dim, config.dim_ffn));
@@ -102,7 +103,7 @@ at::Tensor T5FeedForwardImpl::forward(const at::Tensor& x) {
 
 T5RelativeEmbeddingImpl::T5RelativeEmbeddingImpl(const UmT5Config& config)
     : num_buckets(config.num_buckets), max_distance(config.max_distance) {
-  embedding = register_module("embedding", torch::nn::Embedding(config.num_buckets, config.num_heads));
+  embedding = register_module("embedding", layers::Embedding(config.num_buckets, config.num_heads));
 }
 
 at::Tensor T5RelativeEmbeddingImpl::forward(std::int64_t length) {
@@ -140,7 +141,7 @@ at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& padded_ke
 }
 
 UmT5EncoderImpl::UmT5EncoderImpl(const UmT5Config& config) {
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(config.vocab, config.dim));
+  token_embedding = register_module("token_embedding", layers::Embedding(config.vocab, config.dim));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(T5Block(config));
   norm = register_module("norm", T5LayerNorm(config.dim));
@@ -171,14 +172,18 @@ const io::KeyMap& TransformersUmT5KeyMap() {
   return map;
 }
 
-UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype) {
+UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype, c10::Device device) {
   if (weights.Contains("shared.weight")) {
     weights.Rename(TransformersUmT5KeyMap());
     weights.Erase("encoder.embed_tokens.weight");  // tied to shared.weight
   }
-  UmT5Encoder encoder(InferUmT5Config(weights));
-  weights.LoadInto(*encoder, {.allow_unexpected = false, .what = "the umT5 text encoder"});
-  encoder->to(dtype);
+  UmT5Encoder encoder(nullptr);
+  {
+    layers::DeferredInit deferred;
+    encoder = UmT5Encoder(InferUmT5Config(weights));
+  }
+  layers::CastParameters(*encoder, dtype);
+  weights.LoadInto(*encoder, {.allow_unexpected = false, .what = "the umT5 text encoder", .device = device});
   encoder->eval();
   return encoder;
 }

@@ -5,6 +5,8 @@
 #include <cstdint>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -88,8 +90,8 @@ TORCH_MODULE(UmT5Encoder);
 // transformers' UMT5EncoderModel names (diffusers' text_encoder/) -> the release's (models.md C.1).
 const io::KeyMap& TransformersUmT5KeyMap();
 
-// The encoder from its weights in either naming, its products in `dtype`, in eval mode. Throws Error listing what
+// The encoder from its weights in either naming, in `dtype` on `device`, in eval mode. Throws Error listing what
 // does not fit.
-UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype);
+UmT5Encoder LoadUmT5Encoder(io::WeightStore& weights, c10::ScalarType dtype, c10::Device device);
 
 }  // namespace vidgen::encoders

@@ -6,6 +6,7 @@
 #include "models/layers/attention.h"
 #include "models/dit/rope.h"
 #include "models/dit/attention.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -43,8 +44,8 @@ at::Tensor TimestepEmbedderImpl::forward(const at::Tensor& t) {
 RefinerBlockImpl::RefinerBlockImpl(const HunyuanDitConfig& config) : heads(config.heads_num) {
   const std::int64_t d = config.hidden_size;
   norm1 = register_module("norm1", layers::AffineLayerNorm(d, kEps));
-  self_attn_qkv = register_module("self_attn_qkv", torch::nn::Linear(d, 3 * d));
-  self_attn_proj = register_module("self_attn_proj", torch::nn::Linear(d, d));
+  self_attn_qkv = register_module("self_attn_qkv", layers::Linear(d, 3 * d));
+  self_attn_proj = register_module("self_attn_proj", layers::Linear(d, d));
   norm2 = register_module("norm2", layers::AffineLayerNorm(d, kEps));
   mlp = register_module("mlp", dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kSilu, "fc1", "fc2")));
   adaLN_modulation = register_module("adaLN_modulation", dit::SiluLinear(d, 2 * d, "1"));
@@ -69,7 +70,7 @@ at::Tensor RefinerBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, c
 
 TokenRefinerImpl::TokenRefinerImpl(const HunyuanDitConfig& config) {
   const std::int64_t d = config.hidden_size;
-  input_embedder = register_module("input_embedder", torch::nn::Linear(config.text_states_dim, d));
+  input_embedder = register_module("input_embedder", layers::Linear(config.text_states_dim, d));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
   c_embedder = register_module(
       "c_embedder", dit::Mlp(dit::MlpOptions(config.text_states_dim, d, d, dit::Activation::kSilu, "linear_1", "linear_2")));
@@ -95,10 +96,10 @@ StreamModules RegisterStream(torch::nn::Module& block, const std::string& prefix
   StreamModules s;
   s.mod = block.register_module(prefix + "_mod", dit::SiluLinear(d, 6 * d, "linear"));
   s.attn_qkv = block.register_module(prefix + "_attn_qkv",
-                                     torch::nn::Linear(torch::nn::LinearOptions(d, 3 * d).bias(config.qkv_bias)));
+                                     layers::Linear(d, 3 * d, config.qkv_bias));
   s.attn_q_norm = block.register_module(prefix + "_attn_q_norm", layers::RmsNorm(hd, kEps));
   s.attn_k_norm = block.register_module(prefix + "_attn_k_norm", layers::RmsNorm(hd, kEps));
-  s.attn_proj = block.register_module(prefix + "_attn_proj", torch::nn::Linear(d, d));
+  s.attn_proj = block.register_module(prefix + "_attn_proj", layers::Linear(d, d));
   s.mlp = block.register_module(
       prefix + "_mlp", dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kGeluTanh, "fc1", "fc2")));
   return s;
@@ -139,8 +140,8 @@ void DoubleBlockImpl::forward(at::Tensor& image, at::Tensor& text, const at::Ten
 SingleBlockImpl::SingleBlockImpl(const HunyuanDitConfig& config)
     : heads(config.heads_num), mlp_hidden(config.mlp_hidden()) {
   const std::int64_t d = config.hidden_size, hd = config.head_dim();
-  linear1 = register_module("linear1", torch::nn::Linear(d, 3 * d + mlp_hidden));
-  linear2 = register_module("linear2", torch::nn::Linear(d + mlp_hidden, d));
+  linear1 = register_module("linear1", layers::Linear(d, 3 * d + mlp_hidden));
+  linear2 = register_module("linear2", layers::Linear(d + mlp_hidden, d));
   q_norm = register_module("q_norm", layers::RmsNorm(hd, kEps));
   k_norm = register_module("k_norm", layers::RmsNorm(hd, kEps));
   modulation = register_module("modulation", dit::SiluLinear(d, 3 * d, "linear"));
@@ -162,7 +163,7 @@ void SingleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor
                                                    {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)},
                                                    layout.image, layout.text_valid);
     const auto attention = torch::cat({image, text}, 1).flatten(2);
-    return layers::Project(linear2, torch::cat({attention, layers::GeluTanh(h.slice(-1, 3 * d))}, -1));
+    return layers::Project(linear2, torch::cat({attention, dit::Activate(dit::Activation::kGeluTanh, h.slice(-1, 3 * d))}, -1));
   };
   const auto out = (cache ? cache->Branch(branch, compute) : compute()) * m[2];
   img = img + out.slice(1, 0, chunk).to(img.scalar_type());
@@ -176,7 +177,7 @@ HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config)
   const auto& p = config.patch_size;
   auto img_in = register_module("img_in", Namespace());
   patch = img_in->register_module(
-      "proj", torch::nn::Conv3d(torch::nn::Conv3dOptions(config.in_channels, d, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
+      "proj", layers::Conv3d(torch::nn::Conv3dOptions(config.in_channels, d, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
   time_in = register_module("time_in", TimestepEmbedder(d));
   vector_in = register_module(
       "vector_in", dit::Mlp(dit::MlpOptions(config.text_states_dim_2, d, d, dit::Activation::kSilu, "in_layer", "out_layer")));
@@ -187,7 +188,7 @@ HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config)
   single_blocks = register_module("single_blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.single_blocks; ++i) single_blocks->push_back(SingleBlock(config));
   auto final_layer = register_module("final_layer", Namespace());
-  final_linear = final_layer->register_module("linear", torch::nn::Linear(d, config.out_channels * space_.patch_volume()));
+  final_linear = final_layer->register_module("linear", layers::Linear(d, config.out_channels * space_.patch_volume()));
   final_modulation = final_layer->register_module("adaLN_modulation", dit::SiluLinear(d, 2 * d, "1"));
 }
 
@@ -223,8 +224,8 @@ cache::CacheFootprint HunyuanDitImpl::Footprint(std::int64_t batch, std::int64_t
 }
 
 void HunyuanDitImpl::SetComputeDType(c10::ScalarType dtype) {
-  to(dtype);
-  // Norm weights stay fp32: the norms compute in fp32 and RmsNorm multiplies after casting back.
+  // Everything, as the reference casts the whole model; the norms compute in fp32 and multiply after casting back.
+  layers::CastParameters(*this, dtype);
 }
 
 at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const HunyuanLayout& layout,

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -123,7 +124,7 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
     config = diffusers ? ReadDiffusersHunyuanConfig(config_path.string()) : ReadHunyuanDitConfig(config_path.string());
   }
   if (diffusers) DiffusersToReleased(store, config);
-  // Check the sizes against the weights before building anything (a wrong folder must not allocate a 13B model).
+  // Check the sizes against the weights before building anything.
   if (!store.Contains("img_in.proj.weight") || !store.Contains("final_layer.linear.weight")) {
     Fail(ErrorCode::kNotFound, "'{}' holds no HunyuanVideo transformer (no img_in.proj / final_layer weights)",
          folder.string());
@@ -134,10 +135,13 @@ HunyuanDit LoadHunyuanDit(const std::string& dir, c10::ScalarType dtype, c10::De
          "HunyuanVideo transformer in '{}': its config says width {} and {} input channels, the weights have {} and {}",
          folder.string(), config.hidden_size, config.in_channels, embed.size(0), embed.size(1));
   }
-  HunyuanDit dit(config);
-  store.LoadInto(*dit);
-  dit->to(device);
-  if (dtype != c10::kFloat) dit->SetComputeDType(dtype);
+  HunyuanDit dit(nullptr);
+  {
+    layers::DeferredInit deferred;  // built without memory, filled tensor by tensor in `dtype` on `device`
+    dit = HunyuanDit(config);
+  }
+  dit->SetComputeDType(dtype);
+  store.LoadInto(*dit, {.allow_unexpected = false, .what = "the HunyuanVideo transformer", .device = device});
   spdlog::info("loaded HunyuanVideo transformer from '{}' ({} double, {} single blocks, width {})", folder.string(),
                config.double_blocks, config.single_blocks, config.hidden_size);
   return dit;

@@ -50,9 +50,7 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
   }
   pipeline->dit_ = LoadHunyuanDit(root.string(), options.dtype, options.device);
   pipeline->dit_->eval();
-  pipeline->vae_ = LoadHunyuanVae(Part(root, "vae").string());
-  pipeline->vae_->to(options.device);
-  pipeline->vae_->eval();
+  pipeline->vae_ = LoadHunyuanVae(Part(root, "vae").string(), options.device);
   const auto llama_dir = Part(root, "text_encoder"), clip_dir = Part(root, "text_encoder_2");
   pipeline->llama_tokenizer_ = std::make_unique<text::LlamaTokenizer>(llama_dir.string());
   pipeline->clip_tokenizer_ = std::make_unique<text::ClipTokenizer>(clip_dir.string());

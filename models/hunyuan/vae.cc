@@ -9,6 +9,7 @@
 #include "models/io/json_config.h"
 #include "models/io/weight_store.h"
 #include "models/layers/attention.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::hunyuan {
 namespace {
@@ -112,7 +113,7 @@ HunyuanVaeConfig ReadHunyuanVaeConfig(const std::string& path) {
 CausalConvImpl::CausalConvImpl(std::int64_t in, std::int64_t out, std::int64_t kernel, std::array<std::int64_t, 3> stride)
     : kernel(kernel) {
   conv = register_module(
-      "conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, kernel).stride({stride[0], stride[1], stride[2]})));
+      "conv", layers::Conv3d(torch::nn::Conv3dOptions(in, out, kernel).stride({stride[0], stride[1], stride[2]})));
 }
 
 at::Tensor CausalConvImpl::forward(const at::Tensor& x) {
@@ -138,11 +139,11 @@ at::Tensor ResnetBlockImpl::forward(const at::Tensor& x) {
 
 MidAttentionImpl::MidAttentionImpl(std::int64_t channels, std::int64_t groups) {
   group_norm = register_module("group_norm", Norm(groups, channels));
-  to_q = register_module("to_q", torch::nn::Linear(channels, channels));
-  to_k = register_module("to_k", torch::nn::Linear(channels, channels));
-  to_v = register_module("to_v", torch::nn::Linear(channels, channels));
+  to_q = register_module("to_q", layers::Linear(channels, channels));
+  to_k = register_module("to_k", layers::Linear(channels, channels));
+  to_v = register_module("to_v", layers::Linear(channels, channels));
   auto out = register_module("to_out", torch::nn::ModuleList());
-  to_out = torch::nn::Linear(channels, channels);
+  to_out = layers::Linear(channels, channels);
   out->push_back(to_out);
 }
 
@@ -270,8 +271,8 @@ HunyuanVaeImpl::HunyuanVaeImpl(const HunyuanVaeConfig& config) : config_(config)
   encoder = register_module("encoder", HunyuanVaeEncoder(config));
   decoder = register_module("decoder", HunyuanVaeDecoder(config));
   const std::int64_t latent = config.latent_channels;
-  quant_conv = register_module("quant_conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(2 * latent, 2 * latent, 1)));
-  post_quant_conv = register_module("post_quant_conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(latent, latent, 1)));
+  quant_conv = register_module("quant_conv", layers::Conv3d(torch::nn::Conv3dOptions(2 * latent, 2 * latent, 1)));
+  post_quant_conv = register_module("post_quant_conv", layers::Conv3d(torch::nn::Conv3dOptions(latent, latent, 1)));
 }
 
 std::pair<at::Tensor, at::Tensor> HunyuanVaeImpl::Posterior(const at::Tensor& video) {
@@ -359,10 +360,15 @@ at::Tensor HunyuanVaeImpl::Decode(const at::Tensor& latents, const HunyuanVaeTil
   return video;
 }
 
-HunyuanVae LoadHunyuanVae(const std::string& dir) {
+HunyuanVae LoadHunyuanVae(const std::string& dir, c10::Device device) {
   namespace fs = std::filesystem;
   const auto config_path = fs::path(dir) / "config.json";
-  HunyuanVae vae(fs::exists(config_path) ? ReadHunyuanVaeConfig(config_path.string()) : HunyuanVaeConfig());
+  const auto config = fs::exists(config_path) ? ReadHunyuanVaeConfig(config_path.string()) : HunyuanVaeConfig();
+  HunyuanVae vae(nullptr);
+  {
+    layers::DeferredInit deferred;
+    vae = HunyuanVae(config);
+  }
   io::WeightStore store;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const auto extension = entry.path().extension();
@@ -377,7 +383,7 @@ HunyuanVae LoadHunyuanVae(const std::string& dir) {
   };
   if (any_under("state_dict.")) store.SelectPrefix("state_dict.");
   if (any_under("vae.")) store.SelectPrefix("vae.");
-  store.LoadInto(*vae);
+  store.LoadInto(*vae, {.allow_unexpected = false, .what = "the HunyuanVideo VAE", .device = device});
   vae->eval();
   return vae;
 }

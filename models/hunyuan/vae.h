@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
@@ -139,6 +140,6 @@ TORCH_MODULE(HunyuanVae);
 // Reads a VAE folder: config.json (the released sizes when absent) and its weights (.pt, .pth or .safetensors),
 // as a plain state dict or as the reference's load_vae also accepts, `{"state_dict": {"vae.<name>": ...}}`. Throws
 // Error naming the folder or the tensors that do not fit.
-HunyuanVae LoadHunyuanVae(const std::string& dir);
+HunyuanVae LoadHunyuanVae(const std::string& dir, c10::Device device = c10::Device(c10::DeviceType::CPU));
 
 }  // namespace vidgen::hunyuan

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,6 +37,14 @@ std::shared_ptr<const MappedFile> MappedFile::Open(const std::string& path) {
   }
   ::close(fd);  // The mapping keeps the file alive.
   return std::shared_ptr<const MappedFile>(new MappedFile(path, static_cast<std::uint8_t*>(data), size));
+}
+
+void MappedFile::Release(const std::uint8_t* begin, std::size_t bytes) const {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto start = std::max(reinterpret_cast<std::uintptr_t>(begin), reinterpret_cast<std::uintptr_t>(data_));
+  const auto end = std::min(reinterpret_cast<std::uintptr_t>(begin) + bytes, reinterpret_cast<std::uintptr_t>(data_) + size_);
+  const auto first = (start + page - 1) / page * page, last = end / page * page;
+  if (first < last) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

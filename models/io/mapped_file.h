@@ -25,6 +25,9 @@ class MappedFile {
   std::size_t size() const { return size_; }
   // Writable view of the private (copy-on-write) mapping, for tensors that alias it.
   std::uint8_t* mutable_data() const { return data_; }
+  // Lets the system drop from memory the pages wholly inside [begin, begin + bytes) of this mapping, bytes that were
+  // copied out and are not needed here again (touched again, they are read back from the file).
+  void Release(const std::uint8_t* begin, std::size_t bytes) const;
 
  private:
   MappedFile(std::string path, std::uint8_t* data, std::size_t size)

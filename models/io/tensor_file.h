@@ -29,6 +29,10 @@ at::Tensor TensorFromMappedFile(const std::shared_ptr<const MappedFile>& file, s
                                 std::uint64_t bytes, DType dtype, std::vector<std::int64_t> sizes,
                                 std::vector<std::int64_t> strides, std::string_view what);
 
+// When `tensor` aliases a mapped file, lets the system drop its pages from memory (it stays valid: they are read
+// back if touched). For a tensor whose bytes were copied out.
+void ReleaseFilePages(const at::Tensor& tensor);
+
 class SafetensorsFile {
  public:
   // Maps and validates `path`; throws Error (NOT_FOUND, INVALID_ARGUMENT) naming it.

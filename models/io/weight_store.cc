@@ -209,7 +209,11 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
     throw Error(ErrorCode::kInvalidArgument, message);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [target, source] : copies) target.copy_(*source);
+  for (auto& [target, source] : copies) {
+    auto value = source->to(options.device.value_or(target.device()), target.scalar_type());
+    if (!value.is_same(*source)) ReleaseFilePages(*source);
+    target.set_data(value);
+  }
 }
 
 }  // namespace vidgen::io

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace torch::nn {
 class Module;
@@ -58,10 +59,15 @@ class WeightStore {
     bool allow_unexpected = false;
     // What the module is, for errors ("the Wan DiT"); its C++ name when empty.
     std::string_view what;
+    // Where the parameters go; where each already is when unset.
+    std::optional<c10::Device> device;
   };
-  // Copies into every parameter and buffer of `module` the tensor of the same name, converted to the parameter's
-  // dtype and device. Checks everything first and throws one Error(INVALID_ARGUMENT) that lists every missing,
-  // unexpected and mis-shaped name, in which case the module is left untouched.
+  // Gives every parameter and buffer of `module` (placeholders of layers::DeferredInit included) the tensor of the
+  // same name, converted to the parameter's dtype and to the device, one tensor at a time: a tensor that already
+  // fits is used as it is, straight from the mapped file, and the file pages of one that is converted are let go,
+  // so that loading holds about the final weights and one tensor more. Checks everything first and throws one
+  // Error(INVALID_ARGUMENT) that lists every missing, unexpected and mis-shaped name, in which case the module is
+  // left untouched.
   void LoadInto(torch::nn::Module& module, const LoadOptions& options) const;
   void LoadInto(torch::nn::Module& module) const { LoadInto(module, LoadOptions{}); }
 

@@ -1,4 +1,5 @@
 #include "models/layers/layers.h"
+#include "models/layers/deferred.h"
 
 #include <torch/torch.h>
 
@@ -9,7 +10,7 @@ at::Tensor LayerNormFp32(const at::Tensor& x, double eps) {
 }
 
 RmsNormImpl::RmsNormImpl(std::int64_t dim, double eps) : eps(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", layers::NewParameter({dim}, 1.0));
 }
 
 at::Tensor RmsNormImpl::forward(const at::Tensor& x) {
@@ -19,8 +20,8 @@ at::Tensor RmsNormImpl::forward(const at::Tensor& x) {
 }
 
 AffineLayerNormImpl::AffineLayerNormImpl(std::int64_t dim, double eps) : eps(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
-  bias = register_parameter("bias", torch::zeros({dim}));
+  weight = register_parameter("weight", layers::NewParameter({dim}, 1.0));
+  bias = register_parameter("bias", layers::NewParameter({dim}, 0.0));
 }
 
 at::Tensor AffineLayerNormImpl::forward(const at::Tensor& x) {
@@ -29,19 +30,6 @@ at::Tensor AffineLayerNormImpl::forward(const at::Tensor& x) {
 
 at::Tensor Project(const torch::nn::Linear& linear, const at::Tensor& x) {
   return torch::linear(x.to(linear->weight.scalar_type()), linear->weight, linear->bias);
-}
-
-at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim) {
-  TORCH_CHECK(dim % 2 == 0, "TimestepSinusoid needs an even dim, got ", dim);
-  const std::int64_t half = dim / 2;
-  const auto position = timesteps.to(torch::kFloat64).flatten();
-  const auto frequencies = torch::pow(10000.0, -torch::arange(half, position.options()).div(half));
-  const auto angles = torch::outer(position, frequencies);
-  return torch::cat({torch::cos(angles), torch::sin(angles)}, 1);
-}
-
-at::Tensor GeluTanh(const at::Tensor& x) {
-  return torch::gelu(x, "tanh");
 }
 
 }  // namespace vidgen::layers

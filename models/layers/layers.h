@@ -1,4 +1,4 @@
-// Layers shared by the model families: norms, timestep sinusoids, rotary tables, dtype-aware projections.
+// Layers shared by the model families and their encoders: norms computed in fp32, dtype-aware projections.
 #pragma once
 
 #include <cstdint>
@@ -35,11 +35,5 @@ TORCH_MODULE(AffineLayerNorm);
 // Applies a Linear whose weight may be stored in a narrower dtype than x: x is cast to the weight's dtype, so the
 // product runs in the weight's precision (as under autocast), and the result stays in that dtype.
 at::Tensor Project(const torch::nn::Linear& linear, const at::Tensor& x);
-
-// [cos(t·f_i), sin(t·f_i)] with f_i = 10000^(-i/half), i < half = dim/2, computed in float64 (Wan) -> [N, dim].
-at::Tensor TimestepSinusoid(const at::Tensor& timesteps, std::int64_t dim);
-
-// GELU with the tanh approximation.
-at::Tensor GeluTanh(const at::Tensor& x);
 
 }  // namespace vidgen::layers

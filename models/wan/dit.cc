@@ -5,6 +5,7 @@
 #include "models/dit/rope.h"
 #include "models/layers/attention.h"
 #include "models/dit/attention.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::wan {
 namespace {
@@ -22,10 +23,10 @@ at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) {
 }  // namespace
 
 WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_heads(config.num_heads) {
-  q = register_module("q", torch::nn::Linear(config.dim, config.dim));
-  k = register_module("k", torch::nn::Linear(config.dim, config.dim));
-  v = register_module("v", torch::nn::Linear(config.dim, config.dim));
-  o = register_module("o", torch::nn::Linear(config.dim, config.dim));
+  q = register_module("q", layers::Linear(config.dim, config.dim));
+  k = register_module("k", layers::Linear(config.dim, config.dim));
+  v = register_module("v", layers::Linear(config.dim, config.dim));
+  o = register_module("o", layers::Linear(config.dim, config.dim));
   norm_q = register_module("norm_q", layers::RmsNorm(config.dim, config.eps));
   norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
 }
@@ -42,8 +43,8 @@ at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const dit::TokenLa
 
 WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : WanSelfAttentionImpl(config) {
   if (config.has_image_input()) {
-    k_img = register_module("k_img", torch::nn::Linear(config.dim, config.dim));
-    v_img = register_module("v_img", torch::nn::Linear(config.dim, config.dim));
+    k_img = register_module("k_img", layers::Linear(config.dim, config.dim));
+    v_img = register_module("v_img", layers::Linear(config.dim, config.dim));
     norm_k_img = register_module("norm_k_img", layers::RmsNorm(config.dim, config.eps));
   }
 }
@@ -71,7 +72,7 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
   if (config.cross_attn_norm) norm3 = register_module("norm3", layers::AffineLayerNorm(config.dim, config.eps));
   cross_attn = register_module("cross_attn", WanCrossAttention(config));
   ffn = register_module("ffn", dit::Mlp(dit::MlpOptions(config.dim, config.ffn_dim, config.dim, dit::Activation::kGeluTanh)));
-  modulation = register_parameter("modulation", torch::zeros({1, 6, config.dim}));
+  modulation = register_parameter("modulation", layers::NewParameter({1, 6, config.dim}, 0.0));
 }
 
 at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
@@ -98,8 +99,8 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
 
 WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {
   const std::int64_t patch = config.patch_size[0] * config.patch_size[1] * config.patch_size[2];
-  head = register_module("head", torch::nn::Linear(config.dim, patch * config.out_dim));
-  modulation = register_parameter("modulation", torch::zeros({1, 2, config.dim}));
+  head = register_module("head", layers::Linear(config.dim, patch * config.out_dim));
+  modulation = register_parameter("modulation", layers::NewParameter({1, 2, config.dim}, 0.0));
 }
 
 at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
@@ -110,11 +111,11 @@ at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
 WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim) {
   proj =
       register_module("proj", torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({clip_dim})),
-                                                    torch::nn::Linear(clip_dim, clip_dim), torch::nn::GELU(),
-                                                    torch::nn::Linear(clip_dim, config.dim),
+                                                    layers::Linear(clip_dim, clip_dim), torch::nn::GELU(),
+                                                    layers::Linear(clip_dim, config.dim),
                                                     torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.dim}))));
   if (config.model_type == WanModelType::kFLF2V) {
-    emb_pos = register_parameter("emb_pos", torch::zeros({1, 2 * kClipTokens, clip_dim}));
+    emb_pos = register_parameter("emb_pos", layers::NewParameter({1, 2 * kClipTokens, clip_dim}, 0.0));
   }
 }
 
@@ -132,8 +133,7 @@ WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(con
   const auto& p = config.patch_size;
   patch_embedding = register_module(
       "patch_embedding",
-      torch::nn::Conv3d(
-          torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
+      layers::Conv3d(torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
   text_embedding = register_module(
       "text_embedding", dit::Mlp(dit::MlpOptions(config.text_dim, config.dim, config.dim, dit::Activation::kGeluTanh)));
   time_embedding =
@@ -149,7 +149,9 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   for (const auto& item : named_modules()) {
     const std::string& name = item.key();
     if (name.starts_with("time_") || name.starts_with("head")) continue;
-    if (item.value()->as<torch::nn::Linear>() || item.value()->as<torch::nn::Conv3d>()) item.value()->to(dtype);
+    if (item.value()->as<torch::nn::Linear>() || item.value()->as<torch::nn::Conv3d>()) {
+      layers::CastParameters(*item.value(), dtype);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/layers/deferred.h"
 #include "models/io/json_config.h"
 
 namespace vidgen::wan {
@@ -127,7 +128,7 @@ WanDitConfig ReadDiffusersDitConfig(const std::string& path) {
   return config;
 }
 
-WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dtype) {
+WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dtype, c10::Device device) {
   const fs::path dir(dir_name);
   if (!fs::is_directory(dir)) Fail(ErrorCode::kNotFound, "Wan checkpoint folder '{}' does not exist", dir_name);
   WanCheckpoint checkpoint;
@@ -146,9 +147,12 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
     config = ReadWanDitConfig(Require(dir / "config.json").string());
     dit_weights.AddSafetensors(dir.string(), "diffusion_pytorch_model");
   }
-  checkpoint.dit = WanDit(config);
-  dit_weights.LoadInto(*checkpoint.dit, {.allow_unexpected = false, .what = "the Wan DiT"});
+  {
+    layers::DeferredInit deferred;  // built without memory, filled tensor by tensor in its dtypes on `device`
+    checkpoint.dit = WanDit(config);
+  }
   checkpoint.dit->SetComputeDType(dtype);
+  dit_weights.LoadInto(*checkpoint.dit, {.allow_unexpected = false, .what = "the Wan DiT", .device = device});
   checkpoint.dit->eval();
 
   // Text encoder
@@ -158,7 +162,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   } else {
     t5_weights.AddFile(Require(dir / "models_t5_umt5-xxl-enc-bf16.pth").string());
   }
-  checkpoint.t5 = encoders::LoadUmT5Encoder(t5_weights, dtype);
+  checkpoint.t5 = encoders::LoadUmT5Encoder(t5_weights, dtype, device);
 
   // VAE (fp32)
   io::WeightStore vae_weights;
@@ -168,8 +172,11 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   } else {
     vae_weights.AddFile(Require(dir / "Wan2.1_VAE.pth").string());
   }
-  checkpoint.vae = WanVae(InferWanVaeConfig(vae_weights));
-  vae_weights.LoadInto(*checkpoint.vae, {.allow_unexpected = false, .what = "the Wan VAE"});
+  {
+    layers::DeferredInit deferred;
+    checkpoint.vae = WanVae(InferWanVaeConfig(vae_weights));
+  }
+  vae_weights.LoadInto(*checkpoint.vae, {.allow_unexpected = false, .what = "the Wan VAE", .device = device});
   checkpoint.vae->eval();
 
   const auto tokenizer_dir = diffusers ? dir / "tokenizer" : dir / "google" / "umt5-xxl";

@@ -24,9 +24,11 @@ struct WanCheckpoint {
   WanVae vae{nullptr};
 };
 
-// Detects the layout of `dir` and loads every part: the DiT's matrix products and the T5 in `dtype`, norms,
-// modulation and time embedding in fp32, the VAE in fp32. Throws Error naming the missing file or tensor.
-WanCheckpoint LoadWanCheckpoint(const std::string& dir, c10::ScalarType dtype);
+// Detects the layout of `dir` and loads every part onto `device`, tensor by tensor from the mapped files: the DiT's
+// matrix products and the T5 in `dtype`, norms, modulation and time embedding in fp32, the VAE in fp32. Throws
+// Error naming the missing file or tensor.
+WanCheckpoint LoadWanCheckpoint(const std::string& dir, c10::ScalarType dtype,
+                                c10::Device device = c10::Device(c10::DeviceType::CPU));
 
 // diffusers names -> Wan names (models.md A.6, B.3; the text encoder's are encoders::TransformersUmT5KeyMap).
 const io::KeyMap& DiffusersDitKeyMap();

@@ -24,7 +24,7 @@ WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokeniz
       vae_(std::move(vae)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
-  return FromParts(LoadWanCheckpoint(dir, options.dtype), options);
+  return FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
 }
 
 std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const WanLoadOptions& options) {

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "models/io/weight_store.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::wan {
 namespace {
@@ -63,9 +64,9 @@ CausalSlot& CausalCache::Next() {
 CausalConv3dImpl::CausalConv3dImpl(const CausalConv3dOptions& options)
     : stride(options.stride), padding(options.padding) {
   const auto& k = options.kernel;
-  weight = register_parameter("weight", torch::empty({options.out, options.in, k[0], k[1], k[2]}));
-  bias = register_parameter("bias", torch::zeros({options.out}));
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  weight = register_parameter("weight", layers::NewParameter({options.out, options.in, k[0], k[1], k[2]}, 0.0));
+  bias = register_parameter("bias", layers::NewParameter({options.out}, 0.0));
+  if (!layers::DeferredInit::active()) torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
 }
 
 at::Tensor CausalConv3dImpl::forward(const at::Tensor& x, const at::Tensor& history) {
@@ -91,7 +92,8 @@ at::Tensor CachedCausalConv(CausalConv3dImpl& conv, const at::Tensor& x, CausalC
 }
 
 VaeRmsNormImpl::VaeRmsNormImpl(std::int64_t dim, bool images) {
-  gamma = register_parameter("gamma", images ? torch::ones({dim, 1, 1}) : torch::ones({dim, 1, 1, 1}));
+  gamma = register_parameter("gamma", images ? layers::NewParameter({dim, 1, 1}, 1.0)
+                                                : layers::NewParameter({dim, 1, 1, 1}, 1.0));
 }
 
 at::Tensor VaeRmsNormImpl::forward(const at::Tensor& x) {
@@ -120,8 +122,8 @@ at::Tensor VaeResidualBlockImpl::forward(const at::Tensor& x, CausalCache* cache
 
 VaeAttentionBlockImpl::VaeAttentionBlockImpl(std::int64_t dim) {
   norm = register_module("norm", VaeRmsNorm(dim, /*images=*/true));
-  to_qkv = register_module("to_qkv", torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, 3 * dim, 1)));
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 1)));
+  to_qkv = register_module("to_qkv", layers::Conv2d(torch::nn::Conv2dOptions(dim, 3 * dim, 1)));
+  proj = register_module("proj", layers::Conv2d(torch::nn::Conv2dOptions(dim, dim, 1)));
 }
 
 at::Tensor VaeAttentionBlockImpl::forward(const at::Tensor& x) {
@@ -139,11 +141,11 @@ VaeResampleImpl::VaeResampleImpl(std::int64_t dim, Mode mode) : mode(mode) {
   if (up) {
     resample = register_module(
         "resample", torch::nn::Sequential(torch::nn::Identity(),
-                                          torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim / 2, 3).padding(1))));
+                                          layers::Conv2d(torch::nn::Conv2dOptions(dim, dim / 2, 3).padding(1))));
   } else {
     resample = register_module(
         "resample", torch::nn::Sequential(torch::nn::Identity(),
-                                          torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 3).stride(2))));
+                                          layers::Conv2d(torch::nn::Conv2dOptions(dim, dim, 3).stride(2))));
   }
   if (mode == Mode::kUpsample3d) {
     time_conv =

@@ -1,7 +1,9 @@
 // WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
 #include "models/io/weight_store.h"
+#include "models/layers/deferred.h"
 #include "tests/support/expect_error.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -166,6 +168,105 @@ TEST(WeightStoreGoldenTest, SelectsTheModulePrefixOfHunyuanCheckpoint) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound);
   }
+}
+
+}  // namespace
+}  // namespace vidgen::io
+
+namespace vidgen::io {
+namespace {
+
+// The resident bytes of the mapping that holds `address`, from /proc/self/smaps.
+std::int64_t ResidentBytesOfMapping(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    std::uintptr_t start = 0, end = 0;
+    // A mapping's first line: "start-end perms offset device inode path".
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2) {
+      inside = at >= start && at < end;
+      continue;
+    }
+    std::int64_t kib = 0;
+    if (inside && std::sscanf(line.c_str(), "Rss: %ld kB", &kib) == 1) return kib * 1024;
+  }
+  return -1;
+}
+
+TEST(DeferredInitTest, ModulesBuiltDeferredHoldNoMemoryUntilLoaded) {
+  torch::nn::Linear linear{nullptr};
+  torch::nn::Conv3d conv{nullptr};
+  torch::nn::Embedding embedding{nullptr};
+  {
+    layers::DeferredInit deferred;
+    EXPECT_TRUE(layers::DeferredInit::active());
+    linear = layers::Linear(512, 256);
+    conv = layers::Conv3d(torch::nn::Conv3dOptions(4, 8, {1, 2, 2}).stride({1, 2, 2}));
+    embedding = layers::Embedding(1000, 16);
+  }
+  EXPECT_FALSE(layers::DeferredInit::active());
+  for (const auto& [tensor, sizes] : std::vector<std::pair<at::Tensor, std::vector<std::int64_t>>>{
+           {linear->weight, {256, 512}}, {linear->bias, {256}}, {conv->weight, {8, 4, 1, 2, 2}}, {conv->bias, {8}},
+           {embedding->weight, {1000, 16}}}) {
+    EXPECT_EQ(tensor.sizes().vec(), sizes);
+    EXPECT_TRUE(layers::IsPlaceholder(tensor));
+    EXPECT_LE(tensor.storage().nbytes(), 4u);
+  }
+  EXPECT_EQ(conv->options.in_channels(), 4);
+  EXPECT_EQ(embedding->options.num_embeddings(), 1000);
+  layers::CastParameters(*linear, torch::kBFloat16);
+  EXPECT_EQ(linear->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(layers::IsPlaceholder(linear->weight));
+  // Outside a DeferredInit: ordinary, initialised modules.
+  const auto ordinary = layers::Linear(512, 256);
+  EXPECT_FALSE(layers::IsPlaceholder(ordinary->weight));
+  EXPECT_GT(ordinary->weight.std().item<double>(), 0.0);
+}
+
+class DeferredLoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() / ("vidgen-deferred-" + std::to_string(::getpid()) + ".safetensors");
+    weight_ = torch::randn({1024, 1024});  // 4 MiB in fp32
+    bias_ = torch::randn({1024});
+    WriteSafetensors(path_.string(), {{"weight", weight_}, {"bias", bias_}});
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  static torch::nn::Linear Deferred() {
+    layers::DeferredInit deferred;
+    return layers::Linear(1024, 1024);
+  }
+  std::filesystem::path path_;
+  at::Tensor weight_, bias_;
+};
+
+TEST_F(DeferredLoadTest, ATensorThatFitsIsUsedStraightFromTheMappedFile) {
+  WeightStore store;
+  store.AddFile(path_.string());
+  auto linear = Deferred();
+  store.LoadInto(*linear);
+  EXPECT_EQ(linear->weight.data_ptr(), store.Get("weight").data_ptr()) << "copied, not aliased";
+  EXPECT_TRUE(torch::equal(linear->weight, weight_));
+  EXPECT_TRUE(torch::equal(linear->bias, bias_));
+}
+
+TEST_F(DeferredLoadTest, AConvertedTensorIsFilledAndItsFilePagesAreLetGo) {
+  WeightStore store;
+  store.AddFile(path_.string());
+  auto linear = Deferred();
+  layers::CastParameters(*linear, torch::kBFloat16);
+  const void* mapped = store.Get("weight").data_ptr();
+  store.LoadInto(*linear, {.allow_unexpected = false, .what = "a Linear", .device = c10::Device(c10::kCPU)});
+  EXPECT_EQ(linear->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_FALSE(layers::IsPlaceholder(linear->weight));
+  EXPECT_TRUE(torch::equal(linear->weight, weight_.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(linear->bias, bias_.to(torch::kBFloat16)));
+  // Read to convert, then released: the file's 4 MiB are no longer resident in this process.
+  const auto resident = ResidentBytesOfMapping(mapped);
+  ASSERT_GE(resident, 0) << "no mapping holds the tensor";
+  EXPECT_LT(resident, 64 << 10);
+  EXPECT_TRUE(torch::equal(store.Get("weight"), weight_)) << "released pages read back from the file";
 }
 
 }  // namespace
