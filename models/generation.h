@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -83,6 +84,8 @@ class VideoPipeline {
   virtual GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) = 0;
   // Width and height must be multiples of this: the VAE's spatial stride × the DiT's patch.
   virtual std::int64_t side_multiple() const = 0;
+  // Every parameter and buffer the pipeline holds (DiT, encoders, VAE), on whatever device each is.
+  virtual std::vector<at::Tensor> weights() const = 0;
 };
 
 // [C, F, H, W] in [-1, 1] -> [F, H, W, C] uint8, as the reference's video writer converts.

@@ -18,6 +18,7 @@
 #include "models/wan/config.h"
 #include "models/wan/dit.h"
 #include "models/wan/pipeline.h"
+#include "tools/bench_load.h"
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
 #include "tools/bench_quality.h"
@@ -225,7 +226,8 @@ int main(int argc, char** argv) {
   dit_command->add_flag("--json", dit.json, "print one JSON report");
 
   CacheBenchOptions cache;
-  auto* cache_command = app.add_subcommand("cache", "denoising with each cache policy vs uncached (--model random: speed; demo: quality)");
+  auto* cache_command = app.add_subcommand(
+      "cache", "denoising with each cache policy vs uncached (--model random: speed; demo: quality)");
   cache_command->add_option("--model-dir", cache.model.model_dir, "checkpoint for tokenizer, T5 and VAE")
       ->capture_default_str();
   cache_command->add_option("--dim", cache.model.dim)->capture_default_str();
@@ -240,9 +242,10 @@ int main(int argc, char** argv) {
   cache_command->add_option("--dtype", cache.model.dtype)->capture_default_str();
   cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
   std::string cache_model = "random";
-  cache_command->add_option("--model", cache_model,
-                            "random: a random DiT of the 1.3B width (speed); demo: the trained demo model on held-out "
-                            "prompts (quality, adherence)")
+  cache_command
+      ->add_option("--model", cache_model,
+                   "random: a random DiT of the 1.3B width (speed); demo: the trained demo model on held-out "
+                   "prompts (quality, adherence)")
       ->check(CLI::IsMember({"random", "demo"}))
       ->capture_default_str();
   vidgen::tools::QualityBenchOptions demo_cache;
@@ -269,11 +272,23 @@ int main(int argc, char** argv) {
   quality_command->add_option("--frames", quality.frames, "4k+1 (default: as trained)");
   quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");
   quality_command->add_option("--threads", quality.threads);
-  quality_command->add_option("--cache", quality.caches,
-                              "none, presets, or policy:interval[:order][:sigma] (reuse:5, taylorseer:5:2, lite:8)")
+  quality_command
+      ->add_option("--cache", quality.caches,
+                   "none, presets, or policy:interval[:order][:sigma] (reuse:5, taylorseer:5:2, lite:8)")
       ->capture_default_str();
   quality_command->add_flag("--json", quality.json, "print a JSON array");
   quality_command->add_option("--plot", quality.plot, "write a PNG of quality vs speed-up (needs gnuplot)");
+  vidgen::tools::LoadBenchOptions load;
+  auto* load_command = app.add_subcommand("load", "checkpoint load time and peak memory against the weights");
+  load_command->add_option("--model-dir", load.model_dir, "the checkpoint to load");
+  load_command->add_option("--family", load.family, "wan2.1 or hunyuanvideo (default: told by the folder)");
+  load_command->add_option("--dtype", load.dtype, "fp32, bf16 or fp16")->capture_default_str();
+  load_command->add_option("--device", load.device, "cpu or cuda[:N]")->capture_default_str();
+  load_command->add_option("--synthetic-gib", load.synthetic_gib,
+                           "write a random-weight checkpoint of about this size in the released layout and load it");
+  load_command->add_option("--parts-from", load.parts_from,
+                           "synthetic: the small checkpoint its encoders, tokenizers and VAE come from");
+  load_command->add_flag("--json", load.json, "print one JSON report");
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-bench", [&] {
@@ -282,6 +297,7 @@ int main(int argc, char** argv) {
     }
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
+    if (load_command->parsed()) return vidgen::tools::RunLoadBench(load);
     if (cache_command->parsed() && cache_model == "demo") {
       if (cache_command->count("--model-dir") > 0) demo_cache.model_dir = cache.model.model_dir;
       if (cache_command->count("--steps") == 0) cache.steps = 50;

@@ -8,6 +8,10 @@ int WorldConsensus::rank() const {
   return world_.rank();
 }
 
+int WorldConsensus::size() const {
+  return world_.size();
+}
+
 void WorldConsensus::Publish(const std::string& key, const std::string& value) {
   world_.Publish(key, value);
 }

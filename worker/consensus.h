@@ -16,6 +16,7 @@ class Consensus {
  public:
   virtual ~Consensus() = default;
   virtual int rank() const = 0;
+  virtual int size() const = 0;
   virtual void Publish(const std::string& key, const std::string& value) = 0;
   // nullopt when `timeout` passes first.
   virtual std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout) = 0;
@@ -27,6 +28,7 @@ class WorldConsensus final : public Consensus {
  public:
   explicit WorldConsensus(parallel::World& world) : world_(world) {}
   int rank() const override;
+  int size() const override;
   void Publish(const std::string& key, const std::string& value) override;
   std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout) override;
   void Forget(const std::string& key) override;

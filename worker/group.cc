@@ -14,12 +14,16 @@
 namespace vidgen::worker {
 namespace {
 
-// Job n goes to the group under "job/<n>"; before step k of job n the leader publishes "step/<n>/<k>" = "1" to stop.
+// Job n goes to the group under "job/<n>"; before step k of job n the leader publishes "step/<n>/<k>" = "1" to stop;
+// a follower that has read all it needs of job n publishes "done/<n>/<rank>".
 std::string JobKey(std::int64_t n) {
   return "job/" + std::to_string(n);
 }
 std::string StepKey(std::int64_t n, int k) {
   return "step/" + std::to_string(n) + "/" + std::to_string(k);
+}
+std::string DoneKey(std::int64_t n, int rank) {
+  return "done/" + std::to_string(n) + "/" + std::to_string(rank);
 }
 
 }  // namespace
@@ -36,11 +40,10 @@ void Group::Follow() {
 }
 
 bool Group::LeadOne(JobSource& source, std::chrono::milliseconds wait) {
+  if (consensus_) ForgetFollowedJobs();
   const auto lease = source.Lease(wait);
   if (!lease) return false;
-  const std::int64_t n = next_job_++;
-  if (consensus_ && n > 0) ForgetJob(n - 1);
-  RunLeased(source, n, *lease);
+  RunLeased(source, next_job_++, *lease);
   return true;
 }
 
@@ -56,6 +59,7 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
     if (e.code() == ErrorCode::kUnavailable) throw;  // the group is broken
     spdlog::info("rank {}: job {} ended: {}", consensus_->rank(), n, e.what());
   }
+  consensus_->Publish(DoneKey(n, consensus_->rank()), "");
   return true;
 }
 
@@ -69,6 +73,7 @@ GenerationResult Group::Generate(std::int64_t n, const v1::JobSpec& spec, Report
     if (leader()) {
       const bool stop = reporter->cancelled();
       consensus_->Publish(StepKey(n, step), stop ? "1" : "0");
+      unforgotten_[n] = step + 1;
       return stop;
     }
     const auto decision = consensus_->Await(StepKey(n, step), options_.leader_silence);
@@ -95,7 +100,10 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
   {
     Reporter reporter(source, id, lease.lease_id());
     try {
-      if (consensus_) consensus_->Publish(JobKey(n), lease.spec().SerializeAsString());
+      if (consensus_) {
+        consensus_->Publish(JobKey(n), lease.spec().SerializeAsString());
+        unforgotten_[n] = 0;
+      }
       const auto start = std::chrono::steady_clock::now();
       const auto result = Generate(n, lease.spec(), &reporter);
       reporter.Update("encoding_video");
@@ -140,16 +148,28 @@ std::string Group::Encode(const std::string& id, const v1::OutputSettings& outpu
   const auto* data = contiguous.data_ptr<std::uint8_t>();
   const std::vector<std::uint8_t> rgb(data, data + contiguous.numel());
   const std::string path = fmt::format("{}/{}.{}", options_.work_dir, id, options.container);
-  EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)),
-              static_cast<int>(frames.size(2)), options, path);
+  EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)), static_cast<int>(frames.size(2)),
+              options, path);
   return path;
 }
 
-void Group::ForgetJob(std::int64_t n) {
-  consensus_->Forget(JobKey(n));
-  for (int k = 0; k < 1000 && consensus_->Await(StepKey(n, k), std::chrono::milliseconds(0)); ++k) {
-    consensus_->Forget(StepKey(n, k));
-  }
+void Group::ForgetFollowedJobs() {
+  const auto followed = [&](std::int64_t n) {
+    for (int rank = 1; rank < consensus_->size(); ++rank) {
+      if (!consensus_->Await(DoneKey(n, rank), std::chrono::milliseconds(0))) return false;
+    }
+    return true;
+  };
+  // A job's keys go only once every follower has read them: a follower may still be catching up on the last step
+  // decisions of a job the leader has long left (a cancel needs no collective to end it).
+  std::erase_if(unforgotten_, [&](const auto& job) {
+    const auto [n, steps] = job;
+    if (!followed(n)) return false;
+    consensus_->Forget(JobKey(n));
+    for (int k = 0; k < steps; ++k) consensus_->Forget(StepKey(n, k));
+    for (int rank = 1; rank < consensus_->size(); ++rank) consensus_->Forget(DoneKey(n, rank));
+    return true;
+  });
 }
 
 }  // namespace vidgen::worker

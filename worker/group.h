@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -45,12 +46,13 @@ class Group {
   GenerationResult Generate(std::int64_t n, const v1::JobSpec& spec, Reporter* reporter);
   void RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobResponse& lease);
   std::string Encode(const std::string& id, const v1::OutputSettings& output, const at::Tensor& frames) const;
-  void ForgetJob(std::int64_t n);
+  void ForgetFollowedJobs();
 
   std::unique_ptr<VideoPipeline> pipeline_;
   Consensus* consensus_;
   GroupOptions options_;
   std::int64_t next_job_ = 0;
+  std::map<std::int64_t, int> unforgotten_;  // the leader's published jobs → how many step decisions each has
 };
 
 }  // namespace vidgen::worker

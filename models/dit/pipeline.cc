@@ -25,4 +25,13 @@ GenerationResult Pipeline::Generate(const GenerationRequest& request, const Gene
   return result;
 }
 
+std::vector<at::Tensor> Pipeline::weights() const {
+  std::vector<at::Tensor> tensors;
+  for (const auto* module : Modules()) {
+    for (const auto& tensor : module->parameters()) tensors.push_back(tensor);
+    for (const auto& tensor : module->buffers()) tensors.push_back(tensor);
+  }
+  return tensors;
+}
+
 }  // namespace vidgen::dit

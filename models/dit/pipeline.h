@@ -3,8 +3,10 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
 
 #include "models/dit/denoise.h"
 #include "models/generation.h"
@@ -18,6 +20,7 @@ class Pipeline : public VideoPipeline {
   // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT)
   // naming the field.
   virtual void Validate(const GenerationRequest& request) const = 0;
+  std::vector<at::Tensor> weights() const final;
 
  protected:
   // The transformer conditioned on the request's prompt and negative prompt.
@@ -29,6 +32,8 @@ class Pipeline : public VideoPipeline {
   virtual const TokenSpace& space() const = 0;
   // latents [C, T, H, W] -> video [3, F, H, W], about [-1, 1].
   virtual at::Tensor Decode(const at::Tensor& latents) = 0;
+  // Every module the pipeline holds (DiT, encoders, VAE).
+  virtual std::vector<const torch::nn::Module*> Modules() const = 0;
 };
 
 }  // namespace vidgen::dit

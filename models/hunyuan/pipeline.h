@@ -6,22 +6,21 @@
 //   <dir>/text_encoder_2/{config.json, *.safetensors, vocab.json, merges.txt}
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
-#include <filesystem>
-
 #include "models/dit/pipeline.h"
+#include "models/encoders/clip_text.h"
+#include "models/encoders/llama.h"
 #include "models/families.h"
 #include "models/generation.h"
 #include "models/hunyuan/dit.h"
-#include "models/encoders/clip_text.h"
-#include "models/encoders/llama.h"
-#include "models/text/hf_tokenizers.h"
 #include "models/hunyuan/vae.h"
+#include "models/text/hf_tokenizers.h"
 
 namespace vidgen::hunyuan {
 
@@ -36,9 +35,9 @@ struct HunyuanLoadOptions {
   c10::Device device = c10::Device(c10::DeviceType::CPU);
   parallel::World* world = nullptr;
   HunyuanVaeTiling vae_tiling;
-  std::int64_t text_len = 256;    // LLaMA tokens kept after the template
+  std::int64_t text_len = 256;  // LLaMA tokens kept after the template
   std::int64_t clip_len = 77;
-  std::int64_t skip_layers = 2;   // hidden_states[-(2+1)]
+  std::int64_t skip_layers = 2;  // hidden_states[-(2+1)]
 };
 
 class HunyuanPipeline : public dit::Pipeline {
@@ -62,6 +61,9 @@ class HunyuanPipeline : public dit::Pipeline {
   dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
   at::Tensor Noise(const GenerationRequest& request) const override;
   const dit::TokenSpace& space() const override { return dit_->space(); }
+  std::vector<const torch::nn::Module*> Modules() const override {
+    return {llama_.get(), clip_.get(), dit_.get(), vae_.get()};
+  }
   at::Tensor Decode(const at::Tensor& latents) override;
 
   HunyuanLoadOptions options_;

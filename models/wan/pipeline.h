@@ -62,12 +62,14 @@ class WanPipeline : public dit::Pipeline {
   const WanLoadOptions& options() const { return options_; }
 
  private:
-  WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit, WanVae vae);
+  WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5,
+              WanDit dit, WanVae vae);
 
   std::unique_ptr<dit::Denoiser> Condition(const GenerationRequest& request) override;
   dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
   at::Tensor Noise(const GenerationRequest& request) const override;
   const dit::TokenSpace& space() const override { return dit_->space(); }
+  std::vector<const torch::nn::Module*> Modules() const override { return {t5_.get(), dit_.get(), vae_.get()}; }
 
   WanLoadOptions options_;
   std::unique_ptr<text::T5Tokenizer> tokenizer_;

@@ -1,8 +1,7 @@
 // The worker group's loop in process: the real demo pipeline and video encoder, a fake job source in place of the
 // server and an in-memory consensus in place of the rendezvous store, so that leases, progress, cancel, a lost
 // lease, a bad spec and a broken group can each be driven to the state they must end in.
-#include <gtest/gtest.h>
-#include <torch/torch.h>
+#include "worker/group.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -13,10 +12,12 @@
 #include <mutex>
 #include <thread>
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include "models/families.h"
 #include "proto/spec_proto.h"
 #include "tests/support/expect_error.h"
-#include "worker/group.h"
 #include "worker/job.h"
 
 namespace vidgen::worker {
@@ -87,8 +88,9 @@ struct MemoryStore {
 
 class MemoryConsensus final : public Consensus {
  public:
-  MemoryConsensus(MemoryStore& store, int rank) : store_(store), rank_(rank) {}
+  MemoryConsensus(MemoryStore& store, int rank, int size = 2) : store_(store), rank_(rank), size_(size) {}
   int rank() const override { return rank_; }
+  int size() const override { return size_; }
   void Publish(const std::string& key, const std::string& value) override {
     {
       std::lock_guard lock(store_.mutex);
@@ -108,7 +110,7 @@ class MemoryConsensus final : public Consensus {
 
  private:
   MemoryStore& store_;
-  int rank_;
+  int rank_, size_;
 };
 
 // The demo pipeline, counting the steps this rank ran and, when asked, holding the run after a step until a
@@ -133,6 +135,7 @@ class ProbedPipeline final : public VideoPipeline {
     return inner_->Generate(request, probed);
   }
   std::int64_t side_multiple() const override { return inner_->side_multiple(); }
+  std::vector<at::Tensor> weights() const override { return inner_->weights(); }
   std::shared_ptr<std::atomic<int>> steps_run() const { return steps_run_; }
 
  private:
@@ -274,6 +277,41 @@ TEST_F(GroupTest, ACancelStopsEveryRankAtTheSameStep) {
   EXPECT_TRUE(source.uploads.empty());
 }
 
+// A cancel ends a job without a collective, so the leader can lease the next one before a follower has read the
+// last step decisions of the cancelled one: those must still be there when it does.
+TEST_F(GroupTest, AFollowerBehindACancelledJobStillReadsItsDecisions) {
+  News cancel(1, [](v1::HeartbeatResponse& response) { response.set_cancel(true); });
+  FakeSource source;
+  source.reply = [&](const v1::HeartbeatRequest& request) {
+    return request.job_id() == "job-1" ? cancel.Reply(request) : v1::HeartbeatResponse();
+  };
+  source.Add(DemoJob(20), "job-1");
+  source.Add(DemoJob(2), "job-2");
+  MemoryStore store;
+  MemoryConsensus rank0(store, 0), rank1(store, 1);
+  auto leader_pipeline = std::make_unique<ProbedPipeline>(cancel.HoldAfterItsStep());
+  auto follower_pipeline = std::make_unique<ProbedPipeline>();
+  const auto leader_steps = leader_pipeline->steps_run(), follower_steps = follower_pipeline->steps_run();
+  Group leader(std::move(leader_pipeline), &rank0, Options());
+  Group follower(std::move(follower_pipeline), &rank1, Options());
+
+  ASSERT_TRUE(leader.LeadOne(source, 0ms));  // cancelled
+  const int cancelled_after = leader_steps->load();
+  ASSERT_TRUE(leader.LeadOne(source, 0ms));  // the next job, with the follower still behind
+  ASSERT_EQ(source.failed.size(), 1u);
+  ASSERT_EQ(source.completed.size(), 1u);
+
+  ASSERT_TRUE(follower.FollowOne(0ms));
+  EXPECT_EQ(follower_steps->load(), cancelled_after) << "the follower did not stop where the leader did";
+  ASSERT_TRUE(follower.FollowOne(0ms));
+  EXPECT_EQ(follower_steps->load(), leader_steps->load());
+
+  // Once followed, the jobs' keys go.
+  EXPECT_FALSE(leader.LeadOne(source, 0ms));
+  std::lock_guard lock(store.mutex);
+  EXPECT_TRUE(store.values.empty()) << store.values.size() << " keys left, the first " << store.values.begin()->first;
+}
+
 TEST_F(GroupTest, ALostLeaseDropsTheJobWithoutReports) {
   News lost(1, [](v1::HeartbeatResponse& response) { response.set_lease_lost(true); });
   FakeSource source;
@@ -308,6 +346,7 @@ TEST_F(GroupTest, AJobThePipelineRefusesFailsForGoodAndTheGroupServesOn) {
 class BreakingConsensus final : public Consensus {
  public:
   int rank() const override { return 0; }
+  int size() const override { return 2; }
   void Publish(const std::string& key, const std::string&) override {
     if (key.starts_with("step/")) Fail(ErrorCode::kUnavailable, "the rendezvous store went away");
   }
