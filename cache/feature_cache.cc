@@ -85,22 +85,23 @@ at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at
 }
 
 void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value) {
-  auto& factors = stream.factors[id];
-  for (const auto& term : factors.terms) bytes_ -= term.bytes();
-  Factors fresh;
+  auto& old = stream.factors[id].terms;
+  for (const auto& term : old) bytes_ -= term.bytes();
+  std::vector<StoredTensor> fresh;
   auto current = value.detach().to(torch::kFloat);
-  fresh.terms.push_back(StoredTensor::Store(current, config_.factor_dtype));
+  fresh.push_back(StoredTensor::Store(current, config_.factor_dtype));
   // Differences need a previous full step; as the reference, none are taken during the warm-up but its last step.
+  // Each old term's storage becomes the next new one: Δ^(k+1) = (Δ^k new − Δ^k old) / distance.
   const auto& full = stream.full_steps;
   if (config_.policy != Policy::kNone && full.size() >= 2 && step >= config_.warmup - 1) {
     const double distance = Coordinate(full[full.size() - 1]) - Coordinate(full[full.size() - 2]);
-    for (int k = 0; k < config_.order && k < static_cast<int>(factors.terms.size()); ++k) {
-      current = (current - factors.terms[static_cast<std::size_t>(k)].Load()) / distance;
-      fresh.terms.push_back(StoredTensor::Store(current, config_.factor_dtype));
+    for (std::size_t k = 0; k < static_cast<std::size_t>(config_.order) && k < old.size(); ++k) {
+      current = old[k].BecomeDifference(current, distance);
+      fresh.push_back(std::move(old[k]));
     }
   }
-  for (const auto& term : fresh.terms) bytes_ += term.bytes();
-  factors = std::move(fresh);
+  for (const auto& term : fresh) bytes_ += term.bytes();
+  old = std::move(fresh);
   stats_.peak_bytes = std::max(stats_.peak_bytes, bytes_);
 }
 

@@ -1,6 +1,8 @@
 #include "cache/stored_tensor.h"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include <torch/torch.h>
 
@@ -11,9 +13,13 @@ constexpr double kE4M3Max = 448.0;
 const double kMinNormal = std::ldexp(1.0, -6);
 const double kSubnormalStep = std::ldexp(1.0, -9);
 
-// Value of each of the 256 e4m3fn codes (0x7F and 0xFF, NaN, are never produced).
-const at::Tensor& E4M3Table() {
-  static const at::Tensor table = [] {
+// Value of each of the 256 e4m3fn codes (0x7F and 0xFF, NaN, are never produced), made once per device.
+at::Tensor E4M3Table(const c10::Device& device) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, at::Tensor> tables;  // by (device type, index)
+  std::lock_guard lock(mutex);
+  auto& table = tables[{static_cast<int>(device.type()), device.index()}];
+  if (!table.defined()) {
     std::vector<float> values(256);
     for (int code = 0; code < 256; ++code) {
       const int exponent = (code >> 3) & 15, mantissa = code & 7;
@@ -21,8 +27,8 @@ const at::Tensor& E4M3Table() {
           exponent == 0 ? mantissa * kSubnormalStep : (1 + mantissa / 8.0) * std::ldexp(1.0, exponent - 7);
       values[static_cast<std::size_t>(code)] = static_cast<float>((code & 0x80) ? -magnitude : magnitude);
     }
-    return torch::tensor(values);
-  }();
+    table = torch::tensor(values).to(device);
+  }
   return table;
 }
 
@@ -43,26 +49,30 @@ at::Tensor EncodeE4M3(const at::Tensor& values) {
 }
 
 at::Tensor DecodeE4M3(const at::Tensor& codes) {
-  const auto& table = E4M3Table();
-  return table.to(codes.device()).index_select(0, codes.flatten().to(torch::kLong)).view(codes.sizes());
+  return E4M3Table(codes.device()).index_select(0, codes.flatten().to(torch::kLong)).view(codes.sizes());
 }
 
 StoredTensor StoredTensor::Store(const at::Tensor& value, FactorDType dtype) {
   StoredTensor stored;
   stored.dtype_ = dtype;
-  switch (dtype) {
+  stored.Keep(value);
+  return stored;
+}
+
+void StoredTensor::Keep(const at::Tensor& value) {
+  switch (dtype_) {
     // Copies, so that the cache never aliases the caller's tensors.
-    case FactorDType::kFloat32: stored.data_ = value.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true); break;
-    case FactorDType::kBFloat16: stored.data_ = value.to(torch::kBFloat16).contiguous(); break;
+    case FactorDType::kFloat32: data_ = value.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true); break;
+    case FactorDType::kBFloat16: data_ = value.to(torch::kBFloat16).contiguous(); break;
     case FactorDType::kFloat8E4M3: {
       const auto values = value.to(torch::kFloat);
-      const float amax = values.abs().max().item<float>();
-      stored.scale_ = amax > 0 && std::isfinite(amax) ? amax / static_cast<float>(kE4M3Max) : 1.0f;
-      stored.data_ = EncodeE4M3(values / stored.scale_);
+      // amax / 448, or 1 for an all-zero (or non-finite) tensor.
+      const auto amax = values.abs().max();
+      scale_ = torch::where((amax > 0).logical_and(torch::isfinite(amax)), amax / kE4M3Max, torch::ones_like(amax));
+      data_ = EncodeE4M3(values / scale_);
       break;
     }
   }
-  return stored;
 }
 
 at::Tensor StoredTensor::Load() const {
@@ -72,6 +82,13 @@ at::Tensor StoredTensor::Load() const {
 
 at::Tensor StoredTensor::View() const {
   return dtype_ == FactorDType::kFloat8E4M3 ? DecodeE4M3(data_) * scale_ : data_;
+}
+
+at::Tensor StoredTensor::BecomeDifference(const at::Tensor& newer, double distance) {
+  if (dtype_ == FactorDType::kFloat32) return data_.sub_(newer).div_(-distance);
+  auto difference = (newer - View()) / distance;
+  Keep(difference);
+  return difference;
 }
 
 std::int64_t StoredTensor::bytes() const {

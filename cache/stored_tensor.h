@@ -20,12 +20,17 @@ class StoredTensor {
   // The values for arithmetic, without a copy where possible: fp32 and bf16 storage as they are (read-only: they
   // alias the cache), fp8 decoded to a fresh fp32 tensor.
   at::Tensor View() const;
+  // Turns the stored term into (newer − stored) / distance, the next finite difference, in place in fp32 storage;
+  // returns that difference in fp32, exact (before any rounding to the storage dtype).
+  at::Tensor BecomeDifference(const at::Tensor& newer, double distance);
   std::int64_t bytes() const;  // data plus the scale
   bool defined() const { return data_.defined(); }
 
  private:
+  void Keep(const at::Tensor& value);  // stores `value` in dtype_, in data_'s place
+
   at::Tensor data_;
-  float scale_ = 1.0f;
+  at::Tensor scale_;  // fp8: a 0-dim fp32 tensor on data_'s device (no host sync to store or read)
   FactorDType dtype_ = FactorDType::kFloat32;
 };
 

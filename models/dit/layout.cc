@@ -23,12 +23,15 @@ TokenLayout TokenLayout::Make(const Shard& shard, std::span<const Grid> grids, c
       sin.push_back(sin.front());
       continue;
     }
-    const auto rows = RopeTable::ForGrid(grid, rope.pairs, rope.theta, rope.dtype).Rows(shard, layout.lengths.back(), device);
+    const auto rows =
+        RopeTable::ForGrid(grid, rope.pairs, rope.theta, rope.dtype).Rows(shard, layout.lengths.back(), device);
     cos.push_back(rows.cos);
     sin.push_back(rows.sin);
   }
   layout.rope_cos = torch::stack(cos);
   layout.rope_sin = torch::stack(sin);
+  const auto positions = torch::arange(shard.offset, shard.offset + shard.chunk).view({1, -1});
+  layout.real = (positions < torch::tensor(layout.lengths).view({-1, 1})).unsqueeze(-1).to(torch::kFloat).to(device);
   return layout;
 }
 

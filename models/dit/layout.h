@@ -26,6 +26,7 @@ struct TokenLayout {
   Shard shard;
   std::vector<std::int64_t> lengths;  // real tokens per sample; rows past them are padding
   at::Tensor rope_cos, rope_sin;      // [B, chunk, head_dim]: rows past a sample's tokens turn by nothing
+  at::Tensor real;                    // [B, chunk, 1] fp32: 1 on a sample's tokens, 0 on the padding past them
 
   // The sequence group that attention splits over, when there is one of more than one rank.
   parallel::World* split_world() const;

@@ -2,9 +2,9 @@
 
 #include <torch/torch.h>
 
+#include "models/dit/attention.h"
 #include "models/dit/rope.h"
 #include "models/layers/attention.h"
-#include "models/dit/attention.h"
 #include "models/layers/deferred.h"
 
 namespace vidgen::wan {
@@ -31,7 +31,8 @@ WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_hea
   norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
 }
 
-at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& x, const dit::TokenLayout& layout) {
+at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& input, const dit::TokenLayout& layout) {
+  const auto x = input.to(v->weight.scalar_type());  // once for the three projections
   const auto values = SplitHeads(Project(v, x), num_heads);
   // RoPE in float64 on the real tokens; padding rows turn by nothing.
   auto rotate = [&](const at::Tensor& t) {
@@ -49,20 +50,37 @@ WanCrossAttentionImpl::WanCrossAttentionImpl(const WanDitConfig& config) : WanSe
   }
 }
 
-at::Tensor WanCrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context, std::int64_t image_tokens) {
+WanCrossKeysValues WanCrossKeysValues::Cat(const std::vector<const WanCrossKeysValues*>& rows) {
+  if (rows.size() == 1) return *rows.front();
+  auto cat = [&](at::Tensor WanCrossKeysValues::*member) -> at::Tensor {
+    if (!(rows.front()->*member).defined()) return {};
+    std::vector<at::Tensor> parts;
+    for (const auto* row : rows) parts.push_back(row->*member);
+    return torch::cat(parts);
+  };
+  return {cat(&WanCrossKeysValues::keys), cat(&WanCrossKeysValues::values), cat(&WanCrossKeysValues::image_keys),
+          cat(&WanCrossKeysValues::image_values)};
+}
+
+WanCrossKeysValues WanCrossAttentionImpl::KeysValues(const at::Tensor& context, std::int64_t image_tokens) {
+  WanCrossKeysValues out;
   const auto text = context.slice(1, image_tokens);
-  const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads);
-  const auto keys = SplitHeads(norm_k(Project(k, text)), num_heads);
-  const auto values = SplitHeads(Project(v, text), num_heads);
-  // Every text slot is attended to, the zero-padded ones included, as in the reference.
-  auto out = layers::Attention(queries.to(values.scalar_type()), keys.to(values.scalar_type()), values).flatten(2);
+  out.values = SplitHeads(Project(v, text), num_heads);
+  out.keys = SplitHeads(norm_k(Project(k, text)), num_heads).to(out.values.scalar_type());
   if (image_tokens > 0) {
     const auto image = context.slice(1, 0, image_tokens);
-    const auto image_keys = SplitHeads(norm_k_img(Project(k_img, image)), num_heads);
-    const auto image_values = SplitHeads(Project(v_img, image), num_heads);
-    out = out + layers::Attention(queries.to(image_values.scalar_type()), image_keys.to(image_values.scalar_type()),
-                                  image_values)
-                    .flatten(2);
+    out.image_values = SplitHeads(Project(v_img, image), num_heads);
+    out.image_keys = SplitHeads(norm_k_img(Project(k_img, image)), num_heads).to(out.image_values.scalar_type());
+  }
+  return out;
+}
+
+at::Tensor WanCrossAttentionImpl::forward(const at::Tensor& x, const WanCrossKeysValues& context) {
+  const auto queries = SplitHeads(norm_q(Project(q, x)), num_heads).to(context.values.scalar_type());
+  // Every text slot is attended to, the zero-padded ones included, as in the reference.
+  auto out = layers::Attention(queries, context.keys, context.values).flatten(2);
+  if (context.image_keys.defined()) {
+    out = out + layers::Attention(queries, context.image_keys, context.image_values).flatten(2);
   }
   return Project(o, out);
 }
@@ -71,13 +89,14 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
   self_attn = register_module("self_attn", WanSelfAttention(config));
   if (config.cross_attn_norm) norm3 = register_module("norm3", layers::AffineLayerNorm(config.dim, config.eps));
   cross_attn = register_module("cross_attn", WanCrossAttention(config));
-  ffn = register_module("ffn", dit::Mlp(dit::MlpOptions(config.dim, config.ffn_dim, config.dim, dit::Activation::kGeluTanh)));
+  ffn = register_module("ffn",
+                        dit::Mlp(dit::MlpOptions(config.dim, config.ffn_dim, config.dim, dit::Activation::kGeluTanh)));
   modulation = register_parameter("modulation", layers::NewParameter({1, 6, config.dim}, 0.0));
 }
 
 at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
-                                 const at::Tensor& context, std::int64_t image_tokens,
-                                 cache::FeatureCache::Forward* cache, std::int64_t layer) {
+                                 const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache,
+                                 std::int64_t layer) {
   const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
   const auto& [shift_attn, scale_attn, gate_attn] = std::tie(e[0], e[1], e[2]);
   const auto& [shift_ffn, scale_ffn, gate_ffn] = std::tie(e[3], e[4], e[5]);
@@ -91,7 +110,7 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
       x, branch(0, [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
       gate_attn);
   const bool training = torch::GradMode::is_enabled();
-  const auto cross = branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context, image_tokens); });
+  const auto cross = branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context); });
   h = training ? h + cross : h.add_(cross);
   const auto mlp = branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); });
   return training ? torch::addcmul(h, mlp, gate_ffn) : h.addcmul_(mlp, gate_ffn);
@@ -133,11 +152,12 @@ WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(con
   const auto& p = config.patch_size;
   patch_embedding = register_module(
       "patch_embedding",
-      layers::Conv3d(torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
+      layers::Conv3d(
+          torch::nn::Conv3dOptions(config.in_dim, config.dim, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
   text_embedding = register_module(
       "text_embedding", dit::Mlp(dit::MlpOptions(config.text_dim, config.dim, config.dim, dit::Activation::kGeluTanh)));
-  time_embedding =
-      register_module("time_embedding", dit::Mlp(dit::MlpOptions(config.freq_dim, config.dim, config.dim, dit::Activation::kSilu)));
+  time_embedding = register_module(
+      "time_embedding", dit::Mlp(dit::MlpOptions(config.freq_dim, config.dim, config.dim, dit::Activation::kSilu)));
   time_projection = register_module("time_projection", dit::SiluLinear(config.dim, 6 * config.dim, "1"));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(WanBlock(config));
@@ -157,7 +177,8 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
 
 dit::TokenLayout WanDitImpl::Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const {
   const std::int64_t pairs = config_.head_dim() / 2;
-  return dit::TokenLayout::Make(shard, grids, {{pairs - 2 * (pairs / 3), pairs / 3, pairs / 3}, 10000.0, torch::kFloat64},
+  return dit::TokenLayout::Make(shard, grids,
+                                {{pairs - 2 * (pairs / 3), pairs / 3, pairs / 3}, 10000.0, torch::kFloat64},
                                 patch_embedding->weight.device());
 }
 
@@ -176,6 +197,22 @@ at::Tensor WanDitImpl::EmbedText(const std::vector<at::Tensor>& context) {
     padded.push_back(torch::constant_pad_nd(c, {0, 0, 0, config_.text_len - c.size(0)}));
   }
   return text_embedding(torch::stack(padded));
+}
+
+std::vector<WanCrossKeysValues> WanDitImpl::CrossKeysValues(const at::Tensor& text_states,
+                                                            const at::Tensor& clip_features) {
+  // Text: the padded slots of the context are text_embedding(0) and stay attended to, as in the reference.
+  auto context = text_states;
+  std::int64_t image_tokens = 0;
+  if (config_.has_image_input()) {
+    TORCH_CHECK(clip_features.defined(), "WanDit: this I2V model needs CLIP image features");
+    const auto image_context = img_emb(clip_features);
+    image_tokens = image_context.size(1);
+    context = torch::cat({image_context.to(context.scalar_type()), context}, 1);
+  }
+  std::vector<WanCrossKeysValues> out;
+  for (const auto& block : *blocks) out.push_back(block->as<WanBlock>()->cross_attn->KeysValues(context, image_tokens));
+  return out;
 }
 
 cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tokens, int streams) const {
@@ -216,35 +253,22 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
                                      cache::FeatureCache::Forward* cache) {
   const std::int64_t batch = input.tokens.size(0), chunk = input.tokens.size(1);
   TORCH_CHECK(input.tokens.dim() == 3 && static_cast<std::int64_t>(layout.lengths.size()) == batch &&
-                  input.text_states.defined() && input.text_states.size(0) == batch,
+                  (input.cross.empty() ? input.text_states.defined() && input.text_states.size(0) == batch
+                                       : input.cross.size() == blocks->size() && input.cross[0].keys.size(0) == batch),
               "WanDit: tokens ", input.tokens.sizes(), " for ", layout.lengths.size(), " samples and text states ",
               input.text_states.defined() ? input.text_states.sizes() : at::IntArrayRef{});
 
   // Patch embedding: the 3D convolution with kernel = stride is a matrix product per token. As the reference, the
   // padding tokens past each sample's length are zeros, not the embedding's bias.
-  auto x = dit::EmbedPatches(patch_embedding, input.tokens).to(torch::kFloat);
-  const auto positions =
-      torch::arange(layout.shard.offset, layout.shard.offset + chunk, torch::TensorOptions().device(x.device()));
-  const auto lengths = torch::tensor(layout.lengths, torch::kLong).to(x.device()).view({-1, 1});
-  x = x * (positions.view({1, -1}) < lengths).unsqueeze(-1).to(x.scalar_type());
+  const auto x = dit::EmbedPatches(patch_embedding, input.tokens).to(torch::kFloat) * layout.real;
 
   const auto [e, e0] = input.time.defined() ? std::pair(input.time, input.time_projection) : EmbedTime(input.timesteps);
-
-  // Text: the padded slots of the context are text_embedding(0) and stay attended to, as in the reference.
-  auto context = input.text_states;
-  std::int64_t image_tokens = 0;
-  if (config_.has_image_input()) {
-    TORCH_CHECK(input.clip_features.defined(), "WanDit: this I2V model needs CLIP image features");
-    const auto image_context = img_emb(input.clip_features);
-    image_tokens = image_context.size(1);
-    context = torch::cat({image_context.to(context.scalar_type()), context}, 1);
-  }
+  const auto cross = input.cross.empty() ? CrossKeysValues(input.text_states, input.clip_features) : input.cross;
 
   const auto out = dit::CachedStack(cache, [&](cache::FeatureCache::Forward* branch_cache) {
     auto h = x;
     for (std::size_t i = 0; i < blocks->size(); ++i) {
-      h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, context, image_tokens, branch_cache,
-                                             static_cast<std::int64_t>(i));
+      h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, cross[i], branch_cache, static_cast<std::int64_t>(i));
       if (trace) trace("block" + std::to_string(i), h);
     }
     return head(h, e);
@@ -259,12 +283,14 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
 
 namespace {
 
-// Wan's transformer over one generation: the prompt's and the negative prompt's text states, embedded once.
+// Wan's transformer over one generation: the prompt's and the negative prompt's text, embedded and projected to
+// every block's cross-attention keys and values once.
 class WanDenoiser final : public dit::Denoiser {
  public:
   WanDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) : dit_(dit) {
     torch::NoGradGuard no_grad;
-    text_ = {dit_->EmbedText({context.to(device())}), dit_->EmbedText({context_null.to(device())})};
+    cross_ = {dit_->CrossKeysValues(dit_->EmbedText({context.to(device())}), {}),
+              dit_->CrossKeysValues(dit_->EmbedText({context_null.to(device())}), {})};
   }
 
   c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
@@ -292,9 +318,12 @@ class WanDenoiser final : public dit::Denoiser {
     const auto rows = static_cast<std::int64_t>(conditions.size());
     WanTokenInput input;
     input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
-    std::vector<at::Tensor> text;
-    for (const auto condition : conditions) text.push_back(text_[condition == dit::Condition::kPrompt ? 0 : 1]);
-    input.text_states = torch::cat(text);
+    for (std::size_t block = 0; block < cross_[0].size(); ++block) {
+      std::vector<const WanCrossKeysValues*> per_row;
+      for (const auto condition : conditions)
+        per_row.push_back(&cross_[condition == dit::Condition::kPrompt ? 0 : 1][block]);
+      input.cross.push_back(WanCrossKeysValues::Cat(per_row));
+    }
     input.time = time_.expand({rows, -1});
     input.time_projection = time_projection_.expand({rows, -1, -1});
     return dit_->ForwardTokens(input, layouts_[static_cast<std::size_t>(rows - 1)], cache);
@@ -302,7 +331,7 @@ class WanDenoiser final : public dit::Denoiser {
 
  private:
   WanDit& dit_;
-  std::array<at::Tensor, 2> text_;  // EmbedText of the prompt and of the negative prompt
+  std::array<std::vector<WanCrossKeysValues>, 2> cross_;  // per block, of the prompt and of the negative prompt
   dit::Shard shard_;
   std::array<dit::TokenLayout, 2> layouts_;  // for one row and for two
   double timestep_ = -1;

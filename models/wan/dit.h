@@ -34,12 +34,22 @@ struct WanSelfAttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(WanSelfAttention);
 
+// What a block's cross-attention attends to: keys and values [B, tokens, heads, head_dim] of the text and, with
+// image input, of the CLIP tokens. They depend only on the context, so a generation projects them once.
+struct WanCrossKeysValues {
+  at::Tensor keys, values, image_keys, image_values;
+  // The rows of several, one after the other (the batched guidance passes).
+  static WanCrossKeysValues Cat(const std::vector<const WanCrossKeysValues*>& rows);
+};
+
 // Text cross-attention (the self-attention's projections and q/k norms over another sequence); with image input
 // also the attention to the CLIP tokens that lead the context.
 struct WanCrossAttentionImpl : WanSelfAttentionImpl {
   explicit WanCrossAttentionImpl(const WanDitConfig& config);
-  // x: [B, L, dim], context: [B, image_tokens + text_len, dim] -> [B, L, dim]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, std::int64_t image_tokens);
+  // context: [B, image_tokens + text_len, dim]
+  WanCrossKeysValues KeysValues(const at::Tensor& context, std::int64_t image_tokens);
+  // x: [B, L, dim] -> [B, L, dim]
+  at::Tensor forward(const at::Tensor& x, const WanCrossKeysValues& context);
   torch::nn::Linear k_img{nullptr}, v_img{nullptr};
   layers::RmsNorm norm_k_img{nullptr};
 };
@@ -47,11 +57,11 @@ TORCH_MODULE(WanCrossAttention);
 
 struct WanBlockImpl : torch::nn::Module {
   explicit WanBlockImpl(const WanDitConfig& config);
-  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32, context: [B, Lc, dim] -> [B, L, dim] fp32. With a cache, the
-  // self-attention, cross-attention and FFN outputs (before their gates) go through it as branches
-  // 3·layer + {0, 1, 2}; gates, modulation and residual adds always run.
+  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32 -> [B, L, dim] fp32. With a cache, the self-attention,
+  // cross-attention and FFN outputs (before their gates) go through it as branches 3·layer + {0, 1, 2}; gates,
+  // modulation and residual adds always run.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
-                     const at::Tensor& context, std::int64_t image_tokens, cache::FeatureCache::Forward* cache = nullptr,
+                     const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache = nullptr,
                      std::int64_t layer = 0);
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
@@ -82,10 +92,12 @@ TORCH_MODULE(WanImageEmbedding);
 
 // One forward's input in token space, as the sampler keeps it: the tokens of this process's shard.
 struct WanTokenInput {
-  at::Tensor tokens;                           // [B, chunk, in_dim·Πpatch]: dit::TokenSpace's layout
+  at::Tensor tokens;                            // [B, chunk, in_dim·Πpatch]: dit::TokenSpace's layout
   at::Tensor timesteps, time, time_projection;  // [B]; or EmbedTime(timesteps), shared by the CFG passes of a step
-  at::Tensor text_states;                      // EmbedText() of the contexts [B, text_len, dim]
-  at::Tensor clip_features;                    // I2V/FLF2V: [B, 257 or 514, 1280]
+  at::Tensor text_states;                       // EmbedText() of the contexts [B, text_len, dim]
+  at::Tensor clip_features;                     // I2V/FLF2V: [B, 257 or 514, 1280]
+  // CrossKeysValues(text_states, clip_features) when a generation has them already (then those two go unread).
+  std::vector<WanCrossKeysValues> cross;
 };
 
 // The whole model in one process, as the reference's forward takes it.
@@ -116,6 +128,9 @@ class WanDitImpl : public torch::nn::Module {
   std::pair<at::Tensor, at::Tensor> EmbedTime(const at::Tensor& timesteps);
   // The text embedding of per-sample contexts [L <= text_len, text_dim], zero-padded: [B, text_len, dim].
   at::Tensor EmbedText(const std::vector<at::Tensor>& context);
+  // Every block's cross-attention keys and values of EmbedText() states (and, with image input, of the CLIP
+  // features [B, 257 or 514, 1280]).
+  std::vector<WanCrossKeysValues> CrossKeysValues(const at::Tensor& text_states, const at::Tensor& clip_features);
 
   // What a cache for a batch of `batch` samples of `tokens` (padded) tokens holds per stream.
   cache::CacheFootprint Footprint(std::int64_t batch, std::int64_t tokens, int streams) const;
