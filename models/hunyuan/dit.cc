@@ -3,9 +3,9 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/layers/attention.h"
-#include "models/dit/rope.h"
 #include "models/dit/attention.h"
+#include "models/dit/rope.h"
+#include "models/layers/attention.h"
 #include "models/layers/deferred.h"
 
 namespace vidgen::hunyuan {
@@ -30,7 +30,6 @@ std::array<at::Tensor, 3> SplitQkv(const at::Tensor& qkv, std::int64_t heads) {
   return {parts[0], parts[1], parts[2]};
 }
 
-
 }  // namespace
 
 TimestepEmbedderImpl::TimestepEmbedderImpl(std::int64_t hidden) {
@@ -47,7 +46,8 @@ RefinerBlockImpl::RefinerBlockImpl(const HunyuanDitConfig& config) : heads(confi
   self_attn_qkv = register_module("self_attn_qkv", layers::Linear(d, 3 * d));
   self_attn_proj = register_module("self_attn_proj", layers::Linear(d, d));
   norm2 = register_module("norm2", layers::AffineLayerNorm(d, kEps));
-  mlp = register_module("mlp", dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kSilu, "fc1", "fc2")));
+  mlp = register_module("mlp",
+                        dit::Mlp(dit::MlpOptions(d, config.mlp_hidden(), d, dit::Activation::kSilu, "fc1", "fc2")));
   adaLN_modulation = register_module("adaLN_modulation", dit::SiluLinear(d, 2 * d, "1"));
 }
 
@@ -58,7 +58,9 @@ at::Tensor RefinerBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, c
   std::vector<at::Tensor> outs;
   for (std::int64_t b = 0; b < x.size(0); ++b) {
     const std::int64_t n = valid[static_cast<std::size_t>(b)];
-    auto rows = [&](const at::Tensor& t, std::int64_t from, std::int64_t to) { return t.slice(0, b, b + 1).slice(1, from, to); };
+    auto rows = [&](const at::Tensor& t, std::int64_t from, std::int64_t to) {
+      return t.slice(0, b, b + 1).slice(1, from, to);
+    };
     std::vector<at::Tensor> parts;
     if (n > 0) parts.push_back(layers::Attention(rows(q, 0, n), rows(k, 0, n), rows(v, 0, n)));
     if (n < x.size(1)) parts.push_back(rows(v, 0, 1).expand({1, x.size(1) - n, -1, -1}).to(q.scalar_type()));
@@ -72,8 +74,8 @@ TokenRefinerImpl::TokenRefinerImpl(const HunyuanDitConfig& config) {
   const std::int64_t d = config.hidden_size;
   input_embedder = register_module("input_embedder", layers::Linear(config.text_states_dim, d));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
-  c_embedder = register_module(
-      "c_embedder", dit::Mlp(dit::MlpOptions(config.text_states_dim, d, d, dit::Activation::kSilu, "linear_1", "linear_2")));
+  c_embedder = register_module("c_embedder", dit::Mlp(dit::MlpOptions(config.text_states_dim, d, d,
+                                                                      dit::Activation::kSilu, "linear_1", "linear_2")));
   auto refiner = register_module("individual_token_refiner", Namespace());
   blocks = refiner->register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.refiner_blocks; ++i) blocks->push_back(RefinerBlock(config));
@@ -95,8 +97,7 @@ StreamModules RegisterStream(torch::nn::Module& block, const std::string& prefix
   const std::int64_t d = config.hidden_size, hd = config.head_dim();
   StreamModules s;
   s.mod = block.register_module(prefix + "_mod", dit::SiluLinear(d, 6 * d, "linear"));
-  s.attn_qkv = block.register_module(prefix + "_attn_qkv",
-                                     layers::Linear(d, 3 * d, config.qkv_bias));
+  s.attn_qkv = block.register_module(prefix + "_attn_qkv", layers::Linear(d, 3 * d, config.qkv_bias));
   s.attn_q_norm = block.register_module(prefix + "_attn_q_norm", layers::RmsNorm(hd, kEps));
   s.attn_k_norm = block.register_module(prefix + "_attn_k_norm", layers::RmsNorm(hd, kEps));
   s.attn_proj = block.register_module(prefix + "_attn_proj", layers::Linear(d, d));
@@ -125,12 +126,19 @@ void DoubleBlockImpl::forward(at::Tensor& image, at::Tensor& text, const at::Ten
     const auto& rope = layout.image;
     qi = dit::ApplyRope(img.attn_q_norm(qi), rope.rope_cos, rope.rope_sin);
     ki = dit::ApplyRope(img.attn_k_norm(ki), rope.rope_cos, rope.rope_sin);
-    const auto [image_out, text_out] = dit::JointAttention({qi, ki, vi}, {txt.attn_q_norm(qt), txt.attn_k_norm(kt), vt}, layout.image, layout.text_valid);
+    const auto [image_out, text_out] = dit::JointAttention({qi, ki, vi}, {txt.attn_q_norm(qt), txt.attn_k_norm(kt), vt},
+                                                           layout.image, layout.text_valid);
     img_attn = layers::Project(img.attn_proj, image_out.flatten(2));
     txt_attn = layers::Project(txt.attn_proj, text_out.flatten(2));
   };
-  const auto img_attn_out = branch(0, [&] { attend(); return img_attn; });
-  const auto txt_attn_out = branch(1, [&] { attend(); return txt_attn; });
+  const auto img_attn_out = branch(0, [&] {
+    attend();
+    return img_attn;
+  });
+  const auto txt_attn_out = branch(1, [&] {
+    attend();
+    return txt_attn;
+  });
   image = image + (img_attn_out * im[2]).to(image.scalar_type());
   text = text + (txt_attn_out * tm[2]).to(text.scalar_type());
   image = image + (branch(2, [&] { return img.mlp(Modulate(image, im[3], im[4])); }) * im[5]).to(image.scalar_type());
@@ -147,27 +155,26 @@ SingleBlockImpl::SingleBlockImpl(const HunyuanDitConfig& config)
   modulation = register_module("modulation", dit::SiluLinear(d, 3 * d, "linear"));
 }
 
-void SingleBlockImpl::forward(at::Tensor& img, at::Tensor& txt, const at::Tensor& vec, const HunyuanLayout& layout,
+void SingleBlockImpl::forward(at::Tensor& x, const at::Tensor& vec, const HunyuanLayout& layout,
                               cache::FeatureCache::Forward* cache, std::int64_t branch) {
   const auto m = Modulations(modulation, vec, 3);  // shift, scale, gate
-  const std::int64_t chunk = img.size(1), d = img.size(2);
+  const std::int64_t chunk = layout.image.shard.chunk, d = x.size(2);
   auto compute = [&] {
-    const auto h = layers::Project(linear1, Modulate(torch::cat({img, txt}, 1), m[0], m[1]));
+    const auto h = layers::Project(linear1, Modulate(x, m[0], m[1]));
     auto [q, k, v] = SplitQkv(h.slice(-1, 0, 3 * d), heads);
     q = q_norm(q);
     k = k_norm(k);
     const auto& rope = layout.image;
     const auto qi = dit::ApplyRope(q.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
     const auto ki = dit::ApplyRope(k.slice(1, 0, chunk), rope.rope_cos, rope.rope_sin);
-    const auto [image, text] = dit::JointAttention({qi, ki, v.slice(1, 0, chunk)},
-                                                   {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)},
-                                                   layout.image, layout.text_valid);
+    const auto [image, text] =
+        dit::JointAttention({qi, ki, v.slice(1, 0, chunk)}, {q.slice(1, chunk), k.slice(1, chunk), v.slice(1, chunk)},
+                            layout.image, layout.text_valid);
     const auto attention = torch::cat({image, text}, 1).flatten(2);
-    return layers::Project(linear2, torch::cat({attention, dit::Activate(dit::Activation::kGeluTanh, h.slice(-1, 3 * d))}, -1));
+    return layers::Project(linear2,
+                           torch::cat({attention, dit::Activate(dit::Activation::kGeluTanh, h.slice(-1, 3 * d))}, -1));
   };
-  const auto out = (cache ? cache->Branch(branch, compute) : compute()) * m[2];
-  img = img + out.slice(1, 0, chunk).to(img.scalar_type());
-  txt = txt + out.slice(1, chunk).to(txt.scalar_type());
+  x = x + ((cache ? cache->Branch(branch, compute) : compute()) * m[2]).to(x.scalar_type());
 }
 
 HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config)
@@ -177,10 +184,11 @@ HunyuanDitImpl::HunyuanDitImpl(const HunyuanDitConfig& config)
   const auto& p = config.patch_size;
   auto img_in = register_module("img_in", Namespace());
   patch = img_in->register_module(
-      "proj", layers::Conv3d(torch::nn::Conv3dOptions(config.in_channels, d, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
+      "proj",
+      layers::Conv3d(torch::nn::Conv3dOptions(config.in_channels, d, {p[0], p[1], p[2]}).stride({p[0], p[1], p[2]})));
   time_in = register_module("time_in", TimestepEmbedder(d));
-  vector_in = register_module(
-      "vector_in", dit::Mlp(dit::MlpOptions(config.text_states_dim_2, d, d, dit::Activation::kSilu, "in_layer", "out_layer")));
+  vector_in = register_module("vector_in", dit::Mlp(dit::MlpOptions(config.text_states_dim_2, d, d,
+                                                                    dit::Activation::kSilu, "in_layer", "out_layer")));
   if (config.guidance_embed) guidance_in = register_module("guidance_in", TimestepEmbedder(d));
   txt_in = register_module("txt_in", TokenRefiner(config));
   double_blocks = register_module("double_blocks", torch::nn::ModuleList());
@@ -203,7 +211,8 @@ std::pair<at::Tensor, at::Tensor> HunyuanDitImpl::RopeTables(const dit::Grid& gr
   return {table.cos, table.sin};
 }
 
-HunyuanLayout HunyuanDitImpl::Layout(const dit::Shard& shard, const dit::Grid& grid, const at::Tensor& text_mask) const {
+HunyuanLayout HunyuanDitImpl::Layout(const dit::Shard& shard, const dit::Grid& grid,
+                                     const at::Tensor& text_mask) const {
   const std::vector<dit::Grid> grids(static_cast<std::size_t>(text_mask.size(0)), grid);
   return {dit::TokenLayout::Make(shard, grids, rope(), patch->weight.device()), layers::PrefixLengths(text_mask)};
 }
@@ -247,13 +256,16 @@ at::Tensor HunyuanDitImpl::ForwardTokens(const HunyuanTokenInput& input, const H
       double_blocks[i]->as<DoubleBlock>()->forward(image, text, vec, layout, branch_cache, 4 * i);
       if (trace) trace("double" + std::to_string(i) + ".img", image);
     }
+    // The single blocks run on one stream: concatenated once.
+    auto joint = torch::cat({image, text}, 1);
     for (std::size_t i = 0; i < single_blocks->size(); ++i) {
-      single_blocks[i]->as<SingleBlock>()->forward(image, text, vec, layout, branch_cache,
+      single_blocks[i]->as<SingleBlock>()->forward(joint, vec, layout, branch_cache,
                                                    4 * doubles + static_cast<std::int64_t>(i));
-      if (trace) trace("single" + std::to_string(i), torch::cat({image, text}, 1));
+      if (trace) trace("single" + std::to_string(i), joint);
     }
     const auto m = final_modulation(vec).unsqueeze(1).chunk(2, -1);
-    return layers::Project(final_linear, Modulate(image, m[0], m[1])).to(torch::kFloat);  // shift first
+    return layers::Project(final_linear, Modulate(joint.slice(1, 0, chunk), m[0], m[1]))
+        .to(torch::kFloat);  // shift first
   });
   return out.reshape({batch, chunk, -1}).to(torch::kFloat);
 }

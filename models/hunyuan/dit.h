@@ -91,9 +91,9 @@ TORCH_MODULE(DoubleBlock);
 
 struct SingleBlockImpl : torch::nn::Module {
   explicit SingleBlockImpl(const HunyuanDitConfig& config);
-  // img [B, chunk, D], txt [B, Lt, D] -> both updated (one stream in the reference: [img; txt]).
-  void forward(at::Tensor& img, at::Tensor& txt, const at::Tensor& vec, const HunyuanLayout& layout,
-               cache::FeatureCache::Forward* cache, std::int64_t branch);
+  // One stream, as in the reference: x = [img; txt] [B, chunk + Lt, D] -> x updated.
+  void forward(at::Tensor& x, const at::Tensor& vec, const HunyuanLayout& layout, cache::FeatureCache::Forward* cache,
+               std::int64_t branch);
   torch::nn::Linear linear1{nullptr}, linear2{nullptr};
   layers::RmsNorm q_norm{nullptr}, k_norm{nullptr};
   dit::SiluLinear modulation{nullptr};
@@ -142,8 +142,8 @@ class HunyuanDitImpl : public torch::nn::Module {
   dit::Mlp vector_in{nullptr};
   TokenRefiner txt_in{nullptr};
   torch::nn::ModuleList double_blocks, single_blocks;
-  torch::nn::Linear final_linear{nullptr};       // "final_layer.linear"
-  dit::SiluLinear final_modulation{nullptr};     // "final_layer.adaLN_modulation": [shift; scale]
+  torch::nn::Linear final_linear{nullptr};    // "final_layer.linear"
+  dit::SiluLinear final_modulation{nullptr};  // "final_layer.adaLN_modulation": [shift; scale]
 
  private:
   dit::RopeOptions rope() const;
