@@ -1,6 +1,7 @@
 #include "parallel/world.h"
 
 #include <cstdlib>
+#include <numeric>
 #include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -113,6 +114,16 @@ at::Tensor Group::AllGather(const at::Tensor& input) {
   return torch::stack(slices);
 }
 
+at::Tensor Group::Broadcast(const at::Tensor& input, int root) {
+  if (size() == 1) return input;
+  const auto timer = Count();
+  std::vector<at::Tensor> tensors = {input.clone()};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  WaitFor(group_->broadcast(tensors, options), "broadcast");
+  return tensors[0];
+}
+
 Group::~Group() = default;
 
 Group::Shift Group::StartRingShift(const at::Tensor& to_next) {
@@ -165,6 +176,9 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
       mesh_(mesh),
       master_addr_(rendezvous.master_addr),
       timeout_(rendezvous.timeout),
+      control_device_(rendezvous.backend == CommBackend::kNccl
+                          ? c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank))
+                          : c10::Device(c10::DeviceType::CPU)),
       counter_(std::make_shared<std::atomic<std::int64_t>>(0)),
       micros_(std::make_shared<std::atomic<std::int64_t>>(0)) {
   if (mesh.ulysses < 1 || mesh.ring < 1 || mesh.cfg < 1 || mesh.cfg > 2 || mesh.world() != rendezvous.world_size) {
@@ -194,7 +208,8 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
 
   const int u = mesh.ulysses, r = mesh.ring;
   const int u_index = rank_ % u, r_index = (rank_ / u) % r, c_index = rank_ / (u * r);
-  std::vector<int> ulysses, ring, sequence, cfg;
+  std::vector<int> ulysses, ring, sequence, cfg, all(static_cast<std::size_t>(mesh.world()));
+  std::iota(all.begin(), all.end(), 0);
   for (int i = 0; i < u; ++i) ulysses.push_back((c_index * r + r_index) * u + i);
   for (int i = 0; i < r; ++i) ring.push_back((c_index * r + i) * u + u_index);
   for (int i = 0; i < u * r; ++i) sequence.push_back(c_index * r * u + i);
@@ -203,6 +218,13 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
   ring_ = MakeGroup("ring", ring);
   sequence_ = MakeGroup("sequence", sequence);
   cfg_ = MakeGroup("cfg", cfg);
+  all_ = MakeGroup("all", all);
+}
+
+bool World::Decide(bool value) {
+  const auto byte =
+      torch::full({1}, value ? 1 : 0, torch::TensorOptions().dtype(torch::kUInt8).device(control_device_));
+  return all_->Broadcast(byte, 0).item<std::uint8_t>() != 0;
 }
 
 World::~World() = default;

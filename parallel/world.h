@@ -80,6 +80,8 @@ class Group {
   at::Tensor AllToAll(const at::Tensor& input);
   // Returns [size, ...input.shape] with slice i from member i.
   at::Tensor AllGather(const at::Tensor& input);
+  // Member `root`'s `input` on every member.
+  at::Tensor Broadcast(const at::Tensor& input, int root);
 
   // One ring hop in flight: `to_next` goes to member rank+1 while what member rank-1 sent (both cyclic) arrives,
   // so the caller can compute meanwhile. Wait() returns the received tensor; the hop must be waited for.
@@ -144,6 +146,9 @@ class World {
   void Publish(const std::string& key, const std::string& value);
   std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout);
   void Forget(const std::string& key);
+  // Rank 0's `value` on every rank, as one byte broadcast over the whole world (no polling): every rank calls it at
+  // the same point, as with any collective. Throws Error(UNAVAILABLE) when a peer is gone.
+  bool Decide(bool value);
 
   // Collectives issued by this rank so far, over all groups.
   std::int64_t collectives() const { return counter_->load(); }
@@ -158,10 +163,11 @@ class World {
   MeshOptions mesh_;
   std::string master_addr_;
   std::chrono::milliseconds timeout_;
+  c10::Device control_device_;  // of Decide's byte: the rank's GPU under NCCL
   c10::intrusive_ptr<c10d::Store> store_;
   std::shared_ptr<std::atomic<std::int64_t>> counter_;
   std::shared_ptr<std::atomic<std::int64_t>> micros_;
-  std::unique_ptr<Group> ulysses_, ring_, sequence_, cfg_;
+  std::unique_ptr<Group> ulysses_, ring_, sequence_, cfg_, all_;
 };
 
 }  // namespace vidgen::parallel

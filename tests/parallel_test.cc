@@ -63,8 +63,11 @@ const bool kAttentionBody = testing::RegisterRankBody("sequence_attention", [] {
   const double error = ((out - mine(reference)).abs().max() / reference.abs().max()).item<double>();
   const int u = world.mesh().ulysses, r = world.mesh().ring;
   const std::int64_t expected = (u > 1 ? 2 : 0) + (r - 1);  // all-to-all in and out; R-1 ring hops
-  std::printf("rank %d error %.3e collectives %lld\n", world.rank(), error, static_cast<long long>(taken));
-  return error < 1e-5 && taken == expected ? 0 : 1;
+  // The worker group's step decisions: rank 0's word on every rank, whatever the others propose.
+  const bool decided = world.Decide(world.rank() == 0) && !world.Decide(world.rank() != 0);
+  std::printf("rank %d error %.3e collectives %lld decided %d\n", world.rank(), error, static_cast<long long>(taken),
+              decided);
+  return error < 1e-5 && taken == expected && decided ? 0 : 1;
 });
 
 // Joint image + replicated text attention (HunyuanVideo's blocks) against a dense single-process reference.

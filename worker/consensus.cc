@@ -24,4 +24,8 @@ void WorldConsensus::Forget(const std::string& key) {
   world_.Forget(key);
 }
 
+bool WorldConsensus::Decide(bool value) {
+  return world_.Decide(value);
+}
+
 }  // namespace vidgen::worker

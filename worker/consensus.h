@@ -1,5 +1,6 @@
 // How the ranks of a worker group agree on what to run: rank 0 publishes small values under keys, the others await
-// them. Over the group's rendezvous store in a real group; in memory for tests of the loop.
+// them (the jobs), and all decide together on rank 0's yes or no (stop before a step). Over the group's rendezvous
+// store and collectives in a real group; in memory for tests of the loop.
 #pragma once
 
 #include <chrono>
@@ -21,9 +22,13 @@ class Consensus {
   // nullopt when `timeout` passes first.
   virtual std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout) = 0;
   virtual void Forget(const std::string& key) = 0;
+  // Rank 0's `value` on every rank; every rank calls it at the same point. Throws Error(UNAVAILABLE) when the group
+  // broke.
+  virtual bool Decide(bool value) = 0;
 };
 
-// The world's store (parallel::World::Publish/Await/Forget). Not owned; must outlive this.
+// The world's store (parallel::World::Publish/Await/Forget) and its broadcast (World::Decide). Not owned; must
+// outlive this.
 class WorldConsensus final : public Consensus {
  public:
   explicit WorldConsensus(parallel::World& world) : world_(world) {}
@@ -32,6 +37,7 @@ class WorldConsensus final : public Consensus {
   void Publish(const std::string& key, const std::string& value) override;
   std::optional<std::string> Await(const std::string& key, std::chrono::milliseconds timeout) override;
   void Forget(const std::string& key) override;
+  bool Decide(bool value) override;
 
  private:
   parallel::World& world_;

@@ -14,13 +14,9 @@
 namespace vidgen::worker {
 namespace {
 
-// Job n goes to the group under "job/<n>"; before step k of job n the leader publishes "step/<n>/<k>" = "1" to stop;
-// a follower that has read all it needs of job n publishes "done/<n>/<rank>".
+// Job n goes to the group under "job/<n>"; a follower done with job n publishes "done/<n>/<rank>".
 std::string JobKey(std::int64_t n) {
   return "job/" + std::to_string(n);
-}
-std::string StepKey(std::int64_t n, int k) {
-  return "step/" + std::to_string(n) + "/" + std::to_string(k);
 }
 std::string DoneKey(std::int64_t n, int rank) {
   return "done/" + std::to_string(n) + "/" + std::to_string(rank);
@@ -54,7 +50,7 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
   v1::JobSpec spec;
   if (!spec.ParseFromString(*bytes)) Fail(ErrorCode::kUnavailable, "job {} from the leader does not parse", n);
   try {
-    Generate(n, spec, nullptr);
+    Generate(spec, nullptr);
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kUnavailable) throw;  // the group is broken
     spdlog::info("rank {}: job {} ended: {}", consensus_->rank(), n, e.what());
@@ -63,22 +59,12 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
   return true;
 }
 
-GenerationResult Group::Generate(std::int64_t n, const v1::JobSpec& spec, Reporter* reporter) {
+GenerationResult Group::Generate(const v1::JobSpec& spec, Reporter* reporter) {
   const auto request = ToGenerationRequest(spec);
   GenerationCallbacks callbacks;
-  int k = 0;
   callbacks.cancelled = [&] {
-    const int step = k++;
-    if (!consensus_) return reporter->cancelled();
-    if (leader()) {
-      const bool stop = reporter->cancelled();
-      consensus_->Publish(StepKey(n, step), stop ? "1" : "0");
-      unforgotten_[n] = step + 1;
-      return stop;
-    }
-    const auto decision = consensus_->Await(StepKey(n, step), options_.leader_silence);
-    if (!decision) Fail(ErrorCode::kUnavailable, "the leader did not decide step {} of job {}", step, n);
-    return *decision == "1";
+    const bool stop = leader() && reporter->cancelled();
+    return consensus_ ? consensus_->Decide(stop) : stop;
   };
   if (reporter) {
     callbacks.on_step = [&](const StepProgress& progress) {
@@ -102,10 +88,10 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
     try {
       if (consensus_) {
         consensus_->Publish(JobKey(n), lease.spec().SerializeAsString());
-        unforgotten_[n] = 0;
+        unforgotten_.push_back(n);
       }
       const auto start = std::chrono::steady_clock::now();
-      const auto result = Generate(n, lease.spec(), &reporter);
+      const auto result = Generate(lease.spec(), &reporter);
       reporter.Update("encoding_video");
       const auto video = Encode(id, lease.spec().output(), result.frames);
       reporter.Update("uploading");
@@ -145,8 +131,8 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
 std::string Group::Encode(const std::string& id, const v1::OutputSettings& output, const at::Tensor& frames) const {
   const auto options = ToVideoOptions(output);
   const auto contiguous = frames.to(torch::kCPU).contiguous();
-  const auto* data = contiguous.data_ptr<std::uint8_t>();
-  const std::vector<std::uint8_t> rgb(data, data + contiguous.numel());
+  const std::span<const std::uint8_t> rgb(contiguous.data_ptr<std::uint8_t>(),
+                                          static_cast<std::size_t>(contiguous.numel()));
   const std::string path = fmt::format("{}/{}.{}", options_.work_dir, id, options.container);
   EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)), static_cast<int>(frames.size(2)),
               options, path);
@@ -160,13 +146,11 @@ void Group::ForgetFollowedJobs() {
     }
     return true;
   };
-  // A job's keys go only once every follower has read them: a follower may still be catching up on the last step
-  // decisions of a job the leader has long left (a cancel needs no collective to end it).
-  std::erase_if(unforgotten_, [&](const auto& job) {
-    const auto [n, steps] = job;
+  // A job's key goes only once every follower has read it: a job can end on the leader before a follower has
+  // started it (a request the pipeline refuses ends before any collective).
+  std::erase_if(unforgotten_, [&](std::int64_t n) {
     if (!followed(n)) return false;
     consensus_->Forget(JobKey(n));
-    for (int k = 0; k < steps; ++k) consensus_->Forget(StepKey(n, k));
     for (int rank = 1; rank < consensus_->size(); ++rank) consensus_->Forget(DoneKey(n, rank));
     return true;
   });

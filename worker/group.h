@@ -1,15 +1,15 @@
 // A worker group's loop. The leader (rank 0) leases a job from its JobSource and publishes it to the group; every
-// rank runs the pipeline on its share; before each denoising step the leader publishes whether to stop, so that all
-// ranks stop at the same step; the leader encodes, uploads and reports the end. A follower runs what the leader
-// publishes. The job source and the consensus are injected: vidgen-worker gives a ServerLink and the rendezvous
-// store, tests give fakes and run the loop in process.
+// rank runs the pipeline on its share; before each denoising step the group decides on the leader's word whether to
+// stop, so that all ranks stop at the same step; the leader encodes, uploads and reports the end. A follower runs what
+// the leader publishes. The job source and the consensus are injected: vidgen-worker gives a ServerLink and the
+// rendezvous store, tests give fakes and run the loop in process.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/generation.h"
 #include "worker/consensus.h"
@@ -21,8 +21,6 @@ class Reporter;
 
 struct GroupOptions {
   std::string work_dir = ".";  // where videos are encoded before upload
-  // How long a follower waits for the leader's decision on a step before it counts the group as broken.
-  std::chrono::milliseconds leader_silence = std::chrono::minutes(30);
 };
 
 class Group {
@@ -36,14 +34,14 @@ class Group {
   // none came. Throws Error(UNAVAILABLE) when the group broke during the job (after failing it as retryable).
   bool LeadOne(JobSource& source, std::chrono::milliseconds wait);
   // A follower: runs the next job the leader publishes (waiting up to `wait`); false when none came. A job that
-  // fails here fails on the leader too; throws Error(UNAVAILABLE) when the leader went silent in the middle of one.
+  // fails here fails on the leader too; throws Error(UNAVAILABLE) when the group broke in the middle of one.
   bool FollowOne(std::chrono::milliseconds wait);
 
   [[noreturn]] void Lead(JobSource& source);
   [[noreturn]] void Follow();
 
  private:
-  GenerationResult Generate(std::int64_t n, const v1::JobSpec& spec, Reporter* reporter);
+  GenerationResult Generate(const v1::JobSpec& spec, Reporter* reporter);
   void RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobResponse& lease);
   std::string Encode(const std::string& id, const v1::OutputSettings& output, const at::Tensor& frames) const;
   void ForgetFollowedJobs();
@@ -52,7 +50,7 @@ class Group {
   Consensus* consensus_;
   GroupOptions options_;
   std::int64_t next_job_ = 0;
-  std::map<std::int64_t, int> unforgotten_;  // the leader's published jobs → how many step decisions each has
+  std::vector<std::int64_t> unforgotten_;  // the leader's published jobs whose keys are still in the store
 };
 
 }  // namespace vidgen::worker

@@ -11,6 +11,7 @@ extern "C" {
 
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "common/error.h"
 
@@ -74,7 +75,7 @@ void Drain(AVCodecContext* codec, AVFrame* frame, AVFormatContext* format, AVStr
 
 }  // namespace
 
-void EncodeVideo(const std::vector<std::uint8_t>& rgb, int frames, int height, int width, const VideoOptions& options,
+void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int width, const VideoOptions& options,
                  const std::string& path) {
   if (frames < 1 || height < 2 || width < 2 || height % 2 || width % 2) {
     Fail(ErrorCode::kInvalidArgument, "cannot encode {} frames of {}x{} (even sides of at least 2 needed)", frames,
@@ -130,9 +131,8 @@ void EncodeVideo(const std::vector<std::uint8_t>& rgb, int frames, int height, i
   frame->width = width;
   frame->height = height;
   Check(av_frame_get_buffer(frame.get(), 0), "av_frame_get_buffer");
-  std::unique_ptr<SwsContext, ScaleDeleter> scale(sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height,
-                                                                 AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr,
-                                                                 nullptr));
+  std::unique_ptr<SwsContext, ScaleDeleter> scale(sws_getContext(
+      width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
   if (!scale) Fail(ErrorCode::kInternal, "FFmpeg could not set up RGB to YUV conversion");
   const std::size_t frame_bytes = static_cast<std::size_t>(height) * width * 3;
   for (int i = 0; i < frames; ++i) {

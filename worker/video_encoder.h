@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
-#include <vector>
 
 namespace vidgen::worker {
 
@@ -18,7 +18,7 @@ struct VideoOptions {
 // `rgb`: frames × height × width × 3 bytes, frame after frame. Writes `path` (through a temporary name, renamed when
 // complete). Throws vidgen::Error: INVALID_ARGUMENT for a bad shape or option, UNIMPLEMENTED when this FFmpeg lacks
 // the codec, INTERNAL naming the failing FFmpeg call.
-void EncodeVideo(const std::vector<std::uint8_t>& rgb, int frames, int height, int width, const VideoOptions& options,
+void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int width, const VideoOptions& options,
                  const std::string& path);
 
 }  // namespace vidgen::worker
