@@ -27,62 +27,45 @@
 namespace {
 
 struct DitBenchOptions {
-  std::int64_t dim = 1536, heads = 12, ffn_dim = 8960, layers = 2;
+  vidgen::tools::BenchModel model = vidgen::tools::BenchModel::WithLayers(2);
   std::int64_t latent_frames = 5, latent_height = 32, latent_width = 52;
-  std::int64_t text_tokens = 512;
-  std::string dtype = "bf16", device = "cpu";
   std::vector<int> threads = {1, 2};
   int repeats = 3;
   bool json = false;
 };
 
-// Forward FLOPs of the DiT blocks (matrix products and attention), per models.md G's accounting.
-double DitFlops(const vidgen::wan::WanDitConfig& c, std::int64_t tokens, std::int64_t text_tokens) {
-  const double L = static_cast<double>(tokens), T = static_cast<double>(text_tokens);
-  const double D = static_cast<double>(c.dim), F = static_cast<double>(c.ffn_dim);
-  const double self_attention = 2 * L * 4 * D * D + 4 * L * L * D;
-  const double cross_attention = 2 * L * 2 * D * D + 2 * T * 2 * D * D + 4 * L * T * D;
-  const double ffn = 2 * L * 2 * D * F;
-  return static_cast<double>(c.num_layers) * (self_attention + cross_attention + ffn);
+// Seconds of each denoising step of one generation (one DiT forward per step: no classifier-free guidance pass).
+std::vector<double> StepSeconds(vidgen::VideoPipeline& pipeline, const vidgen::GenerationRequest& request) {
+  std::vector<double> seconds;
+  double last = 0;
+  vidgen::GenerationCallbacks callbacks;
+  callbacks.on_step = [&](const vidgen::StepProgress& progress) {
+    seconds.push_back(progress.seconds - last);
+    last = progress.seconds;
+  };
+  pipeline.Generate(request, callbacks);
+  return seconds;
 }
 
+// DiT forward latency and throughput: the family's pipeline on a synthetic checkpoint, timed per denoising step
+// after a first, warm-up step.
 int RunDitBench(const DitBenchOptions& options) {
   torch::NoGradGuard no_grad;
-  vidgen::wan::WanDitConfig config;
-  config.dim = options.dim;
-  config.num_heads = options.heads;
-  config.ffn_dim = options.ffn_dim;
-  config.num_layers = options.layers;
-  const auto device = c10::Device(options.device);
-  const auto dtype = vidgen::ParseModelDType(options.dtype);
-  torch::manual_seed(0);
-  vidgen::wan::WanDit dit(config);
-  // Weights of a trained model's scale keep activations finite; the values do not matter for speed.
-  for (auto& p : dit->parameters()) p.normal_(0, 0.02);
-  dit->SetComputeDType(dtype);
-  dit->to(device);
-  dit->eval();
-
-  vidgen::wan::WanDitInput input;
-  input.x = {torch::randn({config.in_dim, options.latent_frames, options.latent_height, options.latent_width},
-                          torch::TensorOptions().device(device))};
-  input.timesteps = torch::tensor({500.0}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-  input.context = {torch::randn({options.text_tokens, config.text_dim}, torch::TensorOptions().device(device))};
+  const auto& model = options.model;
+  const auto checkpoint = vidgen::tools::WriteBenchCheckpoint(model);
+  const auto pipeline = vidgen::tools::LoadBenchPipeline(model, checkpoint->dir());
+  auto request = vidgen::tools::BenchRequest(model, options.latent_frames, options.latent_height, options.latent_width);
+  request.steps = options.repeats + 1;
+  if (model.parsed_family() == vidgen::spec::Family::kWan) request.guidance_scale = 1.0;  // one pass per step
   const std::int64_t tokens = options.latent_frames * (options.latent_height / 2) * (options.latent_width / 2);
-  const double flops = DitFlops(config, tokens, config.text_len);
+  const double flops = vidgen::tools::DitFlops(model, tokens);
+  const auto sizes = vidgen::tools::Resolved(model.parsed_family(), model.dit);
 
   nlohmann::json results = nlohmann::json::array();
   for (const int threads : options.threads) {
     torch::set_num_threads(threads);
-    dit->forward(input);  // warm-up: allocator, oneDNN kernels
-    std::vector<double> seconds;
-    for (int r = 0; r < options.repeats; ++r) {
-      const auto start = std::chrono::steady_clock::now();
-      const auto out = dit->forward(input);
-      if (device.is_cuda()) torch::cuda::synchronize();
-      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      TORCH_CHECK(torch::isfinite(out[0]).all().item<bool>(), "the benchmark DiT produced non-finite values");
-    }
+    auto seconds = StepSeconds(*pipeline, request);
+    seconds.erase(seconds.begin());  // warm-up: allocator, kernels
     std::sort(seconds.begin(), seconds.end());
     const double median = seconds[seconds.size() / 2];
     results.push_back({{"threads", threads},
@@ -92,22 +75,22 @@ int RunDitBench(const DitBenchOptions& options) {
                        {"gflops_per_second", flops / median / 1e9}});
     if (!options.json) {
       fmt::print(
-          "dit dim {} heads {} ffn {} layers {} tokens {} {} {} threads {}: {:.3f} s/step, {:.0f} tokens/s, "
+          "dit {} dim {} heads {} ffn {} layers {} tokens {} {} {} threads {}: {:.3f} s/step, {:.0f} tokens/s, "
           "{:.1f} GFLOP/s\n",
-          config.dim, config.num_heads, config.ffn_dim, config.num_layers, tokens, options.dtype, options.device,
-          threads, median, static_cast<double>(tokens) / median, flops / median / 1e9);
+          model.family, sizes.dim, sizes.heads, sizes.ffn_dim, sizes.layers, tokens, model.dtype, model.device, threads,
+          median, static_cast<double>(tokens) / median, flops / median / 1e9);
     }
   }
   if (options.json) {
     nlohmann::json report = {{"benchmark", "dit"},
-                             {"dim", config.dim},
-                             {"heads", config.num_heads},
-                             {"ffn_dim", config.ffn_dim},
-                             {"layers", config.num_layers},
+                             {"family", model.family},
+                             {"dim", sizes.dim},
+                             {"heads", sizes.heads},
+                             {"ffn_dim", sizes.ffn_dim},
+                             {"layers", sizes.layers},
                              {"tokens", tokens},
-                             {"text_tokens", config.text_len},
-                             {"dtype", options.dtype},
-                             {"device", options.device},
+                             {"dtype", model.dtype},
+                             {"device", model.device},
                              {"gflop_per_step", flops / 1e9},
                              {"torch_version", TORCH_VERSION},
                              {"results", results}};
@@ -130,56 +113,49 @@ struct CacheBenchRow {
   vidgen::cache::CacheConfig config;
 };
 
-// End-to-end denoising with each cache configuration against the uncached run of the same pipeline: a Wan DiT of
-// the 1.3B block width with random weights, and the text encoder, tokenizer and VAE of `model_dir`.
+// Whole generations with each cache configuration against the uncached one, of the family's pipeline on a
+// synthetic checkpoint; the denoising stage is timed.
 int RunCacheBench(const CacheBenchOptions& options) {
   torch::NoGradGuard no_grad;
   torch::set_num_threads(options.threads);
-  auto pipeline = vidgen::tools::MakeBenchPipeline(options.model);
-  const auto& config = pipeline->dit()->config();
-
-  const auto tokens = pipeline->tokenizer().Encode({"a red ball bouncing on a wooden floor", "blurry, static"});
-  const auto contexts = pipeline->EncodeText(tokens);
-  const auto noise = torch::randn({config.in_dim, (options.frames - 1) / 4 + 1, options.height / 8, options.width / 8},
-                                  torch::TensorOptions().dtype(torch::kFloat));
-  vidgen::dit::SamplerOptions denoise;
-  denoise.schedule = {vidgen::schedulers::Solver::kUniPC, options.steps, 5.0, true};
-  denoise.guidance_scale = 5.0;
-
+  const auto& model = options.model;
+  const auto checkpoint = vidgen::tools::WriteBenchCheckpoint(model);
+  const auto pipeline = vidgen::tools::LoadBenchPipeline(model, checkpoint->dir());
+  auto request =
+      vidgen::tools::BenchRequest(model, (options.frames - 1) / 4 + 1, options.height / 8, options.width / 8);
+  request.steps = options.steps;
+  const bool wan = model.parsed_family() == vidgen::spec::Family::kWan;
+  const std::string taylorseer = wan ? "taylorseer-wan" : "taylorseer-hunyuan";
   std::vector<CacheBenchRow> rows = {{"none", vidgen::cache::Preset("none")},
                                      {"reuse", vidgen::cache::Preset("fora")},
-                                     {"taylorseer", vidgen::cache::Preset("taylorseer-wan")},
-                                     {"taylorseer", vidgen::cache::Preset("taylorseer-wan")},
+                                     {"taylorseer", vidgen::cache::Preset(taylorseer)},
+                                     {"taylorseer", vidgen::cache::Preset(taylorseer)},
                                      {"lite", vidgen::cache::Preset("lite")}};
+  rows[2].config.order = 1;
   rows[3].config.order = 2;
 
-  pipeline->Denoise(noise, contexts[0], contexts[1], [&] {  // warm-up: allocator and kernels
-    auto warm = denoise;
-    warm.schedule.steps = 2;
-    return warm;
-  }());
-  torch::Tensor reference_latents, reference_frames;
+  auto warm = request;  // allocator and kernels
+  warm.steps = 2;
+  pipeline->Generate(warm, {});
+  torch::Tensor reference_frames;
   double reference_seconds = 0;
   nlohmann::json report = nlohmann::json::array();
   for (const auto& row : rows) {
-    denoise.cache = row.config;
-    vidgen::GenerationStats stats;
-    torch::Tensor latents;
+    request.cache = row.config;
+    vidgen::GenerationResult result;
     double seconds = INFINITY;
     for (int r = 0; r < options.repeats; ++r) {
-      stats = {};
-      const auto start = std::chrono::steady_clock::now();
-      latents = pipeline->Denoise(noise, contexts[0], contexts[1], denoise, {}, nullptr, &stats);
-      seconds = std::min(seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      result = pipeline->Generate(request, {});
+      seconds = std::min(seconds, result.stats.stage_seconds.at("denoise"));
     }
-    const auto frames = vidgen::ToVideoFrames(pipeline->Decode(latents));
-    if (!reference_latents.defined()) {
-      reference_latents = latents;
+    const auto& stats = result.stats;
+    const auto frames = result.frames.to(torch::kFloat);
+    if (!reference_frames.defined()) {
       reference_frames = frames;
       reference_seconds = seconds;
     }
-    const double rel_l2 = ((latents - reference_latents).norm() / reference_latents.norm()).item<double>();
-    const double psnr = vidgen::tools::Psnr(frames, reference_frames);
+    const double rel_l2 = ((frames - reference_frames).norm() / reference_frames.norm()).item<double>();
+    const double psnr = vidgen::tools::Psnr(result.frames, reference_frames.to(torch::kUInt8));
     nlohmann::json entry = {{"policy", row.name},
                             {"interval", row.config.enabled() ? row.config.interval : 1},
                             {"order", row.config.enabled() ? row.config.order : 0},
@@ -217,16 +193,11 @@ int main(int argc, char** argv) {
   CLI::App app{"vidgen benchmarks"};
   app.require_subcommand(1);
   DitBenchOptions dit;
-  auto* dit_command = app.add_subcommand("dit", "Wan DiT forward latency and throughput (random weights)");
-  dit_command->add_option("--dim", dit.dim, "block width")->capture_default_str();
-  dit_command->add_option("--heads", dit.heads)->capture_default_str();
-  dit_command->add_option("--ffn-dim", dit.ffn_dim)->capture_default_str();
-  dit_command->add_option("--layers", dit.layers)->capture_default_str();
+  auto* dit_command = app.add_subcommand("dit", "DiT forward latency and throughput (random weights, released layout)");
+  vidgen::tools::AddBenchModelOptions(*dit_command, dit.model);
   dit_command->add_option("--latent-frames", dit.latent_frames)->capture_default_str();
   dit_command->add_option("--latent-height", dit.latent_height)->capture_default_str();
   dit_command->add_option("--latent-width", dit.latent_width)->capture_default_str();
-  dit_command->add_option("--dtype", dit.dtype, "fp32, bf16 or fp16")->capture_default_str();
-  dit_command->add_option("--device", dit.device, "cpu or cuda[:N]")->capture_default_str();
   dit_command->add_option("--threads", dit.threads, "thread counts to measure")->capture_default_str();
   dit_command->add_option("--repeats", dit.repeats)->capture_default_str();
   dit_command->add_flag("--json", dit.json, "print one JSON report");
@@ -234,19 +205,15 @@ int main(int argc, char** argv) {
   CacheBenchOptions cache;
   auto* cache_command = app.add_subcommand(
       "cache", "denoising with each cache policy vs uncached (--model random: speed; demo: quality)");
-  cache_command->add_option("--model-dir", cache.model.model_dir, "checkpoint for tokenizer, T5 and VAE")
-      ->capture_default_str();
-  cache_command->add_option("--dim", cache.model.dim)->capture_default_str();
-  cache_command->add_option("--heads", cache.model.heads)->capture_default_str();
-  cache_command->add_option("--ffn-dim", cache.model.ffn_dim)->capture_default_str();
-  cache_command->add_option("--layers", cache.model.layers)->capture_default_str();
+  vidgen::tools::AddBenchModelOptions(*cache_command, cache.model);
+  std::string demo_dir;
+  cache_command->add_option("--model-dir", demo_dir, "demo: the trained demo checkpoint");
   cache_command->add_option("--frames", cache.frames)->capture_default_str();
   cache_command->add_option("--height", cache.height)->capture_default_str();
   cache_command->add_option("--width", cache.width)->capture_default_str();
   cache_command->add_option("--steps", cache.steps)->capture_default_str();
   cache_command->add_option("--threads", cache.threads)->capture_default_str();
   cache_command->add_option("--repeats", cache.repeats, "runs of each row; the fastest counts")->capture_default_str();
-  cache_command->add_option("--dtype", cache.model.dtype)->capture_default_str();
   cache_command->add_flag("--json", cache.json, "print a JSON array, one object per configuration");
   std::string cache_model = "random";
   cache_command
@@ -262,8 +229,7 @@ int main(int argc, char** argv) {
   vidgen::tools::ParallelBenchOptions parallel;
   auto* parallel_command =
       app.add_subcommand("parallel", "sequence / CFG parallelism on 2 local ranks vs one process (random DiT)");
-  parallel_command->add_option("--model-dir", parallel.model.model_dir)->capture_default_str();
-  parallel_command->add_option("--layers", parallel.model.layers)->capture_default_str();
+  vidgen::tools::AddBenchModelOptions(*parallel_command, parallel.model);
   parallel_command->add_option("--steps", parallel.steps)->capture_default_str();
   parallel_command->add_option("--latent-frames", parallel.latent_frames)->capture_default_str();
   parallel_command->add_option("--latent-height", parallel.latent_height)->capture_default_str();
@@ -306,7 +272,7 @@ int main(int argc, char** argv) {
     if (dit_command->parsed()) return RunDitBench(dit);
     if (load_command->parsed()) return vidgen::tools::RunLoadBench(load);
     if (cache_command->parsed() && cache_model == "demo") {
-      if (cache_command->count("--model-dir") > 0) demo_cache.model_dir = cache.model.model_dir;
+      if (!demo_dir.empty()) demo_cache.model_dir = demo_dir;
       if (cache_command->count("--steps") == 0) cache.steps = 50;
       demo_cache.steps = cache.steps;
       demo_cache.threads = cache.threads;

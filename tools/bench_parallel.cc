@@ -11,9 +11,9 @@
 
 #include "cache/config.h"
 #include "models/wan/pipeline.h"
+#include "parallel/launch.h"
 #include "parallel/world.h"
 #include "tools/bench_model.h"
-#include "parallel/launch.h"
 
 namespace vidgen::tools {
 namespace {
@@ -26,42 +26,41 @@ struct Run {
   int ulysses = 1, ring = 1, cfg = 1;
   int threads = 1;  // per rank
   bool cached = false;
+  std::string model_dir;  // the synthetic checkpoint every rank loads
   int world() const { return ulysses * ring * cfg; }
 };
 
 nlohmann::json ToJson(const Run& run) {
-  return {{"layout", run.layout}, {"ulysses", run.ulysses}, {"ring", run.ring},
-          {"cfg", run.cfg},       {"threads", run.threads}, {"cached", run.cached}};
+  return {{"layout", run.layout},   {"ulysses", run.ulysses}, {"ring", run.ring},          {"cfg", run.cfg},
+          {"threads", run.threads}, {"cached", run.cached},   {"model_dir", run.model_dir}};
 }
 
 Run FromJson(const nlohmann::json& json) {
-  return {json.at("layout"), json.at("ulysses"), json.at("ring"),
-          json.at("cfg"),    json.at("threads"), json.at("cached")};
+  return {json.at("layout"),  json.at("ulysses"), json.at("ring"),     json.at("cfg"),
+          json.at("threads"), json.at("cached"),  json.at("model_dir")};
 }
 
-// One rank of one measurement: the same random DiT on every rank (same seed), one warm-up step, then the timed run.
+// One rank of one measurement: every rank loads the same checkpoint; one warm-up step, then the timed run.
 int MeasureAsRank(const ParallelBenchOptions& options, const Run& run) {
   torch::NoGradGuard no_grad;
   torch::set_num_threads(run.threads);
+  auto model = options.model;
   std::unique_ptr<parallel::World> world;
   if (run.world() > 1) {
-    world = std::make_unique<parallel::World>(parallel::RendezvousFromEnv(),
-                                              parallel::MeshOptions{run.ulysses, run.ring, run.cfg});
+    auto rendezvous = parallel::RendezvousFromEnv();
+    const auto device = parallel::RankDevice(c10::Device(model.device), rendezvous);
+    rendezvous.backend = parallel::BackendFor(device);
+    model.device = device.str();
+    world = std::make_unique<parallel::World>(rendezvous, parallel::MeshOptions{run.ulysses, run.ring, run.cfg});
   }
-  auto pipeline = MakeBenchPipeline(options.model, world.get());
-  const auto& config = pipeline->dit()->config();
-
-  const auto contexts = pipeline->EncodeText(pipeline->tokenizer().Encode({"a red ball bouncing", "blurry"}));
-  const auto noise = torch::randn({config.in_dim, options.latent_frames, options.latent_height, options.latent_width});
-  dit::SamplerOptions denoise;
-  denoise.schedule = {schedulers::Solver::kUniPC, 1, 5.0, true};
-  denoise.guidance_scale = 5.0;
-  pipeline->Denoise(noise, contexts[0], contexts[1], denoise);  // warm-up
-  denoise.schedule.steps = options.steps;
-  if (run.cached) denoise.cache = cache::Preset("taylorseer-wan");
-  const auto start = std::chrono::steady_clock::now();
-  pipeline->Denoise(noise, contexts[0], contexts[1], denoise);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto pipeline = LoadBenchPipeline(model, run.model_dir, world.get());
+  auto request = BenchRequest(model, options.latent_frames, options.latent_height, options.latent_width);
+  request.steps = 1;
+  pipeline->Generate(request, {});  // warm-up
+  request.steps = options.steps;
+  const bool wan = model.parsed_family() == spec::Family::kWan;
+  if (run.cached) request.cache = cache::Preset(wan ? "taylorseer-wan" : "taylorseer-hunyuan");
+  const double seconds = pipeline->Generate(request, {}).stats.stage_seconds.at("denoise");
   const double collective_seconds = world ? static_cast<double>(world->collective_micros()) / 1e6 : 0.0;
   if (!world || world->rank() == 0) {
     std::ofstream(std::getenv(kOutVariable))
@@ -98,10 +97,12 @@ int RunParallelBenchRank(const ParallelBenchOptions& options) {
 
 int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
   const int world = 2;
-  const double base = Measure({"single", 1, 1, 1, 1, false}, argv);
-  const double threaded = Measure({"single", 1, 1, 1, world, false}, argv);
-  const double cached_base = Measure({"single", 1, 1, 1, 1, true}, argv);
-  const double cached_threaded = Measure({"single", 1, 1, 1, world, true}, argv);
+  const auto checkpoint = WriteBenchCheckpoint(options.model);
+  const std::string dir = checkpoint->dir();
+  const double base = Measure({"single", 1, 1, 1, 1, false, dir}, argv);
+  const double threaded = Measure({"single", 1, 1, 1, world, false, dir}, argv);
+  const double cached_base = Measure({"single", 1, 1, 1, 1, true, dir}, argv);
+  const double cached_threaded = Measure({"single", 1, 1, 1, world, true, dir}, argv);
 
   nlohmann::json report = nlohmann::json::array();
   report.push_back({{"layout", "single"},
@@ -120,8 +121,8 @@ int RunParallelBench(const ParallelBenchOptions& options, char** argv) {
                     {"vs_threads", cached_base / cached_threaded}});
   double best_uncached = 0, best_cached = 0;
   for (const bool cached : {false, true}) {
-    for (const Run& layout :
-         {Run{"ulysses2", 2, 1, 1, 1, cached}, Run{"ring2", 1, 2, 1, 1, cached}, Run{"cfg2", 1, 1, 2, 1, cached}}) {
+    for (const Run& layout : {Run{"ulysses2", 2, 1, 1, 1, cached, dir}, Run{"ring2", 1, 2, 1, 1, cached, dir},
+                              Run{"cfg2", 1, 1, 2, 1, cached, dir}}) {
       const double seconds = Measure(layout, argv);
       const double reference = cached ? cached_base : base;
       const double speedup = reference / seconds;

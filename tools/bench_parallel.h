@@ -9,7 +9,7 @@
 namespace vidgen::tools {
 
 struct ParallelBenchOptions {
-  BenchModel model{.layers = 2};
+  BenchModel model = BenchModel::WithLayers(2);
   std::int64_t latent_frames = 5, latent_height = 48, latent_width = 48;  // 2880 tokens
   int steps = 10;
   bool json = false;

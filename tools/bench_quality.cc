@@ -102,7 +102,8 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
     }
   }
   std::string script = fmt::format(
-      "set terminal pngcairo size 1280,600 font 'sans,11'\nset output '{}'\nset grid\nset key outside below horizontal maxrows 3\n"
+      "set terminal pngcairo size 1280,600 font 'sans,11'\nset output '{}'\nset grid\nset key outside below horizontal "
+      "maxrows 3\n"
       "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n"
       "set multiplot layout 1,2 title 'demo model, held-out prompts, {} steps'\n",
       path, steps);
@@ -121,8 +122,8 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
   }
   script += "set xlabel 'speed-up in DiT passes (steps / full steps)'\nset ylabel 'PSNR vs uncached (dB)'\n" +
             plot_psnr.substr(0, plot_psnr.size() - 2) + "\n";
-  script += "set ylabel 'held-out prompts with colour and direction right (%)'\nset yrange [0:105]\n" +
-            plot_adherence + fmt::format("{} with lines dt 2 lc 'black' title 'uncached'\n", uncached_adherence);
+  script += "set ylabel 'held-out prompts with colour and direction right (%)'\nset yrange [0:105]\n" + plot_adherence +
+            fmt::format("{} with lines dt 2 lc 'black' title 'uncached'\n", uncached_adherence);
   script += "unset multiplot\n";
   FILE* gnuplot = ::popen("gnuplot 2>&1", "w");
   if (gnuplot == nullptr) Fail(ErrorCode::kInternal, "cannot start gnuplot to draw '{}'", path);
@@ -147,8 +148,7 @@ std::vector<std::string> DemoCacheGrid() {
 
 int RunQualityBench(const QualityBenchOptions& options) {
   torch::NoGradGuard no_grad;
-  torch::set_num_threads(options.threads > 0 ? options.threads
-                                             : static_cast<int>(std::thread::hardware_concurrency()));
+  torch::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<cache::CacheConfig> settings;
   for (const auto& name : options.caches) settings.push_back(ParseCacheSetting(name));
   wan::WanLoadOptions load;
@@ -171,15 +171,16 @@ int RunQualityBench(const QualityBenchOptions& options) {
   {
     Adherence adherence;
     for (std::size_t i = 0; i < held_out.size(); ++i) {
-      const auto video = demo::Render(held_out[i], 1000 + i, clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1);
+      const auto video =
+          demo::Render(held_out[i], 1000 + i, clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1);
       adherence.Add(ToVideoFrames(pipeline->Decode(pipeline->vae()->Encode(video.unsqueeze(0))[0])), held_out[i]);
     }
     nlohmann::json row = {{"cache", "vae reconstruction"}, {"prompts", held_out.size()}};
     adherence.Report(row, n);
     report.push_back(row);
     if (!options.json) {
-      fmt::print("{:<22} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  (rendered clips through the VAE)\n",
-                 "vae", 100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
+      fmt::print("{:<22} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  (rendered clips through the VAE)\n", "vae",
+                 100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
                  100 * row["shape_accuracy"].get<double>());
     }
   }
@@ -194,7 +195,8 @@ int RunQualityBench(const QualityBenchOptions& options) {
     request.width = request.height = clip.size;
     request.frames = clip.frames;
     request.seed = i;
-    noises.push_back(SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU)));
+    noises.push_back(
+        SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU)));
   }
   dit::SamplerOptions denoise;
   denoise.schedule = {schedulers::Solver::kUniPC, options.steps, 5.0, /*integer_timesteps=*/true};
@@ -216,8 +218,8 @@ int RunQualityBench(const QualityBenchOptions& options) {
     for (std::size_t i = 0; i < held_out.size(); ++i) {
       GenerationStats video_stats;
       const auto start = std::chrono::steady_clock::now();
-      const auto latents = pipeline->Denoise(noises[i], contexts[i][0], contexts[i][1], denoise, {}, nullptr,
-                                             &video_stats);
+      const auto latents =
+          pipeline->Denoise(noises[i], contexts[i][0], contexts[i][1], denoise, {}, nullptr, &video_stats);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const auto frames = ToVideoFrames(pipeline->Decode(latents));
       adherence.Add(frames, held_out[i]);
@@ -235,35 +237,36 @@ int RunQualityBench(const QualityBenchOptions& options) {
     if (s == 0) reference_seconds = seconds;
     const auto& config = settings[s];
     const double full_steps = full / n;
-    nlohmann::json row = {{"cache", options.caches[s]},
-                          {"policy", config.enabled() && config.order == 0 && config.policy == cache::Policy::kTaylorSeer
-                                         ? "reuse"
-                                         : cache::PolicyName(config.policy)},
-                          {"series", SeriesName(config)},
-                          {"interval", config.enabled() ? config.interval : 1},
-                          {"order", config.enabled() ? config.order : 0},
-                          {"warmup", config.enabled() ? config.warmup : 0},
-                          {"distance", config.distance == cache::Distance::kSigma ? "sigma" : "step"},
-                          {"steps", options.steps},
-                          {"prompts", held_out.size()},
-                          {"full_steps", full_steps},
-                          {"ideal_speedup", options.steps / full_steps},
-                          {"speedup", reference_seconds / seconds},
-                          {"seconds", seconds / n},
-                          {"rel_l2", rel_l2 / n},
-                          {"psnr_db", std::isfinite(psnr) ? nlohmann::json(psnr / n) : nlohmann::json("inf")},
-                          {"ssim", ssim / n},
-                          {"cache_bytes", cache_bytes},
-                          {"forecast_seconds", forecast_seconds / n}};
+    nlohmann::json row = {
+        {"cache", options.caches[s]},
+        {"policy", config.enabled() && config.order == 0 && config.policy == cache::Policy::kTaylorSeer
+                       ? "reuse"
+                       : cache::PolicyName(config.policy)},
+        {"series", SeriesName(config)},
+        {"interval", config.enabled() ? config.interval : 1},
+        {"order", config.enabled() ? config.order : 0},
+        {"warmup", config.enabled() ? config.warmup : 0},
+        {"distance", config.distance == cache::Distance::kSigma ? "sigma" : "step"},
+        {"steps", options.steps},
+        {"prompts", held_out.size()},
+        {"full_steps", full_steps},
+        {"ideal_speedup", options.steps / full_steps},
+        {"speedup", reference_seconds / seconds},
+        {"seconds", seconds / n},
+        {"rel_l2", rel_l2 / n},
+        {"psnr_db", std::isfinite(psnr) ? nlohmann::json(psnr / n) : nlohmann::json("inf")},
+        {"ssim", ssim / n},
+        {"cache_bytes", cache_bytes},
+        {"forecast_seconds", forecast_seconds / n}};
     adherence.Report(row, n);
     report.push_back(row);
     if (!options.json) {
-      fmt::print("{:<22} full {:4.1f}  {:4.2f}x ({:4.2f}x measured)  colour {:3.0f}%  direction {:3.0f}%  "
-                 "shape {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
-                 options.caches[s], full_steps, options.steps / full_steps, reference_seconds / seconds,
-                 100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
-                 100 * row["shape_accuracy"].get<double>(), psnr / n, row["ssim"].get<double>(),
-                 row["rel_l2"].get<double>());
+      fmt::print(
+          "{:<22} full {:4.1f}  {:4.2f}x ({:4.2f}x measured)  colour {:3.0f}%  direction {:3.0f}%  "
+          "shape {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
+          options.caches[s], full_steps, options.steps / full_steps, reference_seconds / seconds,
+          100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
+          100 * row["shape_accuracy"].get<double>(), psnr / n, row["ssim"].get<double>(), row["rel_l2"].get<double>());
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));
