@@ -127,6 +127,7 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   options.dtype = torch::kFloat;
   options.text_len = std::stoi(golden.Meta("text_len"));
   options.clip_len = std::stoi(golden.Meta("clip_len"));
+  options.device = testing::TestDevice();
   ASSERT_EQ(golden.Meta("vae_tiling"), "True");
   auto pipeline = HunyuanPipeline::Load(golden.CheckpointDir().string(), options);
 

@@ -40,6 +40,19 @@ std::filesystem::path GoldenCase::CheckpointDir() const {
   return GoldenDir() / Meta("checkpoint");
 }
 
+c10::Device TestDevice() {
+  static const c10::Device device = [] {
+    const char* name = std::getenv("VIDGEN_TEST_DEVICE");
+    const c10::Device chosen(name && *name ? name : "cpu");
+    if (chosen.is_cuda()) {
+      at::globalContext().setAllowTF32CuBLAS(false);
+      at::globalContext().setAllowTF32CuDNN(false);
+    }
+    return chosen;
+  }();
+  return device;
+}
+
 ::testing::AssertionResult TensorsClose(const at::Tensor& actual, const at::Tensor& expected, double tolerance) {
   if (actual.sizes() != expected.sizes()) {
     return ::testing::AssertionFailure() << fmt::format("shape [{}] differs from the expected [{}]",

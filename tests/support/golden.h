@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <gtest/gtest.h>
 
 #include "models/io/tensor_file.h"
@@ -17,6 +18,10 @@
 namespace vidgen::testing {
 
 std::filesystem::path GoldenDir();
+
+// Where the golden pipeline tests run their models: VIDGEN_TEST_DEVICE ("cpu" by default, "cuda" on a GPU machine).
+// On CUDA, TF32 is off in matrix products and convolutions: the references computed in fp32.
+c10::Device TestDevice();
 
 // Case names (file names in cases/ without .safetensors) that start with `prefix`, sorted.
 std::vector<std::string> GoldenCases(std::string_view prefix = "");

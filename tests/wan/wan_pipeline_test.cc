@@ -17,7 +17,9 @@ class WanT2VGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   const testing::GoldenCase golden(GetParam());
-  auto pipeline = WanPipeline::Load(golden.CheckpointDir().string());
+  WanLoadOptions load;
+  load.device = testing::TestDevice();
+  auto pipeline = WanPipeline::Load(golden.CheckpointDir().string(), load);
   const auto context = pipeline->EncodeText(Tokens(golden, "ids", "mask"))[0];
   const auto context_null = pipeline->EncodeText(Tokens(golden, "neg_ids", "neg_mask"))[0];
 
