@@ -135,7 +135,9 @@ at::Tensor FeatureCache::Forecast(const Stream& stream, int step, std::int64_t i
       out.add_(terms[k].View(), coefficient);
     }
   }
-  if (!out.defined()) out = base.clone();  // order 0: a copy, never the cache's own tensor
+  // Order 0: the stored value itself for a block branch (read-only by contract: saves a copy per branch and step);
+  // a copy for the model's output, which leaves the model.
+  if (!out.defined()) out = id == kOutputBranch ? base.clone() : base;
   stats_.forecast_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -54,7 +54,8 @@ class FeatureCache {
     // Lite mode: the model routes its whole block stack through Branch(kOutputBranch, ...).
     bool lite() const { return cache_->config_.policy == Policy::kLite; }
     // The branch's output at this step: computed (full step, in compute's dtype) or forecast (predicted step, fp32:
-    // the blocks add branches into their fp32 residual stream, and a cast back to bf16 would only lose bits).
+    // the blocks add branches into their fp32 residual stream, and a cast back to bf16 would only lose bits). A
+    // block branch's forecast may be the cache's own tensor (order 0, fp32 storage): read it, never write to it.
     at::Tensor Branch(std::int64_t id, const std::function<at::Tensor()>& compute);
 
    private:
