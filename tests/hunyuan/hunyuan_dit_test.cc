@@ -13,7 +13,7 @@ class HunyuanDitGoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(HunyuanDitGoldenTest, MatchesTheReference) {
   torch::NoGradGuard no_grad;
   const testing::GoldenCase golden(GetParam());
-  auto dit = LoadHunyuanDit(golden.CheckpointDir().string());
+  auto dit = LoadHunyuanDit(golden.CheckpointDir().string(), torch::kFloat, testing::TestDevice());
 
   // The RoPE tables of the token grid.
   const auto grid = dit->space().GridOf(golden.Get("x"));
@@ -23,9 +23,9 @@ TEST_P(HunyuanDitGoldenTest, MatchesTheReference) {
 
   std::map<std::string, torch::Tensor> traced;
   dit->trace = [&](const std::string& name, const torch::Tensor& x) { traced[name] = x.clone(); };
-  const auto out = dit->forward(golden.Get("x").unsqueeze(0), golden.Get("t"), golden.Get("text_states").unsqueeze(0),
-                                golden.Get("text_mask").unsqueeze(0), golden.Get("text_states_2").unsqueeze(0),
-                                golden.Get("guidance"));
+  const auto out = dit->forward(golden.Input("x").unsqueeze(0), golden.Input("t"),
+                                golden.Input("text_states").unsqueeze(0), golden.Input("text_mask").unsqueeze(0),
+                                golden.Input("text_states_2").unsqueeze(0), golden.Input("guidance"));
   EXPECT_TRUE(testing::TensorsClose(out[0], golden.Get("out")));
   int compared = 0;
   for (const auto& [name, value] : traced) {
@@ -37,9 +37,9 @@ TEST_P(HunyuanDitGoldenTest, MatchesTheReference) {
 
   // Two samples in one call: different timesteps, guidance and text lengths.
   dit->trace = nullptr;
-  const auto outs = dit->forward(golden.Get("batch.x"), golden.Get("batch.t"), golden.Get("batch.text_states"),
-                                 golden.Get("batch.text_mask"), golden.Get("batch.text_states_2"),
-                                 golden.Get("batch.guidance"));
+  const auto outs = dit->forward(golden.Input("batch.x"), golden.Input("batch.t"), golden.Input("batch.text_states"),
+                                 golden.Input("batch.text_mask"), golden.Input("batch.text_states_2"),
+                                 golden.Input("batch.guidance"));
   EXPECT_TRUE(testing::TensorsClose(outs, golden.Get("batch.out")));
 }
 
@@ -47,7 +47,6 @@ INSTANTIATE_TEST_SUITE_P(Golden, HunyuanDitGoldenTest, ::testing::ValuesIn(testi
 
 }  // namespace
 }  // namespace vidgen::hunyuan
-
 
 namespace vidgen::hunyuan {
 namespace {
@@ -64,13 +63,13 @@ TEST_P(HunyuanRunGoldenTest, MatchesTheReferenceStepByStep) {
   const HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
   const auto denoiser = MakeDenoiser(dit, text, std::stod(golden.Meta("embedded_guidance_scale")));
   int steps = 0;
-  const auto latents = dit::Denoise(*denoiser, dit->space(), golden.Get("noise"), options, {},
-                               [&](int step, const at::Tensor&, const at::Tensor& after) {
-                                 EXPECT_TRUE(testing::TensorsClose(
-                                     after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
-                                     << "step " << step;
-                                 ++steps;
-                               });
+  const auto latents = dit::Denoise(
+      *denoiser, dit->space(), golden.Get("noise"), options, {},
+      [&](int step, const at::Tensor&, const at::Tensor& after) {
+        EXPECT_TRUE(testing::TensorsClose(after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
+            << "step " << step;
+        ++steps;
+      });
   EXPECT_EQ(steps, options.schedule.steps);
   EXPECT_TRUE(testing::TensorsClose(latents, golden.Get("latents"), 1e-3));
   // The schedule itself.

@@ -53,6 +53,10 @@ c10::Device TestDevice() {
   return device;
 }
 
+at::Tensor GoldenCase::Input(std::string_view tensor) const {
+  return Get(tensor).to(TestDevice());
+}
+
 ::testing::AssertionResult TensorsClose(const at::Tensor& actual, const at::Tensor& expected, double tolerance) {
   if (actual.sizes() != expected.sizes()) {
     return ::testing::AssertionFailure() << fmt::format("shape [{}] differs from the expected [{}]",

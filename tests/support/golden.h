@@ -38,6 +38,8 @@ class GoldenCase {
   std::filesystem::path CheckpointDir() const;
   bool Has(std::string_view tensor) const { return file_.Contains(tensor); }
   at::Tensor Get(std::string_view tensor) const { return file_.Tensor(tensor); }
+  // A tensor to feed a model with: Get(tensor) on TestDevice().
+  at::Tensor Input(std::string_view tensor) const;
   const io::SafetensorsFile& file() const { return file_; }
 
  private:

@@ -14,7 +14,9 @@ WanDit LoadGoldenDit(const testing::GoldenCase& golden) {
   WanDit dit(ReadWanDitConfig((dir / "config.json").string()));
   io::WeightStore store;
   store.AddFile((dir / "diffusion_pytorch_model.safetensors").string());
-  store.LoadInto(*dit);
+  io::WeightStore::LoadOptions options;
+  options.device = testing::TestDevice();
+  store.LoadInto(*dit, options);
   dit->eval();
   return dit;
 }
@@ -29,9 +31,9 @@ TEST_P(WanDitGoldenTest, MatchesTheReference) {
   std::map<std::string, torch::Tensor> traced;
   dit->trace = [&](const std::string& name, const torch::Tensor& x) { traced[name] = x.clone(); };
   WanDitInput input;
-  input.x = {golden.Get("x")};
-  input.timesteps = golden.Get("t");
-  input.context = {golden.Get("context")};
+  input.x = {golden.Input("x")};
+  input.timesteps = golden.Input("t");
+  input.context = {golden.Input("context")};
   input.seq_len = std::stoll(golden.Meta("seq_len"));
   const auto out = dit->forward(input);
   EXPECT_TRUE(testing::TensorsClose(out[0], golden.Get("out")));
@@ -44,9 +46,9 @@ TEST_P(WanDitGoldenTest, MatchesTheReference) {
   // Two samples in one call: different timesteps and text lengths.
   dit->trace = nullptr;
   WanDitInput batch;
-  batch.x = {golden.Get("x"), golden.Get("batch.x1")};
-  batch.timesteps = golden.Get("batch.t");
-  batch.context = {golden.Get("context"), golden.Get("batch.context1")};
+  batch.x = {golden.Input("x"), golden.Input("batch.x1")};
+  batch.timesteps = golden.Input("batch.t");
+  batch.context = {golden.Input("context"), golden.Input("batch.context1")};
   batch.seq_len = input.seq_len;
   const auto outs = dit->forward(batch);
   EXPECT_TRUE(testing::TensorsClose(outs[0], golden.Get("batch.out0")));
