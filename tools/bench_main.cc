@@ -1,8 +1,7 @@
-// vidgen-bench: speed measurements. `dit` times Wan DiT forward passes at a chosen width, depth and token count.
+// vidgen-bench: speed and memory measurements of either family on any device: `dit` (one denoising step), `cache`
+// (feature caching against none), `parallel` (local ranks), `load` (checkpoint loading), `quality` (the demo model).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <numeric>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -15,9 +14,6 @@
 #include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "common/tool_main.h"
-#include "models/wan/config.h"
-#include "models/wan/dit.h"
-#include "models/wan/pipeline.h"
 #include "tools/bench_load.h"
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"

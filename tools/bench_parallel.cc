@@ -1,7 +1,6 @@
 // vidgen-bench parallel: sequence and CFG parallelism on local ranks against one process, cached and uncached.
 #include "tools/bench_parallel.h"
 
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -10,7 +9,6 @@
 #include <torch/torch.h>
 
 #include "cache/config.h"
-#include "models/wan/pipeline.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
 #include "tools/bench_model.h"
