@@ -31,6 +31,18 @@ std::int64_t Bytes(const torch::nn::Module& module, std::int64_t element_size) {
   return numel * element_size;
 }
 
+// How many repeated blocks (at least `least`) make about `bytes` of weights of `element_size` bytes each, for a
+// model that `build(n)` makes with n of them (built deferred: nothing allocated).
+template <typename Build>
+std::int64_t BlocksFilling(std::int64_t bytes, std::int64_t element_size, std::int64_t least, Build build) {
+  auto size_of = [&](std::int64_t blocks) {
+    layers::DeferredInit deferred;
+    return Bytes(*build(blocks), element_size);
+  };
+  const std::int64_t one = size_of(1), per_block = size_of(2) - one, base = one - per_block;
+  return std::max(least, (bytes - base + per_block / 2) / per_block);
+}
+
 // Random weights of a trained model's scale for every parameter of `module` (built deferred: nothing allocated),
 // in `dtype`, named with `prefix`.
 io::NamedTensors RandomWeights(const torch::nn::Module& module, c10::ScalarType dtype, const std::string& prefix) {
@@ -58,14 +70,11 @@ void WriteWan(const fs::path& dir, const fs::path& parts, const SyntheticDit& si
   config.ffn_dim = resolved.ffn_dim;
   config.num_layers = sizes.layers;
   if (sizes.bytes > 0) {
-    auto size_of = [&](std::int64_t layers) {
-      layers::DeferredInit deferred;
+    config.num_layers = BlocksFilling(sizes.bytes, 4, 1, [&](std::int64_t layers) {
       auto sized = config;
       sized.num_layers = layers;
-      return Bytes(*wan::WanDit(sized), 4);
-    };
-    const std::int64_t per_layer = size_of(2) - size_of(1), base = size_of(1) - per_layer;
-    config.num_layers = std::max<std::int64_t>(1, (sizes.bytes - base + per_layer / 2) / per_layer);
+      return wan::WanDit(sized);
+    });
   }
   WriteJson(dir / "config.json", {{"model_type", "t2v"},
                                   {"dim", config.dim},
@@ -104,16 +113,12 @@ void WriteHunyuan(const fs::path& dir, const fs::path& parts, const SyntheticDit
   config.double_blocks = std::max<std::int64_t>(1, (sizes.layers + 2) / 3);
   config.single_blocks = std::max<std::int64_t>(0, sizes.layers - config.double_blocks);
   if (sizes.bytes > 0) {
-    auto size_of = [&](std::int64_t singles) {
-      layers::DeferredInit deferred;
-      auto sized = config;
-      sized.double_blocks = 1;
-      sized.single_blocks = singles;
-      return Bytes(*hunyuan::HunyuanDit(sized), 2);
-    };
-    const std::int64_t base = size_of(0), per_single = size_of(1) - base;
     config.double_blocks = 1;
-    config.single_blocks = std::max<std::int64_t>(0, (sizes.bytes - base + per_single / 2) / per_single);
+    config.single_blocks = BlocksFilling(sizes.bytes, 2, 0, [&](std::int64_t singles) {
+      auto sized = config;
+      sized.single_blocks = singles;
+      return hunyuan::HunyuanDit(sized);
+    });
   }
   fs::create_directories(dir / "transformers");
   WriteJson(dir / "transformers" / "config.json", {{"hidden_size", config.hidden_size},

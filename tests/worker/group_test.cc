@@ -218,9 +218,28 @@ class GroupTest : public ::testing::Test {
     fs::create_directories(work_dir_);
   }
   void TearDown() override { fs::remove_all(work_dir_); }
-  // A follower gives up on a silent leader in seconds here, so that a wrong loop fails instead of hanging.
   GroupOptions Options() const { return {.work_dir = work_dir_.string()}; }
   fs::path work_dir_;
+};
+
+// A leader and a follower over one in-memory store, each on a probed demo pipeline; the leader's holds after its
+// steps as `hold` says.
+struct TwoRanks {
+  TwoRanks(std::function<void(int)> hold, const GroupOptions& options)
+      : TwoRanks(std::make_unique<ProbedPipeline>(std::move(hold)), std::make_unique<ProbedPipeline>(), options) {}
+
+  MemoryStore store;
+  MemoryConsensus rank0{store, 0}, rank1{store, 1};
+  std::shared_ptr<std::atomic<int>> leader_steps, follower_steps;
+  Group leader, follower;
+
+ private:
+  TwoRanks(std::unique_ptr<ProbedPipeline> leading, std::unique_ptr<ProbedPipeline> following,
+           const GroupOptions& options)
+      : leader_steps(leading->steps_run()),
+        follower_steps(following->steps_run()),
+        leader(std::move(leading), &rank0, options),
+        follower(std::move(following), &rank1, options) {}
 };
 
 TEST_F(GroupTest, ALeaderAloneTakesAJobToItsEnd) {
@@ -259,14 +278,10 @@ TEST_F(GroupTest, ACancelStopsEveryRankAtTheSameStep) {
   FakeSource source;
   source.reply = [&](const v1::HeartbeatRequest& request) { return cancel.Reply(request); };
   source.Add(DemoJob(20), "job-1");
-  MemoryStore store;
-  MemoryConsensus rank0(store, 0), rank1(store, 1);
   // The leader holds after its second step until the server has said cancel.
-  auto leader_pipeline = std::make_unique<ProbedPipeline>(cancel.HoldAfterItsStep());
-  auto follower_pipeline = std::make_unique<ProbedPipeline>();
-  const auto leader_steps = leader_pipeline->steps_run(), follower_steps = follower_pipeline->steps_run();
-  Group leader(std::move(leader_pipeline), &rank0, Options());
-  Group follower(std::move(follower_pipeline), &rank1, Options());
+  TwoRanks ranks(cancel.HoldAfterItsStep(), Options());
+  Group &leader = ranks.leader, &follower = ranks.follower;
+  const auto &leader_steps = ranks.leader_steps, &follower_steps = ranks.follower_steps;
   ASSERT_FALSE(follower.leader());
 
   bool followed = false;
@@ -303,13 +318,9 @@ TEST_F(GroupTest, AFollowerBehindTheLeaderStillFindsItsJobsAndStopsWhereItDid) {
   };
   source.Add(DemoJob(20), "job-1");
   source.Add(DemoJob(2), "job-2");
-  MemoryStore store;
-  MemoryConsensus rank0(store, 0), rank1(store, 1);
-  auto leader_pipeline = std::make_unique<ProbedPipeline>(cancel.HoldAfterItsStep());
-  auto follower_pipeline = std::make_unique<ProbedPipeline>();
-  const auto leader_steps = leader_pipeline->steps_run(), follower_steps = follower_pipeline->steps_run();
-  Group leader(std::move(leader_pipeline), &rank0, Options());
-  Group follower(std::move(follower_pipeline), &rank1, Options());
+  TwoRanks ranks(cancel.HoldAfterItsStep(), Options());
+  Group &leader = ranks.leader, &follower = ranks.follower;
+  const auto &leader_steps = ranks.leader_steps, &follower_steps = ranks.follower_steps;
 
   ASSERT_TRUE(leader.LeadOne(source, 0ms));  // cancelled
   const int cancelled_after = leader_steps->load();
@@ -324,8 +335,9 @@ TEST_F(GroupTest, AFollowerBehindTheLeaderStillFindsItsJobsAndStopsWhereItDid) {
 
   // Once followed, the jobs' keys go.
   EXPECT_FALSE(leader.LeadOne(source, 0ms));
-  std::lock_guard lock(store.mutex);
-  EXPECT_TRUE(store.values.empty()) << store.values.size() << " keys left, the first " << store.values.begin()->first;
+  std::lock_guard lock(ranks.store.mutex);
+  EXPECT_TRUE(ranks.store.values.empty())
+      << ranks.store.values.size() << " keys left, the first " << ranks.store.values.begin()->first;
 }
 
 TEST_F(GroupTest, ALostLeaseDropsTheJobWithoutReports) {
