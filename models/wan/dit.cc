@@ -1,5 +1,7 @@
 #include "models/wan/dit.h"
 
+#include <map>
+
 #include <torch/torch.h>
 
 #include "models/dit/attention.h"
@@ -289,8 +291,8 @@ class WanDenoiser final : public dit::Denoiser {
  public:
   WanDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) : dit_(dit) {
     torch::NoGradGuard no_grad;
-    cross_ = {dit_->CrossKeysValues(dit_->EmbedText({context.to(device())}), {}),
-              dit_->CrossKeysValues(dit_->EmbedText({context_null.to(device())}), {})};
+    cross_[{dit::Condition::kPrompt}] = dit_->CrossKeysValues(dit_->EmbedText({context.to(device())}), {});
+    cross_[{dit::Condition::kNegative}] = dit_->CrossKeysValues(dit_->EmbedText({context_null.to(device())}), {});
   }
 
   c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
@@ -318,20 +320,30 @@ class WanDenoiser final : public dit::Denoiser {
     const auto rows = static_cast<std::int64_t>(conditions.size());
     WanTokenInput input;
     input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
-    for (std::size_t block = 0; block < cross_[0].size(); ++block) {
-      std::vector<const WanCrossKeysValues*> per_row;
-      for (const auto condition : conditions)
-        per_row.push_back(&cross_[condition == dit::Condition::kPrompt ? 0 : 1][block]);
-      input.cross.push_back(WanCrossKeysValues::Cat(per_row));
-    }
+    input.cross = Cross(conditions);
     input.time = time_.expand({rows, -1});
     input.time_projection = time_projection_.expand({rows, -1, -1});
     return dit_->ForwardTokens(input, layouts_[static_cast<std::size_t>(rows - 1)], cache);
   }
 
  private:
+  // Every block's keys and values for these rows: the batch of both guidance passes is put together once.
+  const std::vector<WanCrossKeysValues>& Cross(std::span<const dit::Condition> conditions) {
+    const std::vector<dit::Condition> rows(conditions.begin(), conditions.end());
+    auto& cross = cross_[rows];
+    if (cross.empty()) {
+      for (std::size_t block = 0; block < cross_[{dit::Condition::kPrompt}].size(); ++block) {
+        std::vector<const WanCrossKeysValues*> per_row;
+        for (const auto condition : rows) per_row.push_back(&cross_[{condition}][block]);
+        cross.push_back(WanCrossKeysValues::Cat(per_row));
+      }
+    }
+    return cross;
+  }
+
   WanDit& dit_;
-  std::array<std::vector<WanCrossKeysValues>, 2> cross_;  // per block, of the prompt and of the negative prompt
+  // Per rows (the prompt, the negative prompt, or both in a batch), every block's cross-attention keys and values.
+  std::map<std::vector<dit::Condition>, std::vector<WanCrossKeysValues>> cross_;
   dit::Shard shard_;
   std::array<dit::TokenLayout, 2> layouts_;  // for one row and for two
   double timestep_ = -1;
