@@ -45,6 +45,12 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   EXPECT_EQ(steps_seen, options.schedule.steps);
   EXPECT_TRUE(testing::TensorsClose(latents, golden.Get("latents"), 1e-4));
   EXPECT_TRUE(testing::TensorsClose(pipeline->Decode(latents), golden.Get("video"), 1e-4));
+
+  // The two guidance passes as one batch of two: the same run.
+  load.batch_cfg = true;
+  auto batched = WanPipeline::Load(golden.CheckpointDir().string(), load);
+  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden.Get("noise"), context, context_null, options),
+                                    golden.Get("latents"), 1e-4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, WanT2VGoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_t2v")));
