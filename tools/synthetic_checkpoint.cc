@@ -178,13 +178,18 @@ void WriteSyntheticCheckpoint(const fs::path& dir, spec::Family family, const fs
 
 SyntheticCheckpoint::SyntheticCheckpoint(spec::Family family, const SyntheticDit& dit, fs::path parts)
     : dir_(fs::temp_directory_path() / fmt::format("vidgen-bench-model-{}-{}", ::getpid(), next_id++)) {
-  fs::remove_all(dir_);
-  fs::create_directories(dir_);
   try {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
     spdlog::info("writing a synthetic {} checkpoint in {}", spec::FamilyName(family), dir_.string());
     WriteSyntheticCheckpoint(dir_, family, parts.empty() ? DefaultParts(family) : parts, dit);
+  } catch (const fs::filesystem_error& e) {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+    Fail(ErrorCode::kFailedPrecondition, "cannot write a synthetic checkpoint in {}: {}", dir_.string(), e.what());
   } catch (...) {
-    fs::remove_all(dir_);
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
     throw;
   }
 }
