@@ -147,16 +147,17 @@ INSTANTIATE_TEST_SUITE_P(Layouts, SequenceAttentionTest,
                                            Layout{2, 1, 2}, Layout{4, 1, 1}, Layout{1, 4, 1}),
                          LayoutName);
 
-// Rank 1 dies before the collective: rank 0 must fail with a clear error, not hang.
+// Rank 1 dies before the collective: rank 0 must fail with a clear error, not hang. Rank 1 may leave while rank 0
+// is still finishing its side of the world's last group; that is the same failure, met earlier.
 const bool kDeadPeerBody = testing::RegisterRankBody("dead_peer", [] {
   Rendezvous rendezvous = RendezvousFromEnv();
   rendezvous.timeout = std::chrono::seconds(10);
-  World world(rendezvous, {2, 1, 1});
-  if (world.rank() == 1) std::_Exit(9);
   try {
+    World world(rendezvous, {2, 1, 1});
+    if (world.rank() == 1) std::_Exit(9);
     world.ulysses().AllToAll(torch::ones({2, 4}));
   } catch (const Error& e) {
-    std::printf("rank 0: %s: %s\n", std::string(ErrorCodeName(e.code())).c_str(), e.what());
+    std::printf("rank %d: %s: %s\n", rendezvous.rank, std::string(ErrorCodeName(e.code())).c_str(), e.what());
     return e.code() == ErrorCode::kUnavailable ? 4 : 5;
   }
   return 0;
