@@ -21,15 +21,22 @@ void CacheConfig::Validate(std::string_view prefix) const {
   if (tail < 0) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.tail': {}, expected 0 or more", prefix, tail);
   }
+  if (calibrated && guidance != GuidanceCache::kReuseDifference) {
+    Fail(ErrorCode::kInvalidArgument,
+         "'{}.calibrated' scales the reused guidance difference: it needs '{}.guidance' "
+         "reuse-difference",
+         prefix, prefix);
+  }
   if (budget_bytes < 0) {
-    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.budget_bytes': {}, expected 0 (no limit) or more",
-         prefix, budget_bytes);
+    Fail(ErrorCode::kInvalidArgument, "invalid value for '{}.budget_bytes': {}, expected 0 (no limit) or more", prefix,
+         budget_bytes);
   }
 }
 
 const std::vector<std::string_view>& PresetNames() {
-  static const std::vector<std::string_view> names = {"none", "taylorseer-wan", "taylorseer-hunyuan",
-                                                      "taylorseer-flux", "fora", "lite"};
+  static const std::vector<std::string_view> names = {
+      "none", "taylorseer-wan", "taylorseer-hunyuan", "taylorseer-flux",
+      "fora", "lite",           "taylorseer-cfg",     "taylorseer-cfg-calibrated"};
   return names;
 }
 
@@ -51,6 +58,12 @@ CacheConfig Preset(std::string_view name, std::string_view field) {
     config.policy = Policy::kLite;
     config.order = 2;
     config.warmup = 3;
+    return config;
+  }
+  if (name == "taylorseer-cfg" || name == "taylorseer-cfg-calibrated") {
+    config.order = 2;
+    config.guidance = GuidanceCache::kReuseDifference;
+    config.calibrated = name == "taylorseer-cfg-calibrated";
     return config;
   }
   Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': '{}', expected one of {}", field, name,
@@ -81,6 +94,17 @@ FactorDType ParseFactorDType(std::string_view name) {
   if (name == "bf16") return FactorDType::kBFloat16;
   if (name == "fp8" || name == "fp8-e4m3") return FactorDType::kFloat8E4M3;
   Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.factor_dtype': '{}', expected fp32, bf16 or fp8", name);
+}
+
+GuidanceCache ParseGuidanceCache(std::string_view name) {
+  if (name == "separate") return GuidanceCache::kSeparate;
+  if (name == "reuse-difference") return GuidanceCache::kReuseDifference;
+  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.guidance': '{}', expected separate or reuse-difference",
+       name);
+}
+
+std::string GuidanceCacheName(GuidanceCache guidance) {
+  return guidance == GuidanceCache::kReuseDifference ? "reuse-difference" : "separate";
 }
 
 std::string PolicyName(Policy policy) {

@@ -27,6 +27,14 @@ enum class FactorDType { kFloat32, kBFloat16, kFloat8E4M3 };
 // degree 1, because its differences are backward differences, not derivatives).
 enum class Expansion { kTaylor, kNewton };
 
+// What a predicted step does with classifier-free guidance's two passes. Guidance multiplies the error of
+// cond − uncond by its scale, and that difference is small and fast-turning where each pass is large and smooth: so
+// forecasting both passes (as published) fails at guidance 5 where reusing the difference holds.
+enum class GuidanceCache {
+  kSeparate,         // both passes forecast on their own
+  kReuseDifference,  // only the unconditional pass is forecast; cond − uncond of the last full step is reused
+};
+
 // What happens when the estimated cache bytes exceed the budget.
 enum class OverBudget { kRefuse, kFallBackToLite };
 
@@ -39,6 +47,10 @@ struct CacheConfig {
   Distance distance = Distance::kStep;
   Expansion expansion = Expansion::kTaylor;
   FactorDType factor_dtype = FactorDType::kFloat32;
+  GuidanceCache guidance = GuidanceCache::kSeparate;
+  // kReuseDifference: scale the reused difference by how its size changes from step to step along uncached runs, as
+  // the model's calibration file (kCalibrationFile, beside the checkpoint) measured it.
+  bool calibrated = false;
   std::int64_t budget_bytes = 0;  // 0: no limit
   OverBudget over_budget = OverBudget::kRefuse;
 
@@ -49,7 +61,8 @@ struct CacheConfig {
 
 // Named presets: "none"; "taylorseer-wan" and "taylorseer-hunyuan" (the official N=5, O=1, first_enhance=1);
 // "taylorseer-flux" (N=6, O=1, first_enhance=3); "fora" (order 0, N=5); "lite" (N=5, O=2, first_enhance=3, as
-// TaylorSeer-Lite). Throws Error(INVALID_ARGUMENT) naming `field` for other names.
+// TaylorSeer-Lite); "taylorseer-cfg" (N=5, O=2, the guidance difference reused) and "taylorseer-cfg-calibrated"
+// (the same, its size from the calibration). Throws Error(INVALID_ARGUMENT) naming `field` for other names.
 CacheConfig Preset(std::string_view name, std::string_view field = "cache");
 // Every preset's name, for help texts and error messages.
 const std::vector<std::string_view>& PresetNames();
@@ -59,7 +72,9 @@ Policy ParsePolicy(std::string_view name);
 Distance ParseDistance(std::string_view name);
 Expansion ParseExpansion(std::string_view name);
 FactorDType ParseFactorDType(std::string_view name);
+GuidanceCache ParseGuidanceCache(std::string_view name);  // "separate" or "reuse-difference"
 std::string PolicyName(Policy policy);
+std::string GuidanceCacheName(GuidanceCache guidance);
 
 // True when `step` (0-based) of `steps` is computed in full.
 bool IsFullStep(const CacheConfig& config, int step, int steps);

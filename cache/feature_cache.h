@@ -71,6 +71,7 @@ class FeatureCache {
   Forward Begin(int step, int stream);
 
   const CacheConfig& config() const { return config_; }
+  bool IsFull(int step) const { return plan_.at(static_cast<std::size_t>(step)); }
   const CacheStats& stats() const { return stats_; }
   std::int64_t bytes() const { return bytes_; }
   // How many Taylor factors (order + 1 once built up) a branch holds; 0 when it holds none.

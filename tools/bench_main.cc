@@ -14,6 +14,7 @@
 #include "common/cpu_allocator.h"
 #include "common/error.h"
 #include "common/tool_main.h"
+#include "tools/bench_calibrate.h"
 #include "tools/bench_load.h"
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
@@ -228,6 +229,25 @@ int main(int argc, char** argv) {
   demo_cache.caches = vidgen::tools::DemoCacheGrid();
   cache_command->add_option("--prompts", demo_cache.prompts, "demo: held-out prompts to use (0: all)");
   cache_command->add_option("--plot", demo_cache.plot, "demo: write a PNG of quality vs speed-up (needs gnuplot)");
+  cache_command->add_option("--guidance", demo_cache.guidance, "demo: the guidance scale")->capture_default_str();
+  vidgen::tools::CalibrateOptions calibrate;
+  auto* calibrate_command = app.add_subcommand(
+      "calibrate",
+      "uncached runs of a Wan checkpoint measure its guidance difference per step and write the cache "
+      "calibration beside it (for --cache taylorseer-cfg-calibrated)");
+  calibrate_command->add_option("--model-dir", calibrate.model_dir, "the Wan checkpoint")->required();
+  calibrate_command->add_option("--out", calibrate.out, "default: the checkpoint's vidgen_cache_calibration.json");
+  calibrate_command->add_option("--prompts-file", calibrate.prompts_file,
+                                "one prompt per line (default: the demo world's training prompts)");
+  calibrate_command->add_option("--prompts", calibrate.prompts, "how many prompts to run")->capture_default_str();
+  calibrate_command->add_option("--steps", calibrate.steps)->capture_default_str();
+  calibrate_command->add_option("--guidance", calibrate.guidance)->capture_default_str();
+  calibrate_command->add_option("--shift", calibrate.shift)->capture_default_str();
+  calibrate_command->add_option("--solver", calibrate.solver)->capture_default_str();
+  calibrate_command->add_option("--width", calibrate.width, "default: the checkpoint's defaults for jobs");
+  calibrate_command->add_option("--height", calibrate.height);
+  calibrate_command->add_option("--frames", calibrate.frames);
+  calibrate_command->add_option("--threads", calibrate.threads);
   vidgen::tools::ParallelBenchOptions parallel;
   auto* parallel_command =
       app.add_subcommand("parallel", "sequence / CFG parallelism on 2 local ranks vs one process (random DiT)");
@@ -249,7 +269,8 @@ int main(int argc, char** argv) {
   quality_command->add_option("--threads", quality.threads);
   quality_command
       ->add_option("--cache", quality.caches,
-                   "none, presets, or policy:interval[:order][:sigma] (reuse:5, taylorseer:5:2, lite:8)")
+                   "none, presets, or policy:interval[:order][:sigma] with policy reuse, taylorseer, lite or a "
+                   "preset (reuse:5, taylorseer:5:2, lite:8, taylorseer-cfg-calibrated:8)")
       ->capture_default_str();
   quality_command->add_flag("--json", quality.json, "print a JSON array");
   quality_command->add_option("--plot", quality.plot, "write a PNG of quality vs speed-up (needs gnuplot)");
@@ -273,6 +294,7 @@ int main(int argc, char** argv) {
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
     if (load_command->parsed()) return vidgen::tools::RunLoadBench(load);
+    if (calibrate_command->parsed()) return vidgen::tools::RunCalibrate(calibrate);
     if (cache_command->parsed() && cache_model == "demo") {
       if (!demo_dir.empty()) demo_cache.model_dir = demo_dir;
       if (cache_command->count("--steps") == 0) cache.steps = 50;

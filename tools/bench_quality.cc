@@ -21,22 +21,20 @@
 namespace vidgen::tools {
 namespace {
 
-// "none", a preset name, or policy:interval[:order][:distance].
+// "none", a preset name, or policy:interval[:order][:distance] with policy reuse, taylorseer, lite or a preset.
 cache::CacheConfig ParseCacheSetting(const std::string& text) {
   std::vector<std::string> parts;
   std::stringstream stream(text);
   for (std::string part; std::getline(stream, part, ':');) parts.push_back(part);
   if (parts.size() == 1) return cache::Preset(text);
   const auto& policy = parts[0];
-  if (policy != "reuse" && policy != "taylorseer" && policy != "lite") {
-    Fail(ErrorCode::kInvalidArgument, "cache setting '{}': the policy must be reuse, taylorseer or lite", text);
-  }
-  auto config = cache::Preset(policy == "lite" ? "lite" : "taylorseer-wan");
-  if (policy == "reuse") config.order = 0;
+  auto config = policy == "reuse"        ? cache::Preset("fora")
+                : policy == "taylorseer" ? cache::Preset("taylorseer-wan")
+                                         : cache::Preset(policy, fmt::format("cache setting '{}'", text));
   try {
     config.interval = std::stoi(parts[1]);
     std::size_t next = 2;
-    if (policy != "reuse" && parts.size() > next && std::isdigit(static_cast<unsigned char>(parts[next][0]))) {
+    if (config.order != 0 && parts.size() > next && std::isdigit(static_cast<unsigned char>(parts[next][0]))) {
       config.order = std::stoi(parts[next++]);
     }
     if (parts.size() > next) config.distance = cache::ParseDistance(parts[next++]);
@@ -52,8 +50,12 @@ cache::CacheConfig ParseCacheSetting(const std::string& text) {
 std::string SeriesName(const cache::CacheConfig& config) {
   if (!config.enabled()) return "none";
   if (config.policy == cache::Policy::kLite) return "lite";
-  if (config.order == 0) return "reuse";
-  return fmt::format("taylorseer O{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "");
+  const bool reuse_difference = config.guidance == cache::GuidanceCache::kReuseDifference;
+  if (config.order == 0) return reuse_difference ? "reuse, guidance reused" : "reuse";
+  return fmt::format("taylorseer O{}{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "",
+                     !reuse_difference   ? ""
+                     : config.calibrated ? ", guidance reused, calibrated"
+                                         : ", guidance reused");
 }
 
 // How many of the videos the analysis reads as their prompts say.
@@ -140,7 +142,8 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
 std::vector<std::string> DemoCacheGrid() {
   std::vector<std::string> grid = {"none"};
   for (const char* policy : {"reuse:{}", "taylorseer:{}:1", "taylorseer:{}:2", "lite:{}", "taylorseer:{}:1:sigma",
-                             "taylorseer:{}:2:sigma"}) {
+                             "taylorseer:{}:2:sigma", "taylorseer-cfg:{}:1", "taylorseer-cfg:{}:2",
+                             "taylorseer-cfg-calibrated:{}:1", "taylorseer-cfg-calibrated:{}:2"}) {
     for (const int interval : {3, 5, 8}) grid.push_back(fmt::format(fmt::runtime(policy), interval));
   }
   return grid;
@@ -247,6 +250,9 @@ int RunQualityBench(const QualityBenchOptions& options) {
         {"order", config.enabled() ? config.order : 0},
         {"warmup", config.enabled() ? config.warmup : 0},
         {"distance", config.distance == cache::Distance::kSigma ? "sigma" : "step"},
+        {"guidance_cache", cache::GuidanceCacheName(config.guidance)},
+        {"calibrated", config.calibrated},
+        {"guidance", options.guidance},
         {"steps", options.steps},
         {"prompts", held_out.size()},
         {"full_steps", full_steps},

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "cache/guidance.h"
 #include "common/error.h"
 #include "parallel/world.h"
 
@@ -19,11 +20,17 @@ struct Guidance {
   int streams() const { return guided && !batched && !cfg_parallel ? 2 : 1; }
 };
 
+struct StepOutput {
+  at::Tensor velocity;
+  at::Tensor difference;  // cond − uncond of a guided step; undefined at guidance 1
+};
+
 // The guided velocity of one step: cache stream 0 for the prompt's pass (or the batch of both, or this CFG half's
-// pass), stream 1 for the negative prompt's.
-at::Tensor Velocity(Denoiser& model, const at::Tensor& tokens, int step, double timestep, double scale,
+// pass), stream 1 for the negative prompt's. With the guidance difference reused, a predicted step guides the
+// forecast unconditional pass with the last full step's cond − uncond; as two passes, the prompt's is not run.
+StepOutput Velocity(Denoiser& model, const at::Tensor& tokens, int step, double timestep, double scale,
                     const Guidance& guidance, parallel::World* world, cache::FeatureCache* cache,
-                    std::int64_t& model_calls) {
+                    cache::ReusedGuidance* reused, std::int64_t& model_calls) {
   auto pass = [&](int stream, std::span<const Condition> conditions) {
     ++model_calls;
     if (!cache) return model.Predict(tokens, timestep, conditions, nullptr);
@@ -32,7 +39,8 @@ at::Tensor Velocity(Denoiser& model, const at::Tensor& tokens, int step, double 
   };
   static constexpr std::array kPrompt = {Condition::kPrompt}, kNegative = {Condition::kNegative};
   static constexpr std::array kBoth = {Condition::kPrompt, Condition::kNegative};
-  if (!guidance.guided) return pass(0, kPrompt)[0];
+  if (!guidance.guided) return {pass(0, kPrompt)[0], {}};
+  const bool reuse = reused && !cache->IsFull(step);
   at::Tensor cond, uncond;
   if (guidance.cfg_parallel) {
     auto& group = world->cfg();
@@ -44,10 +52,12 @@ at::Tensor Velocity(Denoiser& model, const at::Tensor& tokens, int step, double 
     cond = out[0];
     uncond = out[1];
   } else {
-    cond = pass(0, kPrompt)[0];
+    if (!reuse) cond = pass(0, kPrompt)[0];
     uncond = pass(1, kNegative)[0];
   }
-  return uncond + scale * (cond - uncond);
+  auto difference = reuse ? reused->At(step) : cond - uncond;
+  if (reused && !reuse) reused->Remember(step, difference);
+  return {uncond + scale * difference, difference};
 }
 
 }  // namespace
@@ -77,6 +87,17 @@ at::Tensor Denoise(Denoiser& model, const TokenSpace& space, const at::Tensor& n
                           scheduler->steps(), scheduler->sigmas());
   }
   cache::FeatureCache* cache = feature_cache ? &*feature_cache : nullptr;
+  std::optional<cache::ReusedGuidance> reused_guidance;
+  if (cache && guidance.guided && options.cache.guidance == cache::GuidanceCache::kReuseDifference) {
+    if (options.cache.calibrated && !options.calibration) {
+      Fail(ErrorCode::kFailedPrecondition,
+           "the cache is calibrated but the model has no calibration: run `vidgen-bench calibrate --model-dir DIR` "
+           "to write {} beside the checkpoint",
+           cache::kCalibrationFile);
+    }
+    reused_guidance.emplace(scheduler->sigmas(), options.cache.calibrated ? options.calibration : nullptr);
+  }
+  cache::ReusedGuidance* reused = reused_guidance ? &*reused_guidance : nullptr;
 
   const auto start = Clock::now();
   for (int step = 0; step < scheduler->steps(); ++step) {
@@ -84,10 +105,13 @@ at::Tensor Denoise(Denoiser& model, const TokenSpace& space, const at::Tensor& n
       Fail(ErrorCode::kCancelled, "generation cancelled before step {} of {}", step + 1, scheduler->steps());
     }
     const double timestep = scheduler->timesteps()[static_cast<std::size_t>(step)];
-    const auto velocity = Velocity(model, tokens, step, timestep, options.guidance_scale, guidance, world, cache,
-                                   out.model_calls);
-    tokens = scheduler->Step(velocity.unsqueeze(0), tokens.unsqueeze(0))[0];
-    if (observer) observer(step, to_latents(velocity), to_latents(tokens));
+    const auto output = Velocity(model, tokens, step, timestep, options.guidance_scale, guidance, world, cache, reused,
+                                 out.model_calls);
+    tokens = scheduler->Step(output.velocity.unsqueeze(0), tokens.unsqueeze(0))[0];
+    if (observer) {
+      observer({step, to_latents(output.velocity), to_latents(tokens),
+                output.difference.defined() ? to_latents(output.difference) : at::Tensor()});
+    }
     if (callbacks.on_step) {
       callbacks.on_step({step + 1, scheduler->steps(), std::chrono::duration<double>(Clock::now() - start).count()});
     }

@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "cache/calibration.h"
 #include "cache/config.h"
 #include "cache/feature_cache.h"
 #include "models/dit/token_space.h"
@@ -43,12 +44,20 @@ struct SamplerOptions {
   double guidance_scale = 1.0;
   bool batch_cfg = false;  // the two guidance passes as one batch of two (faster on a GPU, twice the activations)
   cache::CacheConfig cache;
+  // The model's calibration, for cache.calibrated (null: none); not owned.
+  const cache::GuidanceCalibration* calibration = nullptr;
   // Splits the tokens over its sequence group; a CFG group of two takes one guidance pass on each half. Not owned.
   parallel::World* world = nullptr;
 };
 
-// Sees every step: its index, the guided velocity and the latents after the step (whole, on every rank).
-using StepObserver = std::function<void(int step, const at::Tensor& velocity, const at::Tensor& latents)>;
+// One step as an observer sees it, whole on every rank.
+struct ObservedStep {
+  int step;
+  at::Tensor velocity;             // the guided velocity
+  at::Tensor latents;              // after the step
+  at::Tensor guidance_difference;  // cond − uncond (reused on a predicted step); undefined at guidance 1
+};
+using StepObserver = std::function<void(const ObservedStep&)>;
 
 // noise [C, T, H, W] -> denoised latents [C, T, H, W] fp32. Throws Error(CANCELLED) when callbacks.cancelled()
 // says so before a step.

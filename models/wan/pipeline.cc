@@ -15,8 +15,8 @@ const char* const kDefaultNegativePrompt =
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
-WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5, WanDit dit,
-                         WanVae vae)
+WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5,
+                         WanDit dit, WanVae vae)
     : options_(options),
       tokenizer_(std::move(tokenizer)),
       t5_(std::move(t5)),
@@ -24,7 +24,10 @@ WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokeniz
       vae_(std::move(vae)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
-  return FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
+  auto pipeline = FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
+  const auto calibration = std::filesystem::path(dir) / cache::kCalibrationFile;
+  if (std::filesystem::exists(calibration)) pipeline->calibration_ = cache::LoadCalibration(calibration.string());
+  return pipeline;
 }
 
 std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const WanLoadOptions& options) {
@@ -61,6 +64,7 @@ at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& conte
   auto sampler = options;
   sampler.world = options_.world;
   sampler.batch_cfg = options_.batch_cfg;
+  if (!sampler.calibration && calibration_) sampler.calibration = &*calibration_;
   return dit::Denoise(*MakeDenoiser(dit_, context, context_null), space(), noise, sampler, callbacks, observer, stats);
 }
 
@@ -81,6 +85,7 @@ dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const
   sampler.guidance_scale = request.guidance_scale;
   sampler.batch_cfg = options_.batch_cfg;
   sampler.cache = request.cache;
+  sampler.calibration = calibration_ ? &*calibration_ : nullptr;
   sampler.world = options_.world;
   return sampler;
 }

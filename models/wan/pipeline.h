@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "cache/calibration.h"
 #include "models/dit/pipeline.h"
 #include "models/encoders/umt5.h"
 #include "models/families.h"
@@ -37,7 +39,8 @@ class WanPipeline : public dit::Pipeline {
  public:
   // Loads a checkpoint folder in the released layout (config.json, diffusion_pytorch_model*.safetensors,
   // models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/spiece.model) or in the diffusers layout
-  // (transformer/, vae/, text_encoder/, tokenizer/). Throws Error naming the file or tensor that does not fit.
+  // (transformer/, vae/, text_encoder/, tokenizer/), with the cache calibration beside it when there is one. Throws
+  // Error naming the file or tensor that does not fit.
   static std::unique_ptr<WanPipeline> Load(const std::string& dir, const WanLoadOptions& options = {});
   // Assembles a pipeline from loaded parts (a benchmark may swap in a DiT of another size).
   static std::unique_ptr<WanPipeline> FromParts(WanCheckpoint parts, const WanLoadOptions& options = {});
@@ -49,7 +52,7 @@ class WanPipeline : public dit::Pipeline {
   // Per prompt the encoder states of its real tokens (</s> included): [len, text_dim] fp32.
   std::vector<at::Tensor> EncodeText(const text::TokenizedText& tokens);
   // noise: [z, T, h, w] -> denoised latents [z, T, h, w], under the pipeline's world and batch_cfg (not those of
-  // `options`).
+  // `options`), and its calibration unless `options` brings one.
   at::Tensor Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
                      const dit::SamplerOptions& options, const GenerationCallbacks& callbacks = {},
                      const dit::StepObserver& observer = nullptr, GenerationStats* stats = nullptr);
@@ -60,6 +63,7 @@ class WanPipeline : public dit::Pipeline {
   WanDit& dit() { return dit_; }
   WanVae& vae() { return vae_; }
   const WanLoadOptions& options() const { return options_; }
+  const std::optional<cache::GuidanceCalibration>& calibration() const { return calibration_; }
 
  private:
   WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5,
@@ -76,6 +80,7 @@ class WanPipeline : public dit::Pipeline {
   encoders::UmT5Encoder t5_;
   WanDit dit_;
   WanVae vae_;
+  std::optional<cache::GuidanceCalibration> calibration_;  // the checkpoint's cache calibration
 };
 
 // The family's entry (models/families.h): a released folder (config.json beside the DiT's safetensors) or a diffusers

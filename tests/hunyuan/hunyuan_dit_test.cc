@@ -63,11 +63,10 @@ TEST_P(HunyuanRunGoldenTest, MatchesTheReferenceStepByStep) {
   const HunyuanText text{golden.Get("text_states"), golden.Get("text_mask"), golden.Get("text_states_2")};
   const auto denoiser = MakeDenoiser(dit, text, std::stod(golden.Meta("embedded_guidance_scale")));
   int steps = 0;
-  const auto latents = dit::Denoise(
-      *denoiser, dit->space(), golden.Get("noise"), options, {},
-      [&](int step, const at::Tensor&, const at::Tensor& after) {
-        EXPECT_TRUE(testing::TensorsClose(after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
-            << "step " << step;
+  const auto latents =
+      dit::Denoise(*denoiser, dit->space(), golden.Get("noise"), options, {}, [&](const dit::ObservedStep& s) {
+        EXPECT_TRUE(testing::TensorsClose(s.latents, golden.Get("step" + std::to_string(s.step) + ".latents"), 1e-3))
+            << "step " << s.step;
         ++steps;
       });
   EXPECT_EQ(steps, options.schedule.steps);

@@ -86,7 +86,8 @@ TEST_P(HunyuanLlamaGoldenTest, TokenizesAndEncodesAsTheReference) {
   EXPECT_TRUE(TensorsClose(hidden.slice(1, crop), golden.Get("hidden")));
   EXPECT_TRUE(torch::equal(tokens.mask.slice(1, crop), golden.Get("hidden_mask").to(torch::kLong)));
   // The layer counts: one layer more is another state.
-  EXPECT_FALSE(TensorsClose(encoder->HiddenState(tokens.ids, tokens.mask, skip - 1), golden.Get("debug.hidden_uncropped")));
+  EXPECT_FALSE(
+      TensorsClose(encoder->HiddenState(tokens.ids, tokens.mask, skip - 1), golden.Get("debug.hidden_uncropped")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, HunyuanLlamaGoldenTest, ::testing::ValuesIn(testing::GoldenCases("hunyuan_llama")));
@@ -143,13 +144,13 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   const double guidance = std::stod(golden.Meta("embedded_guidance_scale"));
   auto& dit = pipeline->dit();
   int steps = 0;
-  const auto latents = dit::Denoise(*MakeDenoiser(dit, pipeline->EncodeText(golden.Meta("prompt")), guidance),
-                                    dit->space(), noise, denoise, {},
-                               [&](int step, const at::Tensor&, const at::Tensor& after) {
-                                 EXPECT_TRUE(TensorsClose(after, golden.Get("step" + std::to_string(step) + ".latents"), 1e-3))
-                                     << "step " << step;
-                                 ++steps;
-                               });
+  const auto latents = dit::Denoise(
+      *MakeDenoiser(dit, pipeline->EncodeText(golden.Meta("prompt")), guidance), dit->space(), noise, denoise, {},
+      [&](const dit::ObservedStep& s) {
+        EXPECT_TRUE(TensorsClose(s.latents, golden.Get("step" + std::to_string(s.step) + ".latents"), 1e-3))
+            << "step " << s.step;
+        ++steps;
+      });
   EXPECT_EQ(steps, denoise.schedule.steps);
   EXPECT_TRUE(TensorsClose(latents, golden.Get("latents"), 1e-3));
   const auto decoded = pipeline->vae()->Decode(latents.unsqueeze(0), options.vae_tiling)[0];

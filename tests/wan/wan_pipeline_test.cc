@@ -34,12 +34,11 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   EXPECT_TRUE(torch::equal(torch::tensor(scheduler->timesteps()).to(torch::kFloat), golden.Get("timesteps")));
 
   int steps_seen = 0;
-  const auto latents = pipeline->Denoise(
-      golden.Get("noise"), context, context_null, options, {},
-      [&](int step, const torch::Tensor& velocity, const torch::Tensor& latents) {
-        const std::string prefix = "step" + std::to_string(step) + ".";
-        EXPECT_TRUE(testing::TensorsClose(velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
-        EXPECT_TRUE(testing::TensorsClose(latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
+  const auto latents =
+      pipeline->Denoise(golden.Get("noise"), context, context_null, options, {}, [&](const dit::ObservedStep& s) {
+        const std::string prefix = "step" + std::to_string(s.step) + ".";
+        EXPECT_TRUE(testing::TensorsClose(s.velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
+        EXPECT_TRUE(testing::TensorsClose(s.latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
         ++steps_seen;
       });
   EXPECT_EQ(steps_seen, options.schedule.steps);

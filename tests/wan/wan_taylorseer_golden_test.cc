@@ -68,10 +68,10 @@ TEST_P(WanTaylorSeerGoldenTest, MatchesTheOfficialCachedRunStepByStep) {
   GenerationStats stats;
   const auto latents = pipeline->Denoise(
       golden.Get("noise"), context, context_null, options, {},
-      [&](int step, const torch::Tensor& velocity, const torch::Tensor& step_latents) {
-        const std::string prefix = "step" + std::to_string(step) + ".";
-        EXPECT_TRUE(testing::TensorsClose(velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
-        EXPECT_TRUE(testing::TensorsClose(step_latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
+      [&](const dit::ObservedStep& s) {
+        const std::string prefix = "step" + std::to_string(s.step) + ".";
+        EXPECT_TRUE(testing::TensorsClose(s.velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
+        EXPECT_TRUE(testing::TensorsClose(s.latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
         ++steps_seen;
       },
       &stats);
