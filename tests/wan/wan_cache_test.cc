@@ -5,6 +5,7 @@
 #include "cache/feature_cache.h"
 #include "common/error.h"
 #include "models/wan/pipeline.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/golden.h"
 
 namespace vidgen::wan {
@@ -124,6 +125,58 @@ TEST_F(WanCacheTest, Fp8FactorsStayCloseToFp32Factors) {
   EXPECT_LT(relative, 0.05);
   std::printf("fp8 factors: latents rel. L2 vs fp32 factors %.3e, cache %lld bytes\n", relative,
               static_cast<long long>(stats.cache_peak_bytes));
+}
+
+TEST_F(WanCacheTest, ReusedGuidanceRunsOnlyTheUnconditionalPassOnPredictedSteps) {
+  auto config = cache::Preset("taylorseer-cfg");
+  config.interval = 3;
+  GenerationStats stats;
+  std::vector<torch::Tensor> differences;
+  const auto latents = pipeline_->Denoise(
+      golden_->Get("noise"), *context_, *context_null_, Options(config), {},
+      [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); }, &stats);
+  EXPECT_EQ(stats.full_steps, 4);  // 0, 3, 6, 9 of 12
+  EXPECT_EQ(stats.model_calls, 2 * 4 + 8);
+  // A predicted step guides with the last full step's difference, as it was.
+  for (const int step : {1, 2}) EXPECT_TRUE(torch::equal(differences[step], differences[0])) << step;
+  for (const int step : {10, 11}) EXPECT_TRUE(torch::equal(differences[step], differences[9])) << step;
+  EXPECT_FALSE(torch::equal(differences[3], differences[0]));
+  EXPECT_TRUE(torch::isfinite(latents).all().item<bool>());
+  // Not the run that forecasts both passes, and deterministic.
+  auto separate = config;
+  separate.guidance = cache::GuidanceCache::kSeparate;
+  EXPECT_FALSE(torch::allclose(latents, Run(Options(separate))));
+  EXPECT_TRUE(torch::equal(latents, Run(Options(config))));
+  // At interval 1 every step is full: the uncached run.
+  config.interval = 1;
+  EXPECT_TRUE(torch::equal(Run(Options(config)), Run(Options({}))));
+}
+
+TEST_F(WanCacheTest, CalibratedGuidanceScalesTheDifferenceAndNeedsACalibration) {
+  auto config = cache::Preset("taylorseer-cfg-calibrated");
+  config.interval = 3;
+  EXPECT_FAILS(Run(Options(config)), kFailedPrecondition, cache::kCalibrationFile);
+
+  auto options = Options(config);
+  const auto sigmas = schedulers::MakeFlowScheduler(options.schedule)->sigmas();
+  cache::GuidanceCalibration calibration;
+  calibration.sigmas = {sigmas.front(), sigmas.back()};
+  calibration.difference_rms = {2.0, 0.5};
+  options.calibration = &calibration;
+  std::vector<torch::Tensor> differences;
+  pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options, {},
+                     [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); });
+  for (const int step : {1, 2}) {
+    const double scale = calibration.DifferenceRmsAt(sigmas[step]) / calibration.DifferenceRmsAt(sigmas[0]);
+    EXPECT_LT(scale, 1.0);
+    EXPECT_TRUE(torch::allclose(differences[step], differences[0] * scale)) << step;
+  }
+  // The batch of both passes takes the same steps.
+  auto batched_load = pipeline_->options();
+  batched_load.batch_cfg = true;
+  auto batched = WanPipeline::Load(golden_->CheckpointDir().string(), batched_load);
+  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden_->Get("noise"), *context_, *context_null_, options),
+                                    pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options)));
 }
 
 }  // namespace
