@@ -96,11 +96,10 @@ FactorDType ParseFactorDType(std::string_view name) {
   Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.factor_dtype': '{}', expected fp32, bf16 or fp8", name);
 }
 
-GuidanceCache ParseGuidanceCache(std::string_view name) {
+GuidanceCache ParseGuidanceCache(std::string_view name, std::string_view field) {
   if (name == "separate") return GuidanceCache::kSeparate;
   if (name == "reuse-difference") return GuidanceCache::kReuseDifference;
-  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.guidance': '{}', expected separate or reuse-difference",
-       name);
+  Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': '{}', expected separate or reuse-difference", field, name);
 }
 
 std::string GuidanceCacheName(GuidanceCache guidance) {

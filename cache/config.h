@@ -72,7 +72,8 @@ Policy ParsePolicy(std::string_view name);
 Distance ParseDistance(std::string_view name);
 Expansion ParseExpansion(std::string_view name);
 FactorDType ParseFactorDType(std::string_view name);
-GuidanceCache ParseGuidanceCache(std::string_view name);  // "separate" or "reuse-difference"
+// "separate" or "reuse-difference"; errors name `field`.
+GuidanceCache ParseGuidanceCache(std::string_view name, std::string_view field = "cache.guidance");
 std::string PolicyName(Policy policy);
 std::string GuidanceCacheName(GuidanceCache guidance);
 

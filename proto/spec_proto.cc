@@ -21,6 +21,8 @@ spec::JobRequest FromProto(const v1::JobSpec& p) {
   if (cache.has_order()) r.cache.order = cache.order();
   if (cache.has_warmup()) r.cache.warmup = cache.warmup();
   if (cache.has_tail()) r.cache.tail = cache.tail();
+  if (cache.has_guidance()) r.cache.guidance = cache.guidance();
+  if (cache.has_calibrated()) r.cache.calibrated = cache.calibrated();
   r.parallel = {p.parallel().ulysses(), p.parallel().ring(), p.parallel().cfg_parallel()};
   r.output = {p.output().container(), p.output().codec(), p.output().fps(), p.output().quality()};
   return r;
@@ -45,6 +47,8 @@ v1::JobSpec ToProto(const spec::JobRequest& r) {
   if (r.cache.order) cache.set_order(*r.cache.order);
   if (r.cache.warmup) cache.set_warmup(*r.cache.warmup);
   if (r.cache.tail) cache.set_tail(*r.cache.tail);
+  if (r.cache.guidance) cache.set_guidance(*r.cache.guidance);
+  if (r.cache.calibrated) cache.set_calibrated(*r.cache.calibrated);
   auto& parallel = *p.mutable_parallel();
   parallel.set_ulysses(r.parallel.ulysses);
   parallel.set_ring(r.parallel.ring);

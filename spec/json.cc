@@ -39,8 +39,9 @@ class Fields {
       field = it->get<T>();
     }
   }
-  void Read(const char* key, std::optional<int>& field) {
-    int value = 0;
+  template <typename T>
+  void Read(const char* key, std::optional<T>& field) {
+    T value{};
     if (json_.contains(key) && !json_.at(key).is_null()) {
       Read(key, value);
       field = value;
@@ -92,10 +93,14 @@ nlohmann::json ToJson(const JobRequest& r) {
   Put(json, "solver", r.solver);
   nlohmann::json cache = nlohmann::json::object();
   Put(cache, "preset", r.cache.preset);
-  for (const auto& [key, value] : {std::pair{"interval", r.cache.interval}, {"order", r.cache.order},
-                                   {"warmup", r.cache.warmup}, {"tail", r.cache.tail}}) {
+  for (const auto& [key, value] : {std::pair{"interval", r.cache.interval},
+                                   {"order", r.cache.order},
+                                   {"warmup", r.cache.warmup},
+                                   {"tail", r.cache.tail}}) {
     if (value) cache[key] = *value;
   }
+  if (r.cache.guidance) cache["guidance"] = *r.cache.guidance;
+  if (r.cache.calibrated) cache["calibrated"] = *r.cache.calibrated;
   if (!cache.empty()) json["cache"] = cache;
   nlohmann::json parallel = nlohmann::json::object();
   Put(parallel, "ulysses", r.parallel.ulysses);
@@ -131,6 +136,8 @@ JobRequest JobRequestFromJson(const nlohmann::json& json, std::string_view what)
     cache.Read("order", r.cache.order);
     cache.Read("warmup", r.cache.warmup);
     cache.Read("tail", r.cache.tail);
+    cache.Read("guidance", r.cache.guidance);
+    cache.Read("calibrated", r.cache.calibrated);
   });
   fields.Object("parallel", [&](Fields& parallel) {
     parallel.Read("ulysses", r.parallel.ulysses);

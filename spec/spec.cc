@@ -75,6 +75,8 @@ cache::CacheConfig CacheConfigOf(const CacheRequest& request) {
   if (request.order) config.order = *request.order;
   if (request.warmup) config.warmup = *request.warmup;
   if (request.tail) config.tail = *request.tail;
+  if (request.guidance) config.guidance = cache::ParseGuidanceCache(*request.guidance, "spec.cache.guidance");
+  if (request.calibrated) config.calibrated = *request.calibrated;
   config.Validate("spec.cache");
   return config;
 }
@@ -143,7 +145,8 @@ void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits
     Fail(ErrorCode::kInvalidArgument, "spec.output.container '{}' is not mp4 or webm", output.container);
   }
   if (output.codec.empty()) output.codec = output.container == "mp4" ? "h264" : "vp9";
-  const bool fits = output.container == "mp4" ? OneOf(output.codec, {"h264", "av1"}) : OneOf(output.codec, {"vp9", "av1"});
+  const bool fits =
+      output.container == "mp4" ? OneOf(output.codec, {"h264", "av1"}) : OneOf(output.codec, {"vp9", "av1"});
   if (!fits) {
     Fail(ErrorCode::kInvalidArgument, "spec.output.codec '{}' does not go in {} (mp4: h264, av1; webm: vp9, av1)",
          output.codec, output.container);

@@ -78,6 +78,8 @@ TEST(SpecTest, EveryRefusalNamesItsField) {
       // What the worker's cache refuses, the server refuses: step 0 has nothing to forecast from.
       {[](auto& r) { r.cache.preset = "taylorseer-wan", r.cache.warmup = 0; }, "spec.cache.warmup"},
       {[](auto& r) { r.cache.preset = "fora", r.cache.interval = 0; }, "spec.cache.interval"},
+      {[](auto& r) { r.cache.preset = "fora", r.cache.guidance = "both"; }, "spec.cache.guidance"},
+      {[](auto& r) { r.cache.preset = "fora", r.cache.calibrated = true; }, "spec.cache.calibrated"},
       {[](auto& r) { r.output.container = "avi"; }, "spec.output.container"},
       {[](auto& r) { r.output.codec = "vp9"; }, "spec.output.codec"},
       {[](auto& r) { r.output.fps = 500; }, "spec.output.fps"},
@@ -116,6 +118,8 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   request.guidance = 3.5;
   request.cache.preset = "fora";
   request.cache.warmup = 2;
+  request.cache.guidance = "reuse-difference";
+  request.cache.calibrated = true;
   request.output.container = "webm";
   EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
   const auto unknown = nlohmann::json{{"width", 32}, {"colour", "red"}};
@@ -125,9 +129,12 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("vidgen_defaults has an unknown field 'colour'"), std::string::npos);
   }
-  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"width", "wide"}}, "x"), kInvalidArgument, "x.width has the wrong type");
-  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"cache", {{"order", 1.5}}}}, "x"), kInvalidArgument, "x.cache.order has the wrong type");
-  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"frames", 1LL << 40}}, "x"), kInvalidArgument, "x.frames is out of range");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"width", "wide"}}, "x"), kInvalidArgument,
+               "x.width has the wrong type");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"cache", {{"order", 1.5}}}}, "x"), kInvalidArgument,
+               "x.cache.order has the wrong type");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"frames", 1LL << 40}}, "x"), kInvalidArgument,
+               "x.frames is out of range");
 }
 
 // The core takes every name the spec allows, and its family defaults are the spec's.

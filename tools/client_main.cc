@@ -13,8 +13,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "common/error.h"
-#include "common/tool_main.h"
 #include "common/sha256.h"
+#include "common/tool_main.h"
 #include "proto/rpc.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
 
@@ -56,7 +56,8 @@ std::string Describe(const v1::Job& job) {
     case v1::QUEUED: return fmt::format("queued, position {}", job.queue_position());
     case v1::RUNNING:
       if (job.stage() == "denoising") {
-        return fmt::format("denoising step {}/{}, about {:.0f} s left", job.step(), job.total_steps(), job.eta_seconds());
+        return fmt::format("denoising step {}/{}, about {:.0f} s left", job.step(), job.total_steps(),
+                           job.eta_seconds());
       }
       return job.stage();
     case v1::SUCCEEDED: return fmt::format("succeeded: {} bytes ({})", job.video_bytes(), job.message());
@@ -179,13 +180,13 @@ int main(int argc, char** argv) {
 
   v1::SubmitJobRequest submit;
   auto& spec = *submit.mutable_spec();
-  std::string size, cache_preset, out;
+  std::string size, cache_preset, cache_guidance, out;
   int cache_interval = -1, cache_order = -1, priority = 0, ulysses = 0, ring = 0, frames = 0, steps = 0, fps = 0,
       quality = 0;
   double guidance = 0, shift = 0;
   std::int64_t seed = 0;
   std::string model, prompt, negative_prompt, solver, container, codec, idempotency_key;
-  bool wait = false, cfg_parallel = false;
+  bool wait = false, cfg_parallel = false, cache_calibrated = false;
   auto* submit_command = app.add_subcommand("submit", "queue a job and print its id");
   submit_command->add_option("--model", model, "a model from `vidgen models`")->required();
   submit_command->add_option("--prompt", prompt)->required();
@@ -197,9 +198,11 @@ int main(int argc, char** argv) {
   submit_command->add_option("--shift", shift, "default 5");
   submit_command->add_option("--seed", seed);
   submit_command->add_option("--solver", solver, "unipc, dpm++ or euler");
-  submit_command->add_option("--cache", cache_preset, "none, taylorseer-wan, fora, lite, ...");
+  submit_command->add_option("--cache", cache_preset, "none, taylorseer-wan, fora, lite, taylorseer-cfg, ...");
   submit_command->add_option("--cache-interval", cache_interval);
   submit_command->add_option("--cache-order", cache_order);
+  submit_command->add_option("--cache-guidance", cache_guidance, "separate or reuse-difference");
+  submit_command->add_flag("--cache-calibrated", cache_calibrated, "scale the reused difference by the calibration");
   submit_command->add_option("--ulysses", ulysses);
   submit_command->add_option("--ring", ring);
   submit_command->add_flag("--cfg-parallel", cfg_parallel);
@@ -259,6 +262,8 @@ int main(int argc, char** argv) {
       spec.mutable_cache()->set_preset(cache_preset);
       if (cache_interval >= 0) spec.mutable_cache()->set_interval(cache_interval);
       if (cache_order >= 0) spec.mutable_cache()->set_order(cache_order);
+      if (!cache_guidance.empty()) spec.mutable_cache()->set_guidance(cache_guidance);
+      if (cache_calibrated) spec.mutable_cache()->set_calibrated(true);
       spec.mutable_parallel()->set_ulysses(ulysses);
       spec.mutable_parallel()->set_ring(ring);
       spec.mutable_parallel()->set_cfg_parallel(cfg_parallel);
@@ -325,9 +330,10 @@ int main(int argc, char** argv) {
       Check(stub->ListModels(context.get(), {}, &response), "ListModels");
       for (const auto& entry : response.models()) {
         const auto& d = entry.defaults();
-        const auto defaults = entry.has_defaults() && d.width() > 0
-                                  ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
-                                  : std::string();
+        const auto defaults =
+            entry.has_defaults() && d.width() > 0
+                ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
+                : std::string();
         fmt::print("{}  {}  {} worker group(s), up to {} ranks{}\n", entry.name(), entry.family(),
                    entry.worker_groups(), entry.max_world_size(), defaults);
       }

@@ -11,12 +11,12 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
-#include "common/tool_main.h"
 #include "common/rank_launch.h"
+#include "common/tool_main.h"
 #include "models/families.h"
 #include "models/wan/config.h"
-#include "parallel/world.h"
 #include "parallel/launch.h"
+#include "parallel/world.h"
 #include "tools/png.h"
 
 namespace {
@@ -54,10 +54,11 @@ int main(int argc, char** argv) {
   int nproc = 1;
   vidgen::parallel::MeshOptions mesh;
   bool cfg_parallel = false;
-  std::string cache_preset = "none", cache_distance = "step", cache_factor_dtype = "fp32", cache_expansion = "taylor";
+  std::string cache_preset = "none", cache_distance = "step", cache_factor_dtype = "fp32", cache_expansion = "taylor",
+              cache_guidance;
   int cache_interval = 0, cache_order = -1, cache_warmup = 0, cache_tail = -1;
   double cache_budget_gib = 0;
-  bool cache_fallback = false;
+  bool cache_fallback = false, cache_calibrated = false;
   app.add_option("--model-dir", model_dir, "Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
       ->required();
   std::string family_name;
@@ -67,12 +68,14 @@ int main(int argc, char** argv) {
   app.add_option("--size", size, "WIDTHxHEIGHT, multiples of 16 (default: the family's, 832x480 or 1280x720)");
   app.add_option("--frames", request.frames, "4k+1 frames (Wan 81, HunyuanVideo 129)");
   app.add_option("--steps", request.steps, "denoising steps")->capture_default_str();
-  app.add_option("--guidance", request.guidance_scale, "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
+  app.add_option("--guidance", request.guidance_scale,
+                 "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
   app.add_option("--shift", request.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
   app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
   app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
-  app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")->capture_default_str();
+  app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads per rank (default: the cores shared among local ranks)");
   app.add_option("--nproc", nproc,
                  "start this many local ranks (as torchrun); ranks started by a launcher join "
@@ -81,7 +84,9 @@ int main(int argc, char** argv) {
   app.add_option("--ring", mesh.ring, "ring-attention degree (K/V passed around)")->capture_default_str();
   app.add_flag("--cfg-parallel", cfg_parallel, "conditional and unconditional passes on separate rank groups");
   app.add_option("--out", out, "folder for frame_0000.png, ...")->capture_default_str();
-  app.add_option("--cache", cache_preset, "none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora, lite")
+  app.add_option("--cache", cache_preset,
+                 "none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora, lite, taylorseer-cfg, "
+                 "taylorseer-cfg-calibrated")
       ->capture_default_str();
   app.add_option("--cache-interval", cache_interval, "one full step every N (overrides the preset)");
   app.add_option("--cache-order", cache_order, "Taylor order 0-4 (overrides the preset)");
@@ -92,11 +97,16 @@ int main(int argc, char** argv) {
   app.add_option("--cache-factor-dtype", cache_factor_dtype, "fp32, bf16 or fp8")->capture_default_str();
   app.add_option("--cache-budget-gib", cache_budget_gib, "refuse caches larger than this (0: no limit)");
   app.add_flag("--cache-fallback", cache_fallback, "over budget, fall back to lite mode instead of refusing");
+  app.add_option("--cache-guidance", cache_guidance,
+                 "separate (forecast both guidance passes) or reuse-difference (overrides the preset)");
+  app.add_flag("--cache-calibrated", cache_calibrated,
+               "scale the reused guidance difference by the checkpoint's vidgen_cache_calibration.json");
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-generate", [&] {
     mesh.cfg = cfg_parallel ? 2 : 1;
-    if (nproc > 1 && !vidgen::parallel::IsRank()) return vidgen::parallel::LaunchLocalRanks(nproc, argv, "vidgen-generate");
+    if (nproc > 1 && !vidgen::parallel::IsRank())
+      return vidgen::parallel::LaunchLocalRanks(nproc, argv, "vidgen-generate");
     std::unique_ptr<vidgen::parallel::World> world;
     c10::Device compute_device(device);
     if (vidgen::parallel::IsRank() || mesh.world() > 1) {
@@ -126,6 +136,8 @@ int main(int argc, char** argv) {
     cache.distance = vidgen::cache::ParseDistance(cache_distance);
     cache.expansion = vidgen::cache::ParseExpansion(cache_expansion);
     cache.factor_dtype = vidgen::cache::ParseFactorDType(cache_factor_dtype);
+    if (!cache_guidance.empty()) cache.guidance = vidgen::cache::ParseGuidanceCache(cache_guidance);
+    if (cache_calibrated) cache.calibrated = true;
     cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
     cache.over_budget =
         cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;

@@ -1,13 +1,14 @@
 // vidgen-server, vidgen-worker and the vidgen client as real processes on loopback: the whole path of a job, cancel,
 // crashes of either side, concurrency, bad requests and resumed downloads.
 
+#include <signal.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
-#include <signal.h>
 #include <thread>
 
 #include <fmt/format.h>
@@ -147,8 +148,8 @@ TEST(ServiceTest, AKilledLeaderLosesItsLeaseAndARestartedGroupFinishesTheJob) {
   ASSERT_TRUE(cluster.Submit(spec, &id).ok());
   cluster.WaitFor(id, [](const v1::Job& job) { return job.step() >= 2; });
   worker.Kill(SIGKILL);
-  const auto requeued = cluster.WaitFor(id, [](const v1::Job& job) { return job.state() == v1::QUEUED; },
-                                        std::chrono::seconds(20));
+  const auto requeued = cluster.WaitFor(
+      id, [](const v1::Job& job) { return job.state() == v1::QUEUED; }, std::chrono::seconds(20));
   EXPECT_EQ(requeued.attempts(), 1);
   EXPECT_NE(requeued.message().find("stopped answering"), std::string::npos) << requeued.message();
   cluster.StartWorker(1);
@@ -289,6 +290,12 @@ TEST(ServiceTest, BadRequestsGetTheRightCodeAndNameTheProblem) {
          s.mutable_cache()->set_interval(0);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.cache.interval"},
+      {"guidance cache",
+       [](auto& s) {
+         s.mutable_cache()->set_preset("fora");
+         s.mutable_cache()->set_guidance("both");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.cache.guidance"},
       {"tail -1",
        [](auto& s) {
          s.mutable_cache()->set_preset("fora");
@@ -433,7 +440,21 @@ TEST(ServiceTest, AJobThatFailsInTheWorkerFailsWithItsReasonAndTheGroupServesOn)
   EXPECT_EQ(failed.attempts(), 1);  // not retried: it would fail again
   std::filesystem::remove(work);
   std::filesystem::create_directories(work);
-  ASSERT_TRUE(cluster.Submit(Cluster::SmallSpec(), &next).ok());
+  // A calibrated guidance cache on a model without a calibration: the job fails naming the file to make.
+  auto calibrated = Cluster::SmallSpec();
+  calibrated.mutable_cache()->set_preset("taylorseer-cfg-calibrated");
+  std::string uncalibrated;
+  ASSERT_TRUE(cluster.Submit(calibrated, &uncalibrated).ok());
+  const auto no_calibration = cluster.WaitForEnd(uncalibrated);
+  EXPECT_EQ(no_calibration.state(), v1::FAILED);
+  EXPECT_NE(no_calibration.message().find("vidgen_cache_calibration.json"), std::string::npos)
+      << no_calibration.message();
+  // The group serves on, with the guidance difference reused (uncalibrated, set field by field).
+  auto reused = Cluster::SmallSpec();
+  reused.mutable_cache()->set_preset("taylorseer-wan");
+  reused.mutable_cache()->set_interval(2);
+  reused.mutable_cache()->set_guidance("reuse-difference");
+  ASSERT_TRUE(cluster.Submit(reused, &next).ok());
   EXPECT_EQ(cluster.WaitForEnd(next).state(), v1::SUCCEEDED);
 }
 
