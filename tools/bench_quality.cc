@@ -21,7 +21,8 @@
 namespace vidgen::tools {
 namespace {
 
-// "none", a preset name, or policy:interval[:order][:distance] with policy reuse, taylorseer, lite or a preset.
+// "none", a preset name, or policy:interval[:order][:distance][:expansion][:w<warmup>][:t<tail>] with policy reuse,
+// taylorseer, lite or a preset (taylorseer:5:2:sigma, taylorseer-cfg-calibrated:9:2:w2).
 cache::CacheConfig ParseCacheSetting(const std::string& text) {
   std::vector<std::string> parts;
   std::stringstream stream(text);
@@ -37,8 +38,18 @@ cache::CacheConfig ParseCacheSetting(const std::string& text) {
     if (config.order != 0 && parts.size() > next && std::isdigit(static_cast<unsigned char>(parts[next][0]))) {
       config.order = std::stoi(parts[next++]);
     }
-    if (parts.size() > next) config.distance = cache::ParseDistance(parts[next++]);
-    if (parts.size() > next) Fail(ErrorCode::kInvalidArgument, "cache setting '{}' has too many fields", text);
+    // Then, in any order: a distance ("sigma", "step"), an expansion ("newton", "taylor"), "w<N>" full steps at the
+    // start and "t<N>" at the end.
+    for (; next < parts.size(); ++next) {
+      const auto& part = parts[next];
+      if (part.size() > 1 && (part[0] == 'w' || part[0] == 't') && std::isdigit(static_cast<unsigned char>(part[1]))) {
+        (part[0] == 'w' ? config.warmup : config.tail) = std::stoi(part.substr(1));
+      } else if (part == "newton" || part == "taylor") {
+        config.expansion = cache::ParseExpansion(part);
+      } else {
+        config.distance = cache::ParseDistance(part);
+      }
+    }
   } catch (const std::logic_error&) {
     Fail(ErrorCode::kInvalidArgument, "cache setting '{}': the interval and order must be numbers", text);
   }
