@@ -269,7 +269,8 @@ int main(int argc, char** argv) {
   quality_command->add_option("--threads", quality.threads);
   quality_command
       ->add_option("--cache", quality.caches,
-                   "none, presets, or policy:interval[:order][:sigma] with policy reuse, taylorseer, lite or a "
+                   "none, presets, or policy:interval[:order][:sigma|newton|w<N>|t<N>]... with policy reuse, "
+                   "taylorseer, lite or a "
                    "preset (reuse:5, taylorseer:5:2, lite:8, taylorseer-cfg-calibrated:8)")
       ->capture_default_str();
   quality_command->add_flag("--json", quality.json, "print a JSON array");

@@ -63,7 +63,8 @@ std::string SeriesName(const cache::CacheConfig& config) {
   if (config.policy == cache::Policy::kLite) return "lite";
   const bool reuse_difference = config.guidance == cache::GuidanceCache::kReuseDifference;
   if (config.order == 0) return reuse_difference ? "reuse, guidance reused" : "reuse";
-  return fmt::format("taylorseer O{}{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "",
+  return fmt::format("taylorseer O{}{}{}{}", config.order, config.distance == cache::Distance::kSigma ? " sigma" : "",
+                     config.expansion == cache::Expansion::kNewton ? " newton" : "",
                      !reuse_difference   ? ""
                      : config.calibrated ? ", guidance reused, calibrated"
                                          : ", guidance reused");
@@ -152,9 +153,10 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
 
 std::vector<std::string> DemoCacheGrid() {
   std::vector<std::string> grid = {"none"};
-  for (const char* policy : {"reuse:{}", "taylorseer:{}:1", "taylorseer:{}:2", "lite:{}", "taylorseer:{}:1:sigma",
-                             "taylorseer:{}:2:sigma", "taylorseer-cfg:{}:1", "taylorseer-cfg:{}:2",
-                             "taylorseer-cfg-calibrated:{}:1", "taylorseer-cfg-calibrated:{}:2"}) {
+  for (const char* policy :
+       {"reuse:{}", "taylorseer:{}:1", "taylorseer:{}:2", "lite:{}", "taylorseer:{}:1:sigma", "taylorseer:{}:2:sigma",
+        "taylorseer-cfg:{}:1", "taylorseer-cfg:{}:2", "taylorseer-cfg-calibrated:{}:1",
+        "taylorseer-cfg-calibrated:{}:2", "taylorseer-cfg-calibrated:{}:2:newton"}) {
     for (const int interval : {3, 5, 8}) grid.push_back(fmt::format(fmt::runtime(policy), interval));
   }
   return grid;
@@ -261,6 +263,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
         {"order", config.enabled() ? config.order : 0},
         {"warmup", config.enabled() ? config.warmup : 0},
         {"distance", config.distance == cache::Distance::kSigma ? "sigma" : "step"},
+        {"expansion", config.expansion == cache::Expansion::kNewton ? "newton" : "taylor"},
         {"guidance_cache", cache::GuidanceCacheName(config.guidance)},
         {"calibrated", config.calibrated},
         {"guidance", options.guidance},

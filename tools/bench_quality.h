@@ -16,15 +16,17 @@ struct QualityBenchOptions {
   int size = 0, frames = 0;  // 0: what the model was trained at (its config's "vidgen_defaults"), else 32 and 17
   int prompts = 0;           // held-out prompts to use, 0: all
   int threads = 0;
-  // "none", a preset, or policy:interval[:order][:distance] with policy reuse, taylorseer or lite (taylorseer:5:2,
-  // reuse:8, taylorseer:5:1:sigma). The first setting is the reference of the fidelity columns.
+  // "none", a preset, or policy:interval[:order][:distance][:expansion][:w<warmup>][:t<tail>] with policy reuse,
+  // taylorseer, lite or a preset (taylorseer:5:2, reuse:8, taylorseer-cfg-calibrated:8:2:newton). The first setting
+  // is the reference of the fidelity columns.
   std::vector<std::string> caches = {"none"};
   bool json = false;
   std::string plot;  // a PNG of quality vs speed-up, one line per policy (drawn by gnuplot)
 };
 
-// The settings `cache --model demo` compares: none; reuse, TaylorSeer orders 1 and 2, and lite at intervals 3, 5
-// and 8; TaylorSeer with the sigma distance at the same intervals.
+// The settings `cache --model demo` compares, each at intervals 3, 5 and 8: reuse, TaylorSeer orders 1 and 2 (step
+// and sigma distance), lite; the guidance difference reused (orders 1 and 2), uncalibrated and calibrated, and
+// calibrated with Newton's expansion; and none.
 std::vector<std::string> DemoCacheGrid();
 
 int RunQualityBench(const QualityBenchOptions& options);
