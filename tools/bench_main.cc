@@ -230,6 +230,8 @@ int main(int argc, char** argv) {
   cache_command->add_option("--prompts", demo_cache.prompts, "demo: held-out prompts to use (0: all)");
   cache_command->add_option("--plot", demo_cache.plot, "demo: write a PNG of quality vs speed-up (needs gnuplot)");
   cache_command->add_option("--guidance", demo_cache.guidance, "demo: the guidance scale")->capture_default_str();
+  cache_command->add_option("--replot", demo_cache.replot,
+                            "demo: draw --plot from this report (a --json run's output) instead of measuring");
   vidgen::tools::CalibrateOptions calibrate;
   auto* calibrate_command = app.add_subcommand(
       "calibrate",

@@ -1,8 +1,11 @@
 #include "tools/bench_quality.h"
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -13,6 +16,7 @@
 
 #include "cache/config.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "models/demo/world.h"
 #include "models/io/json_config.h"
 #include "models/wan/pipeline.h"
@@ -103,26 +107,32 @@ demo::RenderOptions TrainedClip(const std::string& model_dir) {
 }
 
 // Quality against speed-up, one line per policy: PSNR to the uncached videos, and adherence with the uncached
-// level as a dashed line. Drawn by gnuplot (Debian's gnuplot-nox) from a script on its standard input.
-void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
+// level as a dashed line; the policies that reuse the guidance difference solid, the others dashed. Drawn by gnuplot
+// (Debian's gnuplot-nox) from a script on its standard input, from the rows of a report.
+void WritePlot(const nlohmann::json& rows, const std::string& path) {
   std::map<std::string, std::vector<const nlohmann::json*>> series;
-  double uncached_adherence = -1;
+  double uncached_adherence = -1, guidance = 0;
+  int steps = 0;
   for (const auto& row : rows) {
     if (!row.contains("policy")) continue;  // the VAE ceiling
+    steps = row.value("steps", 0);
+    guidance = row.value("guidance", 0.0);
     if (row["policy"] == "none") {
       uncached_adherence = 100 * row["adherence"].get<double>();
     } else {
       series[row["series"].get<std::string>()].push_back(&row);
     }
   }
+  static constexpr std::array kColours = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                                          "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#f0c000"};
   std::string script = fmt::format(
-      "set terminal pngcairo size 1280,600 font 'sans,11'\nset output '{}'\nset grid\nset key outside below horizontal "
-      "maxrows 3\n"
+      "set terminal pngcairo size 1280,760 font 'sans,11'\nset output '{}'\nset grid\n"
+      "set key outside below horizontal maxcols 3 font ',10'\n"
       "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n"
-      "set multiplot layout 1,2 title 'demo model, held-out prompts, {} steps'\n",
-      path, steps);
+      "set multiplot layout 1,2 title 'demo model, held-out prompts, {} steps, guidance {}'\n",
+      path, steps, guidance);
   std::string plot_psnr = "plot ", plot_adherence = "plot ";
-  int index = 0;
+  std::size_t index = 0;
   for (const auto& [name, points] : series) {
     script += fmt::format("$s{} << EOD\n", index);
     for (const auto* row : points) {
@@ -130,14 +140,17 @@ void WritePlot(const nlohmann::json& rows, const std::string& path, int steps) {
                             100 * (*row)["adherence"].get<double>());
     }
     script += "EOD\n";
-    plot_psnr += fmt::format("$s{} using 1:2 with linespoints lw 2 pt 7 title '{}', ", index, name);
-    plot_adherence += fmt::format("$s{} using 1:3 with linespoints lw 2 pt 7 title '{}', ", index, name);
+    const auto style =
+        fmt::format("with linespoints lw 2 pt 7 lc rgb '{}' dt {} title '{}'", kColours[index % kColours.size()],
+                    name.find("guidance reused") == std::string::npos ? 2 : 1, name);
+    plot_psnr += fmt::format("$s{} using 1:2 {}, ", index, style);
+    plot_adherence += fmt::format("$s{} using 1:3 {}, ", index, style);
     ++index;
   }
   script += "set xlabel 'speed-up in DiT passes (steps / full steps)'\nset ylabel 'PSNR vs uncached (dB)'\n" +
             plot_psnr.substr(0, plot_psnr.size() - 2) + "\n";
-  script += "set ylabel 'held-out prompts with colour and direction right (%)'\nset yrange [0:105]\n" + plot_adherence +
-            fmt::format("{} with lines dt 2 lc 'black' title 'uncached'\n", uncached_adherence);
+  script += "set ylabel 'colour and direction right (%)'\nset yrange [0:105]\n" + plot_adherence +
+            fmt::format("{} with lines dt 3 lc 'black' title 'uncached'\n", uncached_adherence);
   script += "unset multiplot\n";
   FILE* gnuplot = ::popen("gnuplot 2>&1", "w");
   if (gnuplot == nullptr) Fail(ErrorCode::kInternal, "cannot start gnuplot to draw '{}'", path);
@@ -163,6 +176,16 @@ std::vector<std::string> DemoCacheGrid() {
 }
 
 int RunQualityBench(const QualityBenchOptions& options) {
+  if (!options.replot.empty()) {
+    if (options.plot.empty()) Fail(ErrorCode::kInvalidArgument, "--replot needs --plot, the PNG to draw");
+    std::ifstream in(options.replot, std::ios::binary);
+    if (!in) Fail(ErrorCode::kNotFound, "cannot read the report '{}'", options.replot);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto report = ParseJson(text, fmt::format("report '{}'", options.replot));
+    if (!report.is_array()) Fail(ErrorCode::kInvalidArgument, "report '{}' is not a JSON array", options.replot);
+    WritePlot(report, options.plot);
+    return 0;
+  }
   torch::NoGradGuard no_grad;
   torch::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<cache::CacheConfig> settings;
@@ -290,7 +313,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));
-  if (!options.plot.empty()) WritePlot(report, options.plot, options.steps);
+  if (!options.plot.empty()) WritePlot(report, options.plot);
   return 0;
 }
 

@@ -21,7 +21,8 @@ struct QualityBenchOptions {
   // is the reference of the fidelity columns.
   std::vector<std::string> caches = {"none"};
   bool json = false;
-  std::string plot;  // a PNG of quality vs speed-up, one line per policy (drawn by gnuplot)
+  std::string plot;    // a PNG of quality vs speed-up, one line per policy (drawn by gnuplot)
+  std::string replot;  // draw `plot` from this report (the JSON a run printed) instead of measuring
 };
 
 // The settings `cache --model demo` compares, each at intervals 3, 5 and 8: reuse, TaylorSeer orders 1 and 2 (step
