@@ -36,7 +36,8 @@ void CacheConfig::Validate(std::string_view prefix) const {
 const std::vector<std::string_view>& PresetNames() {
   static const std::vector<std::string_view> names = {
       "none", "taylorseer-wan", "taylorseer-hunyuan", "taylorseer-flux",
-      "fora", "lite",           "taylorseer-cfg",     "taylorseer-cfg-calibrated"};
+      "fora", "lite",           "taylorseer-cfg",     "taylorseer-cfg-calibrated",
+  };
   return names;
 }
 

@@ -17,7 +17,12 @@ using Clock = std::chrono::steady_clock;
 
 struct Guidance {
   bool guided = false, cfg_parallel = false, batched = false;
-  int streams() const { return guided && !batched && !cfg_parallel ? 2 : 1; }
+  bool reuse_difference = false;  // cache::GuidanceCache::kReuseDifference with a cache
+  bool two_passes() const { return guided && !batched && !cfg_parallel; }
+  // As two passes with the difference reused, the prompt's pass is never forecast: it runs uncached, on full steps
+  // only, and only the negative prompt's pass keeps a cache stream.
+  bool prompt_cached() const { return !(two_passes() && reuse_difference); }
+  int streams() const { return two_passes() && prompt_cached() ? 2 : 1; }
 };
 
 struct StepOutput {
@@ -33,7 +38,8 @@ StepOutput Velocity(Denoiser& model, const at::Tensor& tokens, int step, double 
                     cache::ReusedGuidance* reused, std::int64_t& model_calls) {
   auto pass = [&](int stream, std::span<const Condition> conditions) {
     ++model_calls;
-    if (!cache) return model.Predict(tokens, timestep, conditions, nullptr);
+    if (!cache || (stream == 0 && !guidance.prompt_cached()))
+      return model.Predict(tokens, timestep, conditions, nullptr);
     auto forward = cache->Begin(step, stream);
     return model.Predict(tokens, timestep, conditions, &forward);
   };
@@ -81,6 +87,8 @@ at::Tensor Denoise(Denoiser& model, const TokenSpace& space, const at::Tensor& n
   guidance.guided = options.guidance_scale != 1.0;
   guidance.cfg_parallel = guidance.guided && world && world->cfg().size() == 2;
   guidance.batched = guidance.guided && options.batch_cfg && !guidance.cfg_parallel;
+  guidance.reuse_difference =
+      guidance.guided && options.cache.enabled() && options.cache.guidance == cache::GuidanceCache::kReuseDifference;
   std::optional<cache::FeatureCache> feature_cache;
   if (options.cache.enabled()) {
     feature_cache.emplace(options.cache, model.Footprint(guidance.batched ? 2 : 1, guidance.streams()),
@@ -88,7 +96,7 @@ at::Tensor Denoise(Denoiser& model, const TokenSpace& space, const at::Tensor& n
   }
   cache::FeatureCache* cache = feature_cache ? &*feature_cache : nullptr;
   std::optional<cache::ReusedGuidance> reused_guidance;
-  if (cache && guidance.guided && options.cache.guidance == cache::GuidanceCache::kReuseDifference) {
+  if (guidance.reuse_difference) {
     if (options.cache.calibrated && !options.calibration) {
       Fail(ErrorCode::kFailedPrecondition,
            "the cache is calibrated but the model has no calibration: run `vidgen-bench calibrate --model-dir DIR` "

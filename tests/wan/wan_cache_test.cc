@@ -137,15 +137,20 @@ TEST_F(WanCacheTest, ReusedGuidanceRunsOnlyTheUnconditionalPassOnPredictedSteps)
       [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); }, &stats);
   EXPECT_EQ(stats.full_steps, 4);  // 0, 3, 6, 9 of 12
   EXPECT_EQ(stats.model_calls, 2 * 4 + 8);
+  // Only the negative prompt's pass keeps factors: half the memory of forecasting both.
+  GenerationStats separate_stats;
+  auto separate = config;
+  separate.guidance = cache::GuidanceCache::kSeparate;
+  const auto separate_latents = Run(Options(separate), &separate_stats);
+  EXPECT_EQ(2 * stats.cache_estimated_bytes, separate_stats.cache_estimated_bytes);
+  EXPECT_EQ(2 * stats.cache_peak_bytes, separate_stats.cache_peak_bytes);
   // A predicted step guides with the last full step's difference, as it was.
   for (const int step : {1, 2}) EXPECT_TRUE(torch::equal(differences[step], differences[0])) << step;
   for (const int step : {10, 11}) EXPECT_TRUE(torch::equal(differences[step], differences[9])) << step;
   EXPECT_FALSE(torch::equal(differences[3], differences[0]));
   EXPECT_TRUE(torch::isfinite(latents).all().item<bool>());
   // Not the run that forecasts both passes, and deterministic.
-  auto separate = config;
-  separate.guidance = cache::GuidanceCache::kSeparate;
-  EXPECT_FALSE(torch::allclose(latents, Run(Options(separate))));
+  EXPECT_FALSE(torch::allclose(latents, separate_latents));
   EXPECT_TRUE(torch::equal(latents, Run(Options(config))));
   // At interval 1 every step is full: the uncached run.
   config.interval = 1;
