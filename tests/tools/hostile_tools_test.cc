@@ -5,9 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <functional>
 
 #include <fmt/format.h>
@@ -73,12 +74,23 @@ class HostileToolsTest : public ::testing::Test {
   }
 
   std::vector<std::string> Generate(const fs::path& checkpoint) const {
-    return {VIDGEN_GENERATE_BIN, "--model-dir", checkpoint.string(), "--prompt", "a cat", "--size", "16x16",
-            "--frames", "1", "--steps", "1", "--out", (dir_ / "frames").string()};
+    return {VIDGEN_GENERATE_BIN,
+            "--model-dir",
+            checkpoint.string(),
+            "--prompt",
+            "a cat",
+            "--size",
+            "16x16",
+            "--frames",
+            "1",
+            "--steps",
+            "1",
+            "--out",
+            (dir_ / "frames").string()};
   }
   std::vector<std::string> Worker(const fs::path& checkpoint) const {
-    return {VIDGEN_WORKER_BIN, "--model-dir", checkpoint.string(), "--server", "127.0.0.1:1",
-            "--work-dir", (dir_ / "work").string()};
+    return {VIDGEN_WORKER_BIN, "--model-dir", checkpoint.string(),     "--server",
+            "127.0.0.1:1",     "--work-dir",  (dir_ / "work").string()};
   }
 
   // Each tool refuses the checkpoint, naming what is wrong, within 100 MB of its peak on the good checkpoint.
@@ -97,7 +109,7 @@ class HostileToolsTest : public ::testing::Test {
       if (!baseline.empty()) {
         const auto good = RunTool(baseline, dir_ / "log");
         EXPECT_LT(outcome.peak_kb, good.peak_kb + 100 * 1024) << "peak " << outcome.peak_kb << " KiB, on the good "
-                                                             << "checkpoint " << good.peak_kb << " KiB";
+                                                              << "checkpoint " << good.peak_kb << " KiB";
       }
     }
   }
@@ -139,13 +151,50 @@ TEST_F(HostileToolsTest, CorruptSentencePieceModel) {
     for (std::size_t i = map.offset + 4 + trie_bytes; i < map.offset + map.size; ++i) {
       if (model[i] == 0) model[i] = 'a';  // replacements that never end: a minute a prompt
     }
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(model.data()),
-                                                 static_cast<std::streamsize>(model.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(model.data()), static_cast<std::streamsize>(model.size()));
   });
   for (const auto& run : {Generate(checkpoint), Worker(checkpoint)}) {
     const auto outcome = RunTool(run, dir_ / "log");
     EXPECT_EQ(outcome.status, 2) << outcome.output;
     EXPECT_NE(outcome.output.find("character map is corrupt"), std::string::npos) << outcome.output;
+  }
+}
+
+// The cache calibration beside a checkpoint: vidgen-bench calibrate writes one that a calibrated generation uses;
+// a crafted one stops the tools with the file and the field named.
+TEST_F(HostileToolsTest, CacheCalibration) {
+  const auto checkpoint = dir_ / "calibrated";
+  fs::copy(source_, checkpoint, fs::copy_options::recursive);
+  std::ofstream(dir_ / "prompts.txt") << "a cat\n\na dog on a beach\n";
+  auto generate = Generate(checkpoint);
+  *(std::find(generate.begin(), generate.end(), "--steps") + 1) = "6";  // predicted steps to guide
+  for (const char* arg : {"--cache", "taylorseer-cfg-calibrated"}) generate.push_back(arg);
+  const auto uncalibrated = RunTool(generate, dir_ / "log");
+  EXPECT_EQ(uncalibrated.status, 2) << uncalibrated.output;
+  EXPECT_NE(uncalibrated.output.find("vidgen-bench calibrate"), std::string::npos) << uncalibrated.output;
+
+  const auto calibrated = RunTool({VIDGEN_BENCH_BIN, "calibrate", "--model-dir", checkpoint.string(), "--prompts-file",
+                                   (dir_ / "prompts.txt").string(), "--steps", "6", "--width", "16", "--height", "16",
+                                   "--frames", "1", "--threads", "1"},
+                                  dir_ / "log");
+  ASSERT_EQ(calibrated.status, 0) << calibrated.output;
+  EXPECT_NE(calibrated.output.find("6 steps, 2 prompts"), std::string::npos) << calibrated.output;
+  const auto generated = RunTool(generate, dir_ / "log");
+  EXPECT_EQ(generated.status, 0) << generated.output;
+  EXPECT_TRUE(fs::exists(dir_ / "frames" / "frame_0000.png"));
+
+  const auto file = checkpoint / "vidgen_cache_calibration.json";
+  std::string text;
+  {
+    std::ifstream in(file);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::ofstream(file, std::ios::trunc) << text.substr(0, text.find("\"sigmas\"")) << "\"sigmas\": [0.5, 0.9]}";
+  for (const auto& run : {generate, Worker(checkpoint)}) {
+    const auto outcome = RunTool(run, dir_ / "log");
+    EXPECT_EQ(outcome.status, 2) << outcome.output;
+    EXPECT_NE(outcome.output.find(file.string()), std::string::npos) << outcome.output;
   }
 }
 
