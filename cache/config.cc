@@ -84,10 +84,10 @@ Distance ParseDistance(std::string_view name) {
   Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.distance': '{}', expected step or sigma", name);
 }
 
-Expansion ParseExpansion(std::string_view name) {
+Expansion ParseExpansion(std::string_view name, std::string_view field) {
   if (name == "taylor") return Expansion::kTaylor;
   if (name == "newton") return Expansion::kNewton;
-  Fail(ErrorCode::kInvalidArgument, "invalid value for 'cache.expansion': '{}', expected taylor or newton", name);
+  Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': '{}', expected taylor or newton", field, name);
 }
 
 FactorDType ParseFactorDType(std::string_view name) {

@@ -70,7 +70,7 @@ const std::vector<std::string_view>& PresetNames();
 // Parses "none", "taylorseer", "lite" (policy names) and the enum spellings used in flags and JSON.
 Policy ParsePolicy(std::string_view name);
 Distance ParseDistance(std::string_view name);
-Expansion ParseExpansion(std::string_view name);
+Expansion ParseExpansion(std::string_view name, std::string_view field = "cache.expansion");
 FactorDType ParseFactorDType(std::string_view name);
 // "separate" or "reuse-difference"; errors name `field`.
 GuidanceCache ParseGuidanceCache(std::string_view name, std::string_view field = "cache.guidance");

@@ -21,6 +21,7 @@ spec::JobRequest FromProto(const v1::JobSpec& p) {
   if (cache.has_order()) r.cache.order = cache.order();
   if (cache.has_warmup()) r.cache.warmup = cache.warmup();
   if (cache.has_tail()) r.cache.tail = cache.tail();
+  if (cache.has_expansion()) r.cache.expansion = cache.expansion();
   if (cache.has_guidance()) r.cache.guidance = cache.guidance();
   if (cache.has_calibrated()) r.cache.calibrated = cache.calibrated();
   r.parallel = {p.parallel().ulysses(), p.parallel().ring(), p.parallel().cfg_parallel()};
@@ -47,6 +48,7 @@ v1::JobSpec ToProto(const spec::JobRequest& r) {
   if (r.cache.order) cache.set_order(*r.cache.order);
   if (r.cache.warmup) cache.set_warmup(*r.cache.warmup);
   if (r.cache.tail) cache.set_tail(*r.cache.tail);
+  if (r.cache.expansion) cache.set_expansion(*r.cache.expansion);
   if (r.cache.guidance) cache.set_guidance(*r.cache.guidance);
   if (r.cache.calibrated) cache.set_calibrated(*r.cache.calibrated);
   auto& parallel = *p.mutable_parallel();

@@ -99,6 +99,7 @@ nlohmann::json ToJson(const JobRequest& r) {
                                    {"tail", r.cache.tail}}) {
     if (value) cache[key] = *value;
   }
+  if (r.cache.expansion) cache["expansion"] = *r.cache.expansion;
   if (r.cache.guidance) cache["guidance"] = *r.cache.guidance;
   if (r.cache.calibrated) cache["calibrated"] = *r.cache.calibrated;
   if (!cache.empty()) json["cache"] = cache;
@@ -136,6 +137,7 @@ JobRequest JobRequestFromJson(const nlohmann::json& json, std::string_view what)
     cache.Read("order", r.cache.order);
     cache.Read("warmup", r.cache.warmup);
     cache.Read("tail", r.cache.tail);
+    cache.Read("expansion", r.cache.expansion);
     cache.Read("guidance", r.cache.guidance);
     cache.Read("calibrated", r.cache.calibrated);
   });

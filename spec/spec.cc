@@ -75,6 +75,7 @@ cache::CacheConfig CacheConfigOf(const CacheRequest& request) {
   if (request.order) config.order = *request.order;
   if (request.warmup) config.warmup = *request.warmup;
   if (request.tail) config.tail = *request.tail;
+  if (request.expansion) config.expansion = cache::ParseExpansion(*request.expansion, "spec.cache.expansion");
   if (request.guidance) config.guidance = cache::ParseGuidanceCache(*request.guidance, "spec.cache.guidance");
   if (request.calibrated) config.calibrated = *request.calibrated;
   config.Validate("spec.cache");

@@ -26,7 +26,8 @@ inline constexpr std::array<std::string_view, 3> kSolvers = {"unipc", "dpm++", "
 struct CacheRequest {
   std::string preset;  // cache::Preset's names; empty: none
   std::optional<int> interval, order, warmup, tail;
-  std::optional<std::string> guidance;  // cache::ParseGuidanceCache's names
+  std::optional<std::string> expansion;  // cache::ParseExpansion's names
+  std::optional<std::string> guidance;   // cache::ParseGuidanceCache's names
   std::optional<bool> calibrated;
   bool operator==(const CacheRequest&) const = default;
 };

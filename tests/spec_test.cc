@@ -79,6 +79,7 @@ TEST(SpecTest, EveryRefusalNamesItsField) {
       {[](auto& r) { r.cache.preset = "taylorseer-wan", r.cache.warmup = 0; }, "spec.cache.warmup"},
       {[](auto& r) { r.cache.preset = "fora", r.cache.interval = 0; }, "spec.cache.interval"},
       {[](auto& r) { r.cache.preset = "fora", r.cache.guidance = "both"; }, "spec.cache.guidance"},
+      {[](auto& r) { r.cache.preset = "fora", r.cache.expansion = "fourier"; }, "spec.cache.expansion"},
       {[](auto& r) { r.cache.preset = "fora", r.cache.calibrated = true; }, "spec.cache.calibrated"},
       {[](auto& r) { r.output.container = "avi"; }, "spec.output.container"},
       {[](auto& r) { r.output.codec = "vp9"; }, "spec.output.codec"},
@@ -120,6 +121,7 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   request.cache.warmup = 2;
   request.cache.guidance = "reuse-difference";
   request.cache.calibrated = true;
+  request.cache.expansion = "newton";
   request.output.container = "webm";
   EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
   const auto unknown = nlohmann::json{{"width", 32}, {"colour", "red"}};

@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
 
   v1::SubmitJobRequest submit;
   auto& spec = *submit.mutable_spec();
-  std::string size, cache_preset, cache_guidance, out;
+  std::string size, cache_preset, cache_guidance, cache_expansion, out;
   int cache_interval = -1, cache_order = -1, priority = 0, ulysses = 0, ring = 0, frames = 0, steps = 0, fps = 0,
       quality = 0;
   double guidance = 0, shift = 0;
@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
   submit_command->add_option("--cache-order", cache_order);
   submit_command->add_option("--cache-guidance", cache_guidance, "separate or reuse-difference");
   submit_command->add_flag("--cache-calibrated", cache_calibrated, "scale the reused difference by the calibration");
+  submit_command->add_option("--cache-expansion", cache_expansion, "taylor or newton");
   submit_command->add_option("--ulysses", ulysses);
   submit_command->add_option("--ring", ring);
   submit_command->add_flag("--cfg-parallel", cfg_parallel);
@@ -264,6 +265,7 @@ int main(int argc, char** argv) {
       if (cache_order >= 0) spec.mutable_cache()->set_order(cache_order);
       if (!cache_guidance.empty()) spec.mutable_cache()->set_guidance(cache_guidance);
       if (cache_calibrated) spec.mutable_cache()->set_calibrated(true);
+      if (!cache_expansion.empty()) spec.mutable_cache()->set_expansion(cache_expansion);
       spec.mutable_parallel()->set_ulysses(ulysses);
       spec.mutable_parallel()->set_ring(ring);
       spec.mutable_parallel()->set_cfg_parallel(cfg_parallel);
