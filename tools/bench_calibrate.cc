@@ -1,6 +1,5 @@
 #include "tools/bench_calibrate.h"
 
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -35,8 +34,9 @@ std::vector<std::string> CalibrationPrompts(const CalibrateOptions& options) {
     }
   }
   if (prompts.empty()) Fail(ErrorCode::kInvalidArgument, "no prompts to calibrate with");
-  if (prompts.size() > static_cast<std::size_t>(options.prompts))
+  if (prompts.size() > static_cast<std::size_t>(options.prompts)) {
     prompts.resize(static_cast<std::size_t>(options.prompts));
+  }
   return prompts;
 }
 
@@ -57,6 +57,7 @@ int RunCalibrate(const CalibrateOptions& options) {
   }
   wan::WanLoadOptions load;
   load.dtype = torch::kFloat;
+  load.load_calibration = false;  // the one it replaces may be broken
   auto pipeline = wan::WanPipeline::Load(options.model_dir, load);
 
   GenerationRequest request = vidgen::FamilyDefaults(spec::Family::kWan);

@@ -26,7 +26,8 @@ WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokeniz
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
   auto pipeline = FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
   const auto calibration = std::filesystem::path(dir) / cache::kCalibrationFile;
-  if (std::filesystem::exists(calibration)) pipeline->calibration_ = cache::LoadCalibration(calibration.string());
+  if (options.load_calibration && std::filesystem::exists(calibration))
+    pipeline->calibration_ = cache::LoadCalibration(calibration.string());
   return pipeline;
 }
 

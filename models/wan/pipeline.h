@@ -33,6 +33,8 @@ struct WanLoadOptions {
   // Sequence and CFG parallelism: this process denoises its chunk of the tokens of its CFG half (world.sequence()
   // and world.cfg()); nullptr for one process. Not owned; must outlive the pipeline.
   parallel::World* world = nullptr;
+  // Read the cache calibration beside the checkpoint (off for `vidgen-bench calibrate`, which replaces it).
+  bool load_calibration = true;
 };
 
 class WanPipeline : public dit::Pipeline {

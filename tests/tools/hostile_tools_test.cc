@@ -5,8 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -174,10 +174,15 @@ TEST_F(HostileToolsTest, CacheCalibration) {
   EXPECT_EQ(uncalibrated.status, 2) << uncalibrated.output;
   EXPECT_NE(uncalibrated.output.find("vidgen-bench calibrate"), std::string::npos) << uncalibrated.output;
 
-  const auto calibrated = RunTool({VIDGEN_BENCH_BIN, "calibrate", "--model-dir", checkpoint.string(), "--prompts-file",
-                                   (dir_ / "prompts.txt").string(), "--steps", "6", "--width", "16", "--height", "16",
-                                   "--frames", "1", "--threads", "1"},
-                                  dir_ / "log");
+  const std::vector<std::string> calibrate = {VIDGEN_BENCH_BIN, "calibrate",
+                                              "--model-dir",    checkpoint.string(),
+                                              "--prompts-file", (dir_ / "prompts.txt").string(),
+                                              "--steps",        "6",
+                                              "--width",        "16",
+                                              "--height",       "16",
+                                              "--frames",       "1",
+                                              "--threads",      "1"};
+  const auto calibrated = RunTool(calibrate, dir_ / "log");
   ASSERT_EQ(calibrated.status, 0) << calibrated.output;
   EXPECT_NE(calibrated.output.find("6 steps, 2 prompts"), std::string::npos) << calibrated.output;
   const auto generated = RunTool(generate, dir_ / "log");
@@ -196,6 +201,9 @@ TEST_F(HostileToolsTest, CacheCalibration) {
     EXPECT_EQ(outcome.status, 2) << outcome.output;
     EXPECT_NE(outcome.output.find(file.string()), std::string::npos) << outcome.output;
   }
+  // Calibrating again replaces the broken file.
+  EXPECT_EQ(RunTool(calibrate, dir_ / "log").status, 0);
+  EXPECT_EQ(RunTool(generate, dir_ / "log").status, 0);
 }
 
 }  // namespace
