@@ -38,8 +38,9 @@ StepOutput Velocity(Denoiser& model, const at::Tensor& tokens, int step, double 
                     cache::ReusedGuidance* reused, std::int64_t& model_calls) {
   auto pass = [&](int stream, std::span<const Condition> conditions) {
     ++model_calls;
-    if (!cache || (stream == 0 && !guidance.prompt_cached()))
+    if (!cache || (stream == 0 && !guidance.prompt_cached())) {
       return model.Predict(tokens, timestep, conditions, nullptr);
+    }
     auto forward = cache->Begin(step, stream);
     return model.Predict(tokens, timestep, conditions, &forward);
   };
