@@ -4,7 +4,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -51,15 +50,7 @@ double GuidanceCalibration::DifferenceRmsAt(double sigma) const {
 
 GuidanceCalibration LoadCalibration(const std::string& path) {
   const std::string what = fmt::format("cache calibration '{}'", path);
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read {}", what);
-  const auto size = static_cast<std::uintmax_t>(in.tellg());
-  if (size > kMaxFileBytes) {
-    Fail(ErrorCode::kInvalidArgument, "{} is {} bytes, over the {}-byte limit", what, size, kMaxFileBytes);
-  }
-  in.seekg(0);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto json = ParseJson(text, what);
+  const auto json = ReadJsonFile(path, "cache calibration", kMaxFileBytes);
   GuidanceCalibration c;
   try {
     if (json.at("format").get<std::string>() != kFormat || json.at("version").get<int>() != 1) {

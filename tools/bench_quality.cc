@@ -4,8 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -178,10 +176,7 @@ std::vector<std::string> DemoCacheGrid() {
 int RunQualityBench(const QualityBenchOptions& options) {
   if (!options.replot.empty()) {
     if (options.plot.empty()) Fail(ErrorCode::kInvalidArgument, "--replot needs --plot, the PNG to draw");
-    std::ifstream in(options.replot, std::ios::binary);
-    if (!in) Fail(ErrorCode::kNotFound, "cannot read the report '{}'", options.replot);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto report = ParseJson(text, fmt::format("report '{}'", options.replot));
+    const auto report = ReadJsonFile(options.replot, "report", std::uintmax_t{64} << 20);
     if (!report.is_array()) Fail(ErrorCode::kInvalidArgument, "report '{}' is not a JSON array", options.replot);
     WritePlot(report, options.plot);
     return 0;

@@ -2,8 +2,6 @@
 // keep their defaults when absent.
 #pragma once
 
-#include <fstream>
-#include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -20,16 +18,8 @@ class JsonConfig {
 
   // `what` names the kind of file in errors ("Wan config"). Throws Error(NOT_FOUND) when the file cannot be read,
   // Error(INVALID_ARGUMENT) when it is larger than kMaxBytes, nests too deep or is not a JSON object.
-  JsonConfig(const std::string& path, std::string what) : path_(path), what_(std::move(what)) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) Fail(ErrorCode::kNotFound, "cannot read {} '{}'", what_, path);
-    const auto size = static_cast<std::uintmax_t>(in.tellg());
-    if (size > kMaxBytes) {
-      Fail(ErrorCode::kInvalidArgument, "{} '{}' is {} bytes, over the {}-byte limit", what_, path, size, kMaxBytes);
-    }
-    in.seekg(0);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    json_ = ParseJson(text, fmt::format("{} '{}'", what_, path));
+  JsonConfig(const std::string& path, std::string what)
+      : path_(path), what_(std::move(what)), json_(ReadJsonFile(path, what_, kMaxBytes)) {
     if (!json_.is_object()) Fail(ErrorCode::kInvalidArgument, "{} '{}' is not a JSON object", what_, path);
   }
 

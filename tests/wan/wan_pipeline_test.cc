@@ -5,13 +5,10 @@
 #include "common/error.h"
 #include "models/wan/pipeline.h"
 #include "tests/support/golden.h"
+#include "tests/wan/golden_run.h"
 
 namespace vidgen::wan {
 namespace {
-
-text::TokenizedText Tokens(const testing::GoldenCase& golden, const std::string& ids, const std::string& mask) {
-  return {golden.Get(ids).unsqueeze(0), golden.Get(mask).unsqueeze(0)};
-}
 
 class WanT2VGoldenTest : public ::testing::TestWithParam<std::string> {};
 
@@ -20,14 +17,7 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   WanLoadOptions load;
   load.device = testing::TestDevice();
   auto pipeline = WanPipeline::Load(golden.CheckpointDir().string(), load);
-  const auto context = pipeline->EncodeText(Tokens(golden, "ids", "mask"))[0];
-  const auto context_null = pipeline->EncodeText(Tokens(golden, "neg_ids", "neg_mask"))[0];
-
-  dit::SamplerOptions options;
-  options.schedule.solver = schedulers::ParseSolver(golden.Meta("solver"));
-  options.schedule.steps = std::stoi(golden.Meta("steps"));
-  options.schedule.shift = std::stod(golden.Meta("shift"));
-  options.guidance_scale = std::stod(golden.Meta("guide_scale"));
+  const auto [context, context_null, options] = ReadGoldenRun(golden, *pipeline);
 
   const auto scheduler = schedulers::MakeFlowScheduler(options.schedule);
   EXPECT_TRUE(testing::TensorsClose(torch::tensor(scheduler->sigmas()), golden.Get("sigmas"), 1e-6));

@@ -7,6 +7,7 @@
 
 #include "models/wan/pipeline.h"
 #include "tests/support/golden.h"
+#include "tests/wan/golden_run.h"
 
 namespace vidgen::wan {
 namespace {
@@ -40,15 +41,7 @@ TEST_P(WanTaylorSeerGoldenTest, MatchesTheOfficialCachedRunStepByStep) {
   WanLoadOptions load;
   load.device = testing::TestDevice();
   auto pipeline = WanPipeline::Load(golden.CheckpointDir().string(), load);
-  const auto context = pipeline->EncodeText({golden.Get("ids").unsqueeze(0), golden.Get("mask").unsqueeze(0)})[0];
-  const auto context_null =
-      pipeline->EncodeText({golden.Get("neg_ids").unsqueeze(0), golden.Get("neg_mask").unsqueeze(0)})[0];
-
-  dit::SamplerOptions options;
-  options.schedule.solver = schedulers::ParseSolver(golden.Meta("solver"));
-  options.schedule.steps = std::stoi(golden.Meta("steps"));
-  options.schedule.shift = std::stod(golden.Meta("shift"));
-  options.guidance_scale = std::stod(golden.Meta("guide_scale"));
+  auto [context, context_null, options] = ReadGoldenRun(golden, *pipeline);
   options.cache = CacheOf(golden);
 
   // The same steps are full as in the official run.
