@@ -1,6 +1,7 @@
 #include "models/generation.h"
 
 #include <cmath>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -16,13 +17,32 @@ at::Tensor ToVideoFrames(const at::Tensor& video) {
   return scaled.permute({1, 2, 3, 0}).to(torch::kUInt8).contiguous();
 }
 
-void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance) {
+void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance, int images) {
+  for (const auto& [field, image, wanted] :
+       {std::tuple{"image", &request.image, images >= 1}, {"last_image", &request.last_image, images >= 2}}) {
+    if (image->defined() && !wanted) {
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': this model takes {}", field,
+           images == 0 ? "no image (it is text-to-video)" : "one image (the first frame)");
+    }
+    if (!image->defined() && wanted) {
+      Fail(ErrorCode::kInvalidArgument, "'{}' is required: this model makes a video from {}", field,
+           images == 1 ? "an image" : "a first and a last frame");
+    }
+    if (image->defined() && (image->dim() != 3 || image->size(0) < 1 || image->size(1) < 1 || image->size(2) != 3 ||
+                             image->scalar_type() != c10::ScalarType::Byte)) {
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': expected [H, W, 3] uint8 RGB", field);
+    }
+  }
   if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "invalid value for 'prompt': it is empty");
   if (request.frames < 1 || (request.frames - 1) % 4 != 0) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, expected 4k+1 (1, 5, 9, ...)", request.frames);
   }
   for (const auto& [field, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
-    if (value < side_multiple || value % side_multiple != 0 || value > 4096) {
+    // An image-to-video request's width × height is an area its image's aspect ratio shapes.
+    if (images > 0 && (value < 1 || value > 4096)) {
+      Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected 1 to 4096", field, value);
+    }
+    if (images == 0 && (value < side_multiple || value % side_multiple != 0 || value > 4096)) {
       Fail(ErrorCode::kInvalidArgument, "invalid value for '{}': {}, expected a multiple of {} from {} to 4096", field,
            value, side_multiple, side_multiple);
     }
@@ -44,9 +64,9 @@ at::Tensor SeededNoise(const GenerationRequest& request, std::int64_t channels, 
   constexpr std::int64_t kStrideT = 4;  // both families' VAEs
   auto generator = at::globalContext().defaultGenerator(device).clone();
   generator.set_current_seed(request.seed);
-  return torch::randn({channels, (request.frames - 1) / kStrideT + 1, request.height / space_stride,
-                       request.width / space_stride},
-                      generator, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  return torch::randn(
+      {channels, (request.frames - 1) / kStrideT + 1, request.height / space_stride, request.width / space_stride},
+      generator, torch::TensorOptions().dtype(torch::kFloat).device(device));
 }
 
 void RecordSteps(const cache::FeatureCache* cache, int steps, GenerationStats& stats) {

@@ -28,6 +28,8 @@ struct GenerationRequest {
   std::uint64_t seed = 0;
   schedulers::Solver solver = schedulers::Solver::kUniPC;
   cache::CacheConfig cache;  // feature caching (TaylorSeer); none by default
+  // Image-to-video models: the first frame, and a first-last-frame model's last one, [H, W, 3] uint8 RGB.
+  at::Tensor image, last_image;
 };
 
 struct StepProgress {
@@ -59,9 +61,10 @@ struct GenerationResult {
 };
 
 // Checks what every family's request shares (prompt, frames 4k+1, sides multiples of `side_multiple` up to 4096,
-// steps 1..1000, guidance within [min_guidance, 100], shift in (0, 100]); throws Error(INVALID_ARGUMENT) naming the
-// field.
-void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance);
+// steps 1..1000, guidance within [min_guidance, 100], shift in (0, 100]) and that it brings the images the model
+// takes (0: none, 1: `image`, 2: `image` and `last_image`; with images, width × height is an area: sides 1..4096);
+// throws Error(INVALID_ARGUMENT) naming the field.
+void ValidateRequest(const GenerationRequest& request, std::int64_t side_multiple, double min_guidance, int images = 0);
 
 // The initial latents of a request: [channels, 1+(F−1)/4, H/s, W/s] fp32 for a VAE that compresses space by
 // `space_stride` (8 for both released families), from a private generator of the device's kind seeded with

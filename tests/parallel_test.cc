@@ -18,6 +18,7 @@
 #include "tests/support/expect_error.h"
 #include "tests/support/golden.h"
 #include "tests/support/ranks.h"
+#include "tests/wan/golden_run.h"
 
 namespace vidgen::parallel {
 namespace {
@@ -248,47 +249,48 @@ double RelativeError(const at::Tensor& actual, const at::Tensor& expected) {
   return ((actual - expected).abs().max() / expected.abs().max()).item<double>();
 }
 
-// One golden Wan T2V run per rank: single-process and parallel, uncached and cached, compared on every rank, with
-// the collectives of every step recorded.
-const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
+// One golden Wan run per rank for each task (T2V, I2V, FLF2V): single-process and parallel, uncached and cached,
+// compared on every rank, with the collectives of every step recorded.
+const bool kWanBody = testing::RegisterRankBody("wan", [] {
   torch::set_num_threads(1);
   const auto joined = JoinWorld(std::chrono::seconds(60));
   World& world = *joined;
-  const testing::GoldenCase golden(testing::GoldenCases("wan_t2v").at(0));
-  auto single = wan::WanPipeline::Load(golden.CheckpointDir().string());
-  wan::WanLoadOptions options;
-  options.world = &world;
-  auto parallel = wan::WanPipeline::Load(golden.CheckpointDir().string(), options);
-  const auto context = single->EncodeText({golden.Get("ids").unsqueeze(0), golden.Get("mask").unsqueeze(0)})[0];
-  const auto context_null =
-      single->EncodeText({golden.Get("neg_ids").unsqueeze(0), golden.Get("neg_mask").unsqueeze(0)})[0];
-  dit::SamplerOptions denoise;
-  denoise.schedule = {schedulers::Solver::kUniPC, 10, std::stod(golden.Meta("shift")), true};
-  denoise.guidance_scale = std::stod(golden.Meta("guide_scale"));
-
-  // A calibration whose guidance difference shrinks with sigma, so that the reused difference is rescaled.
-  cache::GuidanceCalibration calibration;
-  calibration.sigmas = {1.0, 0.5, 0.0};
-  calibration.difference_rms = {1.0, 0.7, 0.2};
-  denoise.calibration = &calibration;
-
   int failures = 0;
-  for (const char* preset : {"none", "taylorseer-wan", "taylorseer-cfg-calibrated"}) {
-    denoise.cache = cache::Preset(preset);
-    denoise.cache.interval = 3;
-    const auto reference = single->Denoise(golden.Get("noise"), context, context_null, denoise);
-    StepCollectives counter(world);
-    const auto latents = parallel->Denoise(golden.Get("noise"), context, context_null, denoise, counter.callbacks);
-    const double error = RelativeError(latents, reference);
-    const auto& per_step = counter.per_step;
-    std::printf("rank %d cache %s error %.3e collectives per step %s\n", world.rank(), preset, error,
-                fmt::format("{}", fmt::join(per_step, " ")).c_str());
-    if (!(error < 1e-5)) ++failures;
-    if (denoise.cache.enabled()) {
-      // Predicted steps (1, 2, 4, 5, 7, 8) attend to nothing: no collective but the CFG exchange, if any.
-      const std::int64_t cfg_exchange = world.cfg().size() > 1 ? 1 : 0;
-      for (const int step : {1, 2, 4, 5, 7, 8}) {
-        if (per_step[static_cast<std::size_t>(step)] != cfg_exchange) ++failures;
+  for (const char* task : {"wan_t2v", "wan_i2v", "wan_flf2v"}) {
+    const testing::GoldenCase golden(testing::GoldenCases(task).at(0));
+    auto single = wan::WanPipeline::Load(golden.CheckpointDir().string());
+    wan::WanLoadOptions options;
+    options.world = &world;
+    auto parallel = wan::WanPipeline::Load(golden.CheckpointDir().string(), options);
+    auto [context, context_null, denoise] = wan::ReadGoldenRun(golden, *single);
+    const wan::WanCondition condition{
+        context, context_null,
+        golden.Has("y") ? wan::WanImageInput{golden.Get("clip_fea"), golden.Get("y")} : wan::WanImageInput{}};
+    denoise.schedule.steps = 10;
+
+    // A calibration whose guidance difference shrinks with sigma, so that the reused difference is rescaled.
+    cache::GuidanceCalibration calibration;
+    calibration.sigmas = {1.0, 0.5, 0.0};
+    calibration.difference_rms = {1.0, 0.7, 0.2};
+    denoise.calibration = &calibration;
+
+    for (const char* preset : {"none", "taylorseer-wan", "taylorseer-cfg-calibrated"}) {
+      denoise.cache = cache::Preset(preset);
+      denoise.cache.interval = 3;
+      const auto reference = single->Denoise(golden.Get("noise"), condition, denoise);
+      StepCollectives counter(world);
+      const auto latents = parallel->Denoise(golden.Get("noise"), condition, denoise, counter.callbacks);
+      const double error = RelativeError(latents, reference);
+      const auto& per_step = counter.per_step;
+      std::printf("rank %d %s cache %s error %.3e collectives per step %s\n", world.rank(), task, preset, error,
+                  fmt::format("{}", fmt::join(per_step, " ")).c_str());
+      if (!(error < 1e-5)) ++failures;
+      if (denoise.cache.enabled()) {
+        // Predicted steps (1, 2, 4, 5, 7, 8) attend to nothing: no collective but the CFG exchange, if any.
+        const std::int64_t cfg_exchange = world.cfg().size() > 1 ? 1 : 0;
+        for (const int step : {1, 2, 4, 5, 7, 8}) {
+          if (per_step[static_cast<std::size_t>(step)] != cfg_exchange) ++failures;
+        }
       }
     }
   }
@@ -297,8 +299,8 @@ const bool kWanBody = testing::RegisterRankBody("wan_t2v", [] {
 
 class WanParallelTest : public ::testing::TestWithParam<Layout> {};
 
-TEST_P(WanParallelTest, GoldenRunEqualsOneProcessUncachedAndCachedWithEitherGuidanceCache) {
-  ExpectRanksPass("wan_t2v", GetParam(), std::chrono::seconds(300));
+TEST_P(WanParallelTest, GoldenRunsOfEveryTaskEqualOneProcessUncachedAndCachedWithEitherGuidanceCache) {
+  ExpectRanksPass("wan", GetParam(), std::chrono::seconds(300));
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, WanParallelTest,

@@ -99,7 +99,7 @@ int RunCalibrate(const CalibrateOptions& options) {
     request.seed = 1'000'000 + i;  // seeds of their own, apart from the quality benchmark's
     const auto noise =
         SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU));
-    pipeline->Denoise(noise, contexts[0], contexts[1], sampler, {}, [&](const dit::ObservedStep& s) {
+    pipeline->Denoise(noise, {contexts[0], contexts[1]}, sampler, {}, [&](const dit::ObservedStep& s) {
       const double rms = s.guidance_difference.pow(2).mean().sqrt().item<double>();
       calibration.difference_rms[static_cast<std::size_t>(s.step)] += rms / static_cast<double>(prompts.size());
     });

@@ -239,7 +239,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
   {  // warm-up: allocator and kernels, so that the first setting's time is not the slowest for nothing
     auto warm = denoise;
     warm.schedule.steps = 3;
-    pipeline->Denoise(noises[0], contexts[0][0], contexts[0][1], warm);
+    pipeline->Denoise(noises[0], {contexts[0][0], contexts[0][1]}, warm);
   }
   std::vector<at::Tensor> reference_latents, reference_frames;  // the first setting's
   double reference_seconds = 0;
@@ -253,7 +253,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
       GenerationStats video_stats;
       const auto start = std::chrono::steady_clock::now();
       const auto latents =
-          pipeline->Denoise(noises[i], contexts[i][0], contexts[i][1], denoise, {}, nullptr, &video_stats);
+          pipeline->Denoise(noises[i], {contexts[i][0], contexts[i][1]}, denoise, {}, nullptr, &video_stats);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const auto frames = ToVideoFrames(pipeline->Decode(latents));
       adherence.Add(frames, held_out[i]);

@@ -6,8 +6,9 @@
 
 namespace vidgen::dit {
 
-GenerationResult Pipeline::Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
-  Validate(request);
+GenerationResult Pipeline::Generate(const GenerationRequest& given, const GenerationCallbacks& callbacks) {
+  Validate(given);
+  const auto request = Sized(given);
   torch::NoGradGuard no_grad;
   GenerationResult result;
   auto& stats = result.stats;

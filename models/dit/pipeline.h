@@ -20,6 +20,8 @@ class Pipeline : public VideoPipeline {
   // Checks a request against this model (sizes, frames, steps, guidance, shift); throws Error(INVALID_ARGUMENT)
   // naming the field.
   virtual void Validate(const GenerationRequest& request) const = 0;
+  // The request with the video size the model makes of it (an image-to-video model's follows its image).
+  virtual GenerationRequest Sized(const GenerationRequest& request) const { return request; }
   std::vector<at::Tensor> weights() const final;
 
  protected:

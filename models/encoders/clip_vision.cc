@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <regex>
 
 #include <fmt/ranges.h>
 #include <torch/torch.h>
@@ -84,15 +83,16 @@ at::Tensor ClipVisionEncoderImpl::Forward(const at::Tensor& pixel_values) {
   return h.to(torch::kFloat);
 }
 
-ClipVisionEncoder LoadClipVisionEncoder(const std::string& path, c10::ScalarType dtype, c10::Device device) {
-  io::WeightStore weights;
-  weights.AddFile(path);
-  weights.SelectPrefix("visual.");
-  // The blocks the file holds; the last one, the post-norm and the head are not used.
+namespace {
+
+// Builds and fills the tower from weights in the released names (without "visual."), `source` naming them in
+// errors; sizes from the shapes, `heads` and `eps` as given. The last block, `post_norm` and `head` are dropped.
+ClipVisionEncoder LoadTower(io::WeightStore& weights, std::int64_t heads, double eps, const std::string& source,
+                            c10::ScalarType dtype, c10::Device device) {
   std::int64_t blocks = 0;
   while (weights.Contains("transformer." + std::to_string(blocks) + ".norm1.weight")) ++blocks;
   if (blocks < 2)
-    Fail(ErrorCode::kInvalidArgument, "CLIP file '{}' has {} vision blocks, expected 2 or more", path, blocks);
+    Fail(ErrorCode::kInvalidArgument, "CLIP '{}' has {} vision blocks, expected 2 or more", source, blocks);
   const std::string last = "transformer." + std::to_string(blocks - 1) + ".";
   for (const auto& name : weights.Names()) {
     if (name.starts_with(last) || name.starts_with("post_norm.") || name == "head") weights.Erase(name);
@@ -101,23 +101,24 @@ ClipVisionEncoder LoadClipVisionEncoder(const std::string& path, c10::ScalarType
   ClipVisionConfig config;
   const auto& patch = weights.Get("patch_embedding.weight");  // [dim, 3, p, p]
   const auto& positions = weights.Get("pos_embedding");       // [1, tokens, dim]
-  if (patch.dim() != 4 || patch.size(1) != 3 || patch.size(2) != patch.size(3) || positions.dim() != 3) {
-    Fail(ErrorCode::kInvalidArgument, "CLIP file '{}': patch_embedding [{}] and pos_embedding [{}] are not a ViT's",
-         path, fmt::join(patch.sizes(), ", "), fmt::join(positions.sizes(), ", "));
+  const auto& mlp = weights.Get("transformer.0.mlp.0.weight");
+  if (patch.dim() != 4 || patch.size(1) != 3 || patch.size(2) != patch.size(3) || positions.dim() != 3 ||
+      mlp.dim() != 2) {
+    Fail(ErrorCode::kInvalidArgument, "CLIP '{}': patch_embedding [{}] and pos_embedding [{}] are not a ViT's", source,
+         fmt::join(patch.sizes(), ", "), fmt::join(positions.sizes(), ", "));
   }
   config.dim = patch.size(0);
   config.patch_size = patch.size(2);
   const auto grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(positions.size(1) - 1))));
   config.image_size = grid * config.patch_size;
-  config.mlp_dim = weights.Get("transformer.0.mlp.0.weight").size(0);
+  config.mlp_dim = mlp.size(0);
   config.layers = blocks - 1;
-  const auto sizes = std::filesystem::path(path).parent_path() / "clip_config.json";
-  if (std::filesystem::exists(sizes)) io::JsonConfig(sizes.string(), "CLIP config").Read("vision_heads", config.heads);
+  config.heads = heads;
+  config.eps = eps;
   if (config.tokens() != positions.size(1) || config.heads < 1 || config.dim % config.heads != 0) {
     Fail(ErrorCode::kInvalidArgument,
-         "CLIP file '{}': {} positions are no square grid plus a class token, or {} heads "
-         "do not divide width {}",
-         path, positions.size(1), config.heads, config.dim);
+         "CLIP '{}': {} positions are no square grid plus a class token, or {} heads do not divide width {}", source,
+         positions.size(1), config.heads, config.dim);
   }
 
   ClipVisionEncoder encoder(nullptr);
@@ -129,6 +130,73 @@ ClipVisionEncoder LoadClipVisionEncoder(const std::string& path, c10::ScalarType
   weights.LoadInto(*encoder, {.allow_unexpected = false, .what = "the CLIP vision tower", .device = device});
   encoder->eval();
   return encoder;
+}
+
+}  // namespace
+
+ClipVisionEncoder LoadClipVisionEncoder(const std::string& path, c10::ScalarType dtype, c10::Device device) {
+  io::WeightStore weights;
+  weights.AddFile(path);
+  weights.SelectPrefix("visual.");
+  std::int64_t heads = ClipVisionConfig{}.heads;
+  const auto sizes = std::filesystem::path(path).parent_path() / "clip_config.json";
+  if (std::filesystem::exists(sizes)) io::JsonConfig(sizes.string(), "CLIP config").Read("vision_heads", heads);
+  return LoadTower(weights, heads, ClipVisionConfig{}.eps, path, dtype, device);
+}
+
+ClipVisionEncoder LoadDiffusersClipVisionEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
+  const auto config_path = (std::filesystem::path(dir) / "config.json").string();
+  if (!std::filesystem::exists(config_path)) {
+    Fail(ErrorCode::kNotFound, "CLIP image encoder config '{}' does not exist", config_path);
+  }
+  const io::JsonConfig config(config_path, "CLIP vision config");
+  std::int64_t heads = 0;
+  double eps = ClipVisionConfig{}.eps;
+  std::string activation = "gelu";
+  config.Read("num_attention_heads", heads);
+  config.Read("layer_norm_eps", eps);
+  config.Read("hidden_act", activation);
+  if (activation != "gelu") {
+    Fail(ErrorCode::kInvalidArgument, "CLIP config '{}': hidden_act '{}' is not supported (gelu)", config_path,
+         activation);
+  }
+
+  io::WeightStore file;
+  file.AddSafetensors(dir, "model");
+  file.SelectPrefix("vision_model.");
+  file.Erase("embeddings.position_ids");
+  // transformers' names -> the released ones; q, k and v become one product.
+  static const io::KeyMap names = io::KeyTable(R"(
+      embeddings.patch_embedding   patch_embedding
+      pre_layrnorm                 pre_norm
+      post_layernorm               post_norm
+      encoder.layers.              transformer.
+      .layer_norm1                 .norm1
+      .layer_norm2                 .norm2
+      .self_attn.out_proj          .attn.proj
+      .mlp.fc1                     .mlp.0
+      .mlp.fc2                     .mlp.2
+  )");
+  io::WeightStore weights;
+  for (const auto& name : file.Names()) {
+    const auto& tensor = file.Get(name);
+    if (name == "embeddings.class_embedding") {
+      weights.Add("cls_embedding", tensor.reshape({1, 1, -1}), dir);
+    } else if (name == "embeddings.position_embedding.weight") {
+      weights.Add("pos_embedding", tensor.unsqueeze(0), dir);
+    } else if (const auto at = name.find(".self_attn.q_proj."); at != std::string::npos) {
+      const auto layer = name.substr(0, at), part = name.substr(at + std::string_view(".self_attn.q_proj.").size());
+      auto projection = [&](const char* which) {
+        return file.Get(fmt::format("{}.self_attn.{}.{}", layer, which, part));
+      };
+      weights.Add(io::ApplyKeyMap(names, layer) + ".attn.to_qkv." + part,
+                  torch::cat({projection("q_proj"), projection("k_proj"), projection("v_proj")}), dir);
+    } else if (name.find(".self_attn.k_proj.") == std::string::npos &&
+               name.find(".self_attn.v_proj.") == std::string::npos) {
+      weights.Add(io::ApplyKeyMap(names, name), tensor, dir);
+    }
+  }
+  return LoadTower(weights, heads, eps, dir, dtype, device);
 }
 
 }  // namespace vidgen::encoders

@@ -74,5 +74,8 @@ TORCH_MODULE(ClipVisionEncoder);
 // from the weights; the head count from `clip_config.json` beside the file ("vision_heads") when there is one, else
 // ViT-H/14's 16. Throws Error naming the file or tensor that does not fit.
 ClipVisionEncoder LoadClipVisionEncoder(const std::string& path, c10::ScalarType dtype, c10::Device device);
+// Loads the diffusers layout's `image_encoder/` (transformers' CLIPVisionModel: config.json, model*.safetensors),
+// whose hidden_states[-2] are the same features. Throws Error naming the file or tensor that does not fit.
+ClipVisionEncoder LoadDiffusersClipVisionEncoder(const std::string& dir, c10::ScalarType dtype, c10::Device device);
 
 }  // namespace vidgen::encoders

@@ -19,6 +19,8 @@ void WanDitConfig::Validate() const {
   positive("out_dim", out_dim);
   positive("num_heads", num_heads);
   positive("num_layers", num_layers);
+  positive("image_dim", image_dim);
+  positive("image_tokens", image_tokens);
   for (const auto p : patch_size) positive("patch_size", p);
   if (dim % num_heads != 0 || head_dim() % 2 != 0) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'num_heads': {} does not split dim {} into even head sizes",

@@ -24,6 +24,10 @@ struct WanDitConfig {
   bool qk_norm = true;
   bool cross_attn_norm = true;
   double eps = 1e-6;
+  // I2V/FLF2V: the CLIP features' width (ViT-H/14: 1280) and, FLF2V, the rows of `img_emb.emb_pos` (both images'
+  // tokens: 2·257). Not in the released config.json: the loader reads them from the weights' shapes.
+  std::int64_t image_dim = 1280;
+  std::int64_t image_tokens = 2 * 257;
 
   std::int64_t head_dim() const { return dim / num_heads; }
   bool has_image_input() const { return model_type != WanModelType::kT2V; }

@@ -14,9 +14,6 @@ namespace {
 
 using layers::Project;
 
-constexpr std::int64_t kClipDim = 1280;
-constexpr std::int64_t kClipTokens = 257;
-
 // [B, L, dim] -> [B, L, heads, dim/heads]
 at::Tensor SplitHeads(const at::Tensor& x, std::int64_t heads) {
   return x.unflatten(-1, {heads, -1});
@@ -129,27 +126,28 @@ at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
   return Project(head, layers::LayerNormFp32(x, eps) * (1 + m[1]) + m[0]);
 }
 
-WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim) {
+WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config) {
+  const std::int64_t clip_dim = config.image_dim;
   proj =
       register_module("proj", torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({clip_dim})),
                                                     layers::Linear(clip_dim, clip_dim), torch::nn::GELU(),
                                                     layers::Linear(clip_dim, config.dim),
                                                     torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.dim}))));
   if (config.model_type == WanModelType::kFLF2V) {
-    emb_pos = register_parameter("emb_pos", layers::NewParameter({1, 2 * kClipTokens, clip_dim}, 0.0));
+    emb_pos = register_parameter("emb_pos", layers::NewParameter({1, config.image_tokens, clip_dim}, 0.0));
   }
 }
 
 at::Tensor WanImageEmbeddingImpl::forward(const at::Tensor& clip_features) {
   auto x = clip_features.to(torch::kFloat);
-  if (emb_pos.defined()) x = x.reshape({x.size(0), -1, x.size(2)}) + emb_pos;
+  if (emb_pos.defined()) x = x.reshape({-1, emb_pos.size(1), x.size(2)}) + emb_pos;
   x = proj[0]->as<torch::nn::LayerNorm>()->forward(x);
   x = torch::gelu(Project(torch::nn::Linear(proj->ptr<torch::nn::LinearImpl>(1)), x));
   x = Project(torch::nn::Linear(proj->ptr<torch::nn::LinearImpl>(3)), x);
   return proj[4]->as<torch::nn::LayerNorm>()->forward(x.to(torch::kFloat));
 }
 
-WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(config.in_dim, config.patch_size) {
+WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(config.out_dim, config.patch_size) {
   config.Validate();
   const auto& p = config.patch_size;
   patch_embedding = register_module(
@@ -164,7 +162,7 @@ WanDitImpl::WanDitImpl(const WanDitConfig& config) : config_(config), space_(con
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(WanBlock(config));
   head = register_module("head", WanHead(config));
-  if (config.has_image_input()) img_emb = register_module("img_emb", WanImageEmbedding(config, kClipDim));
+  if (config.has_image_input()) img_emb = register_module("img_emb", WanImageEmbedding(config));
 }
 
 void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
@@ -226,12 +224,13 @@ cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tok
 }
 
 std::vector<at::Tensor> WanDitImpl::forward(const WanDitInput& input, cache::FeatureCache::Forward* cache) {
+  const dit::TokenSpace input_space(config_.in_dim, config_.patch_size);
   std::vector<dit::Grid> grids;
   std::vector<at::Tensor> patches;
   std::int64_t longest = 0;
   for (const auto& latent : input.x) {
-    grids.push_back(space_.GridOf(latent));
-    patches.push_back(space_.Patchify(latent));
+    grids.push_back(input_space.GridOf(latent));
+    patches.push_back(input_space.Patchify(latent));
     longest = std::max(longest, patches.back().size(0));
   }
   const std::int64_t seq_len = input.seq_len > 0 ? input.seq_len : longest;
@@ -285,20 +284,28 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
 
 namespace {
 
-// Wan's transformer over one generation: the prompt's and the negative prompt's text, embedded and projected to
-// every block's cross-attention keys and values once.
+// Wan's transformer over one generation: the prompt's and the negative prompt's text (and the image tokens),
+// embedded and projected to every block's cross-attention keys and values once.
 class WanDenoiser final : public dit::Denoiser {
  public:
-  WanDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) : dit_(dit) {
+  WanDenoiser(WanDit& dit, const WanCondition& condition) : dit_(dit), image_(condition.image) {
     torch::NoGradGuard no_grad;
-    cross_[{dit::Condition::kPrompt}] = dit_->CrossKeysValues(dit_->EmbedText({context.to(device())}), {});
-    cross_[{dit::Condition::kNegative}] = dit_->CrossKeysValues(dit_->EmbedText({context_null.to(device())}), {});
+    const auto& clip = image_.clip_features;
+    const auto features = clip.defined() ? clip.to(device()) : clip;
+    for (const auto& [rows, context] : {std::pair{dit::Condition::kPrompt, &condition.context},
+                                        {dit::Condition::kNegative, &condition.context_null}}) {
+      cross_[{rows}] = dit_->CrossKeysValues(dit_->EmbedText({context->to(device())}), features);
+    }
   }
 
   c10::Device device() const override { return dit_->patch_embedding->weight.device(); }
 
   void Prepare(const dit::Shard& shard, const dit::Grid& grid) override {
     shard_ = shard;
+    if (image_.y.defined()) {
+      const dit::TokenSpace space(image_.y.size(0), dit_->config().patch_size);
+      condition_tokens_ = shard.Take(space.Patchify(image_.y.to(device(), torch::kFloat)));
+    }
     for (std::size_t rows = 1; rows <= 2; ++rows) {
       const std::vector<dit::Grid> grids(rows, grid);
       layouts_[rows - 1] = dit_->Layout(shard, grids);
@@ -319,7 +326,9 @@ class WanDenoiser final : public dit::Denoiser {
     }
     const auto rows = static_cast<std::int64_t>(conditions.size());
     WanTokenInput input;
-    input.tokens = tokens.unsqueeze(0).expand({rows, -1, -1});
+    // A token's values are channel-major, so the conditioning channels follow the latents' in each token.
+    const auto model_tokens = condition_tokens_.defined() ? torch::cat({tokens, condition_tokens_}, 1) : tokens;
+    input.tokens = model_tokens.unsqueeze(0).expand({rows, -1, -1});
     input.cross = Cross(conditions);
     input.time = time_.expand({rows, -1});
     input.time_projection = time_projection_.expand({rows, -1, -1});
@@ -342,6 +351,8 @@ class WanDenoiser final : public dit::Denoiser {
   }
 
   WanDit& dit_;
+  WanImageInput image_;
+  at::Tensor condition_tokens_;  // the shard's tokens of image_.y
   // Per rows (the prompt, the negative prompt, or both in a batch), every block's cross-attention keys and values.
   std::map<std::vector<dit::Condition>, std::vector<WanCrossKeysValues>> cross_;
   dit::Shard shard_;
@@ -352,8 +363,8 @@ class WanDenoiser final : public dit::Denoiser {
 
 }  // namespace
 
-std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null) {
-  return std::make_unique<WanDenoiser>(dit, context, context_null);
+std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const WanCondition& condition) {
+  return std::make_unique<WanDenoiser>(dit, condition);
 }
 
 }  // namespace vidgen::wan

@@ -83,10 +83,12 @@ TORCH_MODULE(WanHead);
 
 // CLIP image features -> context tokens (I2V/FLF2V `img_emb`): LayerNorm, Linear, GELU, Linear, LayerNorm.
 struct WanImageEmbeddingImpl : torch::nn::Module {
-  WanImageEmbeddingImpl(const WanDitConfig& config, std::int64_t clip_dim);
-  at::Tensor forward(const at::Tensor& clip_features);  // [B, N, clip_dim] -> [B, N', dim]
+  explicit WanImageEmbeddingImpl(const WanDitConfig& config);
+  // [B, N, image_dim] -> [B, N, dim]; FLF2V: [2B, N, image_dim] (each sample's first image, then its last) ->
+  // [B, 2N, dim]
+  at::Tensor forward(const at::Tensor& clip_features);
   torch::nn::Sequential proj{nullptr};
-  at::Tensor emb_pos;  // FLF2V only: [1, 2·257, clip_dim]
+  at::Tensor emb_pos;  // FLF2V only: [1, image_tokens, image_dim]
 };
 TORCH_MODULE(WanImageEmbedding);
 
@@ -95,7 +97,7 @@ struct WanTokenInput {
   at::Tensor tokens;                            // [B, chunk, in_dim·Πpatch]: dit::TokenSpace's layout
   at::Tensor timesteps, time, time_projection;  // [B]; or EmbedTime(timesteps), shared by the CFG passes of a step
   at::Tensor text_states;                       // EmbedText() of the contexts [B, text_len, dim]
-  at::Tensor clip_features;                     // I2V/FLF2V: [B, 257 or 514, 1280]
+  at::Tensor clip_features;                     // I2V/FLF2V: as WanImageEmbedding takes them
   // CrossKeysValues(text_states, clip_features) when a generation has them already (then those two go unread).
   std::vector<WanCrossKeysValues> cross;
 };
@@ -106,13 +108,15 @@ struct WanDitInput {
   at::Tensor timesteps;             // [B]
   std::vector<at::Tensor> context;  // per sample [L_text <= text_len, text_dim]
   std::int64_t seq_len = 0;         // pad tokens to this length (0: the longest sample)
-  at::Tensor clip_features;         // I2V/FLF2V: [B, 257 or 514, 1280]
+  at::Tensor clip_features;         // I2V/FLF2V: as WanImageEmbedding takes them
 };
 
 class WanDitImpl : public torch::nn::Module {
  public:
   explicit WanDitImpl(const WanDitConfig& config);
 
+  // The token space of the latents the sampler denoises (out_dim channels); an I2V model's conditioning channels
+  // join them per forward (in_dim = out_dim + the conditioning's).
   const dit::TokenSpace& space() const { return space_; }
   // Where the tokens of samples of these grids sit in `shard`, with their rotary tables (float64, as the reference).
   dit::TokenLayout Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const;
@@ -129,7 +133,7 @@ class WanDitImpl : public torch::nn::Module {
   // The text embedding of per-sample contexts [L <= text_len, text_dim], zero-padded: [B, text_len, dim].
   at::Tensor EmbedText(const std::vector<at::Tensor>& context);
   // Every block's cross-attention keys and values of EmbedText() states (and, with image input, of the CLIP
-  // features [B, 257 or 514, 1280]).
+  // features).
   std::vector<WanCrossKeysValues> CrossKeysValues(const at::Tensor& text_states, const at::Tensor& clip_features);
 
   // What a cache for a batch of `batch` samples of `tokens` (padded) tokens holds per stream.
@@ -157,8 +161,21 @@ class WanDitImpl : public torch::nn::Module {
 };
 TORCH_MODULE(WanDit);
 
-// The transformer conditioned on the prompt's and the negative prompt's encoder states ([len, text_dim] each) for
-// the shared denoising loop (dit::Denoise); the text is embedded once.
-std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const at::Tensor& context, const at::Tensor& context_null);
+// What an I2V/FLF2V model sees of its images, the same for both guidance passes.
+struct WanImageInput {
+  at::Tensor clip_features;  // as WanImageEmbedding takes them, for one sample
+  at::Tensor y;              // the conditioning latents [in_dim − out_dim, T, h, w]: the frame mask, then the VAE's
+};
+
+// What a generation is conditioned on: the prompt's and the negative prompt's encoder states ([len, text_dim]
+// each) and an I2V/FLF2V model's images.
+struct WanCondition {
+  at::Tensor context, context_null;
+  WanImageInput image{};  // none for T2V
+};
+
+// The transformer under a condition, for the shared denoising loop (dit::Denoise): the text and the image tokens
+// are embedded and projected once, the conditioning latents joined to the sampler's tokens at every forward.
+std::unique_ptr<dit::Denoiser> MakeDenoiser(WanDit& dit, const WanCondition& condition);
 
 }  // namespace vidgen::wan

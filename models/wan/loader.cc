@@ -3,13 +3,14 @@
 #include <filesystem>
 #include <regex>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/layers/deferred.h"
 #include "models/io/json_config.h"
+#include "models/layers/deferred.h"
 
 namespace vidgen::wan {
 namespace {
@@ -19,6 +20,22 @@ namespace fs = std::filesystem;
 fs::path Require(const fs::path& path) {
   if (!fs::exists(path)) Fail(ErrorCode::kNotFound, "Wan checkpoint file '{}' does not exist", path.string());
   return path;
+}
+
+// The image embedding's sizes, which config.json does not state, from its weights.
+void SizeImageEmbedding(const io::WeightStore& weights, WanDitConfig& config) {
+  if (!config.has_image_input()) return;
+  const auto& norm = weights.Get("img_emb.proj.0.weight");
+  if (norm.dim() != 1)
+    Fail(ErrorCode::kInvalidArgument, "img_emb.proj.0.weight is [{}], expected one dimension",
+         fmt::join(norm.sizes(), ", "));
+  config.image_dim = norm.size(0);
+  if (config.model_type != WanModelType::kFLF2V) return;
+  const auto& positions = weights.Get("img_emb.emb_pos");
+  if (positions.dim() != 3)
+    Fail(ErrorCode::kInvalidArgument, "img_emb.emb_pos is [{}], expected [1, tokens, {}]",
+         fmt::join(positions.sizes(), ", "), config.image_dim);
+  config.image_tokens = positions.size(1);
 }
 
 }  // namespace
@@ -147,6 +164,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
     config = ReadWanDitConfig(Require(dir / "config.json").string());
     dit_weights.AddSafetensors(dir.string(), "diffusion_pytorch_model");
   }
+  SizeImageEmbedding(dit_weights, config);
   {
     layers::DeferredInit deferred;  // built without memory, filled tensor by tensor in its dtypes on `device`
     checkpoint.dit = WanDit(config);
@@ -178,6 +196,15 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
   }
   vae_weights.LoadInto(*checkpoint.vae, {.allow_unexpected = false, .what = "the Wan VAE", .device = device});
   checkpoint.vae->eval();
+
+  // CLIP image encoder (I2V/FLF2V)
+  if (config.has_image_input()) {
+    checkpoint.clip =
+        diffusers
+            ? encoders::LoadDiffusersClipVisionEncoder((dir / "image_encoder").string(), dtype, device)
+            : encoders::LoadClipVisionEncoder(
+                  Require(dir / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth").string(), dtype, device);
+  }
 
   const auto tokenizer_dir = diffusers ? dir / "tokenizer" : dir / "google" / "umt5-xxl";
   checkpoint.tokenizer =

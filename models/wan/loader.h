@@ -6,10 +6,11 @@
 
 #include <c10/core/ScalarType.h>
 
-#include "models/io/weight_store.h"
-#include "models/wan/dit.h"
+#include "models/encoders/clip_vision.h"
 #include "models/encoders/umt5.h"
+#include "models/io/weight_store.h"
 #include "models/text/t5_tokenizer.h"
+#include "models/wan/dit.h"
 #include "models/wan/vae.h"
 
 namespace vidgen::wan {
@@ -22,11 +23,12 @@ struct WanCheckpoint {
   encoders::UmT5Encoder t5{nullptr};
   WanDit dit{nullptr};
   WanVae vae{nullptr};
+  encoders::ClipVisionEncoder clip{nullptr};  // I2V/FLF2V only
 };
 
 // Detects the layout of `dir` and loads every part onto `device`, tensor by tensor from the mapped files: the DiT's
 // matrix products and the T5 in `dtype`, norms, modulation and time embedding in fp32, the VAE in fp32. Throws
-// Error naming the missing file or tensor.
+// Error naming the missing file or tensor. An I2V/FLF2V checkpoint's CLIP image encoder runs in `dtype` too.
 WanCheckpoint LoadWanCheckpoint(const std::string& dir, c10::ScalarType dtype,
                                 c10::Device device = c10::Device(c10::DeviceType::CPU));
 

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "common/error.h"
+
 namespace vidgen::wan {
 namespace {
 
@@ -15,13 +17,22 @@ const char* const kDefaultNegativePrompt =
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
     "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
-WanPipeline::WanPipeline(WanLoadOptions options, std::unique_ptr<text::T5Tokenizer> tokenizer, encoders::UmT5Encoder t5,
-                         WanDit dit, WanVae vae)
+std::string DefaultNegativePrompt(WanModelType type) {
+  switch (type) {
+    case WanModelType::kT2V: return kDefaultNegativePrompt;
+    case WanModelType::kI2V: return std::string("镜头晃动，") + kDefaultNegativePrompt;
+    case WanModelType::kFLF2V: return std::string("镜头切换，镜头晃动，") + kDefaultNegativePrompt;
+  }
+  return kDefaultNegativePrompt;
+}
+
+WanPipeline::WanPipeline(WanLoadOptions options, WanCheckpoint parts)
     : options_(options),
-      tokenizer_(std::move(tokenizer)),
-      t5_(std::move(t5)),
-      dit_(std::move(dit)),
-      vae_(std::move(vae)) {}
+      tokenizer_(std::move(parts.tokenizer)),
+      t5_(std::move(parts.t5)),
+      dit_(std::move(parts.dit)),
+      vae_(std::move(parts.vae)),
+      clip_(std::move(parts.clip)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
   auto pipeline = FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
@@ -35,13 +46,43 @@ std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const W
   parts.t5->to(options.device);
   parts.dit->to(options.device);
   parts.vae->to(options.device);
-  return std::unique_ptr<WanPipeline>(new WanPipeline(options, std::move(parts.tokenizer), std::move(parts.t5),
-                                                      std::move(parts.dit), std::move(parts.vae)));
+  if (parts.dit->config().has_image_input() && !parts.clip) {
+    Fail(ErrorCode::kInvalidArgument, "this image-to-video Wan DiT comes without its CLIP image encoder");
+  }
+  if (parts.clip) parts.clip->to(options.device);
+  return std::unique_ptr<WanPipeline>(new WanPipeline(options, std::move(parts)));
+}
+
+std::vector<const torch::nn::Module*> WanPipeline::Modules() const {
+  std::vector<const torch::nn::Module*> modules = {t5_.get(), dit_.get(), vae_.get()};
+  if (clip_) modules.push_back(clip_.get());
+  return modules;
 }
 
 // Prompts longer than the text encoder reads are cut (keeping </s>), as the reference's tokenizer truncates them.
 void WanPipeline::Validate(const GenerationRequest& request) const {
-  ValidateRequest(request, side_multiple(), /*min_guidance=*/0.0);
+  const int images = model_type() == WanModelType::kT2V ? 0 : model_type() == WanModelType::kI2V ? 1 : 2;
+  ValidateRequest(request, side_multiple(), /*min_guidance=*/0.0, images);
+  if (images == 2 && request.frames < 5) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, a first-last-frame video needs 5 or more",
+         request.frames);
+  }
+  const auto sized = Sized(request);
+  if (sized.width > 4096 || sized.height > 4096) {
+    Fail(ErrorCode::kInvalidArgument, "invalid value for 'image': its aspect ratio makes the video {}×{}, over 4096",
+         sized.width, sized.height);
+  }
+}
+
+GenerationRequest WanPipeline::Sized(const GenerationRequest& request) const {
+  if (!request.image.defined()) return request;
+  const auto size = ImageLatentSize(request.image.size(0), request.image.size(1),
+                                    static_cast<double>(request.width) * static_cast<double>(request.height),
+                                    kVaeStrideHW, dit_->config().patch_size[1]);
+  auto sized = request;
+  sized.height = size.height * kVaeStrideHW;
+  sized.width = size.width * kVaeStrideHW;
+  return sized;
 }
 
 std::int64_t WanPipeline::side_multiple() const {
@@ -59,14 +100,33 @@ std::vector<at::Tensor> WanPipeline::EncodeText(const text::TokenizedText& token
   return contexts;
 }
 
-at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const at::Tensor& context, const at::Tensor& context_null,
+WanImageInput WanPipeline::EncodeImages(const at::Tensor& first, const at::Tensor& last, std::int64_t frames,
+                                        const LatentSize& size) {
+  torch::NoGradGuard no_grad;
+  const auto device_first = first.to(options_.device, torch::kFloat);
+  const auto device_last = last.defined() ? last.to(options_.device, torch::kFloat) : at::Tensor();
+  std::vector<at::Tensor> pixels = {clip_->Preprocess(device_first)};
+  if (last.defined()) pixels.push_back(clip_->Preprocess(device_last));
+  WanImageInput input;
+  input.clip_features = clip_->Forward(torch::stack(pixels).to(clip_->patch_embedding->weight.scalar_type()));
+
+  const std::int64_t height = size.height * kVaeStrideHW, width = size.width * kVaeStrideHW;
+  const auto video =
+      ConditioningVideo(ResizeBicubic(device_first, height, width),
+                        last.defined() ? ResizeBicubic(device_last, height, width) : at::Tensor(), frames);
+  const auto latents = vae_->Encode(video.unsqueeze(0))[0];
+  input.y = torch::cat({FrameMask(frames, size, last.defined()).to(latents.device()), latents});
+  return input;
+}
+
+at::Tensor WanPipeline::Denoise(const at::Tensor& noise, const WanCondition& condition,
                                 const dit::SamplerOptions& options, const GenerationCallbacks& callbacks,
                                 const dit::StepObserver& observer, GenerationStats* stats) {
   auto sampler = options;
   sampler.world = options_.world;
   sampler.batch_cfg = options_.batch_cfg;
   if (!sampler.calibration && calibration_) sampler.calibration = &*calibration_;
-  return dit::Denoise(*MakeDenoiser(dit_, context, context_null), space(), noise, sampler, callbacks, observer, stats);
+  return dit::Denoise(*MakeDenoiser(dit_, condition), space(), noise, sampler, callbacks, observer, stats);
 }
 
 at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
@@ -75,9 +135,18 @@ at::Tensor WanPipeline::Decode(const at::Tensor& latents) {
 }
 
 std::unique_ptr<dit::Denoiser> WanPipeline::Condition(const GenerationRequest& request) {
-  const auto negative = request.negative_prompt.empty() ? std::string(kDefaultNegativePrompt) : request.negative_prompt;
+  const auto negative = request.negative_prompt.empty() ? DefaultNegativePrompt(model_type()) : request.negative_prompt;
   const auto contexts = EncodeText(tokenizer_->Encode({request.prompt, negative}));
-  return MakeDenoiser(dit_, contexts[0], contexts[1]);
+  WanCondition condition{contexts[0], contexts[1], {}};
+  if (request.image.defined()) {
+    const auto first = ImageToModel(request.image);
+    const auto last = request.last_image.defined()
+                          ? FitLastImage(ImageToModel(request.last_image), first.size(1), first.size(2))
+                          : at::Tensor();
+    condition.image =
+        EncodeImages(first, last, request.frames, {request.height / kVaeStrideHW, request.width / kVaeStrideHW});
+  }
+  return MakeDenoiser(dit_, condition);
 }
 
 dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const {
@@ -92,7 +161,7 @@ dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const
 }
 
 at::Tensor WanPipeline::Noise(const GenerationRequest& request) const {
-  return SeededNoise(request, dit_->config().in_dim, kVaeStrideHW, options_.device);
+  return SeededNoise(request, dit_->config().out_dim, kVaeStrideHW, options_.device);
 }
 
 bool IsWanCheckpoint(const std::filesystem::path& dir) {

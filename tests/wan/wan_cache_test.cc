@@ -36,7 +36,7 @@ class WanCacheTest : public ::testing::Test {
     return options;
   }
   static torch::Tensor Run(const dit::SamplerOptions& options, GenerationStats* stats = nullptr) {
-    return pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options, {}, nullptr, stats);
+    return pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options, {}, nullptr, stats);
   }
 
   static testing::GoldenCase* golden_;
@@ -133,7 +133,7 @@ TEST_F(WanCacheTest, ReusedGuidanceRunsOnlyTheUnconditionalPassOnPredictedSteps)
   GenerationStats stats;
   std::vector<torch::Tensor> differences;
   const auto latents = pipeline_->Denoise(
-      golden_->Get("noise"), *context_, *context_null_, Options(config), {},
+      golden_->Get("noise"), {*context_, *context_null_}, Options(config), {},
       [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); }, &stats);
   EXPECT_EQ(stats.full_steps, 4);  // 0, 3, 6, 9 of 12
   EXPECT_EQ(stats.model_calls, 2 * 4 + 8);
@@ -169,7 +169,7 @@ TEST_F(WanCacheTest, CalibratedGuidanceScalesTheDifferenceAndNeedsACalibration) 
   calibration.difference_rms = {2.0, 0.5};
   options.calibration = &calibration;
   std::vector<torch::Tensor> differences;
-  pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options, {},
+  pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options, {},
                      [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); });
   for (const int step : {1, 2}) {
     const double scale = calibration.DifferenceRmsAt(sigmas[step]) / calibration.DifferenceRmsAt(sigmas[0]);
@@ -180,8 +180,8 @@ TEST_F(WanCacheTest, CalibratedGuidanceScalesTheDifferenceAndNeedsACalibration) 
   auto batched_load = pipeline_->options();
   batched_load.batch_cfg = true;
   auto batched = WanPipeline::Load(golden_->CheckpointDir().string(), batched_load);
-  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden_->Get("noise"), *context_, *context_null_, options),
-                                    pipeline_->Denoise(golden_->Get("noise"), *context_, *context_null_, options)));
+  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options),
+                                    pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options)));
 }
 
 }  // namespace

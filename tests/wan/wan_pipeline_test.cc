@@ -25,7 +25,7 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
 
   int steps_seen = 0;
   const auto latents =
-      pipeline->Denoise(golden.Get("noise"), context, context_null, options, {}, [&](const dit::ObservedStep& s) {
+      pipeline->Denoise(golden.Get("noise"), {context, context_null}, options, {}, [&](const dit::ObservedStep& s) {
         const std::string prefix = "step" + std::to_string(s.step) + ".";
         EXPECT_TRUE(testing::TensorsClose(s.velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;
         EXPECT_TRUE(testing::TensorsClose(s.latents, golden.Get(prefix + "latents"), 1e-4)) << prefix;
@@ -38,7 +38,7 @@ TEST_P(WanT2VGoldenTest, MatchesTheReferenceStepByStep) {
   // The two guidance passes as one batch of two: the same run.
   load.batch_cfg = true;
   auto batched = WanPipeline::Load(golden.CheckpointDir().string(), load);
-  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden.Get("noise"), context, context_null, options),
+  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden.Get("noise"), {context, context_null}, options),
                                     golden.Get("latents"), 1e-4));
 }
 

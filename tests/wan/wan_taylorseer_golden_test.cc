@@ -60,7 +60,7 @@ TEST_P(WanTaylorSeerGoldenTest, MatchesTheOfficialCachedRunStepByStep) {
   int steps_seen = 0;
   GenerationStats stats;
   const auto latents = pipeline->Denoise(
-      golden.Get("noise"), context, context_null, options, {},
+      golden.Get("noise"), {context, context_null}, options, {},
       [&](const dit::ObservedStep& s) {
         const std::string prefix = "step" + std::to_string(s.step) + ".";
         EXPECT_TRUE(testing::TensorsClose(s.velocity, golden.Get(prefix + "noise_pred"), 1e-4)) << prefix;

@@ -92,7 +92,8 @@ TEST(WanTokenizerTest, TruncationKeepsTheEndToken) {
   EXPECT_EQ(tokens.mask[0].sum().item<std::int64_t>(), 4);
   EXPECT_EQ(tokens.ids[1][0].item<std::int64_t>(), text::T5Tokenizer::kEosId);  // an empty prompt is just </s>
   EXPECT_EQ(tokens.mask[1].sum().item<std::int64_t>(), 1);
-  EXPECT_FAILS(text::T5Tokenizer("/nonexistent/spiece.model", 8), kNotFound, "'/nonexistent/spiece.model' does not exist");
+  EXPECT_FAILS(text::T5Tokenizer("/nonexistent/spiece.model", 8), kNotFound,
+               "'/nonexistent/spiece.model' does not exist");
 }
 
 }  // namespace
@@ -116,8 +117,8 @@ TEST(SentencePieceLoadTest, CorruptCharacterMapsFailTheLoadNotAJob) {
   for (int trial = 0; trial < 40; ++trial) {
     auto model = original;
     for (int i = 0; i < 200; ++i) model[map.offset + random() % map.size] = static_cast<std::uint8_t>(random());
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(model.data()),
-                                                 static_cast<std::streamsize>(model.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(model.data()), static_cast<std::streamsize>(model.size()));
     try {
       const text::SentencePiece processor(path.string());
       EXPECT_FALSE(processor.Encode("a cat walks on the grass").empty());
