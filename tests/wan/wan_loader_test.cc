@@ -14,27 +14,14 @@
 #include "models/wan/loader.h"
 #include "models/wan/pipeline.h"
 #include "tests/support/golden.h"
+#include "tests/support/scratch_dir.h"
 
 namespace vidgen::wan {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A scratch folder per test.
-class ScratchDir {
- public:
-  ScratchDir() {
-    path_ = fs::temp_directory_path() / ("vidgen-wan-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using testing::ScratchDir;
 
 testing::GoldenCase DitCase() {
   return testing::GoldenCase(testing::GoldenCases("wan_dit").at(0));
