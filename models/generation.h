@@ -13,6 +13,7 @@
 
 #include "cache/config.h"
 #include "models/schedulers/flow_scheduler.h"
+#include "spec/spec.h"
 
 namespace vidgen {
 
@@ -79,7 +80,7 @@ class FeatureCache;
 // when there was no cache.
 void RecordSteps(const cache::FeatureCache* cache, int steps, GenerationStats& stats);
 
-// What a worker runs: one model family's text-to-video pipeline.
+// What a worker runs: one model family's pipeline.
 class VideoPipeline {
  public:
   virtual ~VideoPipeline() = default;
@@ -87,6 +88,8 @@ class VideoPipeline {
   virtual GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) = 0;
   // Width and height must be multiples of this: the VAE's spatial stride × the DiT's patch.
   virtual std::int64_t side_multiple() const = 0;
+  // What the model makes videos from (which images a request must bring).
+  virtual spec::Task task() const { return spec::Task::kTextToVideo; }
   // Every parameter and buffer the pipeline holds (DiT, encoders, VAE), on whatever device each is.
   virtual std::vector<at::Tensor> weights() const = 0;
 };

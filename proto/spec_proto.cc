@@ -26,6 +26,8 @@ spec::JobRequest FromProto(const v1::JobSpec& p) {
   if (cache.has_calibrated()) r.cache.calibrated = cache.calibrated();
   r.parallel = {p.parallel().ulysses(), p.parallel().ring(), p.parallel().cfg_parallel()};
   r.output = {p.output().container(), p.output().codec(), p.output().fps(), p.output().quality()};
+  r.image = p.image();
+  r.last_image = p.last_image();
   return r;
 }
 
@@ -60,6 +62,8 @@ v1::JobSpec ToProto(const spec::JobRequest& r) {
   output.set_codec(r.output.codec);
   output.set_fps(r.output.fps);
   output.set_quality(r.output.quality);
+  p.set_image(r.image);
+  p.set_last_image(r.last_image);
   return p;
 }
 
@@ -69,6 +73,7 @@ spec::ModelInfo ModelInfoFromProto(const v1::Model& model) {
   info.family = spec::ParseFamily(model.family().empty() ? "wan2.1" : model.family());
   if (model.has_defaults()) info.defaults = FromProto(model.defaults());
   if (model.side_multiple() > 0) info.side_multiple = model.side_multiple();
+  if (!model.task().empty()) info.task = spec::ParseTask(model.task());
   return info;
 }
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "spec/spec.h"
 
 namespace vidgen::server {
 
@@ -22,6 +23,7 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
       Fail(ErrorCode::kInvalidArgument, "model '{}': side_multiple {} is out of range", model.name(),
            model.side_multiple());
     }
+    if (!model.task().empty()) spec::ParseTask(model.task());
   }
   if (request.world_size() < 1 || request.world_size() > 65536) {
     Fail(ErrorCode::kInvalidArgument, "world_size {} is out of range", request.world_size());
@@ -64,6 +66,7 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
       if (model.family().empty()) model.set_family(served.family());
       if (!model.has_defaults() && served.has_defaults()) *model.mutable_defaults() = served.defaults();
       if (model.side_multiple() == 0) model.set_side_multiple(served.side_multiple());
+      if (model.task().empty()) model.set_task(served.task());
       model.set_worker_groups(model.worker_groups() + 1);
       model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
     }

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include "common/error.h"
+#include "media/image_decoder.h"
 #include "proto/spec_proto.h"
 
 namespace vidgen::server {
@@ -21,6 +22,9 @@ v1::JobSpec NormalizeSpec(const v1::JobSpec& spec, const spec::Limits& limits, c
   }
   auto request = rpc::FromProto(spec);
   spec::Normalize(request, rpc::ModelInfoFromProto(*model), limits);
+  // Decoded here only to refuse a bad image at submit; the worker decodes it again.
+  if (!request.image.empty()) media::DecodeImage(request.image, limits.max_image_pixels, "spec.image");
+  if (!request.last_image.empty()) media::DecodeImage(request.last_image, limits.max_image_pixels, "spec.last_image");
   return rpc::ToProto(request);
 }
 

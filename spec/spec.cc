@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -41,6 +42,28 @@ void CheckText(std::string_view field, const std::string& text, int max_bytes) {
   if (!IsUtf8(text)) Fail(ErrorCode::kInvalidArgument, "spec.{} is not valid UTF-8", field);
 }
 
+// That the request brings the images the model's task takes, each within the byte limit.
+void CheckImages(const JobRequest& request, const ModelInfo& model, const Limits& limits) {
+  const int wanted = model.task == Task::kTextToVideo ? 0 : model.task == Task::kImageToVideo ? 1 : 2;
+  const std::string_view what = model.task == Task::kTextToVideo    ? "text-to-video"
+                                : model.task == Task::kImageToVideo ? "image-to-video"
+                                                                    : "first-last-frame-to-video";
+  for (const auto& [field, bytes, needed] :
+       {std::tuple{"image", &request.image, wanted >= 1}, {"last_image", &request.last_image, wanted >= 2}}) {
+    if (!bytes->empty() && !needed) {
+      Fail(ErrorCode::kInvalidArgument, "spec.{}: model '{}' is {} and takes {}", field, model.name, what,
+           wanted == 0 ? "no image" : "one image");
+    }
+    if (bytes->empty() && needed) {
+      Fail(ErrorCode::kInvalidArgument, "spec.{} is required: model '{}' is {}", field, model.name, what);
+    }
+    if (static_cast<std::int64_t>(bytes->size()) > limits.max_image_bytes) {
+      Fail(ErrorCode::kInvalidArgument, "spec.{} is {} bytes; the limit is {}", field, bytes->size(),
+           limits.max_image_bytes);
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view FamilyName(Family family) {
@@ -51,6 +74,22 @@ Family ParseFamily(std::string_view name) {
   if (name == "wan2.1" || name == "wan") return Family::kWan;
   if (name == "hunyuanvideo" || name == "hunyuan") return Family::kHunyuanVideo;
   Fail(ErrorCode::kInvalidArgument, "unknown model family '{}' (wan2.1 or hunyuanvideo)", name);
+}
+
+std::string_view TaskName(Task task) {
+  switch (task) {
+    case Task::kTextToVideo: return "t2v";
+    case Task::kImageToVideo: return "i2v";
+    case Task::kFirstLastFrame: return "flf2v";
+  }
+  return "t2v";
+}
+
+Task ParseTask(std::string_view name) {
+  for (const auto task : {Task::kTextToVideo, Task::kImageToVideo, Task::kFirstLastFrame}) {
+    if (name == TaskName(task)) return task;
+  }
+  Fail(ErrorCode::kInvalidArgument, "unknown model task '{}' (t2v, i2v or flf2v)", name);
 }
 
 JobRequest FamilyDefaults(Family family) {
@@ -98,6 +137,7 @@ void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits
   if (request.prompt.empty()) Fail(ErrorCode::kInvalidArgument, "spec.prompt is empty");
   CheckText("prompt", request.prompt, limits.max_prompt_bytes);
   CheckText("negative_prompt", request.negative_prompt, limits.max_prompt_bytes);
+  CheckImages(request, model, limits);
   const int side = model.side_multiple;
   for (const auto& [name, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
     if (value < side || value % side != 0 || value > limits.max_side) {

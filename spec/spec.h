@@ -20,6 +20,15 @@ std::string_view FamilyName(Family family);
 // Also accepts "wan" and "hunyuan"; throws Error(INVALID_ARGUMENT) otherwise.
 Family ParseFamily(std::string_view name);
 
+// What a model makes a video from: a prompt, a prompt and an image (its first frame), or a prompt and the first
+// and last frames.
+enum class Task { kTextToVideo, kImageToVideo, kFirstLastFrame };
+
+// "t2v", "i2v", "flf2v": the names of the released configs.
+std::string_view TaskName(Task task);
+// Throws Error(INVALID_ARGUMENT) on another name.
+Task ParseTask(std::string_view name);
+
 // The solvers a request may name; the core's schedulers parse exactly these (tested).
 inline constexpr std::array<std::string_view, 3> kSolvers = {"unipc", "dpm++", "euler"};
 
@@ -54,6 +63,9 @@ struct JobRequest {
   CacheRequest cache;
   ParallelRequest parallel;
   OutputRequest output;
+  // An image-to-video model's first frame and a first-last-frame model's last one: PNG or JPEG bytes. Such a
+  // model's width × height is the video's area, its sides following the first image's aspect ratio.
+  std::string image, last_image;
 
   bool operator==(const JobRequest&) const = default;
 };
@@ -66,6 +78,7 @@ struct ModelInfo {
   // negative prompt), applied before the family's.
   std::optional<JobRequest> defaults;
   int side_multiple = 16;  // width and height: multiples of the VAE's stride × the DiT's patch
+  Task task = Task::kTextToVideo;
 };
 
 // The server's limits on what one job may ask for.
@@ -75,14 +88,17 @@ struct Limits {
   int max_side = 2048;
   int max_frames = 257;
   int max_steps = 200;
+  std::int64_t max_image_bytes = 16 << 20;                    // each of image and last_image
+  std::int64_t max_image_pixels = std::int64_t{4096} * 4096;  // width × height of each
 };
 
 // The family's values for unset fields: Wan2.1 832×480, 81 frames, 50 steps, guidance 5, shift 5, unipc;
 // HunyuanVideo 1280×720, 129 frames, 50 steps, embedded guidance 6, shift 7, euler. Both: mp4/h264 at 16 fps.
 JobRequest FamilyDefaults(Family family);
 
-// Fills unset fields (the model's own defaults, then the family's) and checks every field; throws
-// Error(INVALID_ARGUMENT) naming the first bad one ("spec.width ...").
+// Fills unset fields (the model's own defaults, then the family's) and checks every field (images: that the model's
+// task takes them and their byte counts; decoding them is the caller's); throws Error(INVALID_ARGUMENT) naming the
+// first bad one ("spec.width ...").
 void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits);
 
 // The cache configuration a request names: its preset, then its overrides. Throws Error(INVALID_ARGUMENT) naming

@@ -9,7 +9,7 @@
 #include "proto/spec_proto.h"
 #include "worker/job.h"
 #include "worker/reporter.h"
-#include "worker/video_encoder.h"
+#include "media/video_encoder.h"
 
 namespace vidgen::worker {
 namespace {
@@ -134,7 +134,7 @@ std::string Group::Encode(const std::string& id, const v1::OutputSettings& outpu
   const std::span<const std::uint8_t> rgb(contiguous.data_ptr<std::uint8_t>(),
                                           static_cast<std::size_t>(contiguous.numel()));
   const std::string path = fmt::format("{}/{}.{}", options_.work_dir, id, options.container);
-  EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)), static_cast<int>(frames.size(2)),
+  media::EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)), static_cast<int>(frames.size(2)),
               options, path);
   return path;
 }

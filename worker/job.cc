@@ -2,12 +2,25 @@
 
 #include <filesystem>
 
+#include <torch/torch.h>
+
 #include "common/error.h"
+#include "media/image_decoder.h"
 #include "models/io/json_config.h"
 #include "proto/spec_proto.h"
 #include "spec/json.h"
 
 namespace vidgen::worker {
+namespace {
+
+// A job's image as the pipeline takes it: [H, W, 3] uint8; none when the job has none.
+at::Tensor ImageOf(const std::string& bytes, std::string_view field) {
+  if (bytes.empty()) return {};
+  auto image = media::DecodeImage(bytes, spec::Limits{}.max_image_pixels, field);
+  return torch::from_blob(image.rgb.data(), {image.height, image.width, 3}, torch::kUInt8).clone();
+}
+
+}  // namespace
 
 GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
   const auto job = rpc::FromProto(spec);
@@ -23,11 +36,13 @@ GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
   request.seed = static_cast<std::uint64_t>(job.seed);
   request.solver = schedulers::ParseSolver(job.solver);
   request.cache = spec::CacheConfigOf(job.cache);
+  request.image = ImageOf(job.image, "spec.image");
+  request.last_image = ImageOf(job.last_image, "spec.last_image");
   return request;
 }
 
-VideoOptions ToVideoOptions(const v1::OutputSettings& output) {
-  VideoOptions options;
+media::VideoOptions ToVideoOptions(const v1::OutputSettings& output) {
+  media::VideoOptions options;
   if (!output.container().empty()) options.container = output.container();
   if (!output.codec().empty()) options.codec = output.codec();
   if (output.fps() > 0) options.fps = output.fps();

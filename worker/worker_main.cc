@@ -15,8 +15,8 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
-#include "common/tool_main.h"
 #include "common/rank_launch.h"
+#include "common/tool_main.h"
 #include "models/families.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--server", options.server, "vidgen-server's host:port")->capture_default_str();
   app.add_option("--worker-token-file", token_file, "the server's worker token (or VIDGEN_WORKER_TOKEN)");
   app.add_option("--tls-ca", options.tls_ca, "PEM roots to reach a TLS server, or 'system'");
-  app.add_option("--model-dir", options.model_dir, "a Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
+  app.add_option("--model-dir", options.model_dir,
+                 "a Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
       ->required();
   app.add_option("--model-name", options.model_name, "the name jobs use (default: the folder's name)");
   std::string family_name;
@@ -95,13 +96,15 @@ int main(int argc, char** argv) {
       options.model_name = std::filesystem::path(options.model_dir).parent_path().filename();
     }
 
-    const auto family = family_name.empty() ? vidgen::DetectFamily(options.model_dir) : vidgen::spec::ParseFamily(family_name);
+    const auto family =
+        family_name.empty() ? vidgen::DetectFamily(options.model_dir) : vidgen::spec::ParseFamily(family_name);
     vidgen::PipelineOptions load;
     load.world = world.get();
     load.dtype = vidgen::ParseModelDType(options.dtype);
     load.device = device;
     auto pipeline = vidgen::LoadPipeline(options.model_dir, family, load);
     const auto side_multiple = pipeline->side_multiple();
+    const auto task = pipeline->task();
     std::optional<vidgen::worker::WorldConsensus> consensus;
     if (world) consensus.emplace(*world);
     vidgen::worker::GroupOptions group_options;
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
     model->set_name(options.model_name);
     model->set_family(std::string(vidgen::spec::FamilyName(family)));
     model->set_side_multiple(static_cast<int>(side_multiple));
+    model->set_task(std::string(vidgen::spec::TaskName(task)));
     if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
       *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
     }

@@ -60,8 +60,17 @@ std::vector<const torch::nn::Module*> WanPipeline::Modules() const {
 }
 
 // Prompts longer than the text encoder reads are cut (keeping </s>), as the reference's tokenizer truncates them.
+spec::Task WanPipeline::task() const {
+  switch (model_type()) {
+    case WanModelType::kT2V: return spec::Task::kTextToVideo;
+    case WanModelType::kI2V: return spec::Task::kImageToVideo;
+    case WanModelType::kFLF2V: return spec::Task::kFirstLastFrame;
+  }
+  return spec::Task::kTextToVideo;
+}
+
 void WanPipeline::Validate(const GenerationRequest& request) const {
-  const int images = model_type() == WanModelType::kT2V ? 0 : model_type() == WanModelType::kI2V ? 1 : 2;
+  const int images = task() == spec::Task::kTextToVideo ? 0 : task() == spec::Task::kImageToVideo ? 1 : 2;
   ValidateRequest(request, side_multiple(), /*min_guidance=*/0.0, images);
   if (images == 2 && request.frames < 5) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'frames': {}, a first-last-frame video needs 5 or more",

@@ -56,6 +56,7 @@ class WanPipeline : public dit::Pipeline {
   void Validate(const GenerationRequest& request) const override;
   GenerationRequest Sized(const GenerationRequest& request) const override;
   WanModelType model_type() const { return dit_->config().model_type; }
+  spec::Task task() const override;
 
   // The stages, for tests and tools.
   // Per prompt the encoder states of its real tokens (</s> included): [len, text_dim] fp32.

@@ -1,12 +1,8 @@
-#include "worker/video_encoder.h"
+#include "media/video_encoder.h"
 
 extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/error.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
-#include <libswscale/swscale.h>
 }
 
 #include <cstdio>
@@ -14,15 +10,10 @@ extern "C" {
 #include <vector>
 
 #include "common/error.h"
+#include "media/av_handles.h"
 
-namespace vidgen::worker {
+namespace vidgen::media {
 namespace {
-
-std::string AvError(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
 
 void Check(int code, const char* what) {
   if (code < 0) Fail(ErrorCode::kInternal, "FFmpeg {} failed: {}", what, AvError(code));
@@ -40,25 +31,6 @@ const AVCodec* FindEncoder(const std::string& codec) {
   }
   Fail(ErrorCode::kUnimplemented, "this FFmpeg has no {} encoder", codec);
 }
-
-struct FormatContextDeleter {
-  void operator()(AVFormatContext* context) const {
-    if (context->pb) avio_closep(&context->pb);
-    avformat_free_context(context);
-  }
-};
-struct CodecContextDeleter {
-  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
-};
-struct FrameDeleter {
-  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
-};
-struct PacketDeleter {
-  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
-};
-struct ScaleDeleter {
-  void operator()(SwsContext* context) const { sws_freeContext(context); }
-};
 
 // Sends one frame (nullptr: flush) and writes every packet that comes out.
 void Drain(AVCodecContext* codec, AVFrame* frame, AVFormatContext* format, AVStream* stream, AVPacket* packet) {
@@ -93,7 +65,7 @@ void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int 
   Check(avformat_alloc_output_context2(&raw_format, nullptr, options.container.c_str(), temporary.c_str()),
         "avformat_alloc_output_context2");
   std::unique_ptr<AVFormatContext, FormatContextDeleter> format(raw_format);
-  std::unique_ptr<AVCodecContext, CodecContextDeleter> codec(avcodec_alloc_context3(encoder));
+  CodecContextPtr codec(avcodec_alloc_context3(encoder));
   if (!codec) Fail(ErrorCode::kInternal, "FFmpeg could not allocate a {} encoder", options.codec);
   codec->width = width;
   codec->height = height;
@@ -125,14 +97,14 @@ void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int 
   av_dict_free(&format_options);
   Check(written, "avformat_write_header");
 
-  std::unique_ptr<AVFrame, FrameDeleter> frame(av_frame_alloc());
-  std::unique_ptr<AVPacket, PacketDeleter> packet(av_packet_alloc());
+  FramePtr frame(av_frame_alloc());
+  PacketPtr packet(av_packet_alloc());
   frame->format = codec->pix_fmt;
   frame->width = width;
   frame->height = height;
   Check(av_frame_get_buffer(frame.get(), 0), "av_frame_get_buffer");
-  std::unique_ptr<SwsContext, ScaleDeleter> scale(sws_getContext(
-      width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
+  ScalePtr scale(sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P, SWS_BICUBIC,
+                                nullptr, nullptr, nullptr));
   if (!scale) Fail(ErrorCode::kInternal, "FFmpeg could not set up RGB to YUV conversion");
   const std::size_t frame_bytes = static_cast<std::size_t>(height) * width * 3;
   for (int i = 0; i < frames; ++i) {
@@ -151,4 +123,4 @@ void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int 
   }
 }
 
-}  // namespace vidgen::worker
+}  // namespace vidgen::media

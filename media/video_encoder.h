@@ -6,7 +6,7 @@
 #include <span>
 #include <string>
 
-namespace vidgen::worker {
+namespace vidgen::media {
 
 struct VideoOptions {
   std::string container = "mp4";  // mp4 or webm
@@ -21,4 +21,4 @@ struct VideoOptions {
 void EncodeVideo(std::span<const std::uint8_t> rgb, int frames, int height, int width, const VideoOptions& options,
                  const std::string& path);
 
-}  // namespace vidgen::worker
+}  // namespace vidgen::media
