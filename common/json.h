@@ -3,14 +3,13 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/file.h"
 
 namespace vidgen {
 
@@ -43,15 +42,7 @@ inline nlohmann::json ParseJson(std::string_view text, std::string_view what, in
 // Reads and parses the JSON file at `path` of at most `max_bytes`; throws Error(NOT_FOUND) when it cannot be read,
 // Error(INVALID_ARGUMENT) naming `what` and the path when it is larger, not JSON or nested too deep.
 inline nlohmann::json ReadJsonFile(const std::string& path, std::string_view what, std::uintmax_t max_bytes) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) Fail(ErrorCode::kNotFound, "cannot read {} '{}'", what, path);
-  const auto size = static_cast<std::uintmax_t>(in.tellg());
-  if (size > max_bytes) {
-    Fail(ErrorCode::kInvalidArgument, "{} '{}' is {} bytes, over the {}-byte limit", what, path, size, max_bytes);
-  }
-  in.seekg(0);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return ParseJson(text, fmt::format("{} '{}'", what, path));
+  return ParseJson(ReadBoundedFile(path, what, max_bytes), fmt::format("{} '{}'", what, path));
 }
 
 // A value for an error message: its JSON text, cut to `limit` characters.

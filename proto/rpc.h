@@ -12,9 +12,10 @@
 namespace vidgen::rpc {
 
 // A channel to `address` (host:port); TLS when `tls_ca_file` names a PEM file of trusted roots ("system" for the
-// system's roots), plaintext when empty. Messages up to `max_message_bytes` are accepted.
+// system's roots), plaintext when empty. Messages up to `max_message_bytes` are accepted (a lease carries the
+// job's images: the default is above any server's request limit).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const std::string& tls_ca_file = "",
-                                           int max_message_bytes = 8 << 20);
+                                           int max_message_bytes = 64 << 20);
 
 // Adds `authorization: Bearer <token>` to a call.
 void AddBearer(grpc::ClientContext& context, const std::string& token);

@@ -7,7 +7,6 @@
 #include <random>
 
 #include <fmt/ranges.h>
-
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
@@ -61,8 +60,8 @@ constexpr const char* kJobColumns =
     "started_ms, finished_ms, video_bytes, video_sha256, video_mime";
 
 // What a worker may report as a running job's stage.
-constexpr std::array<std::string_view, 7> kStages = {"loading",  "encoding_text",  "denoising", "decoding",
-                                                     "encoding_video", "uploading", "done"};
+constexpr std::array<std::string_view, 7> kStages = {"loading",        "encoding_text", "denoising", "decoding",
+                                                     "encoding_video", "uploading",     "done"};
 
 // SQLite takes an empty file for an empty database: refuse it rather than start afresh over what was a store.
 const std::string& NonEmptyStore(const std::string& path) {
@@ -101,9 +100,9 @@ int JobStore::Transition(Edge edge, std::string_view where, const std::string& j
   const auto& rule = RuleOf(edge);
   std::vector<int> from;
   for (const auto state : rule.from) from.push_back(static_cast<int>(state));
-  Statement update(db_, fmt::format("UPDATE jobs SET state = {}, {}{} WHERE state IN ({}) AND ({})",
-                                    static_cast<int>(rule.to), rule.resets,
-                                    move.message.empty() ? "" : ", message = :message", fmt::join(from, ", "), where));
+  Statement update(
+      db_, fmt::format("UPDATE jobs SET state = {}, {}{} WHERE state IN ({}) AND ({})", static_cast<int>(rule.to),
+                       rule.resets, move.message.empty() ? "" : ", message = :message", fmt::join(from, ", "), where));
   const std::int64_t now = clock_.NowMs();
   update.BindNamed(":now", now)
       .BindNamed(":id", job_id)
@@ -125,15 +124,15 @@ JobStore::Submitted JobStore::Submit(const SubmitRequest& request) {
     existing.Bind(request.tenant).Bind(key);
     if (existing.Step()) {
       const std::string id = existing.Text(0);
-      const bool same_request = existing.IsNull(2) ? existing.Text(1) == spec_bytes : existing.Text(2) == request.request;
+      const bool same_request =
+          existing.IsNull(2) ? existing.Text(1) == spec_bytes : existing.Text(2) == request.request;
       if (!same_request) {
-        vidgen::Fail(ErrorCode::kAlreadyExists, "idempotency key '{}' was used by job {} with a different request",
-                     key, id);
+        vidgen::Fail(ErrorCode::kAlreadyExists, "idempotency key '{}' was used by job {} with a different request", key,
+                     id);
       }
       if (existing.Int(3) != request.priority) {
-        vidgen::Fail(ErrorCode::kAlreadyExists,
-                     "idempotency key '{}' was used by job {} at priority {}, not {}", key, id, existing.Int(3),
-                     request.priority);
+        vidgen::Fail(ErrorCode::kAlreadyExists, "idempotency key '{}' was used by job {} at priority {}, not {}", key,
+                     id, existing.Int(3), request.priority);
       }
       return {id, true};
     }
@@ -165,6 +164,9 @@ v1::Job JobStore::ReadJob(Statement& row) {
   v1::Job job;
   job.set_id(row.Text(1));
   job.mutable_spec()->ParseFromString(row.Text(2));
+  // The images stay on the server with the job (and go out with its lease); a job's view is not their copy.
+  job.mutable_spec()->clear_image();
+  job.mutable_spec()->clear_last_image();
   job.set_priority(static_cast<int>(row.Int(3)));
   job.set_state(static_cast<v1::JobState>(row.Int(4)));
   job.set_stage(row.Text(5));
@@ -266,8 +268,8 @@ v1::Job JobStore::Cancel(const std::string& tenant, const std::string& job_id) {
 
 StoredArtifact JobStore::Artifact(const std::string& tenant, const std::string& job_id) {
   std::lock_guard lock(mutex_);
-  Statement row(db_,
-                "SELECT state, video_path, video_bytes, video_sha256, video_mime FROM jobs WHERE id = ? AND tenant = ?");
+  Statement row(
+      db_, "SELECT state, video_path, video_bytes, video_sha256, video_mime FROM jobs WHERE id = ? AND tenant = ?");
   row.Bind(job_id).Bind(tenant);
   if (!row.Step()) vidgen::Fail(ErrorCode::kNotFound, "job '{}' not found", job_id);
   const auto state = static_cast<JobState>(row.Int(0));
@@ -415,8 +417,9 @@ int JobStore::ExpireLeases() {
   constexpr const char* kLapsed = "lease_expires_ms < :now";
   int changed = Transition(Edge::kCancelRunning, "lease_expires_ms < :now AND cancel_requested = 1", "",
                            {"cancelled; its worker group stopped answering", "", ""});
-  Statement exhausted(db_, "UPDATE jobs SET message = 'its worker group stopped answering ' || attempts || ' times' "
-                           "WHERE state = ? AND lease_expires_ms < ? AND attempts >= ?");
+  Statement exhausted(db_,
+                      "UPDATE jobs SET message = 'its worker group stopped answering ' || attempts || ' times' "
+                      "WHERE state = ? AND lease_expires_ms < ? AND attempts >= ?");
   exhausted.Bind(static_cast<int>(JobState::kRunning)).Bind(clock_.NowMs()).Bind(limits_.max_attempts).Run();
   changed += Transition(Edge::kFail, fmt::format("{} AND attempts >= {}", kLapsed, limits_.max_attempts), "", {});
   changed += Transition(Edge::kRequeue, kLapsed, "", {"requeued: its worker group stopped answering", "", ""});
@@ -429,10 +432,12 @@ std::vector<std::string> JobStore::ExpireArtifacts(std::int64_t cutoff_ms) {
   std::vector<std::string> paths;
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
-  Statement rows(db_, "SELECT video_path FROM jobs WHERE video_path IS NOT NULL AND finished_ms > 0 AND finished_ms < ?");
+  Statement rows(db_,
+                 "SELECT video_path FROM jobs WHERE video_path IS NOT NULL AND finished_ms > 0 AND finished_ms < ?");
   rows.Bind(cutoff_ms);
   while (rows.Step()) paths.push_back(rows.Text(0));
-  Statement(db_, "UPDATE jobs SET video_path = NULL WHERE video_path IS NOT NULL AND finished_ms > 0 AND finished_ms < ?")
+  Statement(db_,
+            "UPDATE jobs SET video_path = NULL WHERE video_path IS NOT NULL AND finished_ms > 0 AND finished_ms < ?")
       .Bind(cutoff_ms)
       .Run();
   transaction.Commit();

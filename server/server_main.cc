@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   vidgen::spec::Limits limits;
   app.add_option("--listen", listen, "host:port to serve on (port 0: any free port)")->capture_default_str();
   app.add_option("--port-file", port_file, "write the port actually bound to this file");
-  app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos; one server per folder")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos; one server per folder")
+      ->capture_default_str();
   app.add_option("--keys-file", keys_file, "JSON [{\"tenant\": ..., \"key\": ...}]; without it, one open tenant");
   app.add_option("--worker-token-file", worker_token_file, "the token worker groups present (or VIDGEN_WORKER_TOKEN)");
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS (with --tls-key)");
@@ -97,6 +98,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
       ->capture_default_str();
   app.add_option("--max-prompt-bytes", limits.max_prompt_bytes)->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  app.add_option("--max-image-bytes", limits.max_image_bytes, "limit on each image a job brings")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30))
+      ->capture_default_str();
+  // Workers decode images up to the default: the server may only lower it.
+  app.add_option("--max-image-pixels", limits.max_image_pixels, "limit on each image's width × height")
+      ->check(CLI::Range(std::int64_t{1}, vidgen::spec::Limits{}.max_image_pixels))
+      ->capture_default_str();
   app.add_option("--max-pixel-frames", limits.max_pixel_frames, "limit on width × height × frames")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40))
       ->capture_default_str();
@@ -110,7 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-uploads", max_uploads, "video uploads in flight at once")
       ->check(CLI::Range(1, 10'000))
       ->capture_default_str();
-  app.add_option("--max-threads", max_threads, "threads serving calls")->check(CLI::Range(8, 100'000))->capture_default_str();
+  app.add_option("--max-threads", max_threads, "threads serving calls")
+      ->check(CLI::Range(8, 100'000))
+      ->capture_default_str();
   app.add_option("--store-busy-ms", busy_timeout_ms, "how long the store waits for a lock held from outside")
       ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
@@ -118,9 +128,9 @@ int main(int argc, char** argv) {
 
   return vidgen::RunTool("vidgen-server", [&] {
     if (heartbeat_seconds >= lease_seconds) {
-      throw vidgen::Error(vidgen::ErrorCode::kInvalidArgument,
-                          fmt::format("--heartbeat-seconds {} must be below --lease-seconds {}", heartbeat_seconds,
-                                      lease_seconds));
+      throw vidgen::Error(
+          vidgen::ErrorCode::kInvalidArgument,
+          fmt::format("--heartbeat-seconds {} must be below --lease-seconds {}", heartbeat_seconds, lease_seconds));
     }
     const std::string worker_token = vidgen::rpc::ReadSecret(worker_token_file, "VIDGEN_WORKER_TOKEN");
     if (worker_token.empty()) {
@@ -143,8 +153,8 @@ int main(int argc, char** argv) {
     vidgen::server::GroupRegistry groups(std::chrono::seconds(3 * lease_seconds), ParseModels(models));
     const vidgen::server::Authenticator auth(keys_file, worker_token);
     vidgen::server::StreamRegistry streams(max_streams, std::chrono::seconds(stall_seconds), max_uploads);
-    vidgen::server::ServerState state{jobs, artifacts, groups, auth, streams, limits,
-                                      std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
+    vidgen::server::ServerState state{
+        jobs, artifacts, groups, auth, streams, limits, std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
     vidgen::server::VideoServiceImpl video_service(state);
     vidgen::server::WorkerServiceImpl worker_service(state);
 
@@ -160,7 +170,8 @@ int main(int argc, char** argv) {
     const auto server = builder.BuildAndStart();
     if (!server || port == 0) {
       throw vidgen::Error(vidgen::ErrorCode::kUnavailable, fmt::format("cannot listen on {}: is the address in use, "
-                                                                       "or not this machine's?", listen));
+                                                                       "or not this machine's?",
+                                                                       listen));
     }
     auto* health = server->GetHealthCheckService();
     const auto set_health = [health](bool serving) {
@@ -188,7 +199,7 @@ int main(int argc, char** argv) {
       }
     }
     spdlog::info("stopping");
-    health->Shutdown();   // NOT_SERVING from now on
+    health->Shutdown();    // NOT_SERVING from now on
     jobs.events().Stop();  // watches and lease polls return
     streams.Stop();        // and every stream still writing is cancelled
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -13,6 +13,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/sha256.h"
 #include "common/tool_main.h"
 #include "proto/rpc.h"
@@ -185,7 +186,7 @@ int main(int argc, char** argv) {
       quality = 0;
   double guidance = 0, shift = 0;
   std::int64_t seed = 0;
-  std::string model, prompt, negative_prompt, solver, container, codec, idempotency_key;
+  std::string model, prompt, negative_prompt, solver, container, codec, idempotency_key, image_file, last_image_file;
   bool wait = false, cfg_parallel = false, cache_calibrated = false;
   auto* submit_command = app.add_subcommand("submit", "queue a job and print its id");
   submit_command->add_option("--model", model, "a model from `vidgen models`")->required();
@@ -197,6 +198,9 @@ int main(int argc, char** argv) {
   submit_command->add_option("--guidance", guidance, "default 5");
   submit_command->add_option("--shift", shift, "default 5");
   submit_command->add_option("--seed", seed);
+  submit_command->add_option("--image", image_file,
+                             "i2v/flf2v models: the first frame (PNG or JPEG); --size is then an area");
+  submit_command->add_option("--last-image", last_image_file, "flf2v models: the last frame");
   submit_command->add_option("--solver", solver, "unipc, dpm++ or euler");
   submit_command->add_option("--cache", cache_preset, "none, taylorseer-wan, fora, lite, taylorseer-cfg, ...");
   submit_command->add_option("--cache-interval", cache_interval);
@@ -260,6 +264,11 @@ int main(int argc, char** argv) {
       spec.set_shift(shift);
       spec.set_seed(seed);
       spec.set_solver(solver);
+      constexpr std::uintmax_t kMaxImageBytes = 64 << 20;  // the server's limit decides; this bounds the read
+      if (!image_file.empty()) spec.set_image(vidgen::ReadBoundedFile(image_file, "image", kMaxImageBytes));
+      if (!last_image_file.empty()) {
+        spec.set_last_image(vidgen::ReadBoundedFile(last_image_file, "last image", kMaxImageBytes));
+      }
       spec.mutable_cache()->set_preset(cache_preset);
       if (cache_interval >= 0) spec.mutable_cache()->set_interval(cache_interval);
       if (cache_order >= 0) spec.mutable_cache()->set_order(cache_order);
@@ -336,8 +345,9 @@ int main(int argc, char** argv) {
             entry.has_defaults() && d.width() > 0
                 ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
                 : std::string();
-        fmt::print("{}  {}  {} worker group(s), up to {} ranks{}\n", entry.name(), entry.family(),
-                   entry.worker_groups(), entry.max_world_size(), defaults);
+        fmt::print("{}  {} {}  {} worker group(s), up to {} ranks{}\n", entry.name(), entry.family(),
+                   entry.task().empty() ? "t2v" : entry.task(), entry.worker_groups(), entry.max_world_size(),
+                   defaults);
       }
       return 0;
     }

@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
                  "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
   app.add_option("--shift", request.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
   app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
+  std::string image_file, last_image_file;
+  app.add_option("--image", image_file, "I2V/FLF2V models: the first frame (PNG); --size is then the video's area");
+  app.add_option("--last-image", last_image_file, "FLF2V models: the last frame (PNG)");
   app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")
@@ -127,6 +130,9 @@ int main(int argc, char** argv) {
     if (!app.count("--guidance")) request.guidance_scale = defaults.guidance_scale;
     if (!app.count("--shift")) request.shift = defaults.shift;
     request.solver = app.count("--solver") ? vidgen::schedulers::ParseSolver(solver) : defaults.solver;
+    const auto max_pixels = vidgen::spec::Limits{}.max_image_pixels;
+    if (!image_file.empty()) request.image = vidgen::tools::ReadPng(image_file, max_pixels);
+    if (!last_image_file.empty()) request.last_image = vidgen::tools::ReadPng(last_image_file, max_pixels);
     auto& cache = request.cache;
     cache = vidgen::cache::Preset(cache_preset);
     if (cache_interval > 0) cache.interval = cache_interval;
@@ -162,7 +168,8 @@ int main(int argc, char** argv) {
     for (std::int64_t f = 0; f < result.frames.size(0); ++f) {
       vidgen::tools::WritePng(fmt::format("{}/frame_{:04d}.png", out, f), result.frames[f]);
     }
-    fmt::print("wrote {} frames of {}x{} to {}/\n", result.frames.size(0), request.width, request.height, out);
+    fmt::print("wrote {} frames of {}x{} to {}/\n", result.frames.size(0), result.frames.size(2), result.frames.size(1),
+               out);
     fmt::print("load {:.2f} s", load_seconds);
     for (const auto& [stage, seconds] : result.stats.stage_seconds) fmt::print(", {} {:.2f} s", stage, seconds);
     fmt::print(" ({} DiT passes)\n", result.stats.model_calls);

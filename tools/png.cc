@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/file.h"
 
 namespace vidgen::tools {
 
@@ -38,6 +39,26 @@ void WritePng(const std::string& path, const at::Tensor& rgb) {
   for (png_uint_32 row = 0; row < height; ++row) png_write_row(png, data + static_cast<std::size_t>(row) * width * 3);
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
+}
+
+at::Tensor ReadPng(const std::string& path, std::int64_t max_pixels) {
+  const auto bytes = ReadBoundedFile(path, "PNG image", std::uintmax_t{64} << 20);
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size())) {
+    Fail(ErrorCode::kInvalidArgument, "'{}' is not a PNG ({})", path, image.message);
+  }
+  if (std::int64_t{image.width} * image.height > max_pixels) {
+    png_image_free(&image);
+    Fail(ErrorCode::kInvalidArgument, "'{}' is {}×{} pixels; the limit is {}", path, image.width, image.height,
+         max_pixels);
+  }
+  image.format = PNG_FORMAT_RGB;
+  auto rgb = torch::empty({image.height, image.width, 3}, torch::kUInt8);
+  if (!png_image_finish_read(&image, nullptr, rgb.data_ptr<std::uint8_t>(), 0, nullptr)) {
+    Fail(ErrorCode::kInvalidArgument, "'{}' does not decode ({})", path, image.message);
+  }
+  return rgb;
 }
 
 }  // namespace vidgen::tools

@@ -1,15 +1,16 @@
 #include "worker/group.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "media/video_encoder.h"
 #include "proto/spec_proto.h"
 #include "worker/job.h"
 #include "worker/reporter.h"
-#include "media/video_encoder.h"
 
 namespace vidgen::worker {
 namespace {
@@ -133,9 +134,13 @@ std::string Group::Encode(const std::string& id, const v1::OutputSettings& outpu
   const auto contiguous = frames.to(torch::kCPU).contiguous();
   const std::span<const std::uint8_t> rgb(contiguous.data_ptr<std::uint8_t>(),
                                           static_cast<std::size_t>(contiguous.numel()));
+  if (!options_.frames_dir.empty()) {
+    std::ofstream(fmt::format("{}/{}.rgb", options_.frames_dir, id), std::ios::binary)
+        .write(reinterpret_cast<const char*>(rgb.data()), static_cast<std::streamsize>(rgb.size()));
+  }
   const std::string path = fmt::format("{}/{}.{}", options_.work_dir, id, options.container);
-  media::EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)), static_cast<int>(frames.size(2)),
-              options, path);
+  media::EncodeVideo(rgb, static_cast<int>(frames.size(0)), static_cast<int>(frames.size(1)),
+                     static_cast<int>(frames.size(2)), options, path);
   return path;
 }
 

@@ -21,6 +21,9 @@ class Reporter;
 
 struct GroupOptions {
   std::string work_dir = ".";  // where videos are encoded before upload
+  // When set, each job's frames as they go to the encoder: <job id>.rgb, frames × height × width × 3 bytes (to
+  // compare a job with vidgen-generate's PNGs of the same request).
+  std::string frames_dir;
 };
 
 class Group {

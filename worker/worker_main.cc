@@ -30,7 +30,7 @@ namespace {
 
 struct Options {
   std::string server = "localhost:50051", token, tls_ca, model_dir, model_name, device = "cpu", dtype = "bf16",
-              work_dir = "vidgen-worker";
+              work_dir = "vidgen-worker", frames_dir;
   int threads = 0;
   int collective_timeout_seconds = 60;
 };
@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", options.dtype, "fp32, bf16 or fp16")->capture_default_str();
   app.add_option("--threads", options.threads, "intra-op threads per rank (0: cores / local ranks)");
   app.add_option("--work-dir", options.work_dir, "where videos are encoded before upload")->capture_default_str();
+  app.add_option("--keep-frames", options.frames_dir, "write each job's frames before encoding here as <id>.rgb");
   app.add_option("--collective-timeout", options.collective_timeout_seconds,
                  "seconds a collective waits for a peer before the group counts as broken")
       ->check(CLI::Range(1, 86400))
@@ -109,6 +110,7 @@ int main(int argc, char** argv) {
     if (world) consensus.emplace(*world);
     vidgen::worker::GroupOptions group_options;
     group_options.work_dir = options.work_dir;
+    group_options.frames_dir = options.frames_dir;
     vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
 

@@ -218,7 +218,7 @@ class GroupTest : public ::testing::Test {
     fs::create_directories(work_dir_);
   }
   void TearDown() override { fs::remove_all(work_dir_); }
-  GroupOptions Options() const { return {.work_dir = work_dir_.string()}; }
+  GroupOptions Options() const { return {.work_dir = work_dir_.string(), .frames_dir = {}}; }
   fs::path work_dir_;
 };
 
