@@ -40,6 +40,14 @@ void AppendProblems(std::string& message, std::string_view what, const std::vect
 
 }  // namespace
 
+KeyMap InverseKeyMap(const KeyMap& map) {
+  KeyMap inverse;
+  for (const auto& [from, to] : map) inverse.emplace_back(to, from);
+  std::stable_sort(inverse.begin(), inverse.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  return inverse;
+}
+
 std::string ApplyKeyMap(const KeyMap& map, std::string_view name) {
   std::string out;
   for (std::size_t at = 0; at < name.size();) {

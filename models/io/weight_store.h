@@ -25,6 +25,8 @@ using KeyMap = std::vector<std::pair<std::string, std::string>>;
 std::string ApplyKeyMap(const KeyMap& map, std::string_view name);
 // A key map written as a table: a pair a line, its two spellings apart by spaces; '#' starts a comment.
 KeyMap KeyTable(std::string_view table);
+// The map the other way: swapped pairs, longest pattern first so that prefixes do not shadow.
+KeyMap InverseKeyMap(const KeyMap& map);
 
 class WeightStore {
  public:

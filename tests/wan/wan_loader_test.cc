@@ -27,34 +27,27 @@ testing::GoldenCase DitCase() {
   return testing::GoldenCase(testing::GoldenCases("wan_dit").at(0));
 }
 
-// The inverse of a one-pass key map: swapped pairs, longest pattern first so prefixes do not shadow.
-io::KeyMap Inverse(const io::KeyMap& map) {
-  io::KeyMap inverse;
-  for (const auto& [from, to] : map) inverse.emplace_back(to, from);
-  std::stable_sort(inverse.begin(), inverse.end(),
-                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  return inverse;
-}
+using io::InverseKeyMap;
 
 std::string WanVaeKeyToDiffusers(const std::string& name) {
   static const std::regex upsample(R"(^decoder\.upsamples\.(\d+)\.)");
-  static const io::KeyMap parts = Inverse({{"conv1.", "quant_conv."},
-                                           {"conv2.", "post_quant_conv."},
-                                           {"encoder.conv1.", "encoder.conv_in."},
-                                           {"decoder.conv1.", "decoder.conv_in."},
-                                           {"downsamples.", "down_blocks."},
-                                           {"middle.0.", "mid_block.resnets.0."},
-                                           {"middle.1.", "mid_block.attentions.0."},
-                                           {"middle.2.", "mid_block.resnets.1."},
-                                           {"head.0.", "norm_out."},
-                                           {"head.2.", "conv_out."},
-                                           {"residual.0.", "norm1."},
-                                           {"residual.2.", "conv1."},
-                                           {"residual.3.", "norm2."},
-                                           {"residual.6.", "conv2."},
-                                           {"shortcut.", "conv_shortcut."}});
+  static const io::KeyMap parts = InverseKeyMap({{"conv1.", "quant_conv."},
+                                                 {"conv2.", "post_quant_conv."},
+                                                 {"encoder.conv1.", "encoder.conv_in."},
+                                                 {"decoder.conv1.", "decoder.conv_in."},
+                                                 {"downsamples.", "down_blocks."},
+                                                 {"middle.0.", "mid_block.resnets.0."},
+                                                 {"middle.1.", "mid_block.attentions.0."},
+                                                 {"middle.2.", "mid_block.resnets.1."},
+                                                 {"head.0.", "norm_out."},
+                                                 {"head.2.", "conv_out."},
+                                                 {"residual.0.", "norm1."},
+                                                 {"residual.2.", "conv1."},
+                                                 {"residual.3.", "norm2."},
+                                                 {"residual.6.", "conv2."},
+                                                 {"shortcut.", "conv_shortcut."}});
   // `parts` maps diffusers -> Wan after Inverse; invert back to Wan -> diffusers.
-  static const io::KeyMap to_diffusers = Inverse(parts);
+  static const io::KeyMap to_diffusers = InverseKeyMap(parts);
   std::string renamed = io::ApplyKeyMap(to_diffusers, name);
   std::smatch match;
   if (std::regex_search(renamed, match, upsample)) {
@@ -101,11 +94,11 @@ fs::path MakeDiffusersCheckpoint(const fs::path& released, const fs::path& out) 
                            {"patch_size", {1, 2, 2}}};
   fs::create_directories(out / "transformer");
   std::ofstream(out / "transformer" / "config.json") << config.dump(2);
-  const auto dit_map = Inverse(DiffusersDitKeyMap());
+  const auto dit_map = InverseKeyMap(DiffusersDitKeyMap());
   WriteRenamed(released / "diffusion_pytorch_model.safetensors",
                out / "transformer" / "diffusion_pytorch_model.safetensors",
                [&](const std::string& name) { return io::ApplyKeyMap(dit_map, name); });
-  const auto t5_map = Inverse(encoders::TransformersUmT5KeyMap());
+  const auto t5_map = InverseKeyMap(encoders::TransformersUmT5KeyMap());
   WriteRenamed(released / "models_t5_umt5-xxl-enc-bf16.pth", out / "text_encoder" / "model.safetensors",
                [&](const std::string& name) { return io::ApplyKeyMap(t5_map, name); },
                {{"token_embedding.weight", "encoder.embed_tokens.weight"}});
