@@ -59,7 +59,6 @@ std::vector<const torch::nn::Module*> WanPipeline::Modules() const {
   return modules;
 }
 
-// Prompts longer than the text encoder reads are cut (keeping </s>), as the reference's tokenizer truncates them.
 spec::Task WanPipeline::task() const {
   switch (model_type()) {
     case WanModelType::kT2V: return spec::Task::kTextToVideo;
@@ -69,6 +68,7 @@ spec::Task WanPipeline::task() const {
   return spec::Task::kTextToVideo;
 }
 
+// Prompts longer than the text encoder reads are cut (keeping </s>), as the reference's tokenizer truncates them.
 void WanPipeline::Validate(const GenerationRequest& request) const {
   const int images = task() == spec::Task::kTextToVideo ? 0 : task() == spec::Task::kImageToVideo ? 1 : 2;
   ValidateRequest(request, side_multiple(), /*min_guidance=*/0.0, images);
