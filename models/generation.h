@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,10 @@
 #include "spec/spec.h"
 
 namespace vidgen {
+
+namespace lora {
+struct Adapter;
+}
 
 struct GenerationRequest {
   std::string prompt;
@@ -31,6 +36,8 @@ struct GenerationRequest {
   cache::CacheConfig cache;  // feature caching (TaylorSeer); none by default
   // Image-to-video models: the first frame, and a first-last-frame model's last one, [H, W, 3] uint8 RGB.
   at::Tensor image, last_image;
+  // Adapters (read by the pipeline's ReadLora; not owned) and their scales, stacked in order on the transformer.
+  std::vector<std::pair<const lora::Adapter*, double>> loras;
 };
 
 struct StepProgress {
@@ -90,6 +97,8 @@ class VideoPipeline {
   virtual std::int64_t side_multiple() const = 0;
   // What the model makes videos from (which images a request must bring).
   virtual spec::Task task() const { return spec::Task::kTextToVideo; }
+  // Reads a LoRA adapter for the model's transformer; throws Error naming every key that does not fit.
+  virtual lora::Adapter ReadLora(const std::string& path) = 0;
   // Every parameter and buffer the pipeline holds (DiT, encoders, VAE), on whatever device each is.
   virtual std::vector<at::Tensor> weights() const = 0;
 };

@@ -28,6 +28,7 @@ spec::JobRequest FromProto(const v1::JobSpec& p) {
   r.output = {p.output().container(), p.output().codec(), p.output().fps(), p.output().quality()};
   r.image = p.image();
   r.last_image = p.last_image();
+  for (const auto& lora : p.loras()) r.loras.push_back({lora.name(), lora.has_scale() ? lora.scale() : 1.0});
   return r;
 }
 
@@ -64,6 +65,11 @@ v1::JobSpec ToProto(const spec::JobRequest& r) {
   output.set_quality(r.output.quality);
   p.set_image(r.image);
   p.set_last_image(r.last_image);
+  for (const auto& lora : r.loras) {
+    auto& settings = *p.add_loras();
+    settings.set_name(lora.name);
+    settings.set_scale(lora.scale);
+  }
   return p;
 }
 
@@ -74,6 +80,7 @@ spec::ModelInfo ModelInfoFromProto(const v1::Model& model) {
   if (model.has_defaults()) info.defaults = FromProto(model.defaults());
   if (model.side_multiple() > 0) info.side_multiple = model.side_multiple();
   if (!model.task().empty()) info.task = spec::ParseTask(model.task());
+  info.loras.assign(model.loras().begin(), model.loras().end());
   return info;
 }
 

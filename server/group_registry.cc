@@ -24,6 +24,13 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
            model.side_multiple());
     }
     if (!model.task().empty()) spec::ParseTask(model.task());
+    if (model.loras_size() > 1000)
+      Fail(ErrorCode::kInvalidArgument, "model '{}' lists {} LoRAs", model.name(), model.loras_size());
+    for (const auto& lora : model.loras()) {
+      if (lora.empty() || lora.size() > 200) {
+        Fail(ErrorCode::kInvalidArgument, "model '{}': a LoRA's name must have 1 to 200 bytes", model.name());
+      }
+    }
   }
   if (request.world_size() < 1 || request.world_size() > 65536) {
     Fail(ErrorCode::kInvalidArgument, "world_size {} is out of range", request.world_size());
@@ -67,6 +74,18 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
       if (!model.has_defaults() && served.has_defaults()) *model.mutable_defaults() = served.defaults();
       if (model.side_multiple() == 0) model.set_side_multiple(served.side_multiple());
       if (model.task().empty()) model.set_task(served.task());
+      // A job may name only what every group serving the model can apply.
+      if (model.worker_groups() == 0) {
+        model.mutable_loras()->CopyFrom(served.loras());
+      } else {
+        auto& loras = *model.mutable_loras();
+        loras.erase(std::remove_if(loras.begin(), loras.end(),
+                                   [&](const std::string& lora) {
+                                     return std::find(served.loras().begin(), served.loras().end(), lora) ==
+                                            served.loras().end();
+                                   }),
+                    loras.end());
+      }
       model.set_worker_groups(model.worker_groups() + 1);
       model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
     }

@@ -64,6 +64,29 @@ void CheckImages(const JobRequest& request, const ModelInfo& model, const Limits
   }
 }
 
+// That every LoRA is one the model's groups advertise, once, at a finite scale.
+void CheckLoras(const JobRequest& request, const ModelInfo& model, const Limits& limits) {
+  if (static_cast<int>(request.loras.size()) > limits.max_loras) {
+    Fail(ErrorCode::kInvalidArgument, "spec.loras has {} entries; the limit is {}", request.loras.size(),
+         limits.max_loras);
+  }
+  for (std::size_t i = 0; i < request.loras.size(); ++i) {
+    const auto& lora = request.loras[i];
+    if (std::find(model.loras.begin(), model.loras.end(), lora.name) == model.loras.end()) {
+      Fail(ErrorCode::kInvalidArgument, "spec.loras[{}]: model '{}' has no LoRA '{}' (it has: {})", i, model.name,
+           lora.name.substr(0, 200), model.loras.empty() ? "none" : fmt::format("{}", fmt::join(model.loras, ", ")));
+    }
+    if (!(lora.scale >= -10 && lora.scale <= 10)) {
+      Fail(ErrorCode::kInvalidArgument, "spec.loras[{}].scale {} must be between -10 and 10", i, lora.scale);
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (request.loras[j].name == lora.name) {
+        Fail(ErrorCode::kInvalidArgument, "spec.loras[{}]: LoRA '{}' is named twice", i, lora.name);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view FamilyName(Family family) {
@@ -138,6 +161,7 @@ void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits
   CheckText("prompt", request.prompt, limits.max_prompt_bytes);
   CheckText("negative_prompt", request.negative_prompt, limits.max_prompt_bytes);
   CheckImages(request, model, limits);
+  CheckLoras(request, model, limits);
   const int side = model.side_multiple;
   for (const auto& [name, value] : {std::pair{"width", request.width}, {"height", request.height}}) {
     if (value < side || value % side != 0 || value > limits.max_side) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cache/config.h"
 
@@ -53,6 +54,13 @@ struct OutputRequest {
   bool operator==(const OutputRequest&) const = default;
 };
 
+// A LoRA the job's model advertises, added to its weights at `scale`.
+struct LoraRequest {
+  std::string name;
+  double scale = 1.0;
+  bool operator==(const LoraRequest&) const = default;
+};
+
 // Zero and empty fields are unset: Normalize gives them the model's or the family's values.
 struct JobRequest {
   std::string model, prompt, negative_prompt;
@@ -66,6 +74,7 @@ struct JobRequest {
   // An image-to-video model's first frame and a first-last-frame model's last one: PNG or JPEG bytes. Such a
   // model's width × height is the video's area, its sides following the first image's aspect ratio.
   std::string image, last_image;
+  std::vector<LoraRequest> loras{};  // stacked in order
 
   bool operator==(const JobRequest&) const = default;
 };
@@ -79,6 +88,7 @@ struct ModelInfo {
   std::optional<JobRequest> defaults;
   int side_multiple = 16;  // width and height: multiples of the VAE's stride × the DiT's patch
   Task task = Task::kTextToVideo;
+  std::vector<std::string> loras{};  // the LoRAs its groups can apply
 };
 
 // The server's limits on what one job may ask for.
@@ -90,6 +100,7 @@ struct Limits {
   int max_steps = 200;
   std::int64_t max_image_bytes = 16 << 20;                    // each of image and last_image
   std::int64_t max_image_pixels = std::int64_t{4096} * 4096;  // width × height of each
+  int max_loras = 8;
 };
 
 // The family's values for unset fields: Wan2.1 832×480, 81 frames, 50 steps, guidance 5, shift 5, unipc;

@@ -2,6 +2,8 @@
 // and that the core takes every value the spec allows (solvers, cache settings).
 #include "spec/spec.h"
 
+#include <limits>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -35,6 +37,33 @@ std::string Refusal(JobRequest request, const ModelInfo& model = Wan()) {
   }
   ADD_FAILURE() << "accepted";
   return "";
+}
+
+TEST(SpecTest, ImagesMustFitTheModelsTaskAndLorasItsList) {
+  auto i2v = Wan();
+  i2v.task = Task::kImageToVideo;
+  i2v.loras = {"anime", "distill"};
+  auto request = Request();
+  EXPECT_NE(Refusal(request, i2v).find("spec.image is required"), std::string::npos);
+  request.image = "png bytes";
+  EXPECT_NO_THROW(Normalize(request, i2v, Limits{}));
+  EXPECT_NE(Refusal(request).find("spec.image: model 'wan' is text-to-video"), std::string::npos);
+  request.last_image = "png bytes";
+  EXPECT_NE(Refusal(request, i2v).find("spec.last_image"), std::string::npos);
+  request.last_image.clear();
+  Limits small;
+  small.max_image_bytes = 4;
+  EXPECT_THROW(Normalize(request, i2v, small), Error);
+
+  request.loras = {{"distill", 1.0}, {"anime", 0.5}};
+  EXPECT_NO_THROW(Normalize(request, i2v, Limits{}));
+  request.loras.push_back({"sketch", 1.0});
+  EXPECT_NE(Refusal(request, i2v).find("spec.loras[2]: model 'wan' has no LoRA 'sketch' (it has: anime, distill)"),
+            std::string::npos);
+  request.loras.back() = {"anime", 1.0};
+  EXPECT_NE(Refusal(request, i2v).find("named twice"), std::string::npos);
+  request.loras = {{"anime", std::numeric_limits<double>::quiet_NaN()}};
+  EXPECT_NE(Refusal(request, i2v).find("spec.loras[0].scale"), std::string::npos);
 }
 
 TEST(SpecTest, UnsetFieldsTakeTheModelsThenTheFamilysDefaults) {

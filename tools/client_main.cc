@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "common/error.h"
@@ -186,6 +187,7 @@ int main(int argc, char** argv) {
       quality = 0;
   double guidance = 0, shift = 0;
   std::int64_t seed = 0;
+  std::vector<std::string> loras;
   std::string model, prompt, negative_prompt, solver, container, codec, idempotency_key, image_file, last_image_file;
   bool wait = false, cfg_parallel = false, cache_calibrated = false;
   auto* submit_command = app.add_subcommand("submit", "queue a job and print its id");
@@ -201,6 +203,7 @@ int main(int argc, char** argv) {
   submit_command->add_option("--image", image_file,
                              "i2v/flf2v models: the first frame (PNG or JPEG); --size is then an area");
   submit_command->add_option("--last-image", last_image_file, "flf2v models: the last frame");
+  submit_command->add_option("--lora", loras, "NAME[:SCALE], a LoRA the model lists (repeat to stack)");
   submit_command->add_option("--solver", solver, "unipc, dpm++ or euler");
   submit_command->add_option("--cache", cache_preset, "none, taylorseer-wan, fora, lite, taylorseer-cfg, ...");
   submit_command->add_option("--cache-interval", cache_interval);
@@ -268,6 +271,18 @@ int main(int argc, char** argv) {
       if (!image_file.empty()) spec.set_image(vidgen::ReadBoundedFile(image_file, "image", kMaxImageBytes));
       if (!last_image_file.empty()) {
         spec.set_last_image(vidgen::ReadBoundedFile(last_image_file, "last image", kMaxImageBytes));
+      }
+      for (const auto& lora : loras) {
+        const auto colon = lora.rfind(':');
+        auto& settings = *spec.add_loras();
+        settings.set_name(lora.substr(0, colon));
+        if (colon != std::string::npos) {
+          try {
+            settings.set_scale(std::stod(lora.substr(colon + 1)));
+          } catch (const std::exception&) {
+            throw Error(ErrorCode::kInvalidArgument, fmt::format("--lora '{}' is not NAME[:SCALE]", lora));
+          }
+        }
       }
       spec.mutable_cache()->set_preset(cache_preset);
       if (cache_interval >= 0) spec.mutable_cache()->set_interval(cache_interval);
@@ -345,9 +360,11 @@ int main(int argc, char** argv) {
             entry.has_defaults() && d.width() > 0
                 ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
                 : std::string();
-        fmt::print("{}  {} {}  {} worker group(s), up to {} ranks{}\n", entry.name(), entry.family(),
-                   entry.task().empty() ? "t2v" : entry.task(), entry.worker_groups(), entry.max_world_size(),
-                   defaults);
+        const auto loras =
+            entry.loras().empty() ? std::string() : fmt::format(", LoRAs: {}", fmt::join(entry.loras(), ", "));
+        fmt::print("{}  {} {}  {} worker group(s), up to {} ranks{}{}\n", entry.name(), entry.family(),
+                   entry.task().empty() ? "t2v" : entry.task(), entry.worker_groups(), entry.max_world_size(), defaults,
+                   loras);
       }
       return 0;
     }

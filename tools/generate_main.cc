@@ -14,6 +14,7 @@
 #include "common/rank_launch.h"
 #include "common/tool_main.h"
 #include "models/families.h"
+#include "models/lora/adapter.h"
 #include "models/wan/config.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
   std::string image_file, last_image_file;
   app.add_option("--image", image_file, "I2V/FLF2V models: the first frame (PNG); --size is then the video's area");
   app.add_option("--last-image", last_image_file, "FLF2V models: the last frame (PNG)");
+  std::vector<std::string> lora_args;
+  app.add_option("--lora", lora_args, "PATH[:SCALE]: a LoRA safetensors added to the transformer (repeat to stack)");
   app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")
@@ -158,6 +161,14 @@ int main(int argc, char** argv) {
     const auto load_start = std::chrono::steady_clock::now();
     auto pipeline = vidgen::LoadPipeline(model_dir, family, options);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+
+    std::vector<vidgen::lora::Adapter> adapters;
+    adapters.reserve(lora_args.size());
+    for (const auto& arg : lora_args) {
+      const auto colon = arg.rfind(':');
+      adapters.push_back(pipeline->ReadLora(arg.substr(0, colon)));
+      request.loras.emplace_back(&adapters.back(), colon == std::string::npos ? 1.0 : std::stod(arg.substr(colon + 1)));
+    }
 
     vidgen::GenerationCallbacks callbacks;
     if (leader) callbacks.on_step = DrawProgress;

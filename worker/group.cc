@@ -26,7 +26,23 @@ std::string DoneKey(std::int64_t n, int rank) {
 }  // namespace
 
 Group::Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, GroupOptions options)
-    : pipeline_(std::move(pipeline)), consensus_(consensus), options_(std::move(options)) {}
+    : pipeline_(std::move(pipeline)), consensus_(consensus), options_(std::move(options)) {
+  if (options_.lora_dir.empty()) return;
+  if (!std::filesystem::is_directory(options_.lora_dir)) {
+    Fail(ErrorCode::kNotFound, "LoRA folder '{}' does not exist", options_.lora_dir);
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(options_.lora_dir)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    loras_.emplace(entry.path().stem().string(), pipeline_->ReadLora(entry.path().string()));
+  }
+  spdlog::info("{} LoRA(s) from '{}'", loras_.size(), options_.lora_dir);
+}
+
+std::vector<std::string> Group::lora_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, adapter] : loras_) names.push_back(name);
+  return names;
+}
 
 void Group::Lead(JobSource& source) {
   while (true) LeadOne(source, std::chrono::seconds(10));
@@ -61,7 +77,7 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
 }
 
 GenerationResult Group::Generate(const v1::JobSpec& spec, Reporter* reporter) {
-  const auto request = ToGenerationRequest(spec);
+  const auto request = ToGenerationRequest(spec, loras_);
   GenerationCallbacks callbacks;
   callbacks.cancelled = [&] {
     const bool stop = leader() && reporter->cancelled();

@@ -13,6 +13,7 @@
 
 #include "models/generation.h"
 #include "worker/consensus.h"
+#include "worker/job.h"
 #include "worker/job_source.h"
 
 namespace vidgen::worker {
@@ -24,14 +25,19 @@ struct GroupOptions {
   // When set, each job's frames as they go to the encoder: <job id>.rgb, frames × height × width × 3 bytes (to
   // compare a job with vidgen-generate's PNGs of the same request).
   std::string frames_dir;
+  // When set, every <name>.safetensors here is a LoRA jobs may name, read (and checked against the model) at start.
+  std::string lora_dir;
 };
 
 class Group {
  public:
-  // `consensus`: nullptr for a group of one; not owned, must outlive the group.
+  // `consensus`: nullptr for a group of one; not owned, must outlive the group. Throws Error naming a LoRA of
+  // options.lora_dir that does not fit the model.
   Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, GroupOptions options);
 
   bool leader() const { return !consensus_ || consensus_->rank() == 0; }
+  // The names of the LoRAs the group can apply, sorted.
+  std::vector<std::string> lora_names() const;
 
   // The leader: leases one job (waiting up to `wait`) and takes it to its end, reported to `source`; false when
   // none came. Throws Error(UNAVAILABLE) when the group broke during the job (after failing it as retryable).
@@ -52,6 +58,7 @@ class Group {
   std::unique_ptr<VideoPipeline> pipeline_;
   Consensus* consensus_;
   GroupOptions options_;
+  LoraLibrary loras_;
   std::int64_t next_job_ = 0;
   std::vector<std::int64_t> unforgotten_;  // the leader's published jobs whose keys are still in the store
 };

@@ -22,7 +22,7 @@ at::Tensor ImageOf(const std::string& bytes, std::string_view field) {
 
 }  // namespace
 
-GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
+GenerationRequest ToGenerationRequest(const v1::JobSpec& spec, const LoraLibrary& loras) {
   const auto job = rpc::FromProto(spec);
   GenerationRequest request;
   request.prompt = job.prompt;
@@ -38,6 +38,14 @@ GenerationRequest ToGenerationRequest(const v1::JobSpec& spec) {
   request.cache = spec::CacheConfigOf(job.cache);
   request.image = ImageOf(job.image, "spec.image");
   request.last_image = ImageOf(job.last_image, "spec.last_image");
+  for (std::size_t i = 0; i < job.loras.size(); ++i) {
+    const auto it = loras.find(job.loras[i].name);
+    if (it == loras.end()) {
+      Fail(ErrorCode::kInvalidArgument, "spec.loras[{}]: this worker group has no LoRA '{}'", i,
+           job.loras[i].name.substr(0, 200));
+    }
+    request.loras.emplace_back(&it->second, job.loras[i].scale);
+  }
   return request;
 }
 

@@ -15,8 +15,7 @@ Reporter::Reporter(JobSource& source, const std::string& job_id, const std::stri
       // Stage changes go out at once, steps at most five times a second, and the lease is renewed every period.
       const auto now = std::chrono::steady_clock::now();
       const bool due = now - last_sent >= source_.heartbeat_period() ||
-                       (now - last_sent >= std::chrono::milliseconds(200) && dirty_) ||
-                       stage_changed_;
+                       (now - last_sent >= std::chrono::milliseconds(200) && dirty_) || stage_changed_;
       if (due) {
         const auto request = progress_;
         stage_changed_ = dirty_ = false;

@@ -30,7 +30,7 @@ namespace {
 
 struct Options {
   std::string server = "localhost:50051", token, tls_ca, model_dir, model_name, device = "cpu", dtype = "bf16",
-              work_dir = "vidgen-worker", frames_dir;
+              work_dir = "vidgen-worker", frames_dir, lora_dir;
   int threads = 0;
   int collective_timeout_seconds = 60;
 };
@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "intra-op threads per rank (0: cores / local ranks)");
   app.add_option("--work-dir", options.work_dir, "where videos are encoded before upload")->capture_default_str();
   app.add_option("--keep-frames", options.frames_dir, "write each job's frames before encoding here as <id>.rgb");
+  app.add_option("--lora-dir", options.lora_dir, "LoRAs jobs may name: <name>.safetensors (PEFT, kohya or deltas)");
   app.add_option("--collective-timeout", options.collective_timeout_seconds,
                  "seconds a collective waits for a peer before the group counts as broken")
       ->check(CLI::Range(1, 86400))
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
     vidgen::worker::GroupOptions group_options;
     group_options.work_dir = options.work_dir;
     group_options.frames_dir = options.frames_dir;
+    group_options.lora_dir = options.lora_dir;
     vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
 
@@ -126,6 +128,7 @@ int main(int argc, char** argv) {
     model->set_family(std::string(vidgen::spec::FamilyName(family)));
     model->set_side_multiple(static_cast<int>(side_multiple));
     model->set_task(std::string(vidgen::spec::TaskName(task)));
+    for (const auto& lora : group.lora_names()) model->add_loras(lora);
     if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
       *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
     }

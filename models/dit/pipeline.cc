@@ -10,6 +10,7 @@ GenerationResult Pipeline::Generate(const GenerationRequest& given, const Genera
   Validate(given);
   const auto request = Sized(given);
   torch::NoGradGuard no_grad;
+  UseLoras(request.loras);
   GenerationResult result;
   auto& stats = result.stats;
   auto timed = [&](const char* stage, auto&& run) {
@@ -24,6 +25,19 @@ GenerationResult Pipeline::Generate(const GenerationRequest& given, const Genera
   });
   result.frames = timed("decode", [&] { return ToVideoFrames(Decode(latents)).cpu(); });
   return result;
+}
+
+void Pipeline::UseLoras(const std::vector<std::pair<const lora::Adapter*, double>>& loras) {
+  if (loras == applied_set_) return;
+  applied_.reset();  // the base weights back
+  applied_set_.clear();
+  if (loras.empty()) return;
+  applied_ = std::make_unique<lora::AppliedAdapters>(Transformer(), loras);
+  applied_set_ = loras;
+}
+
+lora::Adapter Pipeline::ReadLora(const std::string& path) {
+  return lora::ReadAdapter(path, Transformer(), TransformerAliases());
 }
 
 std::vector<at::Tensor> Pipeline::weights() const {

@@ -10,6 +10,8 @@
 
 #include "models/dit/denoise.h"
 #include "models/generation.h"
+#include "models/io/weight_store.h"
+#include "models/lora/adapter.h"
 
 namespace vidgen::dit {
 
@@ -23,6 +25,7 @@ class Pipeline : public VideoPipeline {
   // The request with the video size the model makes of it (an image-to-video model's follows its image).
   virtual GenerationRequest Sized(const GenerationRequest& request) const { return request; }
   std::vector<at::Tensor> weights() const final;
+  lora::Adapter ReadLora(const std::string& path) final;
 
  protected:
   // The transformer conditioned on the request's prompt and negative prompt.
@@ -36,6 +39,17 @@ class Pipeline : public VideoPipeline {
   virtual at::Tensor Decode(const at::Tensor& latents) = 0;
   // Every module the pipeline holds (DiT, encoders, VAE).
   virtual std::vector<const torch::nn::Module*> Modules() const = 0;
+  // The module LoRAs apply to, and the names its other checkpoint layout gives its parameters (diffusers').
+  virtual torch::nn::Module& Transformer() = 0;
+  virtual const io::KeyMap& TransformerAliases() const = 0;
+
+ private:
+  // Puts the request's LoRAs on the transformer. A set stays applied after its job, so that repeated jobs do not
+  // merge again; a different set (none included) first restores the base weights exactly.
+  void UseLoras(const std::vector<std::pair<const lora::Adapter*, double>>& loras);
+
+  std::vector<std::pair<const lora::Adapter*, double>> applied_set_;
+  std::unique_ptr<lora::AppliedAdapters> applied_;
 };
 
 }  // namespace vidgen::dit

@@ -61,6 +61,11 @@ class HunyuanPipeline : public dit::Pipeline {
   dit::SamplerOptions Sampler(const GenerationRequest& request) const override;
   at::Tensor Noise(const GenerationRequest& request) const override;
   const dit::TokenSpace& space() const override { return dit_->space(); }
+  torch::nn::Module& Transformer() override { return *dit_; }
+  const io::KeyMap& TransformerAliases() const override {
+    static const io::KeyMap released_names_only;
+    return released_names_only;
+  }
   std::vector<const torch::nn::Module*> Modules() const override {
     return {llama_.get(), clip_.get(), dit_.get(), vae_.get()};
   }

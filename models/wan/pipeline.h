@@ -88,6 +88,8 @@ class WanPipeline : public dit::Pipeline {
   at::Tensor Noise(const GenerationRequest& request) const override;
   const dit::TokenSpace& space() const override { return dit_->space(); }
   std::vector<const torch::nn::Module*> Modules() const override;
+  torch::nn::Module& Transformer() override { return *dit_; }
+  const io::KeyMap& TransformerAliases() const override { return DiffusersDitKeyMap(); }
 
   WanLoadOptions options_;
   std::unique_ptr<text::T5Tokenizer> tokenizer_;

@@ -75,8 +75,8 @@ std::string ReadFile(const std::string& path) {
 
 Cluster::Cluster() {
   const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-  dir_ = (std::filesystem::temp_directory_path() / fmt::format("vidgen-service-{}-{}", ::getpid(), test->name()))
-             .string();
+  dir_ =
+      (std::filesystem::temp_directory_path() / fmt::format("vidgen-service-{}-{}", ::getpid(), test->name())).string();
   std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
   worker_token_ = "worker-token-" + std::to_string(::getpid());
@@ -256,9 +256,10 @@ void Cluster::WaitForGroups(const std::string& model, int groups) const {
 }
 
 int Cluster::RunServerToExit(const std::vector<std::string>& flags, std::string* output) const {
-  std::string command = fmt::format("timeout 30 {} --listen {} --data-dir {}/server --keys-file {}/keys.json "
-                                    "--worker-token-file {}/worker.token",
-                                    VIDGEN_SERVER_BIN, address(), dir_, dir_, dir_);
+  std::string command = fmt::format(
+      "timeout 30 {} --listen {} --data-dir {}/server --keys-file {}/keys.json "
+      "--worker-token-file {}/worker.token",
+      VIDGEN_SERVER_BIN, address(), dir_, dir_, dir_);
   for (const auto& flag : flags) command += " '" + flag + "'";
   return RunCommand(command + " 2>&1", output);
 }

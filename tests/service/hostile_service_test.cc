@@ -270,9 +270,8 @@ TEST(HostileServiceTest, StreamsAreBoundedPerTenantAndStalledReadersAreCut) {
   auto chunks = client->DownloadVideo(download_context.get(), download);
   v1::VideoChunk chunk;
   ASSERT_TRUE(chunks->Read(&chunk));
-  EXPECT_TRUE(Eventually([&] {
-    return ReadFile(cluster.dir() + "/server.log").find("readers stalled") != std::string::npos;
-  }));
+  EXPECT_TRUE(
+      Eventually([&] { return ReadFile(cluster.dir() + "/server.log").find("readers stalled") != std::string::npos; }));
   while (chunks->Read(&chunk)) {
   }
   EXPECT_FALSE(chunks->Finish().ok());
@@ -387,8 +386,7 @@ TEST(HostileServiceTest, AStoppedRankIsKilledSoTheGroupCanComeBack) {
   const auto ranks = RanksOf(launcher.pid);
   ASSERT_EQ(ranks.size(), 2u);
   ::kill(ranks.at(1), SIGSTOP);
-  EXPECT_TRUE(Eventually([&] { return !launcher.Running(); }, std::chrono::seconds(60)))
-      << "the launcher did not exit";
+  EXPECT_TRUE(Eventually([&] { return !launcher.Running(); }, std::chrono::seconds(60))) << "the launcher did not exit";
   const auto requeued = cluster.WaitFor(id, [](const v1::Job& job) { return job.state() == v1::QUEUED; });
   EXPECT_EQ(requeued.attempts(), 1);
   EXPECT_NE(requeued.message().find("requeued"), std::string::npos) << requeued.message();
@@ -430,13 +428,12 @@ TEST(HostileServiceTest, OperatorMistakesAreRefusedWithAMessage) {
   EXPECT_EQ(cluster.RunServerToExit({}, &output), 2) << output;
   EXPECT_NE(output.find("is in use by another vidgen-server (pid "), std::string::npos) << output;
   cluster.KillServer(SIGTERM);
-  for (const auto& [flag, value] :
-       std::vector<std::pair<std::string, std::string>>{{"--retention-hours", "-1"},
-                                                        {"--lease-seconds", "0"},
-                                                        {"--max-attempts", "0"},
-                                                        {"--max-queue", "-1"},
-                                                        {"--heartbeat-seconds", "-5"},
-                                                        {"--max-request-mib", "-1"}}) {
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{{"--retention-hours", "-1"},
+                                                                                    {"--lease-seconds", "0"},
+                                                                                    {"--max-attempts", "0"},
+                                                                                    {"--max-queue", "-1"},
+                                                                                    {"--heartbeat-seconds", "-5"},
+                                                                                    {"--max-request-mib", "-1"}}) {
     EXPECT_NE(cluster.RunServerToExit({flag, value}, &output), 0) << flag;
     EXPECT_NE(output.find(flag), std::string::npos) << flag << ": " << output;
   }

@@ -1,7 +1,6 @@
 // The job store on its own: durability across reopen, priorities, tenants, leases and their expiry (on a manual
 // clock), the state machine's edges, idempotency, paging, the WAL's size, replaced videos.
 #include "server/job_store.h"
-#include "server/streams.h"
 
 #include <filesystem>
 #include <fstream>
@@ -11,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "server/streams.h"
 #include "tests/support/expect_error.h"
 
 namespace vidgen::server {
@@ -19,9 +19,8 @@ namespace {
 class JobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("vidgen-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("vidgen-store-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -79,9 +78,8 @@ TEST_F(JobStoreTest, IdempotencyKeysAreScopedToTenantsAndRequests) {
 TEST_F(JobStoreTest, TenantsSeeOnlyTheirJobs) {
   auto store = Open();
   const auto id = store->Submit(Job("acme", Spec("a cat"), 0, "")).job_id;
-  for (const auto& call : std::vector<std::function<void()>>{[&] { store->Get("zeta", id); },
-                                                             [&] { store->Cancel("zeta", id); },
-                                                             [&] { store->Artifact("zeta", id); }}) {
+  for (const auto& call : std::vector<std::function<void()>>{
+           [&] { store->Get("zeta", id); }, [&] { store->Cancel("zeta", id); }, [&] { store->Artifact("zeta", id); }}) {
     EXPECT_TRUE(testing::FailsWith(call, ErrorCode::kNotFound, "not found"));
   }
   EXPECT_EQ(store->List("zeta", {}).jobs_size(), 0);
@@ -266,8 +264,8 @@ TEST_F(JobStoreTest, TheStateMachineRefusesEdgesItDoesNotHave) {
   EXPECT_FAILS(RequireEdge(JobState::kQueued, Edge::kComplete), kInternal, "'complete' does not leave QUEUED");
   EXPECT_FAILS(RequireEdge(JobState::kSucceeded, Edge::kRequeue), kInternal, "does not leave SUCCEEDED");
   EXPECT_NO_THROW(RequireEdge(JobState::kRunning, Edge::kCancelRunning));
-  for (const auto edge : {Edge::kLease, Edge::kCancelQueued, Edge::kComplete, Edge::kRequeue, Edge::kFail,
-                          Edge::kCancelRunning}) {
+  for (const auto edge :
+       {Edge::kLease, Edge::kCancelQueued, Edge::kComplete, Edge::kRequeue, Edge::kFail, Edge::kCancelRunning}) {
     const auto& rule = RuleOf(edge);
     EXPECT_FALSE(rule.from.empty()) << rule.name;
     for (const auto from : rule.from) EXPECT_FALSE(Terminal(from)) << rule.name << ": no edge leaves an end";

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "models/families.h"
+#include "models/lora/adapter.h"
 #include "proto/spec_proto.h"
 #include "tests/support/expect_error.h"
 #include "worker/job.h"
@@ -152,6 +153,7 @@ class ProbedPipeline final : public VideoPipeline {
   }
   std::int64_t side_multiple() const override { return inner_->side_multiple(); }
   std::vector<at::Tensor> weights() const override { return inner_->weights(); }
+  lora::Adapter ReadLora(const std::string& path) override { return inner_->ReadLora(path); }
   std::shared_ptr<std::atomic<int>> steps_run() const { return steps_run_; }
 
  private:
@@ -218,7 +220,7 @@ class GroupTest : public ::testing::Test {
     fs::create_directories(work_dir_);
   }
   void TearDown() override { fs::remove_all(work_dir_); }
-  GroupOptions Options() const { return {.work_dir = work_dir_.string(), .frames_dir = {}}; }
+  GroupOptions Options() const { return {.work_dir = work_dir_.string(), .frames_dir = {}, .lora_dir = {}}; }
   fs::path work_dir_;
 };
 
