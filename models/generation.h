@@ -33,7 +33,8 @@ struct GenerationRequest {
   double shift = 5.0;
   std::uint64_t seed = 0;
   schedulers::Solver solver = schedulers::Solver::kUniPC;
-  cache::CacheConfig cache;  // feature caching (TaylorSeer); none by default
+  std::vector<double> timesteps;  // a given schedule (schedulers::ScheduleOptions::timesteps); empty: evenly spaced
+  cache::CacheConfig cache;       // feature caching (TaylorSeer); none by default
   // Image-to-video models: the first frame, and a first-last-frame model's last one, [H, W, 3] uint8 RGB.
   at::Tensor image, last_image;
   // Adapters (read by the pipeline's ReadLora; not owned) and their scales, stacked in order on the transformer.

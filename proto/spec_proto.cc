@@ -29,6 +29,7 @@ spec::JobRequest FromProto(const v1::JobSpec& p) {
   r.image = p.image();
   r.last_image = p.last_image();
   for (const auto& lora : p.loras()) r.loras.push_back({lora.name(), lora.has_scale() ? lora.scale() : 1.0});
+  r.timesteps.assign(p.timesteps().begin(), p.timesteps().end());
   return r;
 }
 
@@ -65,6 +66,7 @@ v1::JobSpec ToProto(const spec::JobRequest& r) {
   output.set_quality(r.output.quality);
   p.set_image(r.image);
   p.set_last_image(r.last_image);
+  for (const int t : r.timesteps) p.add_timesteps(t);
   for (const auto& lora : r.loras) {
     auto& settings = *p.add_loras();
     settings.set_name(lora.name);

@@ -47,6 +47,24 @@ class Fields {
       field = value;
     }
   }
+  // An array of at most `max_count` integers.
+  void Read(const char* key, std::vector<int>& field, std::size_t max_count) {
+    const auto it = json_.find(key);
+    if (it == json_.end() || it->is_null()) return;
+    read_.push_back(key);
+    if (!it->is_array() || it->size() > max_count) {
+      Fail(ErrorCode::kInvalidArgument, "{}.{} is not an array of at most {} integers ({})", what_, key, max_count,
+           JsonExcerpt(*it));
+    }
+    field.clear();
+    for (const auto& value : *it) {
+      if (!value.is_number_integer() || value.get<std::int64_t>() < std::numeric_limits<int>::min() ||
+          value.get<std::int64_t>() > std::numeric_limits<int>::max()) {
+        Fail(ErrorCode::kInvalidArgument, "{}.{} holds {}, not an integer", what_, key, JsonExcerpt(value));
+      }
+      field.push_back(value.get<int>());
+    }
+  }
   // A nested object, read by `read`.
   template <typename Reader>
   void Object(const char* key, Reader&& read) {
@@ -103,6 +121,7 @@ nlohmann::json ToJson(const JobRequest& r) {
   if (r.cache.guidance) cache["guidance"] = *r.cache.guidance;
   if (r.cache.calibrated) cache["calibrated"] = *r.cache.calibrated;
   if (!cache.empty()) json["cache"] = cache;
+  if (!r.timesteps.empty()) json["timesteps"] = r.timesteps;
   nlohmann::json parallel = nlohmann::json::object();
   Put(parallel, "ulysses", r.parallel.ulysses);
   Put(parallel, "ring", r.parallel.ring);
@@ -131,6 +150,7 @@ JobRequest JobRequestFromJson(const nlohmann::json& json, std::string_view what)
   fields.Read("shift", r.shift);
   fields.Read("seed", r.seed);
   fields.Read("solver", r.solver);
+  fields.Read("timesteps", r.timesteps, 1000);
   fields.Object("cache", [&](Fields& cache) {
     cache.Read("preset", r.cache.preset);
     cache.Read("interval", r.cache.interval);

@@ -23,6 +23,9 @@ void ApplyDefaults(JobRequest& request, const JobRequest& defaults) {
   Default(request.width, defaults.width);
   Default(request.height, defaults.height);
   Default(request.frames, defaults.frames);
+  // A model's own schedule only for a request that names neither steps nor a schedule.
+  if (request.timesteps.empty() && request.steps == 0) request.timesteps = defaults.timesteps;
+  if (!request.timesteps.empty()) Default(request.steps, static_cast<int>(request.timesteps.size()));
   Default(request.steps, defaults.steps);
   Default(request.guidance, defaults.guidance);
   Default(request.shift, defaults.shift);
@@ -180,6 +183,17 @@ void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits
   }
   if (request.steps < 1 || request.steps > limits.max_steps) {
     Fail(ErrorCode::kInvalidArgument, "spec.steps {} must be between 1 and {}", request.steps, limits.max_steps);
+  }
+  if (!request.timesteps.empty()) {
+    const auto& t = request.timesteps;
+    if (static_cast<int>(t.size()) != request.steps) {
+      Fail(ErrorCode::kInvalidArgument, "spec.timesteps has {} values for {} steps", t.size(), request.steps);
+    }
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (t[i] < 1 || t[i] > 1000 || (i > 0 && t[i] >= t[i - 1])) {
+        Fail(ErrorCode::kInvalidArgument, "spec.timesteps [{}] must descend within [1, 1000]", fmt::join(t, ", "));
+      }
+    }
   }
   // HunyuanVideo's guidance is embedded in the model: 0 would mean nothing there.
   const double min_guidance = model.family == Family::kHunyuanVideo ? 1e-3 : 0.0;

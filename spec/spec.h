@@ -75,6 +75,8 @@ struct JobRequest {
   // model's width × height is the video's area, its sides following the first image's aspect ratio.
   std::string image, last_image;
   std::vector<LoraRequest> loras{};  // stacked in order
+  // A given schedule (step-distilled models): training timesteps, descending in [1, 1000]; steps is their count.
+  std::vector<int> timesteps{};
 
   bool operator==(const JobRequest&) const = default;
 };

@@ -51,6 +51,27 @@ TEST(FlowSchedulerTest, EverySolverIsExactOnAStraightFlow) {
   }
 }
 
+// A distilled model's given schedule: σ = shift(t/1000) at each given t, a final 0, Euler between them.
+TEST(FlowSchedulerTest, AGivenScheduleStepsAtItsShiftedTimesteps) {
+  const std::vector<double> given = {1000, 750, 500, 250};
+  const auto scheduler = MakeFlowScheduler({Solver::kEuler, 4, 5.0, true, given});
+  ASSERT_EQ(scheduler->steps(), 4);
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    const double s = given[i] / 1000, sigma = 5 * s / (1 + 4 * s);
+    EXPECT_NEAR(scheduler->sigmas()[i], sigma, 1e-7) << i;
+    EXPECT_EQ(scheduler->timesteps()[i], std::trunc(sigma * 1000)) << i;
+  }
+  EXPECT_EQ(scheduler->sigmas().back(), 0.0);
+  // On a straight flow (constant velocity) Euler lands on x0 whatever the schedule.
+  const auto x0 = torch::randn({2, 3}), noise = torch::randn({2, 3});
+  auto x = noise.clone();
+  for (int i = 0; i < 4; ++i) x = scheduler->Step(noise - x0, x);
+  EXPECT_TRUE(torch::allclose(x, x0, 1e-5, 1e-5));
+
+  EXPECT_FAILS(MakeFlowScheduler({Solver::kEuler, 3, 5.0, true, given}), kInvalidArgument, "'timesteps'");
+  EXPECT_FAILS(MakeFlowScheduler({Solver::kEuler, 2, 5.0, true, {500, 750}}), kInvalidArgument, "'timesteps'");
+}
+
 TEST(FlowSchedulerTest, RejectsBadOptions) {
   EXPECT_FAILS(ParseSolver("ddim"), kInvalidArgument, "'solver': 'ddim'");
   try {

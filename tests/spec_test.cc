@@ -66,6 +66,40 @@ TEST(SpecTest, ImagesMustFitTheModelsTaskAndLorasItsList) {
   EXPECT_NE(Refusal(request, i2v).find("spec.loras[0].scale"), std::string::npos);
 }
 
+// A step-distilled model declares its schedule: a request naming neither steps nor timesteps takes it.
+TEST(SpecTest, AGivenScheduleComesFromTheModelOrTheRequestAndMustDescend) {
+  auto distilled = Wan();
+  JobRequest defaults;
+  defaults.timesteps = {1000, 750, 500, 250};
+  defaults.guidance = 1.0;
+  defaults.solver = "euler";
+  distilled.defaults = defaults;
+  auto request = Request();
+  Normalize(request, distilled, Limits{});
+  EXPECT_EQ(request.timesteps, defaults.timesteps);
+  EXPECT_EQ(request.steps, 4);
+  EXPECT_EQ(request.guidance, 1.0);
+  EXPECT_EQ(request.solver, "euler");
+
+  request = Request();
+  request.steps = 20;  // the user's own step count: evenly spaced
+  Normalize(request, distilled, Limits{});
+  EXPECT_TRUE(request.timesteps.empty());
+
+  request = Request();
+  request.timesteps = {900, 600, 300};
+  Normalize(request, Wan(), Limits{});
+  EXPECT_EQ(request.steps, 3);
+  request.timesteps = {900, 900, 300};
+  EXPECT_NE(Refusal(request).find("spec.timesteps"), std::string::npos);
+  request.timesteps = {1001, 300};
+  request.steps = 2;
+  EXPECT_NE(Refusal(request).find("spec.timesteps"), std::string::npos);
+  request.timesteps = {900, 300};
+  request.steps = 5;
+  EXPECT_NE(Refusal(request).find("2 values for 5 steps"), std::string::npos);
+}
+
 TEST(SpecTest, UnsetFieldsTakeTheModelsThenTheFamilysDefaults) {
   auto request = Request();
   Normalize(request, Wan(), Limits{});
@@ -152,7 +186,10 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   request.cache.calibrated = true;
   request.cache.expansion = "newton";
   request.output.container = "webm";
+  request.timesteps = {1000, 750, 500, 250};
   EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"timesteps", {1000, "x"}}}, "x"), kInvalidArgument,
+               "x.timesteps holds");
   const auto unknown = nlohmann::json{{"width", 32}, {"colour", "red"}};
   try {
     JobRequestFromJson(unknown, "vidgen_defaults");

@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
   double guidance = 0, shift = 0;
   std::int64_t seed = 0;
   std::vector<std::string> loras;
+  std::vector<int> timesteps;
   std::string model, prompt, negative_prompt, solver, container, codec, idempotency_key, image_file, last_image_file;
   bool wait = false, cfg_parallel = false, cache_calibrated = false;
   auto* submit_command = app.add_subcommand("submit", "queue a job and print its id");
@@ -205,6 +206,8 @@ int main(int argc, char** argv) {
   submit_command->add_option("--last-image", last_image_file, "flf2v models: the last frame");
   submit_command->add_option("--lora", loras, "NAME[:SCALE], a LoRA the model lists (repeat to stack)");
   submit_command->add_option("--solver", solver, "unipc, dpm++ or euler");
+  submit_command->add_option("--timesteps", timesteps, "a given schedule, e.g. 1000,750,500,250 (distilled models)")
+      ->delimiter(',');
   submit_command->add_option("--cache", cache_preset, "none, taylorseer-wan, fora, lite, taylorseer-cfg, ...");
   submit_command->add_option("--cache-interval", cache_interval);
   submit_command->add_option("--cache-order", cache_order);
@@ -267,6 +270,7 @@ int main(int argc, char** argv) {
       spec.set_shift(shift);
       spec.set_seed(seed);
       spec.set_solver(solver);
+      for (const int t : timesteps) spec.add_timesteps(t);
       constexpr std::uintmax_t kMaxImageBytes = 64 << 20;  // the server's limit decides; this bounds the read
       if (!image_file.empty()) spec.set_image(vidgen::ReadBoundedFile(image_file, "image", kMaxImageBytes));
       if (!last_image_file.empty()) {

@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> lora_args;
   app.add_option("--lora", lora_args, "PATH[:SCALE]: a LoRA safetensors added to the transformer (repeat to stack)");
   app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
+  app.add_option("--timesteps", request.timesteps, "a given schedule, e.g. 1000,750,500,250 (distilled models)")
+      ->delimiter(',');
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")
       ->capture_default_str();
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
     std::tie(request.width, request.height) =
         app.count("--size") ? ParseSize(size) : std::pair{defaults.width, defaults.height};
     if (!app.count("--frames")) request.frames = defaults.frames;
+    if (!request.timesteps.empty() && !app.count("--steps")) request.steps = static_cast<int>(request.timesteps.size());
     if (!app.count("--guidance")) request.guidance_scale = defaults.guidance_scale;
     if (!app.count("--shift")) request.shift = defaults.shift;
     request.solver = app.count("--solver") ? vidgen::schedulers::ParseSolver(solver) : defaults.solver;

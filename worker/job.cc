@@ -35,6 +35,7 @@ GenerationRequest ToGenerationRequest(const v1::JobSpec& spec, const LoraLibrary
   request.shift = job.shift;
   request.seed = static_cast<std::uint64_t>(job.seed);
   request.solver = schedulers::ParseSolver(job.solver);
+  request.timesteps.assign(job.timesteps.begin(), job.timesteps.end());
   request.cache = spec::CacheConfigOf(job.cache);
   request.image = ImageOf(job.image, "spec.image");
   request.last_image = ImageOf(job.last_image, "spec.last_image");

@@ -61,8 +61,8 @@ std::unique_ptr<HunyuanPipeline> HunyuanPipeline::Load(const std::string& dir, c
   if (pipeline->llama_->config().hidden_size != config.text_states_dim ||
       pipeline->clip_->config().hidden_size != config.text_states_dim_2) {
     Fail(ErrorCode::kInvalidArgument,
-         "HunyuanVideo checkpoint '{}': the text encoders give {} and {} features, the transformer takes {} and {}", dir,
-         pipeline->llama_->config().hidden_size, pipeline->clip_->config().hidden_size, config.text_states_dim,
+         "HunyuanVideo checkpoint '{}': the text encoders give {} and {} features, the transformer takes {} and {}",
+         dir, pipeline->llama_->config().hidden_size, pipeline->clip_->config().hidden_size, config.text_states_dim,
          config.text_states_dim_2);
   }
   return pipeline;
@@ -96,7 +96,7 @@ std::unique_ptr<dit::Denoiser> HunyuanPipeline::Condition(const GenerationReques
 
 dit::SamplerOptions HunyuanPipeline::Sampler(const GenerationRequest& request) const {
   dit::SamplerOptions sampler;  // guidance 1: the guidance is embedded, one pass a step
-  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/false};
+  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/false, request.timesteps};
   sampler.cache = request.cache;
   sampler.world = options_.world;
   return sampler;

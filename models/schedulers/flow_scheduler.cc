@@ -33,11 +33,16 @@ double Lambda(double sigma) {
 }
 
 // The schedule of every solver: σ = shift·s/(1 + (shift−1)·s) for s = linspace(start, 0, steps + 1), without its
-// last point, then a final 0. Wan truncates σ·1000 computed in float64; HunyuanVideo computes σ·1000 in fp32.
+// last point (or s = t/1000 of the given timesteps), then a final 0. Wan truncates σ·1000 computed in float64;
+// HunyuanVideo computes σ·1000 in fp32.
 void ShiftedSchedule(double start, const ScheduleOptions& options, std::vector<double>& sigmas,
                      std::vector<double>& timesteps) {
-  auto base = Linspace(start, 0.0, options.steps + 1);
-  base.pop_back();
+  std::vector<double> base;
+  for (const double t : options.timesteps) base.push_back(t / 1000.0);
+  if (base.empty()) {
+    base = Linspace(start, 0.0, options.steps + 1);
+    base.pop_back();
+  }
   for (const double s : base) {
     const double sigma = Shifted(s, options.shift);
     timesteps.push_back(options.integer_timesteps ? std::trunc(sigma * 1000.0) : Fp32(sigma) * 1000.0);
@@ -196,6 +201,16 @@ std::unique_ptr<FlowScheduler> MakeFlowScheduler(const ScheduleOptions& options)
   }
   if (!(options.shift > 0) || !std::isfinite(options.shift)) {
     Fail(ErrorCode::kInvalidArgument, "invalid value for 'shift': {}, expected a positive number", options.shift);
+  }
+  if (!options.timesteps.empty()) {
+    const auto& t = options.timesteps;
+    bool descending = true;
+    for (std::size_t i = 1; i < t.size(); ++i) descending = descending && t[i] < t[i - 1];
+    if (static_cast<int>(t.size()) != options.steps || !descending || !(t.front() <= 1000) || !(t.back() >= 1)) {
+      Fail(ErrorCode::kInvalidArgument,
+           "invalid value for 'timesteps': {} values for {} steps, expected one a step, descending in [1, 1000]",
+           t.size(), options.steps);
+    }
   }
   switch (options.solver) {
     case Solver::kUniPC: return std::make_unique<UniPCScheduler>(options);

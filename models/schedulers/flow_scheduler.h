@@ -26,6 +26,9 @@ struct ScheduleOptions {
   double shift = 5.0;
   // Wan feeds the model int64(σ·1000); HunyuanVideo feeds σ·1000 as a float.
   bool integer_timesteps = true;
+  // A given schedule (step-distilled models): training timesteps t, descending in [1, 1000], each step at
+  // σ = shift·s/(1 + (shift−1)·s) with s = t/1000 instead of the evenly spaced s; `steps` must be their count.
+  std::vector<double> timesteps{};
 };
 
 class FlowScheduler {
@@ -48,7 +51,7 @@ class FlowScheduler {
   int step_index_ = 0;
 };
 
-// Throws Error(INVALID_ARGUMENT) naming 'steps' or 'shift' when they are out of range.
+// Throws Error(INVALID_ARGUMENT) naming 'steps', 'shift' or 'timesteps' when they are out of range.
 std::unique_ptr<FlowScheduler> MakeFlowScheduler(const ScheduleOptions& options);
 
 }  // namespace vidgen::schedulers

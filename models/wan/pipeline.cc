@@ -160,7 +160,7 @@ std::unique_ptr<dit::Denoiser> WanPipeline::Condition(const GenerationRequest& r
 
 dit::SamplerOptions WanPipeline::Sampler(const GenerationRequest& request) const {
   dit::SamplerOptions sampler;
-  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/true};
+  sampler.schedule = {request.solver, request.steps, request.shift, /*integer_timesteps=*/true, request.timesteps};
   sampler.guidance_scale = request.guidance_scale;
   sampler.batch_cfg = options_.batch_cfg;
   sampler.cache = request.cache;
