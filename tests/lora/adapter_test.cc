@@ -126,7 +126,7 @@ TEST(LoraTest, EveryKeyFormatMergesToTheSameWeightsAndRestoresExactly) {
 TEST(LoraTest, ABadAdapterIsRefusedNamingEveryBadKey) {
   torch::NoGradGuard no_grad;
   wan::WanDit dit(SmallConfig());
-  const auto& q = dit->named_parameters()["blocks.0.self_attn.q.weight"];
+  const auto q = dit->named_parameters()["blocks.0.self_attn.q.weight"];
   io::NamedTensors tensors = {
       {"diffusion_model.blocks.7.self_attn.q.lora_A.weight", torch::zeros({4, 32})},  // no block 7
       {"diffusion_model.blocks.7.self_attn.q.lora_B.weight", torch::zeros({32, 4})},
