@@ -32,8 +32,11 @@ Group::Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, Grou
     Fail(ErrorCode::kNotFound, "LoRA folder '{}' does not exist", options_.lora_dir);
   }
   for (const auto& entry : std::filesystem::directory_iterator(options_.lora_dir)) {
-    if (entry.path().extension() != ".safetensors") continue;
-    loras_.emplace(entry.path().stem().string(), pipeline_->ReadLora(entry.path().string()));
+    const bool peft_folder =
+        entry.is_directory() && std::filesystem::exists(entry.path() / "adapter_model.safetensors");
+    if (entry.path().extension() != ".safetensors" && !peft_folder) continue;
+    const auto name = (peft_folder ? entry.path().filename() : entry.path().stem()).string();
+    loras_.emplace(name, pipeline_->ReadLora(entry.path().string()));
   }
   spdlog::info("{} LoRA(s) from '{}'", loras_.size(), options_.lora_dir);
 }

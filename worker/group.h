@@ -25,7 +25,8 @@ struct GroupOptions {
   // When set, each job's frames as they go to the encoder: <job id>.rgb, frames × height × width × 3 bytes (to
   // compare a job with vidgen-generate's PNGs of the same request).
   std::string frames_dir;
-  // When set, every <name>.safetensors here is a LoRA jobs may name, read (and checked against the model) at start.
+  // When set, every <name>.safetensors here (or PEFT folder <name>/ with adapter_model.safetensors) is a LoRA jobs
+  // may name, read and checked against the model at start.
   std::string lora_dir;
 };
 

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <set>
 
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "models/io/json_config.h"
 
 namespace vidgen::lora {
 namespace {
@@ -80,7 +82,15 @@ at::Tensor ParameterUpdate::Delta(at::IntArrayRef shape) const {
 
 Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, const io::KeyMap& aliases) {
   io::WeightStore file;
-  file.AddFile(path);
+  double default_alpha = 0;
+  if (std::filesystem::is_directory(path)) {
+    file.AddFile((std::filesystem::path(path) / "adapter_model.safetensors").string());
+    const auto config = std::filesystem::path(path) / "adapter_config.json";
+    if (std::filesystem::exists(config))
+      io::JsonConfig(config.string(), "PEFT adapter config").Read("lora_alpha", default_alpha);
+  } else {
+    file.AddFile(path);
+  }
   const auto spellings = ParameterSpellings(module, aliases);
   const auto parameters = module.named_parameters();
   auto find = [&](const std::string& spelled) -> const std::string* {
@@ -109,7 +119,9 @@ Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, co
       continue;
     }
     const auto& target = *parameter;
-    auto& update = adapter.updates[target];
+    auto [it, added] = adapter.updates.try_emplace(target);
+    auto& update = it->second;
+    if (added) update.alpha = default_alpha;
     keys_of[target].push_back(key);
     const auto& tensor = file.Get(key);
     switch (part) {

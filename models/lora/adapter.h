@@ -36,9 +36,10 @@ struct Adapter {
   std::map<std::string, ParameterUpdate> updates;  // by the module's parameter name ("blocks.0.self_attn.q.weight")
 };
 
-// Reads a safetensors adapter for `module`, whose other layout's names `aliases` maps onto the module's (released
-// names: empty). Throws Error(INVALID_ARGUMENT) naming every key that names no parameter, has no partner (down
-// without up), or whose shapes do not fit the parameter.
+// Reads an adapter for `module`, whose other layout's names `aliases` maps onto the module's (released names:
+// empty): a safetensors file, or a PEFT folder (adapter_model.safetensors, and adapter_config.json whose
+// lora_alpha applies to the pairs without an alpha of their own). Throws Error(INVALID_ARGUMENT) naming every key
+// that names no parameter, has no partner (down without up), or whose shapes do not fit the parameter.
 Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, const io::KeyMap& aliases);
 
 // Adds scale·ΔW of each adapter to `module`'s parameters, in their dtype and on their device, stacked in order;

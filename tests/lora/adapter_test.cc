@@ -2,6 +2,9 @@
 // restore is bit-identical, and a bad adapter is refused with every bad key named.
 #include "models/lora/adapter.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -108,6 +111,26 @@ TEST(LoraTest, EveryKeyFormatMergesToTheSameWeightsAndRestoresExactly) {
   }
   EXPECT_TRUE(torch::allclose(merged[0], merged[1], 0, 0));
   EXPECT_TRUE(torch::allclose(merged[0], merged[2], 1e-6, 1e-6));
+
+  // PEFT's own folder: the alpha in adapter_config.json, none in the tensors.
+  const auto folder = scratch.path() / "peft-folder";
+  std::filesystem::create_directories(folder);
+  io::NamedTensors without_alpha;
+  for (const auto& [name, tensor] : peft) {
+    if (!name.ends_with(".alpha")) without_alpha.emplace_back("base_model.model." + name, tensor);
+  }
+  io::WriteSafetensors((folder / "adapter_model.safetensors").string(), without_alpha);
+  std::ofstream(folder / "adapter_config.json") << R"({"r": 4, "lora_alpha": 8, "peft_type": "LORA"})";
+  const auto folder_adapter = ReadAdapter(folder.string(), *dit, wan::DiffusersDitKeyMap());
+  {
+    const std::vector<std::pair<const Adapter*, double>> stack = {{&folder_adapter, 0.7}};
+    AppliedAdapters applied(*dit, stack);
+    EXPECT_TRUE(torch::equal(
+        torch::cat({parameters["blocks.0.self_attn.q.weight"].flatten(),
+                    parameters["blocks.0.self_attn.q.bias"].flatten(), parameters["patch_embedding.weight"].flatten(),
+                    parameters["blocks.1.ffn.0.weight"].flatten()}),
+        merged[0]));
+  }
 
   // Two adapters stacked: the sum of both; bf16 weights come back bit for bit too.
   const auto peft_adapter =
