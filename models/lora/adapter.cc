@@ -183,10 +183,15 @@ AppliedAdapters::AppliedAdapters(torch::nn::Module& module,
       if (!added) it->second.add_(delta);
     }
   }
-  for (const auto& [name, delta] : deltas) {
-    auto& parameter = parameters[name];
-    saved_.emplace_back(parameter, parameter.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true));
-    parameter.copy_((parameter.to(torch::kFloat) + delta.to(parameter.device())).to(parameter.scalar_type()));
+  try {
+    for (const auto& [name, delta] : deltas) {
+      auto& parameter = parameters[name];
+      saved_.emplace_back(parameter, parameter.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true));
+      parameter.copy_((parameter.to(torch::kFloat) + delta.to(parameter.device())).to(parameter.scalar_type()));
+    }
+  } catch (...) {
+    Restore();  // no destructor runs for a constructor that throws: leave the base weights as they were
+    throw;
   }
 }
 
