@@ -36,8 +36,11 @@ std::optional<Size> PngSize(std::string_view bytes) {
   return Size{BigEndian(bytes, 16, 4), BigEndian(bytes, 20, 4)};
 }
 
-// The size the first start-of-frame segment of a JPEG declares, walking the segments before it.
+// The size the first start-of-frame segment of a JPEG declares, walking the segments before it, when its scan
+// (from the start-of-scan segment on) ends in EOI: anything may follow (a phone's motion photo appends a video),
+// but a file cut inside the scan has no EOI after it.
 std::optional<Size> JpegSize(std::string_view bytes) {
+  std::optional<Size> size;
   std::size_t at = 2;
   while (at + 4 <= bytes.size()) {
     if (static_cast<std::uint8_t>(bytes[at]) != 0xff) return std::nullopt;
@@ -46,10 +49,14 @@ std::optional<Size> JpegSize(std::string_view bytes) {
       ++at;
       continue;
     }
+    if (marker == 0xda) {  // start of scan: the entropy-coded data follow
+      if (!size || bytes.find(kJpegEnd, at) == std::string_view::npos) return std::nullopt;
+      return size;
+    }
     const bool start_of_frame = marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc;
-    if (start_of_frame) {
+    if (start_of_frame && !size) {
       if (at + 9 > bytes.size()) return std::nullopt;
-      return Size{BigEndian(bytes, at + 7, 2), BigEndian(bytes, at + 5, 2)};
+      size = Size{BigEndian(bytes, at + 7, 2), BigEndian(bytes, at + 5, 2)};
     }
     at += 2 + BigEndian(bytes, at + 2, 2);
   }
@@ -64,9 +71,9 @@ DecodedImage Decode(std::string_view bytes, std::int64_t max_pixels) {
     codec_id = AV_CODEC_ID_PNG;
     size = PngSize(bytes);
   } else if (bytes.starts_with(kJpegStart)) {
-    if (!bytes.ends_with(kJpegEnd)) Fail(ErrorCode::kInvalidArgument, "the JPEG is truncated (it does not end in EOI)");
     codec_id = AV_CODEC_ID_MJPEG;
     size = JpegSize(bytes);
+    if (!size) Fail(ErrorCode::kInvalidArgument, "the JPEG is truncated (no frame header, or no EOI after its scan)");
   } else {
     Fail(ErrorCode::kInvalidArgument, "the image is not a PNG or a JPEG ({} bytes)", bytes.size());
   }

@@ -85,6 +85,11 @@ TEST_F(ImageDecoderTest, JpegDecodesCloseToItsPixels) {
     error += std::abs(int{image.rgb[i]} - int{static_cast<std::uint8_t>(pixels_[i])});
   }
   EXPECT_LT(error / static_cast<double>(image.rgb.size()), 12.0);  // lossy, but the picture
+
+  // Bytes after EOI (a motion photo's video) do not hide the image.
+  const auto appended =
+      DecodeImage(Encode("image2.jpg", "yuvj444p") + std::string(1000, '\x42'), kMaxPixels, "spec.image");
+  EXPECT_EQ(appended.rgb, image.rgb);
 }
 
 TEST_F(ImageDecoderTest, RefusesWhatIsNotAWholeImageWithinTheLimits) {
