@@ -76,8 +76,17 @@ void CheckLoras(const JobRequest& request, const ModelInfo& model, const Limits&
   for (std::size_t i = 0; i < request.loras.size(); ++i) {
     const auto& lora = request.loras[i];
     if (std::find(model.loras.begin(), model.loras.end(), lora.name) == model.loras.end()) {
+      // A status message must stay small: name the first few.
+      constexpr std::size_t kNamed = 20;
+      const auto named = std::min(model.loras.size(), kNamed);
+      const auto has =
+          model.loras.empty()
+              ? std::string("none")
+              : fmt::format("{}{}", fmt::join(model.loras.begin(), model.loras.begin() + named, ", "),
+                            model.loras.size() > named ? fmt::format(" and {} more", model.loras.size() - named)
+                                                       : std::string());
       Fail(ErrorCode::kInvalidArgument, "spec.loras[{}]: model '{}' has no LoRA '{}' (it has: {})", i, model.name,
-           lora.name.substr(0, 200), model.loras.empty() ? "none" : fmt::format("{}", fmt::join(model.loras, ", ")));
+           lora.name.substr(0, 200), has);
     }
     if (!(lora.scale >= -10 && lora.scale <= 10)) {
       Fail(ErrorCode::kInvalidArgument, "spec.loras[{}].scale {} must be between -10 and 10", i, lora.scale);

@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -62,6 +63,12 @@ TEST(SpecTest, ImagesMustFitTheModelsTaskAndLorasItsList) {
             std::string::npos);
   request.loras.back() = {"anime", 1.0};
   EXPECT_NE(Refusal(request, i2v).find("named twice"), std::string::npos);
+  auto many = i2v;
+  for (int i = 0; i < 1000; ++i) many.loras.push_back(fmt::format("style-{}", i));
+  request.loras = {{"sketch", 1.0}};
+  const auto refusal = Refusal(request, many);
+  EXPECT_NE(refusal.find("and 982 more"), std::string::npos) << refusal;
+  EXPECT_LT(refusal.size(), 1000u);  // fits a gRPC status
   request.loras = {{"anime", std::numeric_limits<double>::quiet_NaN()}};
   EXPECT_NE(Refusal(request, i2v).find("spec.loras[0].scale"), std::string::npos);
 }
