@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,9 @@ class Cluster {
   Process server_;
   std::vector<Process> processes_;
 };
+
+// ffprobe's view of a video's first stream: codec_name, width, height, pix_fmt, nb_read_frames (decoded).
+std::map<std::string, std::string> Probe(const std::string& path);
 
 // Runs a shell command; returns its exit code and stdout.
 int RunCommand(const std::string& command, std::string* output = nullptr);

@@ -26,22 +26,6 @@ std::string WritePng(const Cluster& cluster, const at::Tensor& rgb, const std::s
   return png;
 }
 
-std::map<std::string, std::string> Probe(const std::string& video) {
-  std::string output;
-  EXPECT_EQ(RunCommand(fmt::format("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-                                   "stream=width,height,nb_read_frames -of default=noprint_wrappers=1 {}",
-                                   video),
-                       &output),
-            0);
-  std::map<std::string, std::string> fields;
-  std::istringstream lines(output);
-  for (std::string line; std::getline(lines, line);) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return fields;
-}
-
 // vidgen-generate's PNG frames of a folder as one rgb24 byte string, frame after frame.
 std::string GeneratedFrames(const std::string& dir) {
   const auto raw = dir + "/all.rgb";

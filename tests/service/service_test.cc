@@ -23,24 +23,6 @@
 namespace vidgen::testing {
 namespace {
 
-// ffprobe's view of a video's first stream: codec, size, pixel format, decoded frame count.
-std::map<std::string, std::string> Probe(const std::string& path) {
-  std::string output;
-  EXPECT_EQ(RunCommand(fmt::format("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-                                   "stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=nw=1 '{}'",
-                                   path),
-                       &output),
-            0)
-      << output;
-  std::map<std::string, std::string> fields;
-  std::istringstream lines(output);
-  for (std::string line; std::getline(lines, line);) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return fields;
-}
-
 TEST(ServiceTest, SubmitWatchAndDownloadPlayableVideos) {
   Cluster cluster;
   cluster.StartServer();
