@@ -100,6 +100,9 @@ class VideoPipeline {
   virtual spec::Task task() const { return spec::Task::kTextToVideo; }
   // Reads a LoRA adapter for the model's transformer; throws Error naming every key that does not fit.
   virtual lora::Adapter ReadLora(const std::string& path) = 0;
+  // How many LoRA sets besides the one in use keep their merged weights on the host for a job that names one again
+  // (each costs the host memory of the weights it changes).
+  virtual void KeepLoraSets(std::size_t sets) = 0;
   // Every parameter and buffer the pipeline holds (DiT, encoders, VAE), on whatever device each is.
   virtual std::vector<at::Tensor> weights() const = 0;
 };

@@ -83,6 +83,7 @@ spec::ModelInfo ModelInfoFromProto(const v1::Model& model) {
   if (model.side_multiple() > 0) info.side_multiple = model.side_multiple();
   if (!model.task().empty()) info.task = spec::ParseTask(model.task());
   info.loras.assign(model.loras().begin(), model.loras().end());
+  for (const auto& [name, defaults] : model.lora_defaults()) info.lora_defaults.emplace(name, FromProto(defaults));
   return info;
 }
 

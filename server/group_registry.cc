@@ -31,6 +31,12 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
         Fail(ErrorCode::kInvalidArgument, "model '{}': a LoRA's name must have 1 to 200 bytes", model.name());
       }
     }
+    for (const auto& [lora, defaults] : model.lora_defaults()) {
+      if (std::find(model.loras().begin(), model.loras().end(), lora) == model.loras().end()) {
+        Fail(ErrorCode::kInvalidArgument, "model '{}': defaults for a LoRA it does not list ('{}')", model.name(),
+             lora.substr(0, 200));
+      }
+    }
   }
   if (request.world_size() < 1 || request.world_size() > 65536) {
     Fail(ErrorCode::kInvalidArgument, "world_size {} is out of range", request.world_size());
@@ -86,6 +92,8 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
                                    }),
                     loras.end());
       }
+      for (const auto& [lora, defaults] : served.lora_defaults())
+        model.mutable_lora_defaults()->insert({lora, defaults});
       model.set_worker_groups(model.worker_groups() + 1);
       model.set_max_world_size(std::max(model.max_world_size(), group.info.world_size()));
     }

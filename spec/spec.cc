@@ -165,6 +165,11 @@ void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits
   if (request.model != model.name) {
     Fail(ErrorCode::kInternal, "spec.model '{}' was checked against model '{}'", request.model, model.name);
   }
+  for (const auto& lora : request.loras) {
+    if (const auto it = model.lora_defaults.find(lora.name); it != model.lora_defaults.end()) {
+      ApplyDefaults(request, it->second);
+    }
+  }
   if (model.defaults) ApplyDefaults(request, *model.defaults);
   ApplyDefaults(request, FamilyDefaults(model.family));
   if (request.cache.preset.empty()) request.cache.preset = "none";

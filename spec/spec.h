@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,6 +92,8 @@ struct ModelInfo {
   int side_multiple = 16;  // width and height: multiples of the VAE's stride × the DiT's patch
   Task task = Task::kTextToVideo;
   std::vector<std::string> loras{};  // the LoRAs its groups can apply
+  // A LoRA's own values for unset fields of jobs that name it, applied before the model's, in the job's order.
+  std::map<std::string, JobRequest> lora_defaults{};
 };
 
 // The server's limits on what one job may ask for.
@@ -109,7 +112,7 @@ struct Limits {
 // HunyuanVideo 1280×720, 129 frames, 50 steps, embedded guidance 6, shift 7, euler. Both: mp4/h264 at 16 fps.
 JobRequest FamilyDefaults(Family family);
 
-// Fills unset fields (the model's own defaults, then the family's) and checks every field (images: that the model's
+// Fills unset fields (its LoRAs' defaults, the model's own, then the family's) and checks every field (images: that the model's
 // task takes them and their byte counts; decoding them is the caller's); throws Error(INVALID_ARGUMENT) naming the
 // first bad one ("spec.width ...").
 void Normalize(JobRequest& request, const ModelInfo& model, const Limits& limits);

@@ -107,6 +107,51 @@ TEST(SpecTest, AGivenScheduleComesFromTheModelOrTheRequestAndMustDescend) {
   EXPECT_NE(Refusal(request).find("2 values for 5 steps"), std::string::npos);
 }
 
+// A step-distilled LoRA declares its schedule: a job naming it takes it before the model's defaults, a job that
+// does not name it, or sets its own steps, does not.
+TEST(SpecTest, ALorasDefaultsComeBeforeTheModelsForJobsThatNameIt) {
+  auto model = Wan();
+  model.loras = {"anime", "distill"};
+  JobRequest distill;
+  distill.timesteps = {1000, 750, 500, 250};
+  distill.guidance = 1.0;
+  distill.solver = "euler";
+  JobRequest anime;
+  anime.guidance = 3.0;
+  anime.negative_prompt = "blurry";
+  model.lora_defaults = {{"distill", distill}, {"anime", anime}};
+  model.defaults = JobRequest{};
+  model.defaults->guidance = 4.0;
+  model.defaults->negative_prompt = " ";
+
+  auto request = Request();
+  request.loras = {{"distill", 1.0}, {"anime", 0.7}};
+  Normalize(request, model, Limits{});
+  EXPECT_EQ(request.timesteps, distill.timesteps);
+  EXPECT_EQ(request.steps, 4);
+  EXPECT_EQ(request.guidance, 1.0);             // the first LoRA named that sets it
+  EXPECT_EQ(request.negative_prompt, "blurry");  // the second LoRA's, before the model's
+  EXPECT_EQ(request.solver, "euler");
+
+  request = Request();
+  request.loras = {{"anime", 0.7}, {"distill", 1.0}};
+  Normalize(request, model, Limits{});
+  EXPECT_EQ(request.guidance, 3.0);
+
+  request = Request();
+  request.loras = {{"distill", 1.0}};
+  request.steps = 8;  // the user's own count: evenly spaced
+  Normalize(request, model, Limits{});
+  EXPECT_TRUE(request.timesteps.empty());
+  EXPECT_EQ(request.steps, 8);
+
+  request = Request();
+  Normalize(request, model, Limits{});
+  EXPECT_EQ(request.steps, 50);
+  EXPECT_EQ(request.guidance, 4.0);
+  EXPECT_EQ(request.solver, "unipc");
+}
+
 TEST(SpecTest, UnsetFieldsTakeTheModelsThenTheFamilysDefaults) {
   auto request = Request();
   Normalize(request, Wan(), Limits{});

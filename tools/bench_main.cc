@@ -269,6 +269,13 @@ int main(int argc, char** argv) {
   quality_command->add_option("--frames", quality.frames, "4k+1 (default: as trained)");
   quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");
   quality_command->add_option("--threads", quality.threads);
+  quality_command->add_option("--prompt-set", quality.prompt_set, "held-out, or diagonal (the motion the demo LoRA teaches)")
+      ->capture_default_str();
+  quality_command->add_option("--lora", quality.loras, "PATH[:SCALE] on the DiT (repeat to stack)");
+  quality_command->add_option("--solver", quality.solver)->capture_default_str();
+  quality_command->add_option("--timesteps", quality.timesteps, "a given schedule (step-distilled models)")
+      ->delimiter(',');
+  quality_command->add_option("--shift", quality.shift)->capture_default_str();
   quality_command
       ->add_option("--cache", quality.caches,
                    "none, presets, or policy:interval[:order][:sigma|newton|w<N>|t<N>]... with policy reuse, "

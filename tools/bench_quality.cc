@@ -15,10 +15,12 @@
 #include "cache/config.h"
 #include "common/error.h"
 #include "common/json.h"
+#include "models/demo/train.h"
 #include "models/demo/world.h"
 #include "models/io/json_config.h"
 #include "models/wan/pipeline.h"
 #include "tools/frame_metrics.h"
+#include "tools/lora_flag.h"
 
 namespace vidgen::tools {
 namespace {
@@ -80,9 +82,9 @@ struct Adherence {
     const auto analysis = demo::Analyze(frames);
     found += analysis.found;
     colour += analysis.found && analysis.colour == spec.colour;
-    direction += analysis.found && analysis.direction == spec.direction;
+    direction += analysis.found && demo::MovesAsPrompted(analysis, spec);
     shape += analysis.found && analysis.shape == spec.shape;
-    both += analysis.found && analysis.colour == spec.colour && analysis.direction == spec.direction;
+    both += analysis.found && analysis.colour == spec.colour && demo::MovesAsPrompted(analysis, spec);
   }
   void Report(nlohmann::json& row, double n) const {
     row["found"] = found / n;
@@ -92,17 +94,6 @@ struct Adherence {
     row["adherence"] = both / n;
   }
 };
-
-// The clip size a demo model was trained at: its config.json's defaults for jobs.
-demo::RenderOptions TrainedClip(const std::string& model_dir) {
-  demo::RenderOptions clip;
-  clip.size = 32;
-  io::JsonConfig config(model_dir + "/config.json", "Wan config");
-  config.Descend("vidgen_defaults");
-  config.Read("frames", clip.frames);
-  config.Read("width", clip.size);
-  return clip;
-}
 
 // Quality against speed-up, one line per policy: PSNR to the uncached videos, and adherence with the uncached
 // level as a dashed line; the policies that reuse the guidance difference solid, the others dashed. Drawn by gnuplot
@@ -188,14 +179,26 @@ int RunQualityBench(const QualityBenchOptions& options) {
   wan::WanLoadOptions load;
   load.dtype = torch::kFloat;
   auto pipeline = wan::WanPipeline::Load(options.model_dir, load);
+  std::vector<lora::Adapter> adapters;
+  std::vector<std::pair<const lora::Adapter*, double>> loras;
+  adapters.reserve(options.loras.size());
+  for (const auto& text : options.loras) {
+    const auto flag = ParseLoraFlag(text);
+    adapters.push_back(pipeline->ReadLora(flag.name));
+    loras.emplace_back(&adapters.back(), flag.scale.value_or(1.0));
+  }
+  const lora::AppliedAdapters applied(*pipeline->dit(), loras);
+  if (options.prompt_set != "held-out" && options.prompt_set != "diagonal") {
+    Fail(ErrorCode::kInvalidArgument, "--prompt-set '{}': held-out or diagonal", options.prompt_set);
+  }
   std::vector<demo::ClipSpec> held_out;
-  for (const auto& spec : demo::AllClips()) {
+  for (const auto& spec : options.prompt_set == "diagonal" ? demo::DiagonalClips() : demo::AllClips()) {
     if (demo::HeldOut(spec)) held_out.push_back(spec);
   }
   if (options.prompts > 0 && static_cast<std::size_t>(options.prompts) < held_out.size()) {
     held_out.resize(static_cast<std::size_t>(options.prompts));
   }
-  auto clip = TrainedClip(options.model_dir);
+  auto clip = demo::TrainedClip(options.model_dir);
   if (options.size > 0) clip.size = options.size;
   if (options.frames > 0) clip.frames = options.frames;
   const double n = static_cast<double>(held_out.size());
@@ -233,7 +236,9 @@ int RunQualityBench(const QualityBenchOptions& options) {
         SeededNoise(request, pipeline->dit()->config().in_dim, /*space_stride=*/8, c10::Device(torch::kCPU)));
   }
   dit::SamplerOptions denoise;
-  denoise.schedule = {schedulers::Solver::kUniPC, options.steps, 5.0, /*integer_timesteps=*/true};
+  denoise.schedule = {schedulers::ParseSolver(options.solver),
+                      options.timesteps.empty() ? options.steps : static_cast<int>(options.timesteps.size()),
+                      options.shift, /*integer_timesteps=*/true, options.timesteps};
   denoise.guidance_scale = options.guidance;
 
   {  // warm-up: allocator and kernels, so that the first setting's time is not the slowest for nothing
@@ -285,10 +290,14 @@ int RunQualityBench(const QualityBenchOptions& options) {
         {"guidance_cache", cache::GuidanceCacheName(config.guidance)},
         {"calibrated", config.calibrated},
         {"guidance", options.guidance},
-        {"steps", options.steps},
+        {"steps", denoise.schedule.steps},
+        {"solver", options.solver},
+        {"loras", options.loras},
+        {"prompt_set", options.prompt_set},
+        {"dit_passes", full_steps * (options.guidance == 1.0 ? 1 : 2)},
         {"prompts", held_out.size()},
         {"full_steps", full_steps},
-        {"ideal_speedup", options.steps / full_steps},
+        {"ideal_speedup", denoise.schedule.steps / full_steps},
         {"speedup", reference_seconds / seconds},
         {"seconds", seconds / n},
         {"rel_l2", rel_l2 / n},
@@ -301,10 +310,11 @@ int RunQualityBench(const QualityBenchOptions& options) {
     if (!options.json) {
       fmt::print(
           "{:<22} full {:4.1f}  {:4.2f}x ({:4.2f}x measured)  colour {:3.0f}%  direction {:3.0f}%  "
-          "shape {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
-          options.caches[s], full_steps, options.steps / full_steps, reference_seconds / seconds,
+          "shape {:3.0f}%  both {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
+          options.caches[s], full_steps, denoise.schedule.steps / full_steps, reference_seconds / seconds,
           100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
-          100 * row["shape_accuracy"].get<double>(), psnr / n, row["ssim"].get<double>(), row["rel_l2"].get<double>());
+          100 * row["shape_accuracy"].get<double>(), 100 * row["adherence"].get<double>(), psnr / n,
+          row["ssim"].get<double>(), row["rel_l2"].get<double>());
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));

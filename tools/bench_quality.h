@@ -15,6 +15,14 @@ struct QualityBenchOptions {
   double guidance = 5.0;
   int size = 0, frames = 0;  // 0: what the model was trained at (its config's "vidgen_defaults"), else 32 and 17
   int prompts = 0;           // held-out prompts to use, 0: all
+  // "held-out": the base world's held-out combinations; "diagonal": the held-out diagonal ones (the motion the demo
+  // LoRA teaches).
+  std::string prompt_set = "held-out";
+  std::vector<std::string> loras;  // PATH[:SCALE], applied to the DiT for every setting
+  // The sampler: a solver, and a given schedule (then `steps` is its length) as a step-distilled model samples.
+  std::string solver = "unipc";
+  std::vector<double> timesteps;
+  double shift = 5.0;
   int threads = 0;
   // "none", a preset, or policy:interval[:order][:distance][:expansion][:w<warmup>][:t<tail>] with policy reuse,
   // taylorseer, lite or a preset (taylorseer:5:2, reuse:8, taylorseer-cfg-calibrated:8:2:newton). The first setting

@@ -18,6 +18,7 @@
 #include "common/sha256.h"
 #include "common/tool_main.h"
 #include "proto/rpc.h"
+#include "tools/lora_flag.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
 
 namespace {
@@ -277,16 +278,10 @@ int main(int argc, char** argv) {
         spec.set_last_image(vidgen::ReadBoundedFile(last_image_file, "last image", kMaxImageBytes));
       }
       for (const auto& lora : loras) {
-        const auto colon = lora.rfind(':');
+        const auto flag = vidgen::tools::ParseLoraFlag(lora);
         auto& settings = *spec.add_loras();
-        settings.set_name(lora.substr(0, colon));
-        if (colon != std::string::npos) {
-          try {
-            settings.set_scale(std::stod(lora.substr(colon + 1)));
-          } catch (const std::exception&) {
-            throw Error(ErrorCode::kInvalidArgument, fmt::format("--lora '{}' is not NAME[:SCALE]", lora));
-          }
-        }
+        settings.set_name(flag.name);
+        if (flag.scale) settings.set_scale(*flag.scale);
       }
       spec.mutable_cache()->set_preset(cache_preset);
       if (cache_interval >= 0) spec.mutable_cache()->set_interval(cache_interval);

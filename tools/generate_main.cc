@@ -18,6 +18,7 @@
 #include "models/wan/config.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
+#include "tools/lora_flag.h"
 #include "tools/png.h"
 
 namespace {
@@ -168,9 +169,9 @@ int main(int argc, char** argv) {
     std::vector<vidgen::lora::Adapter> adapters;
     adapters.reserve(lora_args.size());
     for (const auto& arg : lora_args) {
-      const auto colon = arg.rfind(':');
-      adapters.push_back(pipeline->ReadLora(arg.substr(0, colon)));
-      request.loras.emplace_back(&adapters.back(), colon == std::string::npos ? 1.0 : std::stod(arg.substr(colon + 1)));
+      const auto flag = vidgen::tools::ParseLoraFlag(arg);
+      adapters.push_back(pipeline->ReadLora(flag.name));
+      request.loras.emplace_back(&adapters.back(), flag.scale.value_or(1.0));
     }
 
     vidgen::GenerationCallbacks callbacks;

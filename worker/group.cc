@@ -27,6 +27,7 @@ std::string DoneKey(std::int64_t n, int rank) {
 
 Group::Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, GroupOptions options)
     : pipeline_(std::move(pipeline)), consensus_(consensus), options_(std::move(options)) {
+  pipeline_->KeepLoraSets(options_.kept_lora_sets);
   if (options_.lora_dir.empty()) return;
   if (!std::filesystem::is_directory(options_.lora_dir)) {
     Fail(ErrorCode::kNotFound, "LoRA folder '{}' does not exist", options_.lora_dir);
@@ -39,12 +40,6 @@ Group::Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, Grou
     loras_.emplace(name, pipeline_->ReadLora(entry.path().string()));
   }
   spdlog::info("{} LoRA(s) from '{}'", loras_.size(), options_.lora_dir);
-}
-
-std::vector<std::string> Group::lora_names() const {
-  std::vector<std::string> names;
-  for (const auto& [name, adapter] : loras_) names.push_back(name);
-  return names;
 }
 
 void Group::Lead(JobSource& source) {

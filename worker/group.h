@@ -28,6 +28,8 @@ struct GroupOptions {
   // When set, every <name>.safetensors here (or PEFT folder <name>/ with adapter_model.safetensors) is a LoRA jobs
   // may name, read and checked against the model at start.
   std::string lora_dir;
+  // LoRA sets besides the one in use kept merged on the host (VideoPipeline::KeepLoraSets).
+  std::size_t kept_lora_sets = 2;
 };
 
 class Group {
@@ -37,8 +39,8 @@ class Group {
   Group(std::unique_ptr<VideoPipeline> pipeline, Consensus* consensus, GroupOptions options);
 
   bool leader() const { return !consensus_ || consensus_->rank() == 0; }
-  // The names of the LoRAs the group can apply, sorted.
-  std::vector<std::string> lora_names() const;
+  // The LoRAs the group can apply, by name.
+  const LoraLibrary& loras() const { return loras_; }
 
   // The leader: leases one job (waiting up to `wait`) and takes it to its end, reported to `source`; false when
   // none came. Throws Error(UNAVAILABLE) when the group broke during the job (after failing it as retryable).

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "media/image_decoder.h"
 #include "models/io/json_config.h"
 #include "proto/spec_proto.h"
@@ -66,6 +67,13 @@ std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir) {
   const auto it = config.json().find("vidgen_defaults");
   if (it == config.json().end()) return std::nullopt;
   return spec::JobRequestFromJson(*it, fmt::format("'{}': vidgen_defaults", path));
+}
+
+std::optional<spec::JobRequest> LoraDefaults(const std::string& name, const lora::Adapter& adapter) {
+  const auto it = adapter.metadata.find("vidgen_defaults");
+  if (it == adapter.metadata.end()) return std::nullopt;
+  const auto where = fmt::format("LoRA '{}': vidgen_defaults", name);
+  return spec::JobRequestFromJson(ParseJson(it->second, where), where);  // its size is the bounded header's
 }
 
 }  // namespace vidgen::worker

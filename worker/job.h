@@ -25,5 +25,9 @@ media::VideoOptions ToVideoOptions(const v1::OutputSettings& output);
 // the API's field names (the demo model: {"width": 32, "height": 32, "frames": 17, "negative_prompt": " "}); none
 // when it has none. Throws Error(INVALID_ARGUMENT) naming the file and field when they do not parse.
 std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir);
+// What a LoRA declares for the jobs that name it: the JSON object under "vidgen_defaults" in its file's metadata
+// (a step-distilled LoRA: {"timesteps": [1000, 750, 500, 250], "solver": "euler", "guidance": 1}); none when it has
+// none. Throws Error(INVALID_ARGUMENT) naming the LoRA when it does not parse.
+std::optional<spec::JobRequest> LoraDefaults(const std::string& name, const lora::Adapter& adapter);
 
 }  // namespace vidgen::worker

@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", options.work_dir, "where videos are encoded before upload")->capture_default_str();
   app.add_option("--keep-frames", options.frames_dir, "write each job's frames before encoding here as <id>.rgb");
   app.add_option("--lora-dir", options.lora_dir, "LoRAs jobs may name: <name>.safetensors (PEFT, kohya or deltas)");
+  std::size_t kept_lora_sets = 2;
+  app.add_option("--lora-sets-kept", kept_lora_sets,
+                 "LoRA sets kept merged on the host besides the one in use (each: the host memory of what it changes)")
+      ->capture_default_str();
   app.add_option("--collective-timeout", options.collective_timeout_seconds,
                  "seconds a collective waits for a peer before the group counts as broken")
       ->check(CLI::Range(1, 86400))
@@ -113,6 +117,7 @@ int main(int argc, char** argv) {
     group_options.work_dir = options.work_dir;
     group_options.frames_dir = options.frames_dir;
     group_options.lora_dir = options.lora_dir;
+    group_options.kept_lora_sets = kept_lora_sets;
     vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
 
@@ -128,7 +133,12 @@ int main(int argc, char** argv) {
     model->set_family(std::string(vidgen::spec::FamilyName(family)));
     model->set_side_multiple(static_cast<int>(side_multiple));
     model->set_task(std::string(vidgen::spec::TaskName(task)));
-    for (const auto& lora : group.lora_names()) model->add_loras(lora);
+    for (const auto& [name, adapter] : group.loras()) {
+      model->add_loras(name);
+      if (const auto defaults = vidgen::worker::LoraDefaults(name, adapter)) {
+        (*model->mutable_lora_defaults())[name] = vidgen::rpc::ToProto(*defaults);
+      }
+    }
     if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
       *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
     }

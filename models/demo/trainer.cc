@@ -19,34 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The training set: every training combination, rendered with a few seeds, as [N, 3, F, H, W] in [−1, 1], with
-// where the object is ([N, 1, F, H, W] bool: the pixels that differ from the clip's background).
-struct ClipSet {
-  at::Tensor videos;
-  at::Tensor objects;
-  std::vector<std::string> prompts;
-};
-
-ClipSet RenderTrainingClips(const TrainOptions& options) {
-  ClipSet set;
-  std::vector<at::Tensor> videos, objects;
-  std::uint64_t seed = options.seed * 1000003;
-  for (const auto& spec : AllClips()) {
-    if (HeldOut(spec)) continue;
-    const auto& rgb = BackgroundColours()[static_cast<std::size_t>(spec.background)].rgb;
-    const auto background = torch::tensor({rgb[0], rgb[1], rgb[2]}, torch::kUInt8);
-    for (int i = 0; i < options.clips_per_combination; ++i) {
-      const auto clip = Render(spec, ++seed, options.clip).permute({3, 0, 1, 2});  // [3, F, H, W]
-      videos.push_back(clip.to(torch::kFloat).div(127.5).sub(1));
-      objects.push_back(clip.ne(background.view({3, 1, 1, 1})).any(0, /*keepdim=*/true));
-      set.prompts.push_back(Prompt(spec));
-    }
-  }
-  set.videos = torch::stack(videos);
-  set.objects = torch::stack(objects);
-  return set;
-}
-
 // The stage checkpoint: a module's and its optimiser's state, and the step reached.
 template <typename Module>
 int Resume(const fs::path& dir, const std::string& name, Module& module, torch::optim::Optimizer& optimizer) {
@@ -65,15 +37,6 @@ void Save(const fs::path& dir, const std::string& name, Module& module, torch::o
   torch::save(optimizer, (dir / (name + ".optim.pt")).string());
   std::ofstream(dir / (name + ".step.tmp")) << step;
   fs::rename(dir / (name + ".step.tmp"), dir / (name + ".step"));  // the step names a complete state
-}
-
-// Constant, then falling linearly to 0 over the last `decay_steps` of `total`: a function of the step alone, so a
-// resumed run takes the same steps.
-void SetLearningRate(torch::optim::Optimizer& optimizer, double base, int step, int total, int decay_steps) {
-  const int decay = std::min(decay_steps, total);  // a short run decays over all of it
-  const double left = total - step;
-  const double lr = decay > 0 && left < decay ? base * left / decay : base;
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
 io::NamedTensors Named(torch::nn::Module& module, c10::ScalarType dtype) {
@@ -114,7 +77,11 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
   }
 
   torch::manual_seed(options.seed);
-  const auto clips = RenderTrainingClips(options);
+  std::vector<ClipSpec> training;
+  for (const auto& spec : AllClips()) {
+    if (!HeldOut(spec)) training.push_back(spec);
+  }
+  const auto clips = RenderClips(training, options.clips_per_combination, options.seed * 1000003, options.clip);
   const std::int64_t count = clips.videos.size(0);
   // Every step draws from generators seeded by (seed, stage, step): a resumed run takes the same steps.
   auto batch_indices = [&](std::uint64_t stage, int step) {
@@ -140,8 +107,8 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
       auto generator = step_generator(1, step);
       const auto indices = batch_indices(1, step);
       const auto weights = 1 + options.vae_object_weight * clips.objects.index_select(0, indices).to(torch::kFloat);
-      const auto losses = VaeStep(vae, clips.videos.index_select(0, indices), weights, options.kl_weight, optimizer,
-                                  generator);
+      const auto losses =
+          VaeStep(vae, clips.videos.index_select(0, indices), weights, options.kl_weight, optimizer, generator);
       ++step;
       report("vae", step, options.vae_steps, losses.reconstruction);
       if (step % options.checkpoint_every == 0 || step == options.vae_steps) Save(work, "vae", vae, optimizer, step);
@@ -149,13 +116,7 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
   }
 
   // 3. The text encoder and the DiT on the VAE's latents, encoded once.
-  at::Tensor latents;
-  {
-    torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> encoded;
-    for (std::int64_t i = 0; i < count; i += 16) encoded.push_back(vae->Encode(clips.videos.slice(0, i, i + 16)));
-    latents = torch::cat(encoded);
-  }
+  const auto latents = EncodeClips(vae, clips.videos);
   encoders::UmT5Config t5_config;
   t5_config.vocab = tokenizer.vocab_size();
   t5_config.dim = t5_config.dim_attn = options.t5_dim;
@@ -203,19 +164,29 @@ void TrainDemoModel(const TrainOptions& options, const std::function<void(const 
 
   // 4. The released layout.
   report("write", 0, 1, 0);
-  const nlohmann::json config = {{"_class_name", "WanModel"}, {"model_type", "t2v"},
-                                 {"patch_size", dit_config.patch_size}, {"text_len", dit_config.text_len},
-                                 {"in_dim", dit_config.in_dim}, {"dim", dit_config.dim},
-                                 {"ffn_dim", dit_config.ffn_dim}, {"freq_dim", dit_config.freq_dim},
-                                 {"text_dim", dit_config.text_dim}, {"out_dim", dit_config.out_dim},
-                                 {"num_heads", dit_config.num_heads}, {"num_layers", dit_config.num_layers},
-                                 {"window_size", {-1, -1}}, {"qk_norm", true}, {"cross_attn_norm", true},
+  const nlohmann::json config = {{"_class_name", "WanModel"},
+                                 {"model_type", "t2v"},
+                                 {"patch_size", dit_config.patch_size},
+                                 {"text_len", dit_config.text_len},
+                                 {"in_dim", dit_config.in_dim},
+                                 {"dim", dit_config.dim},
+                                 {"ffn_dim", dit_config.ffn_dim},
+                                 {"freq_dim", dit_config.freq_dim},
+                                 {"text_dim", dit_config.text_dim},
+                                 {"out_dim", dit_config.out_dim},
+                                 {"num_heads", dit_config.num_heads},
+                                 {"num_layers", dit_config.num_layers},
+                                 {"window_size", {-1, -1}},
+                                 {"qk_norm", true},
+                                 {"cross_attn_norm", true},
                                  {"eps", dit_config.eps},
                                  // Not read by the loader: the clips the model was trained on, as the defaults a
                                  // worker announces for jobs that leave them unset (a JobSpec in JSON form).
                                  {"vidgen_defaults",
-                                  {{"width", options.clip.size}, {"height", options.clip.size},
-                                   {"frames", options.clip.frames}, {"negative_prompt", " "}}}};
+                                  {{"width", options.clip.size},
+                                   {"height", options.clip.size},
+                                   {"frames", options.clip.frames},
+                                   {"negative_prompt", " "}}}};
   std::ofstream(out / "config.json") << config.dump(2) << "\n";
   io::WriteSafetensors((out / "diffusion_pytorch_model.safetensors").string(), Named(*dit, torch::kFloat));
   io::WriteTorchCheckpoint((out / "models_t5_umt5-xxl-enc-bf16.pth").string(), Named(*t5, torch::kBFloat16));

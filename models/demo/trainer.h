@@ -16,7 +16,7 @@ struct TrainOptions {
   std::string out;       // the checkpoint folder written at the end
   std::string work_dir;  // stage checkpoints (default: <out>/.train)
   std::uint64_t seed = 0;
-  RenderOptions clip;    // frames and size of the rendered clips
+  RenderOptions clip;             // frames and size of the rendered clips
   int clips_per_combination = 4;  // rendered training clips per training combination (different seeds)
   int batch = 8;
   // Tokenizer

@@ -40,8 +40,8 @@ int Nearest(const Palette& palette, const at::Tensor& rgb) {
 // Far apart in RGB, so that a decoder's small colour errors do not turn one into another (an orange the first VAE
 // drew yellowish was one in six held-out clips wrong).
 const std::vector<Colour>& ObjectColours() {
-  static const std::vector<Colour> colours = {{"red", {220, 40, 40}},    {"green", {50, 200, 60}},
-                                              {"blue", {60, 90, 235}},   {"yellow", {235, 220, 50}},
+  static const std::vector<Colour> colours = {{"red", {220, 40, 40}},     {"green", {50, 200, 60}},
+                                              {"blue", {60, 90, 235}},    {"yellow", {235, 220, 50}},
                                               {"white", {245, 245, 245}}, {"magenta", {230, 50, 210}}};
   return colours;
 }
@@ -72,9 +72,14 @@ const char* DirectionName(Direction direction) {
 }
 
 std::string Prompt(const ClipSpec& spec) {
-  return fmt::format("a {} {} moving {}{} on a {} background", ObjectColours()[static_cast<std::size_t>(spec.colour)].name,
-                     ShapeName(spec.shape), DirectionName(spec.direction), spec.fast ? " quickly" : "",
-                     BackgroundColours()[static_cast<std::size_t>(spec.background)].name);
+  // Words of their own: "up and left" the base model already half-draws from the two it knows.
+  const std::string motion = !spec.horizontal
+                                 ? DirectionName(spec.direction)
+                                 : fmt::format("{}{}", spec.direction == Direction::kUp ? "north" : "south",
+                                               *spec.horizontal == Direction::kLeft ? "west" : "east");
+  return fmt::format("a {} {} moving {}{} on a {} background",
+                     ObjectColours()[static_cast<std::size_t>(spec.colour)].name, ShapeName(spec.shape), motion,
+                     spec.fast ? " quickly" : "", BackgroundColours()[static_cast<std::size_t>(spec.background)].name);
 }
 
 std::vector<ClipSpec> AllClips() {
@@ -91,9 +96,23 @@ std::vector<ClipSpec> AllClips() {
   return clips;
 }
 
+std::vector<ClipSpec> DiagonalClips() {
+  std::vector<ClipSpec> clips;
+  for (auto clip : AllClips()) {
+    if (clip.direction != Direction::kUp && clip.direction != Direction::kDown) continue;
+    for (const auto horizontal : {Direction::kLeft, Direction::kRight}) {
+      clip.horizontal = horizontal;
+      clips.push_back(clip);
+    }
+  }
+  return clips;
+}
+
 bool HeldOut(const ClipSpec& spec) {
-  const std::uint64_t key = static_cast<std::uint64_t>(spec.shape) * 1000 + static_cast<std::uint64_t>(spec.colour) * 100 +
-                            static_cast<std::uint64_t>(spec.direction) * 10 + static_cast<std::uint64_t>(spec.background);
+  const std::uint64_t key =
+      (spec.horizontal ? 10000 * (static_cast<std::uint64_t>(*spec.horizontal) + 1) : 0) +
+      static_cast<std::uint64_t>(spec.shape) * 1000 + static_cast<std::uint64_t>(spec.colour) * 100 +
+      static_cast<std::uint64_t>(spec.direction) * 10 + static_cast<std::uint64_t>(spec.background);
   return Mix(key) % 5 == 0;
 }
 
@@ -101,20 +120,37 @@ at::Tensor Render(const ClipSpec& spec, std::uint64_t seed, const RenderOptions&
   std::mt19937_64 random(Mix(seed));
   const int n = options.size, frames = options.frames;
   const double radius = n * (0.10 + 0.05 * std::uniform_real_distribution<double>(0, 1)(random));
-  const double speed = n * (spec.fast ? 0.030 : 0.015);
+  const double speed = n * (spec.fast ? 0.030 : 0.015) / (spec.horizontal ? std::sqrt(2.0) : 1.0);  // per axis
   const double travel = speed * (frames - 1);
   // Start where the whole path stays inside the frame, with a margin.
   const double margin = radius + 1;
   std::uniform_real_distribution<double> across(margin, n - margin);
   const double low = margin, high = n - margin - travel;
-  const double along = std::uniform_real_distribution<double>(low, std::max(low, high))(random);
+  std::uniform_real_distribution<double> start(low, std::max(low, high));
+  const double along = start(random);
   double x0 = across(random), y0 = across(random), dx = 0, dy = 0;
-  switch (spec.direction) {
-    case Direction::kLeft: x0 = n - along; dx = -speed; break;
-    case Direction::kRight: x0 = along; dx = speed; break;
-    case Direction::kUp: y0 = n - along; dy = -speed; break;
-    case Direction::kDown: y0 = along; dy = speed; break;
-  }
+  auto move = [&](Direction direction, double along) {
+    switch (direction) {
+      case Direction::kLeft:
+        x0 = n - along;
+        dx = -speed;
+        break;
+      case Direction::kRight:
+        x0 = along;
+        dx = speed;
+        break;
+      case Direction::kUp:
+        y0 = n - along;
+        dy = -speed;
+        break;
+      case Direction::kDown:
+        y0 = along;
+        dy = speed;
+        break;
+    }
+  };
+  move(spec.direction, along);
+  if (spec.horizontal) move(*spec.horizontal, start(random));
   const auto& fg = ObjectColours()[static_cast<std::size_t>(spec.colour)].rgb;
   const auto& bg = BackgroundColours()[static_cast<std::size_t>(spec.background)].rgb;
   auto video = torch::empty({frames, n, n, 3}, torch::kUInt8);
@@ -130,7 +166,8 @@ at::Tensor Render(const ClipSpec& spec, std::uint64_t seed, const RenderOptions&
           case Shape::kSquare: inside = std::abs(u) <= 0.85 && std::abs(v) <= 0.85; break;
           case Shape::kTriangle: inside = v <= 0.8 && v >= -1 + 2 * std::abs(u) * 0.9 - 0.1 && std::abs(u) <= 1; break;
         }
-        for (int c = 0; c < 3; ++c) pixels[f][y][x][c] = inside ? fg[static_cast<std::size_t>(c)] : bg[static_cast<std::size_t>(c)];
+        for (int c = 0; c < 3; ++c)
+          pixels[f][y][x][c] = inside ? fg[static_cast<std::size_t>(c)] : bg[static_cast<std::size_t>(c)];
       }
     }
   }
@@ -180,7 +217,15 @@ ClipAnalysis Analyze(const at::Tensor& frames) {
   analysis.travel = std::hypot(dx, dy);
   analysis.direction = std::abs(dx) >= std::abs(dy) ? (dx < 0 ? Direction::kLeft : Direction::kRight)
                                                     : (dy < 0 ? Direction::kUp : Direction::kDown);
+  analysis.vertical = dy < 0 ? Direction::kUp : Direction::kDown;
+  analysis.horizontal = dx < 0 ? Direction::kLeft : Direction::kRight;
+  analysis.diagonal = std::min(std::abs(dx), std::abs(dy)) >= 0.5 * std::max(std::abs(dx), std::abs(dy));
   return analysis;
+}
+
+bool MovesAsPrompted(const ClipAnalysis& analysis, const ClipSpec& spec) {
+  if (!spec.horizontal) return analysis.direction == spec.direction;
+  return analysis.diagonal && analysis.vertical == spec.direction && analysis.horizontal == *spec.horizontal;
 }
 
 }  // namespace vidgen::demo

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct ClipSpec {
   Direction direction = Direction::kLeft;
   int background = 0;  // into BackgroundColours()
   bool fast = false;   // "quickly": twice the speed
+  // A diagonal, "moving northwest" (direction kUp, horizontal kLeft): a motion the base world never has, what the
+  // demo LoRA teaches. The same distance, split over both axes.
+  std::optional<Direction> horizontal{};
 };
 
 struct RenderOptions {
@@ -40,10 +44,13 @@ struct RenderOptions {
   int size = 64;  // square frames
 };
 
-// "a red circle moving left on a dark blue background", with "quickly" before "on" when fast.
+// "a red circle moving left on a dark blue background", with "quickly" before "on" when fast ("moving northwest"
+// for a diagonal).
 std::string Prompt(const ClipSpec& spec);
-// Every combination of shape, colour, direction, background and speed, in a fixed order.
+// Every combination of shape, colour, direction, background and speed, in a fixed order: the base world.
 std::vector<ClipSpec> AllClips();
+// The same with the four diagonals for directions.
+std::vector<ClipSpec> DiagonalClips();
 // About one combination in five of (shape, colour, direction, background), both speeds, is held out of training:
 // chosen by a fixed hash, so every pair of attribute values still appears in training.
 bool HeldOut(const ClipSpec& spec);
@@ -58,11 +65,17 @@ struct ClipAnalysis {
   Shape shape = Shape::kCircle;
   Direction direction = Direction::kLeft;
   double travel = 0;   // centroid displacement first → last frame, in pixels
+  // The path's two components, and whether it is diagonal (the smaller at least half the larger).
+  Direction vertical = Direction::kUp, horizontal = Direction::kLeft;
+  bool diagonal = false;
 };
 
 // Reads a clip [frames, H, W, 3] uint8: the background from each frame's border, the object as the pixels far from
 // it, its colour from its core (the pixels farthest from the background), its shape from how much of its bounding
 // box it fills, its direction from the centroid's path.
 ClipAnalysis Analyze(const at::Tensor& frames);
+
+// Whether the analysed motion is the prompt's: its direction, or for a diagonal both components and a diagonal path.
+bool MovesAsPrompted(const ClipAnalysis& analysis, const ClipSpec& spec);
 
 }  // namespace vidgen::demo

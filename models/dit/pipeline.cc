@@ -10,7 +10,8 @@ GenerationResult Pipeline::Generate(const GenerationRequest& given, const Genera
   Validate(given);
   const auto request = Sized(given);
   torch::NoGradGuard no_grad;
-  UseLoras(request.loras);
+  if (!loras_) loras_ = std::make_unique<lora::MergedSets>(Transformer(), kept_lora_sets_);
+  loras_->Use(request.loras);
   GenerationResult result;
   auto& stats = result.stats;
   auto timed = [&](const char* stage, auto&& run) {
@@ -25,15 +26,6 @@ GenerationResult Pipeline::Generate(const GenerationRequest& given, const Genera
   });
   result.frames = timed("decode", [&] { return ToVideoFrames(Decode(latents)).cpu(); });
   return result;
-}
-
-void Pipeline::UseLoras(const std::vector<std::pair<const lora::Adapter*, double>>& loras) {
-  if (loras == applied_set_) return;
-  applied_.reset();  // the base weights back
-  applied_set_.clear();
-  if (loras.empty()) return;
-  applied_ = std::make_unique<lora::AppliedAdapters>(Transformer(), loras);
-  applied_set_ = loras;
 }
 
 lora::Adapter Pipeline::ReadLora(const std::string& path) {

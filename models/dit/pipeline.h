@@ -12,6 +12,7 @@
 #include "models/generation.h"
 #include "models/io/weight_store.h"
 #include "models/lora/adapter.h"
+#include "models/lora/merged_sets.h"
 
 namespace vidgen::dit {
 
@@ -26,6 +27,7 @@ class Pipeline : public VideoPipeline {
   virtual GenerationRequest Sized(const GenerationRequest& request) const { return request; }
   std::vector<at::Tensor> weights() const final;
   lora::Adapter ReadLora(const std::string& path) final;
+  void KeepLoraSets(std::size_t sets) final { kept_lora_sets_ = sets; }
 
  protected:
   // The transformer conditioned on the request's prompt and negative prompt.
@@ -44,12 +46,10 @@ class Pipeline : public VideoPipeline {
   virtual const io::KeyMap& TransformerAliases() const = 0;
 
  private:
-  // Puts the request's LoRAs on the transformer. A set stays applied after its job, so that repeated jobs do not
-  // merge again; a different set (none included) first restores the base weights exactly.
-  void UseLoras(const std::vector<std::pair<const lora::Adapter*, double>>& loras);
-
-  std::vector<std::pair<const lora::Adapter*, double>> applied_set_;
-  std::unique_ptr<lora::AppliedAdapters> applied_;
+  std::size_t kept_lora_sets_ = 2;
+  // The request's LoRAs on the transformer: a set stays applied after its job, a different one (none included)
+  // first restores the base weights exactly, and the last few are kept merged.
+  std::unique_ptr<lora::MergedSets> loras_;
 };
 
 }  // namespace vidgen::dit

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "models/io/json_config.h"
+#include "models/io/tensor_file.h"
 
 namespace vidgen::lora {
 namespace {
@@ -83,14 +84,14 @@ at::Tensor ParameterUpdate::Delta(at::IntArrayRef shape) const {
 Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, const io::KeyMap& aliases) {
   io::WeightStore file;
   double default_alpha = 0;
+  std::string tensors = path;
   if (std::filesystem::is_directory(path)) {
-    file.AddFile((std::filesystem::path(path) / "adapter_model.safetensors").string());
+    tensors = (std::filesystem::path(path) / "adapter_model.safetensors").string();
     const auto config = std::filesystem::path(path) / "adapter_config.json";
     if (std::filesystem::exists(config))
       io::JsonConfig(config.string(), "PEFT adapter config").Read("lora_alpha", default_alpha);
-  } else {
-    file.AddFile(path);
   }
+  file.AddFile(tensors);
   const auto spellings = ParameterSpellings(module, aliases);
   const auto parameters = module.named_parameters();
   auto find = [&](const std::string& spelled) -> const std::string* {
@@ -100,6 +101,7 @@ Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, co
 
   Adapter adapter;
   adapter.source = path;
+  if (tensors.ends_with(".safetensors")) adapter.metadata = io::SafetensorsFile(tensors).metadata();
   std::vector<std::string> bad;
   std::map<std::string, std::vector<std::string>> keys_of;  // parameter -> the adapter's keys for it
   for (const auto& key : file.Names()) {
@@ -170,12 +172,11 @@ Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, co
   return adapter;
 }
 
-AppliedAdapters::AppliedAdapters(torch::nn::Module& module,
-                                 std::span<const std::pair<const Adapter*, double>> adapters) {
+std::map<std::string, at::Tensor> SummedDeltas(const torch::nn::Module& module,
+                                               std::span<const std::pair<const Adapter*, double>> adapters) {
   torch::NoGradGuard no_grad;
-  // Summed in fp32 per parameter, then one rounding to the parameter's dtype.
   std::map<std::string, at::Tensor> deltas;
-  auto parameters = module.named_parameters();
+  const auto parameters = module.named_parameters();
   for (const auto& [adapter, scale] : adapters) {
     for (const auto& [name, update] : adapter->updates) {
       auto delta = update.Delta(parameters[name].sizes()).mul_(scale);
@@ -183,6 +184,15 @@ AppliedAdapters::AppliedAdapters(torch::nn::Module& module,
       if (!added) it->second.add_(delta);
     }
   }
+  return deltas;
+}
+
+AppliedAdapters::AppliedAdapters(torch::nn::Module& module,
+                                 std::span<const std::pair<const Adapter*, double>> adapters) {
+  torch::NoGradGuard no_grad;
+  // Summed in fp32 per parameter, then one rounding to the parameter's dtype.
+  const auto deltas = SummedDeltas(module, adapters);
+  auto parameters = module.named_parameters();
   try {
     for (const auto& [name, delta] : deltas) {
       auto& parameter = parameters[name];

@@ -34,6 +34,7 @@ struct ParameterUpdate {
 struct Adapter {
   std::string source;
   std::map<std::string, ParameterUpdate> updates;  // by the module's parameter name ("blocks.0.self_attn.q.weight")
+  std::map<std::string, std::string> metadata;     // the safetensors header's (trainers' notes, "vidgen_defaults")
 };
 
 // Reads an adapter for `module`, whose other layout's names `aliases` maps onto the module's (released names:
@@ -41,6 +42,13 @@ struct Adapter {
 // lora_alpha applies to the pairs without an alpha of their own). Throws Error(INVALID_ARGUMENT) naming every key
 // that names no parameter, has no partner (down without up), or whose shapes do not fit the parameter.
 Adapter ReadAdapter(const std::string& path, const torch::nn::Module& module, const io::KeyMap& aliases);
+
+// Adapters (not owned) and their scales, stacked in order.
+using AdapterSet = std::vector<std::pair<const Adapter*, double>>;
+
+// Σ scale·ΔW over the adapters, per parameter they change: fp32, shaped as the parameter.
+std::map<std::string, at::Tensor> SummedDeltas(const torch::nn::Module& module,
+                                               std::span<const std::pair<const Adapter*, double>> adapters);
 
 // Adds scale·ΔW of each adapter to `module`'s parameters, in their dtype and on their device, stacked in order;
 // Restore() (or the destructor) puts the exact previous values back.

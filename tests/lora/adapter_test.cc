@@ -1,6 +1,7 @@
 // LoRA adapters on the Wan DiT: one adapter saved in the published formats merges to the same weights, merge then
-// restore is bit-identical, and a bad adapter is refused with every bad key named.
+// restore is bit-identical, a bad adapter is refused with every bad key named, and sets switch per job exactly.
 #include "models/lora/adapter.h"
+#include "models/lora/merged_sets.h"
 
 #include <filesystem>
 #include <fstream>
@@ -178,6 +179,81 @@ TEST(LoraTest, ABadAdapterIsRefusedNamingEveryBadKey) {
     }
     EXPECT_EQ(message.find("self_attn.v"), std::string::npos) << message;
   }
+}
+
+}  // namespace
+}  // namespace vidgen::lora
+
+namespace vidgen::lora {
+namespace {
+
+// Snapshot of every parameter, for bit-for-bit comparisons.
+std::map<std::string, at::Tensor> Snapshot(torch::nn::Module& module) {
+  std::map<std::string, at::Tensor> values;
+  for (const auto& item : module.named_parameters()) values[item.key()] = item.value().clone();
+  return values;
+}
+
+bool Equal(torch::nn::Module& module, const std::map<std::string, at::Tensor>& values) {
+  for (const auto& item : module.named_parameters()) {
+    if (!torch::equal(item.value(), values.at(item.key()))) return false;
+  }
+  return true;
+}
+
+TEST(LoraTest, MergedSetsSwitchPerJobKeepTheLastFewAndComeBackToTheBaseExactly) {
+  torch::NoGradGuard no_grad;
+  wan::WanDit dit(SmallConfig());
+  for (auto& p : dit->parameters()) p.normal_(0, 0.2);
+  dit->SetComputeDType(torch::kBFloat16);  // the merge rounds into bf16; the base must still come back exactly
+  const auto reference = MakeReference(dit);
+  io::NamedTensors first, second;
+  for (const auto& [name, pair] : reference.pairs) {
+    first.emplace_back(name + ".lora_A.weight", pair.first);
+    first.emplace_back(name + ".lora_B.weight", pair.second);
+    second.emplace_back(name + ".lora_A.weight", pair.first * -3);
+    second.emplace_back(name + ".lora_B.weight", pair.second);
+  }
+  testing::ScratchDir scratch;
+  io::WriteSafetensors((scratch.path() / "a.safetensors").string(), first);
+  io::WriteSafetensors((scratch.path() / "b.safetensors").string(), second);
+  const auto a = ReadAdapter((scratch.path() / "a.safetensors").string(), *dit, {});
+  const auto b = ReadAdapter((scratch.path() / "b.safetensors").string(), *dit, {});
+  const AdapterSet set_a = {{&a, 1.0}}, set_b = {{&b, 0.5}}, set_ab = {{&a, 1.0}, {&b, 0.5}};
+
+  const auto base = Snapshot(*dit);
+  std::map<std::string, at::Tensor> merged_a;
+  {
+    AppliedAdapters applied(*dit, set_a);  // what one merge of the set makes
+    merged_a = Snapshot(*dit);
+  }
+  MergedSets sets(*dit, /*capacity=*/1);
+  sets.Use(set_a);
+  EXPECT_TRUE(Equal(*dit, merged_a));
+  sets.Use({});
+  EXPECT_TRUE(Equal(*dit, base));
+  sets.Use(set_a);  // kept: copied back, not merged again
+  EXPECT_EQ(sets.merges(), 1u);
+  EXPECT_TRUE(Equal(*dit, merged_a));
+  sets.Use(set_b);
+  EXPECT_FALSE(Equal(*dit, merged_a));
+  sets.Use(set_a);
+  EXPECT_EQ(sets.merges(), 2u);  // a and b both kept (one besides the one in use)
+  EXPECT_TRUE(Equal(*dit, merged_a));
+  sets.Use(set_ab);  // a third set pushes out b, the least recently used
+  sets.Use(set_b);
+  EXPECT_EQ(sets.merges(), 4u);
+  sets.Use({});
+  EXPECT_TRUE(Equal(*dit, base));
+
+  MergedSets none_kept(*dit, /*capacity=*/0);
+  none_kept.Use(set_a);
+  none_kept.Use(set_b);
+  none_kept.Use(set_a);
+  EXPECT_EQ(none_kept.merges(), 3u);
+  EXPECT_TRUE(Equal(*dit, merged_a));
+  none_kept.Use({});
+  EXPECT_TRUE(Equal(*dit, base));
 }
 
 }  // namespace

@@ -30,11 +30,14 @@ TEST(LoraServiceTest, AJobWithALoraAndTheNextWithoutItGiveTheBaseOutputExactly) 
     adapter.emplace_back(fmt::format("diffusion_model.{}.lora_B.weight", module), torch::randn({weight.size(0), 2}));
   }
   io::WriteSafetensors(lora_dir + "/style.safetensors", adapter);
+  // A step-distilled LoRA declares its schedule in its metadata, as vidgen-train distill writes it.
+  io::WriteSafetensors(lora_dir + "/fast.safetensors", adapter,
+                       {{"vidgen_defaults", R"({"timesteps": [1000, 500], "solver": "euler", "guidance": 1})"}});
   cluster.StartWorker(2, {"--lora-dir", lora_dir, "--keep-frames", frames_dir});
   cluster.WaitForGroups(Cluster::kModel, 1);
   std::string output;
   ASSERT_EQ(cluster.RunClient("models", &output), 0) << output;
-  EXPECT_NE(output.find("LoRAs: style"), std::string::npos) << output;
+  EXPECT_NE(output.find("LoRAs: fast, style"), std::string::npos) << output;
 
   auto run = [&](bool with_lora) {
     auto spec = Cluster::SmallSpec(3);
@@ -57,13 +60,34 @@ TEST(LoraServiceTest, AJobWithALoraAndTheNextWithoutItGiveTheBaseOutputExactly) 
   EXPECT_NE(plain, styled) << "the LoRA changed nothing";
   EXPECT_TRUE(plain == plain_again) << "the base weights did not come back";
 
+  // A job that names the distilled LoRA and leaves the steps unset takes its schedule; one that sets them does not.
+  for (const int steps : {0, 3}) {
+    auto fast = Cluster::SmallSpec(steps);
+    fast.add_loras()->set_name("fast");
+    std::string id;
+    ASSERT_TRUE(cluster.Submit(fast, &id).ok());
+    const auto job = cluster.WaitForEnd(id);
+    EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.message();
+    if (steps == 0) {
+      EXPECT_EQ(job.spec().steps(), 2);
+      ASSERT_EQ(job.spec().timesteps_size(), 2);
+      EXPECT_EQ(job.spec().timesteps(1), 500);
+      EXPECT_EQ(job.spec().solver(), "euler");
+      EXPECT_EQ(job.spec().guidance(), 1.0);
+      EXPECT_EQ(job.total_steps(), 2);
+    } else {
+      EXPECT_EQ(job.spec().timesteps_size(), 0);
+      EXPECT_EQ(job.spec().solver(), "unipc");
+    }
+  }
+
   auto spec = Cluster::SmallSpec();
   spec.add_loras()->set_name("nowhere");
   std::string id;
   const auto status = cluster.Submit(spec, &id);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("spec.loras[0]"), std::string::npos) << status.error_message();
-  EXPECT_NE(status.error_message().find("has: style"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("has: fast, style"), std::string::npos) << status.error_message();
 }
 
 }  // namespace

@@ -154,6 +154,7 @@ class ProbedPipeline final : public VideoPipeline {
   std::int64_t side_multiple() const override { return inner_->side_multiple(); }
   std::vector<at::Tensor> weights() const override { return inner_->weights(); }
   lora::Adapter ReadLora(const std::string& path) override { return inner_->ReadLora(path); }
+  void KeepLoraSets(std::size_t sets) override { inner_->KeepLoraSets(sets); }
   std::shared_ptr<std::atomic<int>> steps_run() const { return steps_run_; }
 
  private:
