@@ -129,7 +129,7 @@ TEST(SpecTest, ALorasDefaultsComeBeforeTheModelsForJobsThatNameIt) {
   Normalize(request, model, Limits{});
   EXPECT_EQ(request.timesteps, distill.timesteps);
   EXPECT_EQ(request.steps, 4);
-  EXPECT_EQ(request.guidance, 1.0);             // the first LoRA named that sets it
+  EXPECT_EQ(request.guidance, 1.0);              // the first LoRA named that sets it
   EXPECT_EQ(request.negative_prompt, "blurry");  // the second LoRA's, before the model's
   EXPECT_EQ(request.solver, "euler");
 

@@ -244,6 +244,7 @@ int RunQualityBench(const QualityBenchOptions& options) {
   {  // warm-up: allocator and kernels, so that the first setting's time is not the slowest for nothing
     auto warm = denoise;
     warm.schedule.steps = 3;
+    warm.schedule.timesteps.clear();
     pipeline->Denoise(noises[0], {contexts[0][0], contexts[0][1]}, warm);
   }
   std::vector<at::Tensor> reference_latents, reference_frames;  // the first setting's

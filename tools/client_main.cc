@@ -359,11 +359,16 @@ int main(int argc, char** argv) {
             entry.has_defaults() && d.width() > 0
                 ? fmt::format(", made at {}x{}, {} frames unless asked", d.width(), d.height(), d.frames())
                 : std::string();
-        const auto loras =
-            entry.loras().empty() ? std::string() : fmt::format(", LoRAs: {}", fmt::join(entry.loras(), ", "));
+        std::vector<std::string> loras;
+        for (const auto& lora : entry.loras()) {
+          const auto it = entry.lora_defaults().find(lora);
+          const auto steps = it == entry.lora_defaults().end() ? 0 : it->second.timesteps_size();
+          loras.push_back(steps > 0 ? fmt::format("{} ({} steps)", lora, steps) : lora);  // a step-distilled one
+        }
+        const auto lora_list = loras.empty() ? std::string() : fmt::format(", LoRAs: {}", fmt::join(loras, ", "));
         fmt::print("{}  {} {}  {} worker group(s), up to {} ranks{}{}\n", entry.name(), entry.family(),
                    entry.task().empty() ? "t2v" : entry.task(), entry.worker_groups(), entry.max_world_size(), defaults,
-                   loras);
+                   lora_list);
       }
       return 0;
     }

@@ -81,9 +81,8 @@ int main(int argc, char** argv) {
   distill_command->add_option("--samples", distill.samples_per_prompt, "teacher videos per training prompt")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (app.got_subcommand(lora_command) || app.got_subcommand(distill_command)) {
-    // Adapters use the base options only for --threads.
-  } else if (options.out.empty()) {
+  const bool training_adapter = app.got_subcommand(lora_command) || app.got_subcommand(distill_command);
+  if (!training_adapter && options.out.empty()) {  // the base model's folder
     fmt::print(stderr, "vidgen-train: --out is required\n{}", app.help());
     return 2;
   }
@@ -106,7 +105,7 @@ int main(int argc, char** argv) {
                                   std::string(width - done, '.'), p.step, p.total, smoothed, seconds);
     if (tty) {
       fmt::print(stderr, "\r\033[K{}", line);
-    } else if (p.step == p.total || p.step % 50 == 0) {
+    } else if (p.step == p.total || p.step % 50 == 0 || p.stage == "teacher") {
       fmt::print(stderr, "{}\n", line);
     }
   };

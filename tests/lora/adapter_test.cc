@@ -1,7 +1,6 @@
 // LoRA adapters on the Wan DiT: one adapter saved in the published formats merges to the same weights, merge then
 // restore is bit-identical, a bad adapter is refused with every bad key named, and sets switch per job exactly.
 #include "models/lora/adapter.h"
-#include "models/lora/merged_sets.h"
 
 #include <filesystem>
 #include <fstream>
@@ -11,6 +10,7 @@
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
+#include "models/lora/merged_sets.h"
 #include "models/wan/loader.h"
 #include "tests/support/scratch_dir.h"
 

@@ -37,7 +37,7 @@ TEST(LoraServiceTest, AJobWithALoraAndTheNextWithoutItGiveTheBaseOutputExactly) 
   cluster.WaitForGroups(Cluster::kModel, 1);
   std::string output;
   ASSERT_EQ(cluster.RunClient("models", &output), 0) << output;
-  EXPECT_NE(output.find("LoRAs: fast, style"), std::string::npos) << output;
+  EXPECT_NE(output.find("LoRAs: fast (2 steps), style"), std::string::npos) << output;
 
   auto run = [&](bool with_lora) {
     auto spec = Cluster::SmallSpec(3);
