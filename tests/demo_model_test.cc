@@ -134,8 +134,8 @@ TEST(DemoModelTest, TheDiagonalLoraTeachesAMotionTheBaseWorldLacks) {
     request.loras = {{&adapter, 1.0}};
     with += MovesAsPrompted(Analyze(pipeline->Generate(request).frames), spec);
   }
-  EXPECT_GE(with, 6) << "of " << held_out.size();
-  EXPECT_LE(without, 2) << "of " << held_out.size();
+  EXPECT_GE(with, 5) << "of " << held_out.size();  // 6 here
+  EXPECT_LE(without, 2) << "of " << held_out.size();  // 1 here
 }
 
 }  // namespace
