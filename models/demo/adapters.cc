@@ -1,5 +1,6 @@
 #include "models/demo/adapters.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -103,18 +104,18 @@ at::Tensor TeacherSamples(wan::WanDit& dit, const at::Tensor& noise, const std::
 void TrainDiagonalLora(const DiagonalLoraOptions& options, const std::function<void(const TrainProgress&)>& progress) {
   auto pipeline = LoadBase(options.model_dir);
   const auto clip = TrainedClip(options.model_dir);
-  std::vector<ClipSpec> novel, base;
+  std::vector<ClipSpec> diagonal, base;
   for (const auto& spec : DiagonalClips()) {
-    if (!HeldOut(spec)) novel.push_back(spec);
+    if (!HeldOut(spec)) diagonal.push_back(spec);
   }
   for (const auto& spec : AllClips()) {
     if (!HeldOut(spec)) base.push_back(spec);
   }
-  const auto novel_clips = RenderClips(novel, options.clips_per_combination, options.seed * 1000003, clip);
+  const auto diagonal_clips = RenderClips(diagonal, options.clips_per_combination, options.seed * 1000003, clip);
   const auto base_clips = RenderClips(base, 1, options.seed * 1000003 + 500000, clip);
-  const auto novel_latents = EncodeClips(pipeline->vae(), novel_clips.videos);
+  const auto diagonal_latents = EncodeClips(pipeline->vae(), diagonal_clips.videos);
   const auto base_latents = EncodeClips(pipeline->vae(), base_clips.videos);
-  auto prompts = novel_clips.prompts;
+  auto prompts = diagonal_clips.prompts;
   prompts.insert(prompts.end(), base_clips.prompts.begin(), base_clips.prompts.end());
   prompts.emplace_back();
   const auto contexts = EncodePrompts(*pipeline, prompts);
@@ -126,8 +127,8 @@ void TrainDiagonalLora(const DiagonalLoraOptions& options, const std::function<v
     std::vector<at::Tensor> x0;
     for (int i = 0; i < options.batch; ++i) {
       const bool base_clip = from_base(picker);
-      const auto& latents = base_clip ? base_latents : novel_latents;
-      const auto& clip_prompts = base_clip ? base_clips.prompts : novel_clips.prompts;
+      const auto& latents = base_clip ? base_latents : diagonal_latents;
+      const auto& clip_prompts = base_clip ? base_clips.prompts : diagonal_clips.prompts;
       const auto index = static_cast<std::int64_t>(picker() % clip_prompts.size());
       x0.push_back(latents[index]);
       batch.contexts.push_back(
