@@ -60,7 +60,8 @@ TEST(LoraServiceTest, AJobWithALoraAndTheNextWithoutItGiveTheBaseOutputExactly) 
   EXPECT_NE(plain, styled) << "the LoRA changed nothing";
   EXPECT_TRUE(plain == plain_again) << "the base weights did not come back";
 
-  // A job that names the distilled LoRA and leaves the steps unset takes its schedule; one that sets them does not.
+  // A job that names the distilled LoRA and leaves the steps unset takes its schedule; one that sets them samples
+  // that many evenly spaced steps.
   for (const int steps : {0, 3}) {
     auto fast = Cluster::SmallSpec(steps);
     fast.add_loras()->set_name("fast");
@@ -76,8 +77,9 @@ TEST(LoraServiceTest, AJobWithALoraAndTheNextWithoutItGiveTheBaseOutputExactly) 
       EXPECT_EQ(job.spec().guidance(), 1.0);
       EXPECT_EQ(job.total_steps(), 2);
     } else {
-      EXPECT_EQ(job.spec().timesteps_size(), 0);
-      EXPECT_EQ(job.spec().solver(), "unipc");
+      EXPECT_EQ(job.spec().timesteps_size(), 0);  // its own step count, evenly spaced
+      EXPECT_EQ(job.spec().steps(), 3);
+      EXPECT_EQ(job.spec().solver(), "euler");  // what it leaves unset still comes from the LoRA
     }
   }
 
