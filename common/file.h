@@ -1,7 +1,8 @@
-// Reading a whole file whose size is bounded before anything is read.
+// Reading a whole file whose size is bounded before anything is read; writing a port file.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -22,6 +23,12 @@ inline std::string ReadBoundedFile(const std::string& path, std::string_view wha
   }
   in.seekg(0);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Writes `port` and a newline to `path` through a rename, so that a reader never sees half of it.
+inline void WritePortFile(const std::string& path, int port) {
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::filesystem::rename(path + ".tmp", path);
 }
 
 }  // namespace vidgen

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache
   libtorch-dev libopenblas0-pthread libgloo-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev

@@ -4,11 +4,12 @@
 
 namespace vidgen::server {
 
-Janitor::Janitor(JobStore& jobs, ArtifactStore& artifacts, StreamRegistry& streams, const Clock& clock,
-                 std::chrono::milliseconds retention, std::function<void(bool)> report_health)
+Janitor::Janitor(JobStore& jobs, ArtifactStore& artifacts, StreamRegistry& streams, ServerMetrics& metrics,
+                 const Clock& clock, std::chrono::milliseconds retention, std::function<void(bool)> report_health)
     : jobs_(jobs),
       artifacts_(artifacts),
       streams_(streams),
+      metrics_(metrics),
       clock_(clock),
       retention_(retention),
       report_health_(std::move(report_health)) {}
@@ -16,7 +17,10 @@ Janitor::Janitor(JobStore& jobs, ArtifactStore& artifacts, StreamRegistry& strea
 std::chrono::milliseconds Janitor::Tick() {
   if (const int stalled = streams_.CancelStalled()) spdlog::warn("cancelled {} stream(s) whose readers stalled", stalled);
   try {
-    if (const int lapsed = jobs_.ExpireLeases()) spdlog::warn("{} lease(s) lapsed", lapsed);
+    if (const int lapsed = jobs_.ExpireLeases()) {
+      metrics_.Lapsed(lapsed);
+      spdlog::warn("{} lease(s) lapsed", lapsed);
+    }
     if (const auto now = clock_.NowMs(); now >= next_retention_ms_) {
       for (const auto& path : jobs_.ExpireArtifacts(now - retention_.count())) artifacts_.Remove(path);
       next_retention_ms_ = now + 60'000;

@@ -10,6 +10,7 @@
 #include "server/artifact_store.h"
 #include "server/clock.h"
 #include "server/job_store.h"
+#include "server/server_metrics.h"
 #include "server/streams.h"
 
 namespace vidgen::server {
@@ -17,8 +18,8 @@ namespace vidgen::server {
 class Janitor {
  public:
   // `report_health(true|false)` is called when the store starts or stops failing.
-  Janitor(JobStore& jobs, ArtifactStore& artifacts, StreamRegistry& streams, const Clock& clock,
-          std::chrono::milliseconds retention, std::function<void(bool)> report_health);
+  Janitor(JobStore& jobs, ArtifactStore& artifacts, StreamRegistry& streams, ServerMetrics& metrics,
+          const Clock& clock, std::chrono::milliseconds retention, std::function<void(bool)> report_health);
 
   // One round; returns how long to wait before the next (half a second, longer while the store fails).
   std::chrono::milliseconds Tick();
@@ -28,6 +29,7 @@ class Janitor {
   JobStore& jobs_;
   ArtifactStore& artifacts_;
   StreamRegistry& streams_;
+  ServerMetrics& metrics_;
   const Clock& clock_;
   std::chrono::milliseconds retention_;
   std::function<void(bool)> report_health_;

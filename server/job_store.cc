@@ -280,9 +280,19 @@ StoredArtifact JobStore::Artifact(const std::string& tenant, const std::string& 
   return {row.Text(1), row.Text(3), row.Text(4), row.Int(2)};
 }
 
+std::vector<JobCount> JobStore::CountJobs() {
+  std::lock_guard lock(mutex_);
+  Statement rows(db_, "SELECT model, state, count(*), min(created_ms) FROM jobs GROUP BY model, state");
+  std::vector<JobCount> counts;
+  while (rows.Step()) {
+    counts.push_back({rows.Text(0), static_cast<JobState>(rows.Int(1)), rows.Int(2), rows.Int(3)});
+  }
+  return counts;
+}
+
 std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const std::vector<std::string>& models) {
   if (models.empty()) return std::nullopt;
-  std::string sql = "SELECT id, spec, attempts FROM jobs WHERE state = ? AND model IN (";
+  std::string sql = "SELECT id, spec, attempts, created_ms FROM jobs WHERE state = ? AND model IN (";
   for (std::size_t i = 0; i < models.size(); ++i) sql += i ? ", ?" : "?";
   sql += ") ORDER BY priority DESC, seq LIMIT 1";
   std::lock_guard lock(mutex_);
@@ -295,6 +305,7 @@ std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const s
   lease.job_id = next.Text(0);
   lease.spec.ParseFromString(next.Text(1));
   lease.attempt = static_cast<int>(next.Int(2)) + 1;
+  lease.created_ms = next.Int(3);
   lease.lease_id = RandomId("lease-");
   if (Transition(Edge::kLease, "id = :id", lease.job_id, {"", lease.lease_id, group_id}) != 1) {
     vidgen::Fail(ErrorCode::kInternal, "job '{}' left the queue while it was leased", lease.job_id);
@@ -374,7 +385,7 @@ std::optional<std::string> JobStore::AttachArtifact(const std::string& job_id, c
   return replaced;
 }
 
-void JobStore::Complete(const v1::CompleteJobRequest& request) {
+JobStore::Completed JobStore::Complete(const v1::CompleteJobRequest& request) {
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
   const auto message = fmt::format("{} full and {} forecast steps in {:.1f} s", request.full_steps(),
@@ -384,8 +395,12 @@ void JobStore::Complete(const v1::CompleteJobRequest& request) {
     vidgen::Fail(ErrorCode::kFailedPrecondition, "job '{}' is not leased by '{}' with its video uploaded",
                  request.job_id(), request.lease_id());
   }
+  Statement row(db_, "SELECT model, created_ms FROM jobs WHERE id = ?");
+  row.Bind(request.job_id()).Step();
+  Completed completed{row.Text(0), row.Int(1)};
   transaction.Commit();
   events_.JobChanged(request.job_id());
+  return completed;
 }
 
 void JobStore::Fail(const v1::FailJobRequest& request) {

@@ -30,6 +30,15 @@ struct JobLease {
   std::string job_id, lease_id;
   v1::JobSpec spec;
   int attempt = 0;
+  std::int64_t created_ms = 0;  // when it was submitted
+};
+
+// How many jobs of a model are in a state, and when the oldest of them was submitted.
+struct JobCount {
+  std::string model;
+  JobState state = JobState::kQueued;
+  std::int64_t jobs = 0;
+  std::int64_t oldest_created_ms = 0;
 };
 
 struct StoredArtifact {
@@ -66,6 +75,9 @@ class JobStore {
   v1::Job Cancel(const std::string& tenant, const std::string& job_id);
   StoredArtifact Artifact(const std::string& tenant, const std::string& job_id);
 
+  // Every model's jobs by state (the states a model has no job in are left out).
+  std::vector<JobCount> CountJobs();
+
   // The next queued job for one of `models` (highest priority, then oldest), leased to `group_id`.
   std::optional<JobLease> LeaseNext(const std::string& group_id, const std::vector<std::string>& models);
   // FAILED_PRECONDITION unless `lease_id` is the running job's current lease.
@@ -77,7 +89,11 @@ class JobStore {
   // caller to delete. FAILED_PRECONDITION when the lease is no longer current.
   std::optional<std::string> AttachArtifact(const std::string& job_id, const std::string& lease_id,
                                             const StoredArtifact& artifact);
-  void Complete(const v1::CompleteJobRequest& request);  // needs the artifact attached
+  struct Completed {
+    std::string model;
+    std::int64_t created_ms = 0;
+  };
+  Completed Complete(const v1::CompleteJobRequest& request);  // needs the artifact attached
   void Fail(const v1::FailJobRequest& request);
   // Lapsed leases: the job goes back to the queue, or fails after max_attempts, or ends cancelled when a cancel was
   // asked for. Returns how many jobs changed.

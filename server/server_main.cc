@@ -1,7 +1,7 @@
 // vidgen-server: the public VideoService and the internal WorkerService over a durable SQLite job queue.
 #include <csignal>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -12,7 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/tool_main.h"
+#include "metrics/endpoint.h"
 #include "proto/rpc.h"
 #include "server/data_dir_lock.h"
 #include "server/janitor.h"
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
   CLI::App app{"vidgen-server: video generation jobs over gRPC, kept in a durable queue"};
   app.set_config("--config", "", "a TOML/INI file with any of these flags");
   std::string listen = "0.0.0.0:50051", data_dir = "vidgen-data", keys_file, worker_token_file, tls_cert, tls_key,
-              port_file;
+              port_file, metrics_listen, metrics_port_file;
   std::vector<std::string> models;
   int max_queue = 1000, max_attempts = 3, lease_seconds = 30, heartbeat_seconds = 5, max_request_mib = 8;
   int max_streams = 64, stall_seconds = 60, max_uploads = 8, max_threads = 1024, busy_timeout_ms = 10000;
@@ -69,6 +71,8 @@ int main(int argc, char** argv) {
   vidgen::spec::Limits limits;
   app.add_option("--listen", listen, "host:port to serve on (port 0: any free port)")->capture_default_str();
   app.add_option("--port-file", port_file, "write the port actually bound to this file");
+  app.add_option("--metrics-listen", metrics_listen, "host:port serving Prometheus metrics at /metrics (port 0: any)");
+  app.add_option("--metrics-port-file", metrics_port_file, "write the metrics port actually bound to this file");
   app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos; one server per folder")
       ->capture_default_str();
   app.add_option("--keys-file", keys_file, "JSON [{\"tenant\": ..., \"key\": ...}]; without it, one open tenant");
@@ -153,8 +157,10 @@ int main(int argc, char** argv) {
     vidgen::server::GroupRegistry groups(std::chrono::seconds(3 * lease_seconds), ParseModels(models));
     const vidgen::server::Authenticator auth(keys_file, worker_token);
     vidgen::server::StreamRegistry streams(max_streams, std::chrono::seconds(stall_seconds), max_uploads);
-    vidgen::server::ServerState state{
-        jobs, artifacts, groups, auth, streams, limits, std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
+    vidgen::metrics::Registry registry;
+    vidgen::server::ServerMetrics metrics(registry, jobs, groups, clock);
+    vidgen::server::ServerState state{jobs,   artifacts, groups, auth, streams, metrics, limits,
+                                      std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
     vidgen::server::VideoServiceImpl video_service(state);
     vidgen::server::WorkerServiceImpl worker_service(state);
 
@@ -180,15 +186,18 @@ int main(int argc, char** argv) {
       }
     };
     set_health(true);
-    if (!port_file.empty()) {
-      std::ofstream(port_file + ".tmp") << port << "\n";
-      std::filesystem::rename(port_file + ".tmp", port_file);
+    std::optional<vidgen::metrics::Endpoint> metrics_endpoint;
+    if (!metrics_listen.empty()) {
+      metrics_endpoint.emplace(registry, metrics_listen);
+      spdlog::info("metrics on port {}", metrics_endpoint->port());
+      if (!metrics_port_file.empty()) vidgen::WritePortFile(metrics_port_file, metrics_endpoint->port());
     }
+    if (!port_file.empty()) vidgen::WritePortFile(port_file, port);
     spdlog::info("vidgen-server on port {} ({}), data in {}", port, tls_cert.empty() ? "plaintext" : "TLS", data_dir);
 
     std::signal(SIGINT, RequestStop);
     std::signal(SIGTERM, RequestStop);
-    vidgen::server::Janitor janitor(jobs, artifacts, streams, clock,
+    vidgen::server::Janitor janitor(jobs, artifacts, streams, metrics, clock,
                                     std::chrono::milliseconds(static_cast<std::int64_t>(retention_hours * 3'600'000)),
                                     set_health);
     while (!stop_requested) {

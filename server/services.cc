@@ -70,7 +70,10 @@ grpc::Status VideoServiceImpl::SubmitJob(grpc::ServerContext* context, const v1:
           {tenant, spec, request->spec().SerializeAsString(), request->priority(), request->idempotency_key()});
       response->set_job_id(submitted.job_id);
       response->set_existing(submitted.existing);
-      if (!submitted.existing) spdlog::info("{} submitted {} ({})", tenant, submitted.job_id, spec.model());
+      if (!submitted.existing) {
+        state_.metrics.Submitted(spec.model());
+        spdlog::info("{} submitted {} ({})", tenant, submitted.job_id, spec.model());
+      }
     } catch (const Error& e) {
       if (e.code() == ErrorCode::kResourceExhausted) {
         context->AddTrailingMetadata("retry-after-seconds", std::to_string(state_.heartbeat.count() / 1000 + 5));
@@ -202,6 +205,7 @@ grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context, const v1:
         response->set_lease_id(lease->lease_id);
         *response->mutable_spec() = lease->spec;
         response->set_attempt(lease->attempt);
+        state_.metrics.Leased(*lease);
         spdlog::info("{} leased to {} (attempt {})", lease->job_id, request->group_id(), lease->attempt);
         return;
       }
@@ -220,6 +224,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context, const v1
     state_.auth.CheckWorker(*context);
     state_.groups.Touch(request->group_id());
     *response = state_.jobs.Heartbeat(*request);
+    if (!response->lease_lost()) state_.metrics.Progressed(*request);
   });
 }
 
@@ -258,6 +263,7 @@ grpc::Status WorkerServiceImpl::UploadArtifact(grpc::ServerContext* context,
       throw;
     }
     if (replaced) state_.artifacts.Remove(*replaced);  // an earlier upload of this lease: no row points to it now
+    state_.metrics.Uploaded(artifact.bytes);
     response->set_bytes(artifact.bytes);
     response->set_sha256(artifact.sha256);
   });
@@ -267,7 +273,7 @@ grpc::Status WorkerServiceImpl::CompleteJob(grpc::ServerContext* context, const 
                                             v1::CompleteJobResponse*) {
   return Handle("CompleteJob", context, [&] {
     state_.auth.CheckWorker(*context);
-    state_.jobs.Complete(*request);
+    state_.metrics.Completed(*request, state_.jobs.Complete(*request));
     spdlog::info("{} succeeded", request->job_id());
   });
 }
@@ -277,6 +283,7 @@ grpc::Status WorkerServiceImpl::FailJob(grpc::ServerContext* context, const v1::
   return Handle("FailJob", context, [&] {
     state_.auth.CheckWorker(*context);
     state_.jobs.Fail(*request);
+    state_.metrics.Ended(request->job_id());
     spdlog::info("{} {}: {}", request->job_id(), request->cancelled() ? "cancelled" : "failed", request->message());
   });
 }

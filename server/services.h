@@ -5,6 +5,7 @@
 #include "server/auth.h"
 #include "server/group_registry.h"
 #include "server/job_store.h"
+#include "server/server_metrics.h"
 #include "server/spec.h"
 #include "server/streams.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
@@ -18,6 +19,7 @@ struct ServerState {
   GroupRegistry& groups;
   const Authenticator& auth;
   StreamRegistry& streams;
+  ServerMetrics& metrics;
   spec::Limits spec_limits;
   std::chrono::milliseconds heartbeat{std::chrono::seconds(5)};
   int max_request_bytes = 8 << 20;  // what the server accepts in one message (worker uploads size chunks by it)

@@ -1,9 +1,7 @@
 #include "tools/bench_load.h"
 
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +10,7 @@
 
 #include "common/bytes.h"
 #include "common/error.h"
+#include "common/process_memory.h"
 #include "models/families.h"
 #include "tools/synthetic_checkpoint.h"
 
@@ -20,31 +19,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A field of /proc/self/status in bytes ("VmRSS", "VmHWM").
-std::int64_t StatusBytes(const std::string& field) {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    std::int64_t kib = 0;
-    if (line.starts_with(field + ":") && std::sscanf(line.c_str() + field.size() + 1, "%ld", &kib) == 1) {
-      return kib * 1024;
-    }
-  }
-  Fail(ErrorCode::kInternal, "/proc/self/status has no {}", field);
-}
-
-// Starts the peak resident size (VmHWM) again from the current one.
-void ResetPeakRss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-
 int MeasureLoad(const LoadBenchOptions& options) {
   torch::NoGradGuard no_grad;
   const auto family = options.family.empty() ? DetectFamily(options.model_dir) : spec::ParseFamily(options.family);
   PipelineOptions load;
   load.dtype = ParseModelDType(options.dtype);
   load.device = c10::Device(options.device);
-  const std::int64_t before = StatusBytes("VmRSS");
-  ResetPeakRss();
+  const std::int64_t before = ProcessStatusBytes("VmRSS");
+  ResetPeakResidentBytes();
   const auto start = std::chrono::steady_clock::now();
   const auto pipeline = LoadPipeline(options.model_dir, family, load);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -54,7 +36,7 @@ int MeasureLoad(const LoadBenchOptions& options) {
     weights += tensor.numel() * tensor.element_size();
     if (tensor.device().is_cpu()) tensor.sum().item();
   }
-  const std::int64_t peak = StatusBytes("VmHWM") - before;
+  const std::int64_t peak = ProcessStatusBytes("VmHWM") - before;
   const double ratio = static_cast<double>(peak) / static_cast<double>(weights);
   if (options.json) {
     fmt::print("{}\n", nlohmann::json{{"benchmark", "load"},

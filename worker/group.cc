@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "media/video_encoder.h"
 #include "proto/spec_proto.h"
+#include "worker/device_memory.h"
 #include "worker/job.h"
 #include "worker/reporter.h"
 
@@ -81,10 +82,13 @@ GenerationResult Group::Generate(const v1::JobSpec& spec, Reporter* reporter) {
     const bool stop = leader() && reporter->cancelled();
     return consensus_ ? consensus_->Decide(stop) : stop;
   };
+  double last_step_seconds = 0;
   if (reporter) {
     callbacks.on_step = [&](const StepProgress& progress) {
       const double eta = progress.seconds / progress.step * (progress.total - progress.step);
       reporter->Update(progress.step == progress.total ? "decoding" : "denoising", progress.step, progress.total, eta);
+      if (options_.metrics) options_.metrics->Stepped(progress.seconds - last_step_seconds);
+      last_step_seconds = progress.seconds;
     };
   }
   return pipeline_->Generate(request, callbacks);
@@ -106,9 +110,17 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
         unforgotten_.push_back(n);
       }
       const auto start = std::chrono::steady_clock::now();
+      ResetPeakMemory(options_.device);
       const auto result = Generate(lease.spec(), &reporter);
+      const auto peak_memory = PeakMemory(options_.device);
       reporter.Update("encoding_video");
+      const auto encode_start = std::chrono::steady_clock::now();
       const auto video = Encode(id, lease.spec().output(), result.frames);
+      if (options_.metrics) {
+        options_.metrics->Generated(
+            result.stats, peak_memory,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - encode_start).count());
+      }
       reporter.Update("uploading");
       source.Upload(id, lease.lease_id(), video, std::string(spec::MimeType(rpc::FromProto(lease.spec()).output)));
       std::filesystem::remove(video);
@@ -119,10 +131,12 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
       done.set_predicted_steps(result.stats.predicted_steps);
       done.set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       source.Complete(done);
+      if (options_.metrics) options_.metrics->Ended("succeeded");
       spdlog::info("job {} done in {:.1f} s", id, done.seconds());
       return;
     } catch (const Error& e) {
       if (reporter.lease_lost()) {
+        if (options_.metrics) options_.metrics->Ended("lease_lost");
         spdlog::warn("job {}: the lease was lost; dropped", id);
         return;
       }
@@ -135,6 +149,7 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
     }
   }
   spdlog::warn("job {} {}: {}", id, failure.cancelled() ? "cancelled" : "failed", failure.message());
+  if (options_.metrics) options_.metrics->Ended(failure.cancelled() ? "cancelled" : "failed");
   try {
     source.Fail(failure);
   } catch (const Error& e) {

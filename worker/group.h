@@ -15,6 +15,7 @@
 #include "worker/consensus.h"
 #include "worker/job.h"
 #include "worker/job_source.h"
+#include "worker/worker_metrics.h"
 
 namespace vidgen::worker {
 
@@ -30,6 +31,9 @@ struct GroupOptions {
   std::string lora_dir;
   // LoRA sets besides the one in use kept merged on the host (VideoPipeline::KeepLoraSets).
   std::size_t kept_lora_sets = 2;
+  // When set, the leader's steps, peak memory on `device`, cache bytes and encoding time go here (not owned).
+  WorkerMetrics* metrics = nullptr;
+  c10::Device device{c10::kCPU};
 };
 
 class Group {

@@ -15,8 +15,10 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/rank_launch.h"
 #include "common/tool_main.h"
+#include "metrics/endpoint.h"
 #include "models/families.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -30,7 +32,7 @@ namespace {
 
 struct Options {
   std::string server = "localhost:50051", token, tls_ca, model_dir, model_name, device = "cpu", dtype = "bf16",
-              work_dir = "vidgen-worker", frames_dir, lora_dir;
+              work_dir = "vidgen-worker", frames_dir, lora_dir, metrics_listen, metrics_port_file;
   int threads = 0;
   int collective_timeout_seconds = 60;
 };
@@ -68,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--lora-sets-kept", kept_lora_sets,
                  "LoRA sets kept merged on the host besides the one in use (each: the host memory of what it changes)")
       ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "host:port where the leader serves Prometheus metrics at /metrics (port 0: any)");
+  app.add_option("--metrics-port-file", options.metrics_port_file, "write the metrics port actually bound here");
   app.add_option("--collective-timeout", options.collective_timeout_seconds,
                  "seconds a collective waits for a peer before the group counts as broken")
       ->check(CLI::Range(1, 86400))
@@ -108,7 +113,9 @@ int main(int argc, char** argv) {
     load.world = world.get();
     load.dtype = vidgen::ParseModelDType(options.dtype);
     load.device = device;
+    const auto load_start = std::chrono::steady_clock::now();
     auto pipeline = vidgen::LoadPipeline(options.model_dir, family, load);
+    const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const auto side_multiple = pipeline->side_multiple();
     const auto task = pipeline->task();
     std::optional<vidgen::worker::WorldConsensus> consensus;
@@ -118,6 +125,22 @@ int main(int argc, char** argv) {
     group_options.frames_dir = options.frames_dir;
     group_options.lora_dir = options.lora_dir;
     group_options.kept_lora_sets = kept_lora_sets;
+    group_options.device = device;
+    // Only the leader serves metrics: it sees every job whole.
+    const bool leader = !world || world->rank() == 0;
+    vidgen::metrics::Registry registry;
+    std::optional<vidgen::worker::WorkerMetrics> metrics;
+    std::optional<vidgen::metrics::Endpoint> metrics_endpoint;
+    if (leader && !options.metrics_listen.empty()) {
+      const auto& layout = world ? world->mesh() : mesh;
+      metrics.emplace(registry, std::string(vidgen::spec::FamilyName(family)),
+                      fmt::format("ulysses{}_ring{}_cfg{}", layout.ulysses, layout.ring, layout.cfg));
+      metrics->Loaded(load_seconds);
+      group_options.metrics = &*metrics;
+      metrics_endpoint.emplace(registry, options.metrics_listen);
+      spdlog::info("metrics on port {}", metrics_endpoint->port());
+      if (!options.metrics_port_file.empty()) vidgen::WritePortFile(options.metrics_port_file, metrics_endpoint->port());
+    }
     vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
 
