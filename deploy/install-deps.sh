@@ -16,16 +16,30 @@ packages=(
   mmdebstrap
 )
 
-missing=()
-for package in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
-  [[ "$status" == "install ok installed" ]] || missing+=("$package")
-done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+# The one-node Slurm cluster of the `cluster` tests; the tests skip when these cannot be installed.
+optional=(slurm-wlm munge)
 
-echo "install-deps: installing ${missing[*]}" >&2
+missing_of() {
+  local package status
+  for package in "$@"; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || echo "$package"
+  done
+}
+mapfile -t missing < <(missing_of "${packages[@]}")
+mapfile -t missing_optional < <(missing_of "${optional[@]}")
+[[ ${#missing[@]} -eq 0 && ${#missing_optional[@]} -eq 0 ]] && exit 0
+
 sudo=()
 [[ $(id -u) -eq 0 ]] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [[ ${#missing_optional[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing_optional[*]} (optional)" >&2
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing_optional[@]}" ||
+    echo "install-deps: could not install ${missing_optional[*]}: the cluster tests will be skipped" >&2
+fi

@@ -20,7 +20,6 @@
 extern char** environ;
 
 namespace vidgen::testing {
-namespace {
 
 Process Spawn(const std::vector<std::string>& args, const std::string& log) {
   posix_spawn_file_actions_t actions;
@@ -43,8 +42,6 @@ Process Spawn(const std::vector<std::string>& args, const std::string& log) {
   if (rc != 0) throw std::runtime_error(fmt::format("cannot start {}: {}", args[0], std::strerror(rc)));
   return {pid, log};
 }
-
-}  // namespace
 
 void Process::Kill(int signal) const {
   if (pid > 0) ::kill(-pid, signal);

@@ -26,6 +26,9 @@ struct Process {
   bool Running() const;
 };
 
+// Starts `args` (args[0] a path) in a process group of its own, stdout and stderr appended to `log`.
+Process Spawn(const std::vector<std::string>& args, const std::string& log);
+
 class Cluster {
  public:
   static constexpr const char* kAcmeKey = "acme-key-0123456789abcdef";
