@@ -11,7 +11,7 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libsqlite3-dev libssl-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   libpng-dev libgtest-dev libicu-dev zlib1g-dev
-  gnuplot-nox
+  gnuplot-nox python3-yaml
   clang libclang-rt-14-dev
   mmdebstrap
 )
