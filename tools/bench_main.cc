@@ -19,6 +19,7 @@
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
 #include "tools/bench_quality.h"
+#include "tools/bench_service.h"
 #include "tools/frame_metrics.h"
 
 namespace {
@@ -295,6 +296,16 @@ int main(int argc, char** argv) {
   load_command->add_option("--parts-from", load.parts_from,
                            "synthetic: the small checkpoint its encoders, tokenizers and VAE come from");
   load_command->add_flag("--json", load.json, "print one JSON report");
+#ifdef VIDGEN_BENCH_SERVICE
+  vidgen::tools::ServiceBenchOptions service;
+  auto* service_command = app.add_subcommand("service", "vidgen-server under bursts of concurrent submits");
+  service_command->add_option("--server-bin", service.server_bin, "vidgen-server (default: the build tree's)");
+  service_command->add_option("--concurrency", service.concurrency, "submits in flight at once")
+      ->capture_default_str();
+  service_command->add_option("--rounds", service.rounds, "bursts")->capture_default_str();
+  service_command->add_option("--channels", service.channels, "connections the clients share")->capture_default_str();
+  service_command->add_flag("--json", service.json, "print one JSON report");
+#endif
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-bench", [&] {
@@ -304,6 +315,9 @@ int main(int argc, char** argv) {
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
     if (load_command->parsed()) return vidgen::tools::RunLoadBench(load);
+#ifdef VIDGEN_BENCH_SERVICE
+    if (service_command->parsed()) return vidgen::tools::RunServiceBench(service);
+#endif
     if (calibrate_command->parsed()) return vidgen::tools::RunCalibrate(calibrate);
     if (cache_command->parsed() && cache_model == "demo") {
       if (!demo_dir.empty()) demo_cache.model_dir = demo_dir;
