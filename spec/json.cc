@@ -1,7 +1,9 @@
 #include "spec/json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -11,6 +13,15 @@
 
 namespace vidgen::spec {
 namespace {
+
+// A number that is a whole number (1000, or 1000.0 as Python and others may write it); none otherwise.
+std::optional<std::int64_t> WholeNumber(const nlohmann::json& value) {
+  if (value.is_number_integer()) return value.get<std::int64_t>();
+  if (!value.is_number_float()) return std::nullopt;
+  const double number = value.get<double>();
+  if (!std::isfinite(number) || number != std::floor(number) || std::abs(number) > 9e15) return std::nullopt;
+  return static_cast<std::int64_t>(number);
+}
 
 // One JSON object's fields, read by name: each read consumes its key, and Finish() refuses what is left.
 class Fields {
@@ -26,11 +37,11 @@ class Fields {
     read_.push_back(key);
     const bool fits = std::is_same_v<T, std::string> ? it->is_string()
                       : std::is_same_v<T, bool>      ? it->is_boolean()
-                      : std::is_integral_v<T>        ? it->is_number_integer()
+                      : std::is_integral_v<T>        ? WholeNumber(*it).has_value()
                                                      : it->is_number();
     if (!fits) Fail(ErrorCode::kInvalidArgument, "{}.{} has the wrong type ({})", what_, key, JsonExcerpt(*it));
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      const auto value = it->get<std::int64_t>();
+      const auto value = *WholeNumber(*it);
       if (value < std::numeric_limits<T>::min() || value > std::numeric_limits<T>::max()) {
         Fail(ErrorCode::kInvalidArgument, "{}.{} is out of range ({})", what_, key, value);
       }
@@ -58,11 +69,11 @@ class Fields {
     }
     field.clear();
     for (const auto& value : *it) {
-      if (!value.is_number_integer() || value.get<std::int64_t>() < std::numeric_limits<int>::min() ||
-          value.get<std::int64_t>() > std::numeric_limits<int>::max()) {
+      const auto whole = WholeNumber(value);
+      if (!whole || *whole < std::numeric_limits<int>::min() || *whole > std::numeric_limits<int>::max()) {
         Fail(ErrorCode::kInvalidArgument, "{}.{} holds {}, not an integer", what_, key, JsonExcerpt(value));
       }
-      field.push_back(value.get<int>());
+      field.push_back(static_cast<int>(*whole));
     }
   }
   // A nested object, read by `read`.

@@ -10,6 +10,7 @@
 
 #include "models/demo/world.h"
 #include "models/io/json_config.h"
+#include "models/job_request.h"
 #include "models/families.h"
 #include "models/wan/pipeline.h"
 
@@ -39,17 +40,23 @@ TEST(DemoModelTest, IsAWan21CheckpointInTheReleasedLayout) {
 }
 
 // What a job that takes the model's own defaults asks for.
-GenerationRequest DemoRequest(const ClipSpec& spec, int steps, std::uint64_t seed) {
-  const io::JsonConfig config(kModel + "/config.json", "Wan config");
-  const auto& defaults = config.json().at("vidgen_defaults");
-  GenerationRequest request;
-  request.prompt = Prompt(spec);
-  request.negative_prompt = defaults.at("negative_prompt").get<std::string>();
-  request.width = defaults.at("width").get<std::int64_t>();
-  request.height = defaults.at("height").get<std::int64_t>();
-  request.frames = defaults.at("frames").get<std::int64_t>();
-  request.steps = steps;
-  request.seed = seed;
+// A prompt as a job naming the demo model (and `lora`) runs it: the checkpoint's declared size, frames and negative
+// prompt, the LoRA's declared schedule, the family's defaults, normalized by the service's rules. Steps 0: unset.
+GenerationRequest DemoRequest(const ClipSpec& spec, int steps, std::uint64_t seed, const lora::Adapter* lora = nullptr) {
+  spec::ModelInfo model{"demo", spec::Family::kWan, ReadCheckpointDefaults(kModel)};
+  spec::JobRequest job;
+  job.model = model.name;
+  job.prompt = Prompt(spec);
+  job.steps = steps;
+  job.seed = static_cast<std::int64_t>(seed);
+  if (lora) {
+    model.loras = {"lora"};
+    if (auto declared = LoraDefaults("lora", *lora)) model.lora_defaults["lora"] = *declared;
+    job.loras = {{"lora", 1.0}};
+  }
+  spec::Normalize(job, model, spec::Limits{});
+  auto request = ToGenerationRequest(job);
+  if (lora) request.loras = {{lora, 1.0}};
   return request;
 }
 
@@ -97,17 +104,14 @@ TEST(DemoModelTest, TheDistilledLoraDrawsHeldOutPromptsInFourPasses) {
   torch::set_num_threads(2);
   auto pipeline = wan::WanPipeline::Load(kModel);
   const auto adapter = pipeline->ReadLora(kLoras + "/distill.safetensors");
-  const auto declared = nlohmann::json::parse(adapter.metadata.at("vidgen_defaults"));
-  EXPECT_EQ(declared.at("solver"), "euler");
-  EXPECT_EQ(declared.at("guidance"), 1.0);
   int directions = 0;
   for (const auto& spec : HeldOutPrompts(4)) {
-    auto request = DemoRequest(spec, 4, 2);
-    request.timesteps = declared.at("timesteps").get<std::vector<double>>();
-    request.shift = declared.at("shift").get<double>();
-    request.solver = schedulers::Solver::kEuler;
-    request.guidance_scale = 1;
-    request.loras = {{&adapter, 1.0}};
+    const auto request = DemoRequest(spec, 0, 2, &adapter);  // what the file declares
+    EXPECT_EQ(request.timesteps, (std::vector<double>{1000, 750, 500, 250}));
+    EXPECT_EQ(request.steps, 4);
+    EXPECT_EQ(request.solver, schedulers::Solver::kEuler);
+    EXPECT_EQ(request.guidance_scale, 1);
+    EXPECT_EQ(request.shift, 5);
     const auto result = pipeline->Generate(request);
     EXPECT_EQ(result.stats.full_steps, 4);
     const auto analysis = Analyze(result.frames);

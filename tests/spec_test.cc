@@ -242,6 +242,12 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
   EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"timesteps", {1000, "x"}}}, "x"), kInvalidArgument,
                "x.timesteps holds");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"timesteps", {1000, 750.5}}}, "x"), kInvalidArgument,
+               "x.timesteps holds 750.5, not an integer");
+  // Whole numbers written as floats (Python's json writes 1000.0 for a float) are the integers they are.
+  const auto floats = JobRequestFromJson(nlohmann::json{{"timesteps", {1000.0, 750.0}}, {"width", 32.0}}, "x");
+  EXPECT_EQ(floats.timesteps, (std::vector<int>{1000, 750}));
+  EXPECT_EQ(floats.width, 32);
   const auto unknown = nlohmann::json{{"width", 32}, {"colour", "red"}};
   try {
     JobRequestFromJson(unknown, "vidgen_defaults");

@@ -11,9 +11,11 @@
 
 #include "common/cpu_allocator.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/rank_launch.h"
 #include "common/tool_main.h"
 #include "models/families.h"
+#include "models/job_request.h"
 #include "models/lora/adapter.h"
 #include "models/wan/config.h"
 #include "parallel/launch.h"
@@ -43,6 +45,10 @@ void DrawProgress(const vidgen::StepProgress& progress) {
   if (progress.step == progress.total) fmt::print(stderr, "\n");
 }
 
+// A local run is held only to what the pipeline checks, not to a server's limits on one job.
+const vidgen::spec::Limits kLimits{1 << 20, std::int64_t{1} << 40, 4096, 4097, 1000, std::int64_t{1} << 30,
+                                   std::int64_t{4096} * 4096, 64};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,37 +56,37 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("vidgen"));
   vidgen::TuneCpuAllocator();
   CLI::App app{"Generates one video with Wan2.1 or HunyuanVideo and writes its frames as PNG files."};
-  std::string model_dir, size = "832x480", out = "vidgen-out", dtype = "bf16", solver = "unipc", device = "cpu";
-  vidgen::GenerationRequest request;
+  std::string model_dir, size, out = "vidgen-out", dtype = "bf16", device = "cpu";
+  // Fields left unset take the LoRAs', the checkpoint's and then the family's defaults, as a job would.
+  vidgen::spec::JobRequest job;
   int threads = 0;
   int nproc = 1;
   vidgen::parallel::MeshOptions mesh;
   bool cfg_parallel = false;
-  std::string cache_preset = "none", cache_distance = "step", cache_factor_dtype = "fp32", cache_expansion = "taylor",
-              cache_guidance;
-  int cache_interval = 0, cache_order = -1, cache_warmup = 0, cache_tail = -1;
+  std::string cache_distance = "step", cache_factor_dtype = "fp32";
   double cache_budget_gib = 0;
   bool cache_fallback = false, cache_calibrated = false;
   app.add_option("--model-dir", model_dir, "Wan2.1 or HunyuanVideo checkpoint folder (released or diffusers layout)")
       ->required();
   std::string family_name;
   app.add_option("--family", family_name, "wan2.1 or hunyuanvideo (default: told by the folder)");
-  app.add_option("--prompt", request.prompt, "what the video shows")->required();
-  app.add_option("--negative-prompt", request.negative_prompt, "what to avoid (default: the reference's)");
-  app.add_option("--size", size, "WIDTHxHEIGHT, multiples of 16 (default: the family's, 832x480 or 1280x720)");
-  app.add_option("--frames", request.frames, "4k+1 frames (Wan 81, HunyuanVideo 129)");
-  app.add_option("--steps", request.steps, "denoising steps")->capture_default_str();
-  app.add_option("--guidance", request.guidance_scale,
+  app.add_option("--prompt", job.prompt, "what the video shows")->required();
+  app.add_option("--negative-prompt", job.negative_prompt, "what to avoid (default: the checkpoint's or reference's)");
+  app.add_option("--size", size,
+                 "WIDTHxHEIGHT, multiples of 16 (default: the checkpoint's, else the family's: 832x480 or 1280x720)");
+  app.add_option("--frames", job.frames, "4k+1 frames (default: the checkpoint's, else Wan 81, HunyuanVideo 129)");
+  app.add_option("--steps", job.steps, "denoising steps (default: a LoRA's schedule, else 50)");
+  app.add_option("--guidance", job.guidance,
                  "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
-  app.add_option("--shift", request.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
-  app.add_option("--seed", request.seed, "noise seed")->capture_default_str();
+  app.add_option("--shift", job.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
+  app.add_option("--seed", job.seed, "noise seed")->capture_default_str()->check(CLI::NonNegativeNumber);
   std::string image_file, last_image_file;
   app.add_option("--image", image_file, "I2V/FLF2V models: the first frame (PNG); --size is then the video's area");
   app.add_option("--last-image", last_image_file, "FLF2V models: the last frame (PNG)");
   std::vector<std::string> lora_args;
   app.add_option("--lora", lora_args, "PATH[:SCALE]: a LoRA safetensors added to the transformer (repeat to stack)");
-  app.add_option("--solver", solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
-  app.add_option("--timesteps", request.timesteps, "a given schedule, e.g. 1000,750,500,250 (distilled models)")
+  app.add_option("--solver", job.solver, "unipc, dpm++ or euler (Wan: unipc, HunyuanVideo: euler)");
+  app.add_option("--timesteps", job.timesteps, "a given schedule, e.g. 1000,750,500,250 (distilled models)")
       ->delimiter(',');
   app.add_option("--dtype", dtype, "fp32, bf16 or fp16 matrix products")->capture_default_str();
   app.add_option("--device", device, "cpu or cuda[:N] (ranks: plain cuda means cuda:LOCAL_RANK)")
@@ -93,20 +99,19 @@ int main(int argc, char** argv) {
   app.add_option("--ring", mesh.ring, "ring-attention degree (K/V passed around)")->capture_default_str();
   app.add_flag("--cfg-parallel", cfg_parallel, "conditional and unconditional passes on separate rank groups");
   app.add_option("--out", out, "folder for frame_0000.png, ...")->capture_default_str();
-  app.add_option("--cache", cache_preset,
+  app.add_option("--cache", job.cache.preset,
                  "none, taylorseer-wan, taylorseer-hunyuan, taylorseer-flux, fora, lite, taylorseer-cfg, "
-                 "taylorseer-cfg-calibrated")
-      ->capture_default_str();
-  app.add_option("--cache-interval", cache_interval, "one full step every N (overrides the preset)");
-  app.add_option("--cache-order", cache_order, "Taylor order 0-4 (overrides the preset)");
-  app.add_option("--cache-warmup", cache_warmup, "full steps at the start (overrides the preset)");
-  app.add_option("--cache-tail", cache_tail, "full steps at the end");
+                 "taylorseer-cfg-calibrated (default: none)");
+  app.add_option("--cache-interval", job.cache.interval, "one full step every N (overrides the preset)");
+  app.add_option("--cache-order", job.cache.order, "Taylor order 0-4 (overrides the preset)");
+  app.add_option("--cache-warmup", job.cache.warmup, "full steps at the start (overrides the preset)");
+  app.add_option("--cache-tail", job.cache.tail, "full steps at the end");
   app.add_option("--cache-distance", cache_distance, "step or sigma")->capture_default_str();
-  app.add_option("--cache-expansion", cache_expansion, "taylor (as published) or newton")->capture_default_str();
+  app.add_option("--cache-expansion", job.cache.expansion, "taylor (as published) or newton");
   app.add_option("--cache-factor-dtype", cache_factor_dtype, "fp32, bf16 or fp8")->capture_default_str();
   app.add_option("--cache-budget-gib", cache_budget_gib, "refuse caches larger than this (0: no limit)");
   app.add_flag("--cache-fallback", cache_fallback, "over budget, fall back to lite mode instead of refusing");
-  app.add_option("--cache-guidance", cache_guidance,
+  app.add_option("--cache-guidance", job.cache.guidance,
                  "separate (forecast both guidance passes) or reuse-difference (overrides the preset)");
   app.add_flag("--cache-calibrated", cache_calibrated,
                "scale the reused guidance difference by the checkpoint's vidgen_cache_calibration.json");
@@ -127,34 +132,7 @@ int main(int argc, char** argv) {
     }
     const bool leader = !world || world->rank() == 0;
     const int ranks_here = world ? world->size() : 1;
-    // What the command line leaves unset takes the model family's defaults.
     const auto family = family_name.empty() ? vidgen::DetectFamily(model_dir) : vidgen::spec::ParseFamily(family_name);
-    const auto defaults = vidgen::FamilyDefaults(family);
-    std::tie(request.width, request.height) =
-        app.count("--size") ? ParseSize(size) : std::pair{defaults.width, defaults.height};
-    if (!app.count("--frames")) request.frames = defaults.frames;
-    if (!request.timesteps.empty() && !app.count("--steps")) request.steps = static_cast<int>(request.timesteps.size());
-    if (!app.count("--guidance")) request.guidance_scale = defaults.guidance_scale;
-    if (!app.count("--shift")) request.shift = defaults.shift;
-    request.solver = app.count("--solver") ? vidgen::schedulers::ParseSolver(solver) : defaults.solver;
-    const auto max_pixels = vidgen::spec::Limits{}.max_image_pixels;
-    if (!image_file.empty()) request.image = vidgen::tools::ReadPng(image_file, max_pixels);
-    if (!last_image_file.empty()) request.last_image = vidgen::tools::ReadPng(last_image_file, max_pixels);
-    auto& cache = request.cache;
-    cache = vidgen::cache::Preset(cache_preset);
-    if (cache_interval > 0) cache.interval = cache_interval;
-    if (cache_order >= 0) cache.order = cache_order;
-    if (cache_warmup > 0) cache.warmup = cache_warmup;
-    if (cache_tail >= 0) cache.tail = cache_tail;
-    cache.distance = vidgen::cache::ParseDistance(cache_distance);
-    cache.expansion = vidgen::cache::ParseExpansion(cache_expansion);
-    cache.factor_dtype = vidgen::cache::ParseFactorDType(cache_factor_dtype);
-    if (!cache_guidance.empty()) cache.guidance = vidgen::cache::ParseGuidanceCache(cache_guidance);
-    if (cache_calibrated) cache.calibrated = true;
-    cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
-    cache.over_budget =
-        cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
-    cache.Validate();
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     torch::set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks_here));
     vidgen::PipelineOptions options;
@@ -166,13 +144,45 @@ int main(int argc, char** argv) {
     auto pipeline = vidgen::LoadPipeline(model_dir, family, options);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
+    // The request as a job naming this checkpoint and these LoRAs, normalized by the service's rules.
+    vidgen::spec::ModelInfo model{"local", family, vidgen::ReadCheckpointDefaults(model_dir),
+                                  static_cast<int>(pipeline->side_multiple()), pipeline->task()};
+    job.model = model.name;
     std::vector<vidgen::lora::Adapter> adapters;
     adapters.reserve(lora_args.size());
     for (const auto& arg : lora_args) {
       const auto flag = vidgen::tools::ParseLoraFlag(arg);
       adapters.push_back(pipeline->ReadLora(flag.name));
-      request.loras.emplace_back(&adapters.back(), flag.scale.value_or(1.0));
+      const std::string name = fmt::format("lora{}", adapters.size() - 1);
+      model.loras.push_back(name);
+      if (auto defaults = vidgen::LoraDefaults(flag.name, adapters.back())) model.lora_defaults[name] = *defaults;
+      job.loras.push_back({name, flag.scale.value_or(1.0)});
     }
+    if (!size.empty()) std::tie(job.width, job.height) = ParseSize(size);
+    const auto max_pixels = vidgen::spec::Limits{}.max_image_pixels;
+    at::Tensor image, last_image;
+    if (!image_file.empty()) {
+      image = vidgen::tools::ReadPng(image_file, max_pixels);
+      job.image = vidgen::ReadBoundedFile(image_file, "image", std::uintmax_t{1} << 30);
+    }
+    if (!last_image_file.empty()) {
+      last_image = vidgen::tools::ReadPng(last_image_file, max_pixels);
+      job.last_image = vidgen::ReadBoundedFile(last_image_file, "last image", std::uintmax_t{1} << 30);
+    }
+    if (cache_calibrated) job.cache.calibrated = true;
+    vidgen::spec::Normalize(job, model, kLimits);
+
+    auto request = vidgen::ToGenerationRequest(job);
+    request.image = image;
+    request.last_image = last_image;
+    for (std::size_t i = 0; i < adapters.size(); ++i) request.loras.emplace_back(&adapters[i], job.loras[i].scale);
+    auto& cache = request.cache;
+    cache.distance = vidgen::cache::ParseDistance(cache_distance);
+    cache.factor_dtype = vidgen::cache::ParseFactorDType(cache_factor_dtype);
+    cache.budget_bytes = static_cast<std::int64_t>(cache_budget_gib * (1 << 30));
+    cache.over_budget =
+        cache_fallback ? vidgen::cache::OverBudget::kFallBackToLite : vidgen::cache::OverBudget::kRefuse;
+    cache.Validate();
 
     vidgen::GenerationCallbacks callbacks;
     if (leader) callbacks.on_step = DrawProgress;

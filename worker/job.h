@@ -7,6 +7,7 @@
 
 #include "media/video_encoder.h"
 #include "models/generation.h"
+#include "models/job_request.h"
 #include "models/lora/adapter.h"
 #include "spec/spec.h"
 #include "vidgen/v1/video_service.pb.h"
@@ -20,14 +21,5 @@ using LoraLibrary = std::map<std::string, lora::Adapter>;
 // not have, an image that does not decode).
 GenerationRequest ToGenerationRequest(const v1::JobSpec& spec, const LoraLibrary& loras);
 media::VideoOptions ToVideoOptions(const v1::OutputSettings& output);
-
-// The defaults a checkpoint declares for the jobs it serves: the "vidgen_defaults" object of <dir>/config.json with
-// the API's field names (the demo model: {"width": 32, "height": 32, "frames": 17, "negative_prompt": " "}); none
-// when it has none. Throws Error(INVALID_ARGUMENT) naming the file and field when they do not parse.
-std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir);
-// What a LoRA declares for the jobs that name it: the JSON object under "vidgen_defaults" in its file's metadata
-// (a step-distilled LoRA: {"timesteps": [1000, 750, 500, 250], "solver": "euler", "guidance": 1}); none when it has
-// none. Throws Error(INVALID_ARGUMENT) naming the LoRA when it does not parse.
-std::optional<spec::JobRequest> LoraDefaults(const std::string& name, const lora::Adapter& adapter);
 
 }  // namespace vidgen::worker

@@ -158,11 +158,11 @@ int main(int argc, char** argv) {
     model->set_task(std::string(vidgen::spec::TaskName(task)));
     for (const auto& [name, adapter] : group.loras()) {
       model->add_loras(name);
-      if (const auto defaults = vidgen::worker::LoraDefaults(name, adapter)) {
+      if (const auto defaults = vidgen::LoraDefaults(name, adapter)) {
         (*model->mutable_lora_defaults())[name] = vidgen::rpc::ToProto(*defaults);
       }
     }
-    if (const auto defaults = vidgen::worker::ReadCheckpointDefaults(options.model_dir)) {
+    if (const auto defaults = vidgen::ReadCheckpointDefaults(options.model_dir)) {
       *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
     }
     vidgen::worker::ServerLink link(link_options);

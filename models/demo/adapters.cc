@@ -1,6 +1,7 @@
 #include "models/demo/adapters.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -195,8 +196,10 @@ void DistillSteps(const DistillOptions& options, const std::function<void(const 
     batch.sigmas = levels.index_select(0, torch::randint(levels.size(0), {options.batch}, generator, torch::kLong));
     return batch;
   };
+  std::vector<int> timesteps;  // a request's schedule is training timesteps: integers
+  for (const double timestep : options.timesteps) timesteps.push_back(static_cast<int>(std::lround(timestep)));
   const nlohmann::json defaults = {
-      {"timesteps", options.timesteps}, {"shift", options.shift}, {"solver", "euler"}, {"guidance", 1.0}};
+      {"timesteps", timesteps}, {"shift", options.shift}, {"solver", "euler"}, {"guidance", 1.0}};
   const nlohmann::json about = {
       {"trained_by", "vidgen-train distill"},
       {"teacher", {{"solver", "unipc"}, {"steps", options.teacher_steps}, {"guidance", options.teacher_guidance}}},
