@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "models/io/json_config.h"
+#include "models/job_request.h"
 #include "models/hunyuan/pipeline.h"
 #include "models/wan/pipeline.h"
 
@@ -42,16 +43,7 @@ std::unique_ptr<VideoPipeline> LoadPipeline(const std::string& dir, spec::Family
 }
 
 GenerationRequest FamilyDefaults(spec::Family family) {
-  const auto defaults = spec::FamilyDefaults(family);
-  GenerationRequest request;
-  request.width = defaults.width;
-  request.height = defaults.height;
-  request.frames = defaults.frames;
-  request.steps = defaults.steps;
-  request.guidance_scale = defaults.guidance;
-  request.shift = defaults.shift;
-  request.solver = schedulers::ParseSolver(defaults.solver);
-  return request;
+  return ToGenerationRequest(spec::FamilyDefaults(family));
 }
 
 c10::ScalarType ParseModelDType(const std::string& name) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/process_memory.h"
 #include "common/rank_launch.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
 
@@ -27,18 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr const char* kKey = "bench-key-0123456789abcdef";
-
-// A field of /proc/<pid>/status in bytes ("VmRSS", "VmHWM").
-std::int64_t StatusBytes(pid_t pid, const std::string& field) {
-  std::ifstream status(fmt::format("/proc/{}/status", pid));
-  for (std::string line; std::getline(status, line);) {
-    long kib = 0;
-    if (line.starts_with(field + ":") && std::sscanf(line.c_str() + field.size() + 1, "%ld", &kib) == 1) {
-      return static_cast<std::int64_t>(kib) * 1024;
-    }
-  }
-  Fail(ErrorCode::kInternal, "the server's /proc status has no {}", field);
-}
 
 // vidgen-server on a loopback port in `dir`, killed when this goes.
 class ServerProcess {
@@ -131,7 +120,7 @@ int RunServiceBench(const ServiceBenchOptions& options) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    rss_before = StatusBytes(server.pid(), "VmRSS");
+    rss_before = ProcessStatusBytes("VmRSS", std::to_string(server.pid()));
     std::mutex mutex;
     std::barrier start(options.concurrency);
     std::vector<std::thread> clients;
@@ -158,8 +147,8 @@ int RunServiceBench(const ServiceBenchOptions& options) {
     }
     for (auto& client : clients) client.join();
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-    rss_after = StatusBytes(server.pid(), "VmRSS");
-    peak = StatusBytes(server.pid(), "VmHWM");
+    rss_after = ProcessStatusBytes("VmRSS", std::to_string(server.pid()));
+    peak = ProcessStatusBytes("VmHWM", std::to_string(server.pid()));
   }
   fs::remove_all(dir);
   if (failed > 0) Fail(ErrorCode::kInternal, "{} of {} submits failed; the first: {}", failed, submits, first_error);

@@ -295,4 +295,12 @@ v1::JobSpec Cluster::SmallSpec(int steps) {
   return spec;
 }
 
+v1::JobSpec Cluster::LongSpec(int steps) {
+  auto spec = SmallSpec(steps);
+  spec.set_width(128);
+  spec.set_height(128);
+  spec.set_frames(17);
+  return spec;
+}
+
 }  // namespace vidgen::testing

@@ -76,6 +76,8 @@ class Cluster {
 
   // A small valid job for the tiny model.
   static v1::JobSpec SmallSpec(int steps = 6);
+  // A job of the tiny model long enough to be seen running: 128×128, 17 frames.
+  static v1::JobSpec LongSpec(int steps);
 
  private:
   std::string dir_, worker_token_, tls_ca_;

@@ -56,10 +56,7 @@ TEST(MetricsServiceTest, BothEndpointsFollowAJobFromQueueToSuccess) {
   EXPECT_EQ(Sample(scraped, "vidgen_jobs{" + model + ",state=\"queued\"}"), 0);
   EXPECT_EQ(Sample(scraped, "vidgen_worker_groups{" + model + "}"), 0);
 
-  auto spec = Cluster::SmallSpec(120);
-  spec.set_width(128);
-  spec.set_height(128);
-  spec.set_frames(17);
+  auto spec = Cluster::LongSpec(120);
   std::string id;
   ASSERT_TRUE(cluster.Submit(spec, &id).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));

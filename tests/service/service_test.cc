@@ -84,10 +84,7 @@ TEST(ServiceTest, CancelWhileQueuedAndWhileRunningLeavesTheGroupHealthy) {
   Cluster cluster;
   cluster.StartServer({"--max-steps", "1000"});
   cluster.StartWorker(2);
-  auto long_spec = Cluster::SmallSpec(400);
-  long_spec.set_width(128);
-  long_spec.set_height(128);
-  long_spec.set_frames(17);
+  auto long_spec = Cluster::LongSpec(400);
   std::string running, queued;
   ASSERT_TRUE(cluster.Submit(long_spec, &running).ok());
   cluster.WaitFor(running, [](const v1::Job& job) { return job.step() >= 2; });
@@ -122,10 +119,7 @@ TEST(ServiceTest, AKilledLeaderLosesItsLeaseAndARestartedGroupFinishesTheJob) {
   Cluster cluster;
   cluster.StartServer({"--lease-seconds", "3", "--max-steps", "1000"});
   const auto worker = cluster.StartWorker(1);
-  auto spec = Cluster::SmallSpec(300);
-  spec.set_width(128);
-  spec.set_height(128);
-  spec.set_frames(17);
+  auto spec = Cluster::LongSpec(300);
   std::string id;
   ASSERT_TRUE(cluster.Submit(spec, &id).ok());
   cluster.WaitFor(id, [](const v1::Job& job) { return job.step() >= 2; });
@@ -149,10 +143,7 @@ TEST(ServiceTest, AKilledServerRestartsWithItsJobsAndVideosAndTheWorkerReconnect
   const auto before = cluster.WaitForEnd(finished);
   ASSERT_EQ(before.state(), v1::SUCCEEDED);
 
-  auto spec = Cluster::SmallSpec(300);
-  spec.set_width(128);
-  spec.set_height(128);
-  spec.set_frames(17);
+  auto spec = Cluster::LongSpec(300);
   std::string running;
   ASSERT_TRUE(cluster.Submit(spec, &running).ok());
   cluster.WaitFor(running, [](const v1::Job& job) { return job.step() >= 2; });

@@ -52,10 +52,7 @@ TEST(SlurmTest, TheSbatchScriptsGroupFinishesAJobAndAScancelledStepsJobIsRequeue
   EXPECT_EQ(probe["nb_read_frames"], "9");
 
   // Killing the group's job step mid-job: nobody reports, the lease lapses, the job is queued again.
-  auto long_spec = Cluster::SmallSpec(60);
-  long_spec.set_width(128);
-  long_spec.set_height(128);
-  long_spec.set_frames(17);
+  auto long_spec = Cluster::LongSpec(60);
   std::string requeued;
   ASSERT_TRUE(cluster.Submit(long_spec, &requeued).ok());
   cluster.WaitFor(requeued, [](const v1::Job& job) { return job.step() >= 2; });
