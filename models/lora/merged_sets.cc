@@ -12,8 +12,9 @@ void MergedSets::RestoreBase() {
   if (current_.empty()) return;
   torch::NoGradGuard no_grad;
   auto parameters = module_.named_parameters();
-  for (const auto& [name, values] : kept_.front().values) parameters[name].copy_(base_.at(name));
+  for (const auto& name : changed_) parameters[name].copy_(base_.at(name));
   current_.clear();
+  changed_.clear();
 }
 
 MergedSets::Merged MergedSets::Merge(const AdapterSet& set) {
@@ -26,12 +27,14 @@ MergedSets::Merged MergedSets::Merge(const AdapterSet& set) {
       auto& parameter = parameters[name];
       if (!base_.contains(name)) base_.emplace(name, parameter.detach().to(torch::kCPU, false, /*copy=*/true));
       parameter.copy_((parameter.to(torch::kFloat) + delta.to(parameter.device())).to(parameter.scalar_type()));
-      merged.values.emplace(name, parameter.detach().to(torch::kCPU, false, /*copy=*/true));
+      changed_.push_back(name);
+      if (capacity_ > 0) merged.values.emplace(name, parameter.detach().to(torch::kCPU, false, /*copy=*/true));
     }
   } catch (...) {
     for (const auto& [name, delta] : deltas) {
       if (base_.contains(name)) parameters[name].copy_(base_.at(name));
     }
+    changed_.clear();
     throw;
   }
   ++merges_;
@@ -46,13 +49,25 @@ void MergedSets::Use(const AdapterSet& set) {
   auto parameters = module_.named_parameters();
   auto kept = std::find_if(kept_.begin(), kept_.end(), [&](const Merged& merged) { return merged.set == set; });
   if (kept == kept_.end()) {
-    kept_.push_front(Merge(set));
+    auto merged = Merge(set);
+    if (capacity_ > 0) kept_.push_front(std::move(merged));
   } else {
     kept_.splice(kept_.begin(), kept_, kept);
-    for (const auto& [name, values] : kept_.front().values) parameters[name].copy_(values);
+    for (const auto& [name, values] : kept_.front().values) {
+      parameters[name].copy_(values);
+      changed_.push_back(name);
+    }
   }
   current_ = set;
   while (kept_.size() > capacity_ + 1) kept_.pop_back();
+}
+
+std::int64_t MergedSets::kept_bytes() const {
+  std::int64_t bytes = 0;
+  for (const auto& merged : kept_) {
+    for (const auto& [name, values] : merged.values) bytes += values.numel() * values.element_size();
+  }
+  return bytes;
 }
 
 }  // namespace vidgen::lora

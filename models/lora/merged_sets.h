@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <map>
 #include <string>
@@ -19,7 +20,8 @@ namespace vidgen::lora {
 
 class MergedSets {
  public:
-  // Keeps the merged values of up to `capacity` sets besides the one in use (0: merge every change of set).
+  // Keeps the merged values of up to `capacity` sets besides the one in use (0: merge every change of set, and keep
+  // no merged values at all).
   MergedSets(torch::nn::Module& module, std::size_t capacity);
 
   // Puts `set` on the module's parameters (empty: the base weights). Throws what a merge throws, with the base
@@ -29,6 +31,8 @@ class MergedSets {
   const AdapterSet& current() const { return current_; }
   // How many times a set was merged rather than found kept (for tests and logs).
   std::size_t merges() const { return merges_; }
+  // Host bytes of the kept merged values (the base values not counted).
+  std::int64_t kept_bytes() const;
 
  private:
   struct Merged {
@@ -41,8 +45,9 @@ class MergedSets {
   torch::nn::Module& module_;
   std::size_t capacity_;
   std::map<std::string, at::Tensor> base_;  // host copies of every parameter any set changed
-  std::list<Merged> kept_;                  // most recently used first; the front is `current_` when it is set
+  std::list<Merged> kept_;                  // most recently used first; the front is `current_` when it is set and kept
   AdapterSet current_;
+  std::vector<std::string> changed_;  // the parameters `current_` changed
   std::size_t merges_ = 0;
 };
 

@@ -245,6 +245,7 @@ TEST(LoraTest, MergedSetsSwitchPerJobKeepTheLastFewAndComeBackToTheBaseExactly) 
   EXPECT_EQ(sets.merges(), 4u);
   sets.Use({});
   EXPECT_TRUE(Equal(*dit, base));
+  EXPECT_GT(sets.kept_bytes(), 0);
 
   MergedSets none_kept(*dit, /*capacity=*/0);
   none_kept.Use(set_a);
@@ -252,6 +253,7 @@ TEST(LoraTest, MergedSetsSwitchPerJobKeepTheLastFewAndComeBackToTheBaseExactly) 
   none_kept.Use(set_a);
   EXPECT_EQ(none_kept.merges(), 3u);
   EXPECT_TRUE(Equal(*dit, merged_a));
+  EXPECT_EQ(none_kept.kept_bytes(), 0);  // no host copy of a merged set, not even of the one in use
   none_kept.Use({});
   EXPECT_TRUE(Equal(*dit, base));
 }
