@@ -41,11 +41,21 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
   if (request.world_size() < 1 || request.world_size() > 65536) {
     Fail(ErrorCode::kInvalidArgument, "world_size {} is out of range", request.world_size());
   }
+  v1::RegisterGroupRequest info = request;
+  auto& layout = *info.mutable_layout();
+  if (!request.has_layout()) layout.set_ulysses(request.world_size());  // a group that does not say: Ulysses over all
+  if (layout.ulysses() == 0) layout.set_ulysses(1);                     // unset degrees are 1
+  if (layout.ring() == 0) layout.set_ring(1);
+  const std::int64_t world = std::int64_t{layout.ulysses()} * layout.ring() * (layout.cfg_parallel() ? 2 : 1);
+  if (layout.ulysses() < 1 || layout.ring() < 1 || world != request.world_size()) {
+    Fail(ErrorCode::kInvalidArgument, "layout ulysses {} × ring {} × cfg {} is not the world size {}", layout.ulysses(),
+         layout.ring(), layout.cfg_parallel() ? 2 : 1, request.world_size());
+  }
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const std::string id =
       fmt::format("group-{}-{}", next_id_++, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
-  groups_[id] = {request, std::chrono::steady_clock::now()};
+  groups_[id] = {std::move(info), std::chrono::steady_clock::now()};
   return id;
 }
 
@@ -101,6 +111,43 @@ v1::ListModelsResponse GroupRegistry::ListModels() {
   v1::ListModelsResponse response;
   for (auto& [name, model] : models) *response.add_models() = std::move(model);
   return response;
+}
+
+GroupRegistry::Polling::Polling(GroupRegistry& registry, std::string group_id)
+    : registry_(registry), group_id_(std::move(group_id)) {
+  std::lock_guard lock(registry_.mutex_);
+  if (const auto it = registry_.groups_.find(group_id_); it != registry_.groups_.end()) ++it->second.polling;
+}
+
+GroupRegistry::Polling::~Polling() {
+  std::lock_guard lock(registry_.mutex_);
+  if (const auto it = registry_.groups_.find(group_id_); it != registry_.groups_.end()) --it->second.polling;
+}
+
+namespace {
+
+bool Serves(const v1::RegisterGroupRequest& group, const std::string& model) {
+  return std::any_of(group.models().begin(), group.models().end(),
+                     [&](const v1::ServedModel& served) { return served.name() == model; });
+}
+
+// Hints of 0 (and no CFG parallel) ask for nothing.
+bool Fits(const v1::ParallelHints& hints, const v1::ParallelHints& layout) {
+  return (hints.ulysses() == 0 || hints.ulysses() == layout.ulysses()) &&
+         (hints.ring() == 0 || hints.ring() == layout.ring()) && (!hints.cfg_parallel() || layout.cfg_parallel());
+}
+
+}  // namespace
+
+bool GroupRegistry::ShouldTake(const std::string& group_id, const v1::JobSpec& spec) {
+  std::lock_guard lock(mutex_);
+  const auto self = groups_.find(group_id);
+  if (self == groups_.end() || Fits(spec.parallel(), self->second.info.layout())) return true;
+  return std::none_of(groups_.begin(), groups_.end(), [&](const auto& entry) {
+    const auto& [id, group] = entry;
+    return id != group_id && group.polling > 0 && Serves(group.info, spec.model()) &&
+           Fits(spec.parallel(), group.info.layout());
+  });
 }
 
 void GroupRegistry::Forget() {

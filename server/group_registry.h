@@ -21,10 +21,27 @@ class GroupRegistry {
   std::vector<std::string> Touch(const std::string& group_id);
   v1::ListModelsResponse ListModels();
 
+  // A group counts as idle while one of its LeaseJob calls waits for a job: from construction to destruction.
+  class Polling {
+   public:
+    Polling(GroupRegistry& registry, std::string group_id);
+    ~Polling();
+    Polling(const Polling&) = delete;
+    Polling& operator=(const Polling&) = delete;
+
+   private:
+    GroupRegistry& registry_;
+    std::string group_id_;
+  };
+  // Whether `group_id` should take the queued job `spec` now: not when the job's parallel hints fit the layout of
+  // another idle group serving its model and not this group's (that group will take it), yes otherwise.
+  bool ShouldTake(const std::string& group_id, const v1::JobSpec& spec);
+
  private:
   struct Group {
     v1::RegisterGroupRequest info;
     std::chrono::steady_clock::time_point seen;
+    int polling = 0;  // LeaseJob calls waiting now
   };
   void Forget();  // drops silent groups; needs mutex_
 

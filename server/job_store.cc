@@ -290,25 +290,31 @@ std::vector<JobCount> JobStore::CountJobs() {
   return counts;
 }
 
-std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const std::vector<std::string>& models) {
+std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const std::vector<std::string>& models,
+                                            const std::function<bool(const v1::JobSpec&)>& take) {
   if (models.empty()) return std::nullopt;
   std::string sql = "SELECT id, spec, attempts, created_ms FROM jobs WHERE state = ? AND model IN (";
   for (std::size_t i = 0; i < models.size(); ++i) sql += i ? ", ?" : "?";
-  sql += ") ORDER BY priority DESC, seq LIMIT 1";
+  sql += fmt::format(") ORDER BY priority DESC, seq LIMIT {}", take ? kLeaseCandidates : 1);
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
   Statement next(db_, sql);
   next.Bind(static_cast<int>(JobState::kQueued));
   for (const auto& model : models) next.Bind(model);
-  if (!next.Step()) return std::nullopt;
-  JobLease lease;
-  lease.job_id = next.Text(0);
-  lease.spec.ParseFromString(next.Text(1));
-  lease.attempt = static_cast<int>(next.Int(2)) + 1;
-  lease.created_ms = next.Int(3);
-  lease.lease_id = RandomId("lease-");
-  if (Transition(Edge::kLease, "id = :id", lease.job_id, {"", lease.lease_id, group_id}) != 1) {
-    vidgen::Fail(ErrorCode::kInternal, "job '{}' left the queue while it was leased", lease.job_id);
+  std::optional<JobLease> lease;
+  while (!lease && next.Step()) {
+    JobLease candidate;
+    candidate.spec.ParseFromString(next.Text(1));
+    if (take && !take(candidate.spec)) continue;
+    candidate.job_id = next.Text(0);
+    candidate.attempt = static_cast<int>(next.Int(2)) + 1;
+    candidate.created_ms = next.Int(3);
+    lease = std::move(candidate);
+  }
+  if (!lease) return std::nullopt;
+  lease->lease_id = RandomId("lease-");
+  if (Transition(Edge::kLease, "id = :id", lease->job_id, {"", lease->lease_id, group_id}) != 1) {
+    vidgen::Fail(ErrorCode::kInternal, "job '{}' left the queue while it was leased", lease->job_id);
   }
   transaction.Commit();
   events_.QueueChanged();

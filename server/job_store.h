@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -78,8 +79,11 @@ class JobStore {
   // Every model's jobs by state (the states a model has no job in are left out).
   std::vector<JobCount> CountJobs();
 
-  // The next queued job for one of `models` (highest priority, then oldest), leased to `group_id`.
-  std::optional<JobLease> LeaseNext(const std::string& group_id, const std::vector<std::string>& models);
+  // The next queued job for one of `models` (highest priority, then oldest) that `take` accepts (among the first
+  // kLeaseCandidates; all when `take` is empty), leased to `group_id`.
+  static constexpr int kLeaseCandidates = 64;
+  std::optional<JobLease> LeaseNext(const std::string& group_id, const std::vector<std::string>& models,
+                                    const std::function<bool(const v1::JobSpec&)>& take = {});
   // FAILED_PRECONDITION unless `lease_id` is the running job's current lease.
   void CheckLease(const std::string& job_id, const std::string& lease_id);
   // Renews the lease and records progress; reports whether the job was cancelled or the lease is gone.

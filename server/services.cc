@@ -195,11 +195,13 @@ grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context, const v1:
   return Handle("LeaseJob", context, [&] {
     state_.auth.CheckWorker(*context);
     const auto models = state_.groups.Touch(request->group_id());
+    const GroupRegistry::Polling polling(state_.groups, request->group_id());  // idle while it waits here
+    const auto take = [&](const v1::JobSpec& spec) { return state_.groups.ShouldTake(request->group_id(), spec); };
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
     while (true) {
       const auto version = state_.jobs.events().queue_version();
-      if (auto lease = state_.jobs.LeaseNext(request->group_id(), models)) {
+      if (auto lease = state_.jobs.LeaseNext(request->group_id(), models, take)) {
         response->set_has_job(true);
         response->set_job_id(lease->job_id);
         response->set_lease_id(lease->lease_id);

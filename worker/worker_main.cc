@@ -126,13 +126,13 @@ int main(int argc, char** argv) {
     group_options.lora_dir = options.lora_dir;
     group_options.kept_lora_sets = kept_lora_sets;
     group_options.device = device;
+    const auto layout = world ? world->mesh() : vidgen::parallel::MeshOptions{};
     // Only the leader serves metrics: it sees every job whole.
     const bool leader = !world || world->rank() == 0;
     vidgen::metrics::Registry registry;
     std::optional<vidgen::worker::WorkerMetrics> metrics;
     std::optional<vidgen::metrics::Endpoint> metrics_endpoint;
     if (leader && !options.metrics_listen.empty()) {
-      const auto& layout = world ? world->mesh() : mesh;
       metrics.emplace(registry, std::string(vidgen::spec::FamilyName(family)),
                       fmt::format("ulysses{}_ring{}_cfg{}", layout.ulysses, layout.ring, layout.cfg));
       metrics->Loaded(load_seconds);
@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
     ::gethostname(host, sizeof(host) - 1);
     link_options.group.set_name(fmt::format("{}:{}", host, ::getpid()));
     link_options.group.set_world_size(world ? world->size() : 1);
+    link_options.group.mutable_layout()->set_ulysses(layout.ulysses);
+    link_options.group.mutable_layout()->set_ring(layout.ring);
+    link_options.group.mutable_layout()->set_cfg_parallel(layout.cfg == 2);
     auto* model = link_options.group.add_models();
     model->set_name(options.model_name);
     model->set_family(std::string(vidgen::spec::FamilyName(family)));
