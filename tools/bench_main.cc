@@ -16,6 +16,7 @@
 #include "common/tool_main.h"
 #include "tools/bench_calibrate.h"
 #include "tools/bench_load.h"
+#include "tools/bench_memory.h"
 #include "tools/bench_model.h"
 #include "tools/bench_parallel.h"
 #include "tools/bench_quality.h"
@@ -296,6 +297,16 @@ int main(int argc, char** argv) {
   load_command->add_option("--parts-from", load.parts_from,
                            "synthetic: the small checkpoint its encoders, tokenizers and VAE come from");
   load_command->add_flag("--json", load.json, "print one JSON report");
+  vidgen::tools::MemoryBenchOptions memory;
+  auto* memory_command = app.add_subcommand("memory", "a job's peak resident memory by stage, on CPU");
+  memory_command->add_option("--model-dir", memory.model_dir, "the checkpoint")->required();
+  memory_command->add_option("--size", memory.size, "WIDTHxHEIGHT (default: the checkpoint's, else the family's)");
+  memory_command->add_option("--frames", memory.frames, "4k+1 (default: the checkpoint's, else the family's)");
+  memory_command->add_option("--steps", memory.steps)->capture_default_str();
+  memory_command->add_option("--cache", memory.cache, "a cache preset")->capture_default_str();
+  memory_command->add_option("--dtype", memory.dtype, "fp32, bf16 or fp16")->capture_default_str();
+  memory_command->add_option("--threads", memory.threads, "intra-op threads (default: all cores)");
+  memory_command->add_flag("--json", memory.json, "print one JSON report");
 #ifdef VIDGEN_BENCH_SERVICE
   vidgen::tools::ServiceBenchOptions service;
   auto* service_command = app.add_subcommand("service", "vidgen-server under bursts of concurrent submits");
@@ -315,6 +326,7 @@ int main(int argc, char** argv) {
     if (parallel_command->parsed()) return vidgen::tools::RunParallelBench(parallel, argv);
     if (dit_command->parsed()) return RunDitBench(dit);
     if (load_command->parsed()) return vidgen::tools::RunLoadBench(load);
+    if (memory_command->parsed()) return vidgen::tools::RunMemoryBench(memory);
 #ifdef VIDGEN_BENCH_SERVICE
     if (service_command->parsed()) return vidgen::tools::RunServiceBench(service);
 #endif
