@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 namespace vidgen::server {
 namespace {
@@ -59,17 +60,17 @@ void ServerMetrics::Collect() {
   queue_depth_.Clear();
   queue_oldest_.Clear();
   groups_by_model_.Clear();
-  const auto known = [&](const std::string& model) {
+  // Every model the server knows of shows every series, zeros included.
+  std::set<std::string> known;
+  for (const auto& model : models.models()) {
+    known.insert(model.name());
+    groups_by_model_.Set({model.name()}, model.worker_groups());
+  }
+  for (const auto& count : counts) known.insert(count.model);
+  for (const auto& model : known) {
     for (const auto state : kStates) jobs_by_state_.Set({model, Lowercase(StateName(state))}, 0);
     queue_depth_.Set({model}, 0);
     queue_oldest_.Set({model}, 0);
-  };
-  for (const auto& model : models.models()) {
-    known(model.name());
-    groups_by_model_.Set({model.name()}, model.worker_groups());
-  }
-  for (const auto& count : counts) {
-    known(count.model);
   }
   for (const auto& count : counts) {
     jobs_by_state_.Set({count.model, Lowercase(StateName(count.state))}, static_cast<double>(count.jobs));

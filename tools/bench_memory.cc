@@ -1,6 +1,7 @@
 #include "tools/bench_memory.h"
 
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "common/process_memory.h"
 #include "models/families.h"
 #include "models/job_request.h"
+#include "tools/size_flag.h"
 
 namespace vidgen::tools {
 
@@ -32,11 +34,7 @@ int RunMemoryBench(const MemoryBenchOptions& options) {
   job.frames = options.frames;
   job.steps = options.steps;
   job.cache.preset = options.cache;
-  if (!options.size.empty()) {
-    if (std::sscanf(options.size.c_str(), "%dx%d", &job.width, &job.height) != 2) {
-      Fail(ErrorCode::kInvalidArgument, "--size '{}' is not WIDTHxHEIGHT", options.size);
-    }
-  }
+  if (!options.size.empty()) std::tie(job.width, job.height) = ParseSizeFlag(options.size);
   spec::Normalize(job, model, spec::Limits{});
   const auto request = ToGenerationRequest(job);
 

@@ -19,6 +19,7 @@
 #include "common/tool_main.h"
 #include "proto/rpc.h"
 #include "tools/lora_flag.h"
+#include "tools/size_flag.h"
 #include "vidgen/v1/video_service.grpc.pb.h"
 
 namespace {
@@ -257,11 +258,7 @@ int main(int argc, char** argv) {
       spec.set_prompt(prompt);
       spec.set_negative_prompt(negative_prompt);
       if (!size.empty()) {
-        int width = 0, height = 0;
-        char x = 0;
-        if (std::sscanf(size.c_str(), "%d%c%d", &width, &x, &height) != 3 || x != 'x') {
-          throw Error(ErrorCode::kInvalidArgument, fmt::format("--size '{}' is not WxH", size));
-        }
+        const auto [width, height] = vidgen::tools::ParseSizeFlag(size);
         spec.set_width(width);
         spec.set_height(height);
       }

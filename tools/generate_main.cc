@@ -22,18 +22,9 @@
 #include "parallel/world.h"
 #include "tools/lora_flag.h"
 #include "tools/png.h"
+#include "tools/size_flag.h"
 
 namespace {
-
-// "832x480" or "832*480" (the reference's spelling) -> width, height.
-std::pair<std::int64_t, std::int64_t> ParseSize(const std::string& size) {
-  const auto split = size.find_first_of("x*");
-  try {
-    if (split != std::string::npos) return {std::stoll(size.substr(0, split)), std::stoll(size.substr(split + 1))};
-  } catch (const std::exception&) {
-  }
-  vidgen::Fail(vidgen::ErrorCode::kInvalidArgument, "invalid value for 'size': '{}', expected WIDTHxHEIGHT", size);
-}
 
 void DrawProgress(const vidgen::StepProgress& progress) {
   constexpr int kWidth = 30;
@@ -46,8 +37,8 @@ void DrawProgress(const vidgen::StepProgress& progress) {
 }
 
 // A local run is held only to what the pipeline checks, not to a server's limits on one job.
-const vidgen::spec::Limits kLimits{1 << 20, std::int64_t{1} << 40, 4096, 4097, 1000, std::int64_t{1} << 30,
-                                   std::int64_t{4096} * 4096, 64};
+const vidgen::spec::Limits kLimits{
+    1 << 20, std::int64_t{1} << 40, 4096, 4097, 1000, std::int64_t{1} << 30, std::int64_t{4096} * 4096, 64};
 
 }  // namespace
 
@@ -76,8 +67,7 @@ int main(int argc, char** argv) {
                  "WIDTHxHEIGHT, multiples of 16 (default: the checkpoint's, else the family's: 832x480 or 1280x720)");
   app.add_option("--frames", job.frames, "4k+1 frames (default: the checkpoint's, else Wan 81, HunyuanVideo 129)");
   app.add_option("--steps", job.steps, "denoising steps (default: a LoRA's schedule, else 50)");
-  app.add_option("--guidance", job.guidance,
-                 "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
+  app.add_option("--guidance", job.guidance, "guidance scale: classifier-free (Wan, 5) or embedded (HunyuanVideo, 6)");
   app.add_option("--shift", job.shift, "flow-matching timestep shift (Wan 5, HunyuanVideo 7)");
   app.add_option("--seed", job.seed, "noise seed")->capture_default_str()->check(CLI::NonNegativeNumber);
   std::string image_file, last_image_file;
@@ -158,7 +148,7 @@ int main(int argc, char** argv) {
       if (auto defaults = vidgen::LoraDefaults(flag.name, adapters.back())) model.lora_defaults[name] = *defaults;
       job.loras.push_back({name, flag.scale.value_or(1.0)});
     }
-    if (!size.empty()) std::tie(job.width, job.height) = ParseSize(size);
+    if (!size.empty()) std::tie(job.width, job.height) = vidgen::tools::ParseSizeFlag(size);
     const auto max_pixels = vidgen::spec::Limits{}.max_image_pixels;
     at::Tensor image, last_image;
     if (!image_file.empty()) {
