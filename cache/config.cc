@@ -129,4 +129,24 @@ std::vector<bool> Plan(const CacheConfig& config, int steps) {
   return plan;
 }
 
+std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype) {
+  switch (dtype) {
+    case FactorDType::kFloat32: return 4 * numel;
+    case FactorDType::kBFloat16: return 2 * numel;
+    case FactorDType::kFloat8E4M3: return numel + static_cast<std::int64_t>(sizeof(float));
+  }
+  return 0;
+}
+
+std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint) {
+  std::int64_t per_stream = 0;
+  const std::int64_t terms = config.order + 1;
+  if (config.policy == Policy::kTaylorSeer) {
+    for (const auto numel : footprint.branch_numels) per_stream += terms * StoredBytes(numel, config.factor_dtype);
+  } else if (config.policy == Policy::kLite) {
+    per_stream = terms * StoredBytes(footprint.output_numel, config.factor_dtype);
+  }
+  return footprint.streams * per_stream;
+}
+
 }  // namespace vidgen::cache

@@ -82,4 +82,17 @@ bool IsFullStep(const CacheConfig& config, int step, int steps);
 // The whole plan: one entry per step.
 std::vector<bool> Plan(const CacheConfig& config, int steps);
 
+// The bytes one stored factor of `numel` values takes.
+std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype);
+
+// What a model will ask the cache to keep, per stream.
+struct CacheFootprint {
+  int streams = 1;
+  std::vector<std::int64_t> branch_numels;  // TaylorSeer: the elements of every branch of every block
+  std::int64_t output_numel = 0;            // lite: the elements of the model's output
+};
+
+// Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch.
+std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint);
+
 }  // namespace vidgen::cache

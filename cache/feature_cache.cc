@@ -10,17 +10,6 @@
 #include "common/error.h"
 
 namespace vidgen::cache {
-std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint) {
-  std::int64_t per_stream = 0;
-  const std::int64_t terms = config.order + 1;
-  if (config.policy == Policy::kTaylorSeer) {
-    for (const auto numel : footprint.branch_numels) per_stream += terms * StoredBytes(numel, config.factor_dtype);
-  } else if (config.policy == Policy::kLite) {
-    per_stream = terms * StoredBytes(footprint.output_numel, config.factor_dtype);
-  }
-  return footprint.streams * per_stream;
-}
-
 FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& footprint, int steps,
                            std::vector<double> sigmas)
     : config_(config), steps_(steps), sigmas_(std::move(sigmas)) {

@@ -20,16 +20,6 @@
 
 namespace vidgen::cache {
 
-// What a model will ask the cache to keep, per stream.
-struct CacheFootprint {
-  int streams = 1;
-  std::vector<std::int64_t> branch_numels;  // TaylorSeer: the elements of every branch of every block
-  std::int64_t output_numel = 0;            // lite: the elements of the model's output
-};
-
-// Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch.
-std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint);
-
 struct CacheStats {
   Policy policy = Policy::kNone;  // the one in effect (after a budget fallback)
   int full_steps = 0;

@@ -95,13 +95,4 @@ std::int64_t StoredTensor::bytes() const {
   return data_.defined() ? StoredBytes(data_.numel(), dtype_) : 0;
 }
 
-std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype) {
-  switch (dtype) {
-    case FactorDType::kFloat32: return 4 * numel;
-    case FactorDType::kBFloat16: return 2 * numel;
-    case FactorDType::kFloat8E4M3: return numel + static_cast<std::int64_t>(sizeof(float));
-  }
-  return 0;
-}
-
 }  // namespace vidgen::cache

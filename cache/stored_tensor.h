@@ -35,7 +35,6 @@ class StoredTensor {
 };
 
 // Bytes that one stored tensor of `numel` elements takes.
-std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype);
 
 // fp8-e4m3 codes <-> fp32 values (already divided by the scale, within [-448, 448]); exposed for tests.
 at::Tensor EncodeE4M3(const at::Tensor& values);

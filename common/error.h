@@ -49,6 +49,7 @@ class Error : public std::runtime_error {
 
 // The reasons vidgen's processes act on.
 inline constexpr std::string_view kReasonUnknownGroup = "unknown-group";  // the server forgot the group: register
+inline constexpr std::string_view kReasonQueueFull = "queue-full";        // the queue is full: submit again later
 
 // Throws Error(code, fmt::format(format, args...)).
 template <typename... Args>

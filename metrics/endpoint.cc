@@ -2,35 +2,18 @@
 
 #include <httplib.h>
 
-#include <charconv>
-
 #include "common/error.h"
+#include "common/host_port.h"
 
 namespace vidgen::metrics {
 namespace {
 
 constexpr const char* kExpositionType = "text/plain; version=0.0.4; charset=utf-8";
 
-std::pair<std::string, int> HostAndPort(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  int port = -1;
-  if (colon != std::string::npos) {
-    const char* end = listen.data() + listen.size();
-    const auto [last, error] = std::from_chars(listen.data() + colon + 1, end, port);
-    if (error != std::errc() || last != end) port = -1;
-  }
-  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
-    Fail(ErrorCode::kInvalidArgument, "metrics address '{}' is not host:port", listen.substr(0, 100));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return {host, port};
-}
-
 }  // namespace
 
 Endpoint::Endpoint(Registry& registry, const std::string& listen) : server_(std::make_unique<httplib::Server>()) {
-  const auto [host, port] = HostAndPort(listen);
+  const auto [host, port] = ParseHostPort(listen, "metrics address");
   // A scrape sends no body; slow or idle clients are cut rather than holding a thread.
   server_->set_payload_max_length(64 << 10);
   server_->set_read_timeout(5, 0);

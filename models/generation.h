@@ -96,6 +96,8 @@ class VideoPipeline {
   virtual GenerationResult Generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) = 0;
   // Width and height must be multiples of this: the VAE's spatial stride × the DiT's patch.
   virtual std::int64_t side_multiple() const = 0;
+  // What the feature cache keeps for one video token of one stream (batch 1, no text): to estimate a job's bytes.
+  virtual cache::CacheFootprint TokenFootprint() const = 0;
   // What the model makes videos from (which images a request must bring).
   virtual spec::Task task() const { return spec::Task::kTextToVideo; }
   // Reads a LoRA adapter for the model's transformer; throws Error naming every key that does not fit.

@@ -87,4 +87,38 @@ spec::ModelInfo ModelInfoFromProto(const v1::Model& model) {
   return info;
 }
 
+spec::MemoryProfile FromProto(const v1::MemoryProfile& p) {
+  spec::MemoryProfile m;
+  m.device_bytes = p.device_bytes();
+  m.resident_bytes = p.resident_bytes();
+  m.denoise_base = p.denoise_base();
+  m.denoise_per_token = p.denoise_per_token();
+  m.denoise_per_token_squared = p.denoise_per_token_squared();
+  m.decode_base = p.decode_base();
+  m.decode_per_pixel = p.decode_per_pixel();
+  m.decode_per_pixel_frame = p.decode_per_pixel_frame();
+  m.denoise_squared_bound = p.denoise_squared_bound();
+  m.cache_branches = p.cache_branches();
+  m.cache_values_per_token = p.cache_values_per_token();
+  m.lite_values_per_token = p.lite_values_per_token();
+  return m;
+}
+
+v1::MemoryProfile ToProto(const spec::MemoryProfile& m) {
+  v1::MemoryProfile p;
+  p.set_device_bytes(m.device_bytes);
+  p.set_resident_bytes(m.resident_bytes);
+  p.set_denoise_base(m.denoise_base);
+  p.set_denoise_per_token(m.denoise_per_token);
+  p.set_denoise_per_token_squared(m.denoise_per_token_squared);
+  p.set_decode_base(m.decode_base);
+  p.set_decode_per_pixel(m.decode_per_pixel);
+  p.set_decode_per_pixel_frame(m.decode_per_pixel_frame);
+  p.set_denoise_squared_bound(m.denoise_squared_bound);
+  p.set_cache_branches(m.cache_branches);
+  p.set_cache_values_per_token(m.cache_values_per_token);
+  p.set_lite_values_per_token(m.lite_values_per_token);
+  return p;
+}
+
 }  // namespace vidgen::rpc

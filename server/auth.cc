@@ -1,8 +1,7 @@
 #include "server/auth.h"
 
-#include <openssl/crypto.h>
-
 #include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
 
 #include "common/error.h"
 #include "common/json.h"
@@ -27,7 +26,8 @@ Authenticator::Authenticator(const std::string& keys_file, std::string worker_to
     keys = ParseJson(rpc::ReadSmallFile(keys_file), fmt::format("keys file '{}'", keys_file));
     for (const auto& entry : keys) {
       const std::string key = entry.at("key"), tenant = entry.at("tenant");
-      if (key.size() < 16) Fail(ErrorCode::kInvalidArgument, "a key of tenant '{}' is shorter than 16 characters", tenant);
+      if (key.size() < 16)
+        Fail(ErrorCode::kInvalidArgument, "a key of tenant '{}' is shorter than 16 characters", tenant);
       if (tenant.empty()) Fail(ErrorCode::kInvalidArgument, "a key has an empty tenant");
       if (SameSecret(key, worker_token_)) {
         Fail(ErrorCode::kInvalidArgument, "tenant '{}' has the worker token as its key", tenant);
@@ -43,7 +43,11 @@ Authenticator::Authenticator(const std::string& keys_file, std::string worker_to
 
 std::string Authenticator::Tenant(const grpc::ServerContext& context) const {
   if (open_) return "default";
-  const std::string key = rpc::BearerToken(context);
+  return TenantOfKey(rpc::BearerToken(context));
+}
+
+std::string Authenticator::TenantOfKey(const std::string& key) const {
+  if (open_) return "default";
   if (key.empty()) Fail(ErrorCode::kUnauthenticated, "missing 'authorization: Bearer <api key>'");
   // Keys are looked up by hash; the final comparison is constant-time.
   const auto it = tenants_.find(key);

@@ -17,6 +17,9 @@ class Authenticator {
 
   // The tenant of a VideoService call; UNAUTHENTICATED when the key is missing or unknown.
   std::string Tenant(const grpc::ServerContext& context) const;
+  // The tenant of an API key (from any transport: HTTP's Authorization header); UNAUTHENTICATED when it is empty
+  // or unknown.
+  std::string TenantOfKey(const std::string& key) const;
   // UNAUTHENTICATED unless the call carries the worker token.
   void CheckWorker(const grpc::ServerContext& context) const;
 

@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
+#include "proto/spec_proto.h"
+#include "spec/memory.h"
 #include "spec/spec.h"
 
 namespace vidgen::server {
@@ -31,6 +36,7 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
         Fail(ErrorCode::kInvalidArgument, "model '{}': a LoRA's name must have 1 to 200 bytes", model.name());
       }
     }
+    if (model.has_memory()) spec::Validate(rpc::FromProto(model.memory()));
     for (const auto& [lora, defaults] : model.lora_defaults()) {
       if (std::find(model.loras().begin(), model.loras().end(), lora) == model.loras().end()) {
         Fail(ErrorCode::kInvalidArgument, "model '{}': defaults for a LoRA it does not list ('{}')", model.name(),
@@ -126,9 +132,10 @@ GroupRegistry::Polling::~Polling() {
 
 namespace {
 
-bool Serves(const v1::RegisterGroupRequest& group, const std::string& model) {
-  return std::any_of(group.models().begin(), group.models().end(),
-                     [&](const v1::ServedModel& served) { return served.name() == model; });
+const v1::ServedModel* Served(const v1::RegisterGroupRequest& group, const std::string& model) {
+  const auto it = std::find_if(group.models().begin(), group.models().end(),
+                               [&](const v1::ServedModel& served) { return served.name() == model; });
+  return it == group.models().end() ? nullptr : &*it;
 }
 
 // Hints of 0 (and no CFG parallel) ask for nothing.
@@ -137,16 +144,72 @@ bool Fits(const v1::ParallelHints& hints, const v1::ParallelHints& layout) {
          (hints.ring() == 0 || hints.ring() == layout.ring()) && (!hints.cfg_parallel() || layout.cfg_parallel());
 }
 
+// A normalized job's peak on one rank of `group`, which serves its model; none when the group sent no profile.
+std::optional<spec::MemoryEstimate> Estimate(const v1::RegisterGroupRequest& group, const v1::ServedModel& served,
+                                             const spec::JobRequest& job) {
+  if (!served.has_memory()) return std::nullopt;
+  spec::ModelInfo model;
+  model.family = spec::ParseFamily(served.family().empty() ? "wan2.1" : served.family());
+  if (served.side_multiple() > 0) model.side_multiple = served.side_multiple();
+  const spec::ParallelRequest layout{group.layout().ulysses(), group.layout().ring(), group.layout().cfg_parallel()};
+  return spec::EstimateJobMemory(rpc::FromProto(served.memory()), layout, job, model);
+}
+
+bool Holds(const v1::RegisterGroupRequest& group, const v1::ServedModel& served, const spec::JobRequest& job) {
+  const auto estimate = Estimate(group, served, job);
+  return !estimate || estimate->peak() <= served.memory().device_bytes();
+}
+
 }  // namespace
 
+void GroupRegistry::Admit(const v1::JobSpec& spec) {
+  const auto job = rpc::FromProto(spec);
+  std::lock_guard lock(mutex_);
+  Forget();
+  // The group closest to holding it names the numbers.
+  std::optional<spec::MemoryEstimate> closest;
+  const v1::RegisterGroupRequest* closest_group = nullptr;
+  std::int64_t closest_device_bytes = 0;
+  for (const auto& [id, group] : groups_) {
+    const auto* served = Served(group.info, spec.model());
+    if (!served) continue;
+    const auto estimate = Estimate(group.info, *served, job);
+    const std::int64_t device_bytes = served->memory().device_bytes();
+    if (!estimate || estimate->peak() <= device_bytes) return;
+    const auto ratio = [](std::int64_t need, std::int64_t have) {
+      return static_cast<double>(need) / static_cast<double>(std::max<std::int64_t>(have, 1));
+    };
+    if (!closest || ratio(estimate->peak(), device_bytes) < ratio(closest->peak(), closest_device_bytes)) {
+      closest = estimate;
+      closest_group = &group.info;
+      closest_device_bytes = device_bytes;
+    }
+  }
+  if (!closest) return;
+  Fail(ErrorCode::kResourceExhausted,
+       "the job needs {} per rank on the group that comes closest ('{}', {} ranks, {} per rank); no worker group of "
+       "model '{}' can hold it: lower the size, frames or cache order, or serve the model on more ranks or larger "
+       "devices",
+       closest->Describe(), closest_group->name(), closest_group->world_size(), ByteSize(closest_device_bytes),
+       spec.model());
+}
+
 bool GroupRegistry::ShouldTake(const std::string& group_id, const v1::JobSpec& spec) {
+  const auto job = rpc::FromProto(spec);
   std::lock_guard lock(mutex_);
   const auto self = groups_.find(group_id);
-  if (self == groups_.end() || Fits(spec.parallel(), self->second.info.layout())) return true;
+  if (self == groups_.end()) return true;
+  const auto* served = Served(self->second.info, spec.model());
+  if (served && !Holds(self->second.info, *served, job)) return false;
+  // Lower is better: layouts the hints ask for first, then fewer ranks.
+  const auto rank = [&](const v1::RegisterGroupRequest& group) {
+    return std::pair{!Fits(spec.parallel(), group.layout()), group.world_size()};
+  };
   return std::none_of(groups_.begin(), groups_.end(), [&](const auto& entry) {
     const auto& [id, group] = entry;
-    return id != group_id && group.polling > 0 && Serves(group.info, spec.model()) &&
-           Fits(spec.parallel(), group.info.layout());
+    const auto* other = Served(group.info, spec.model());
+    return id != group_id && group.polling > 0 && other && Holds(group.info, *other, job) &&
+           rank(group.info) < rank(self->second.info);
   });
 }
 

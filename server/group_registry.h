@@ -33,8 +33,13 @@ class GroupRegistry {
     GroupRegistry& registry_;
     std::string group_id_;
   };
-  // Whether `group_id` should take the queued job `spec` now: not when the job's parallel hints fit the layout of
-  // another idle group serving its model and not this group's (that group will take it), yes otherwise.
+  // Refuses with RESOURCE_EXHAUSTED, naming the bytes, a normalized job that no live group of its model could hold
+  // in memory (spec/memory.h); a group that sent no memory profile could hold any job, and a model no group serves
+  // yet admits every job.
+  void Admit(const v1::JobSpec& spec);
+  // Whether `group_id` should take the queued job `spec` now: not when it does not fit the group's memory, nor when
+  // another idle group of its model that holds it is a better place: one whose layout the job's parallel hints ask
+  // for where this group's is not, else a smaller one (fewer ranks); yes otherwise.
   bool ShouldTake(const std::string& group_id, const v1::JobSpec& spec);
 
  private:

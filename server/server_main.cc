@@ -17,6 +17,7 @@
 #include "metrics/endpoint.h"
 #include "proto/rpc.h"
 #include "server/data_dir_lock.h"
+#include "server/http_api.h"
 #include "server/janitor.h"
 #include "server/services.h"
 
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   CLI::App app{"vidgen-server: video generation jobs over gRPC, kept in a durable queue"};
   app.set_config("--config", "", "a TOML/INI file with any of these flags");
   std::string listen = "0.0.0.0:50051", data_dir = "vidgen-data", keys_file, worker_token_file, tls_cert, tls_key,
-              port_file, metrics_listen, metrics_port_file;
+              port_file, metrics_listen, metrics_port_file, http_listen, http_port_file;
   std::vector<std::string> models;
   int max_queue = 1000, max_attempts = 3, lease_seconds = 30, heartbeat_seconds = 5, max_request_mib = 8;
   int max_streams = 64, stall_seconds = 60, max_uploads = 8, max_threads = 1024, busy_timeout_ms = 10000;
@@ -73,6 +74,9 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "write the port actually bound to this file");
   app.add_option("--metrics-listen", metrics_listen, "host:port serving Prometheus metrics at /metrics (port 0: any)");
   app.add_option("--metrics-port-file", metrics_port_file, "write the metrics port actually bound to this file");
+  app.add_option("--http-listen", http_listen,
+                 "host:port serving the HTTP/JSON API (/v1/videos) and the web page at / (port 0: any)");
+  app.add_option("--http-port-file", http_port_file, "write the HTTP port actually bound to this file");
   app.add_option("--data-dir", data_dir, "job store (jobs.db) and videos; one server per folder")
       ->capture_default_str();
   app.add_option("--keys-file", keys_file, "JSON [{\"tenant\": ..., \"key\": ...}]; without it, one open tenant");
@@ -159,8 +163,15 @@ int main(int argc, char** argv) {
     vidgen::server::StreamRegistry streams(max_streams, std::chrono::seconds(stall_seconds), max_uploads);
     vidgen::metrics::Registry registry;
     vidgen::server::ServerMetrics metrics(registry, jobs, groups, clock);
-    vidgen::server::ServerState state{jobs,   artifacts, groups, auth, streams, metrics, limits,
-                                      std::chrono::seconds(heartbeat_seconds), max_request_mib << 20};
+    vidgen::server::ServerState state{jobs,
+                                      artifacts,
+                                      groups,
+                                      auth,
+                                      streams,
+                                      metrics,
+                                      limits,
+                                      std::chrono::seconds(heartbeat_seconds),
+                                      max_request_mib << 20};
     vidgen::server::VideoServiceImpl video_service(state);
     vidgen::server::WorkerServiceImpl worker_service(state);
 
@@ -186,6 +197,12 @@ int main(int argc, char** argv) {
       }
     };
     set_health(true);
+    std::optional<vidgen::server::HttpApi> http;
+    if (!http_listen.empty()) {
+      http.emplace(state, http_listen);
+      spdlog::info("HTTP API and web page on port {}", http->port());
+      if (!http_port_file.empty()) vidgen::WritePortFile(http_port_file, http->port());
+    }
     std::optional<vidgen::metrics::Endpoint> metrics_endpoint;
     if (!metrics_listen.empty()) {
       metrics_endpoint.emplace(registry, metrics_listen);

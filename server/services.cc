@@ -23,7 +23,8 @@ grpc::Status Handle(const char* method, grpc::ServerContext* context, Body&& bod
       spdlog::error("{}: {}", method, e.what());
       return {grpc::StatusCode::INTERNAL, fmt::format("{}: internal error (the server's log has the details)", method)};
     }
-    if (e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kDataLoss) spdlog::error("{}: {}", method, e.what());
+    if (e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kDataLoss)
+      spdlog::error("{}: {}", method, e.what());
     return rpc::ToStatus(e);
   } catch (const std::bad_alloc&) {
     spdlog::error("{}: out of memory", method);
@@ -53,30 +54,46 @@ void RequireJobId(const std::string& id) {
 
 }  // namespace
 
+v1::SubmitJobResponse SubmitJob(ServerState& state, const std::string& tenant, const v1::SubmitJobRequest& request) {
+  if (request.priority() < 0 || request.priority() > 100) {
+    Fail(ErrorCode::kInvalidArgument, "priority {} must be between 0 and 100", request.priority());
+  }
+  if (request.idempotency_key().size() > 128) {
+    Fail(ErrorCode::kInvalidArgument, "idempotency_key is {} bytes; the limit is 128",
+         request.idempotency_key().size());
+  }
+  const v1::JobSpec spec = NormalizeSpec(request.spec(), state.spec_limits, state.groups.ListModels());
+  state.groups.Admit(spec);
+  JobStore::Submitted submitted;
+  try {
+    submitted = state.jobs.Submit(
+        {tenant, spec, request.spec().SerializeAsString(), request.priority(), request.idempotency_key()});
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kResourceExhausted) throw;
+    throw Error(e.code(), e.what(), std::string(kReasonQueueFull));
+  }
+  if (!submitted.existing) {
+    state.metrics.Submitted(spec.model());
+    spdlog::info("{} submitted {} ({})", tenant, submitted.job_id, spec.model());
+  }
+  v1::SubmitJobResponse response;
+  response.set_job_id(submitted.job_id);
+  response.set_existing(submitted.existing);
+  return response;
+}
+
+int RetryAfterSeconds(const ServerState& state) {
+  return static_cast<int>(state.heartbeat.count() / 1000 + 5);
+}
+
 grpc::Status VideoServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                                          v1::SubmitJobResponse* response) {
   return Handle("SubmitJob", context, [&] {
-    const std::string tenant = state_.auth.Tenant(*context);
-    if (request->priority() < 0 || request->priority() > 100) {
-      Fail(ErrorCode::kInvalidArgument, "priority {} must be between 0 and 100", request->priority());
-    }
-    if (request->idempotency_key().size() > 128) {
-      Fail(ErrorCode::kInvalidArgument, "idempotency_key is {} bytes; the limit is 128",
-           request->idempotency_key().size());
-    }
-    const v1::JobSpec spec = NormalizeSpec(request->spec(), state_.spec_limits, state_.groups.ListModels());
     try {
-      const auto submitted = state_.jobs.Submit(
-          {tenant, spec, request->spec().SerializeAsString(), request->priority(), request->idempotency_key()});
-      response->set_job_id(submitted.job_id);
-      response->set_existing(submitted.existing);
-      if (!submitted.existing) {
-        state_.metrics.Submitted(spec.model());
-        spdlog::info("{} submitted {} ({})", tenant, submitted.job_id, spec.model());
-      }
+      *response = server::SubmitJob(state_, state_.auth.Tenant(*context), *request);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::kResourceExhausted) {
-        context->AddTrailingMetadata("retry-after-seconds", std::to_string(state_.heartbeat.count() / 1000 + 5));
+      if (e.reason() == kReasonQueueFull) {
+        context->AddTrailingMetadata("retry-after-seconds", std::to_string(RetryAfterSeconds(state_)));
       }
       throw;
     }
@@ -197,8 +214,8 @@ grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context, const v1:
     const auto models = state_.groups.Touch(request->group_id());
     const GroupRegistry::Polling polling(state_.groups, request->group_id());  // idle while it waits here
     const auto take = [&](const v1::JobSpec& spec) { return state_.groups.ShouldTake(request->group_id(), spec); };
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
     while (true) {
       const auto version = state_.jobs.events().queue_version();
       if (auto lease = state_.jobs.LeaseNext(request->group_id(), models, take)) {
@@ -213,9 +230,10 @@ grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context, const v1:
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline || context->IsCancelled() || state_.jobs.events().stopped()) return;
-      state_.jobs.events().WaitForQueue(version, std::min<std::chrono::milliseconds>(
-                                                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
-                                                     std::chrono::milliseconds(500)));
+      state_.jobs.events().WaitForQueue(
+          version,
+          std::min<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                                              std::chrono::milliseconds(500)));
     }
   });
 }

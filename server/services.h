@@ -25,6 +25,13 @@ struct ServerState {
   int max_request_bytes = 8 << 20;  // what the server accepts in one message (worker uploads size chunks by it)
 };
 
+// A job submitted by `tenant`: checked, normalized, admitted by memory and queued. Throws Error naming what is
+// wrong; a full queue is RESOURCE_EXHAUSTED with reason kReasonQueueFull (retry later), a job too large for every
+// group RESOURCE_EXHAUSTED without it. The gRPC and HTTP APIs both submit through here.
+v1::SubmitJobResponse SubmitJob(ServerState& state, const std::string& tenant, const v1::SubmitJobRequest& request);
+// How long a client should wait before submitting again into a full queue.
+int RetryAfterSeconds(const ServerState& state);
+
 class VideoServiceImpl final : public v1::VideoService::Service {
  public:
   explicit VideoServiceImpl(ServerState& state) : state_(state) {}
@@ -36,8 +43,7 @@ class VideoServiceImpl final : public v1::VideoService::Service {
                         v1::ListJobsResponse* response) override;
   grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::Job>* writer) override;
-  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
-                         v1::Job* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request, v1::Job* response) override;
   grpc::Status DownloadVideo(grpc::ServerContext* context, const v1::DownloadVideoRequest* request,
                              grpc::ServerWriter<v1::VideoChunk>* writer) override;
   grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,

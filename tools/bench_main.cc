@@ -271,7 +271,8 @@ int main(int argc, char** argv) {
   quality_command->add_option("--frames", quality.frames, "4k+1 (default: as trained)");
   quality_command->add_option("--prompts", quality.prompts, "held-out prompts to use (0: all)");
   quality_command->add_option("--threads", quality.threads);
-  quality_command->add_option("--prompt-set", quality.prompt_set, "held-out, or diagonal (the motion the demo LoRA teaches)")
+  quality_command
+      ->add_option("--prompt-set", quality.prompt_set, "held-out, or diagonal (the motion the demo LoRA teaches)")
       ->capture_default_str();
   quality_command->add_option("--lora", quality.loras, "PATH[:SCALE] on the DiT (repeat to stack)");
   quality_command->add_option("--solver", quality.solver)->capture_default_str();
@@ -307,12 +308,13 @@ int main(int argc, char** argv) {
   memory_command->add_option("--dtype", memory.dtype, "fp32, bf16 or fp16")->capture_default_str();
   memory_command->add_option("--threads", memory.threads, "intra-op threads (default: all cores)");
   memory_command->add_flag("--json", memory.json, "print one JSON report");
+  memory_command->add_flag("--estimate", memory.estimate,
+                           "probe first as vidgen-worker does and report the server's estimate beside the measurement");
 #ifdef VIDGEN_BENCH_SERVICE
   vidgen::tools::ServiceBenchOptions service;
   auto* service_command = app.add_subcommand("service", "vidgen-server under bursts of concurrent submits");
   service_command->add_option("--server-bin", service.server_bin, "vidgen-server (default: the build tree's)");
-  service_command->add_option("--concurrency", service.concurrency, "submits in flight at once")
-      ->capture_default_str();
+  service_command->add_option("--concurrency", service.concurrency, "submits in flight at once")->capture_default_str();
   service_command->add_option("--rounds", service.rounds, "bursts")->capture_default_str();
   service_command->add_option("--channels", service.channels, "connections the clients share")->capture_default_str();
   service_command->add_flag("--json", service.json, "print one JSON report");

@@ -1,5 +1,7 @@
 #include "tools/bench_memory.h"
 
+#include <algorithm>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -9,8 +11,10 @@
 
 #include "common/error.h"
 #include "common/process_memory.h"
+#include "models/device_memory.h"
 #include "models/families.h"
 #include "models/job_request.h"
+#include "models/memory_probe.h"
 #include "tools/size_flag.h"
 
 namespace vidgen::tools {
@@ -39,6 +43,15 @@ int RunMemoryBench(const MemoryBenchOptions& options) {
   const auto request = ToGenerationRequest(job);
 
   const std::int64_t resident = ProcessStatusBytes("VmRSS");
+  std::optional<spec::MemoryEstimate> estimate;
+  if (options.estimate) {
+    const c10::Device cpu(torch::kCPU);
+    const auto profile = ProbeMemory(*pipeline, model, cpu, TotalMemory(cpu),
+                                     [&](const spec::JobRequest& probe, const GenerationCallbacks& callbacks) {
+                                       return pipeline->Generate(ToGenerationRequest(probe), callbacks);
+                                     });
+    estimate = spec::EstimateJobMemory(profile, spec::ParallelRequest{1, 1, false}, job, model);
+  }
   std::int64_t first_step = 0, denoise = 0;
   GenerationCallbacks callbacks;
   callbacks.on_step = [&](const StepProgress& progress) {
@@ -56,19 +69,25 @@ int RunMemoryBench(const MemoryBenchOptions& options) {
   const std::int64_t decode = ProcessStatusBytes("VmHWM") - resident;
   const std::int64_t tokens =
       ((job.frames - 1) / 4 + 1) * (job.width / model.side_multiple) * (job.height / model.side_multiple);
-  const nlohmann::json report = {{"benchmark", "memory"},
-                                 {"model_dir", options.model_dir},
-                                 {"width", job.width},
-                                 {"height", job.height},
-                                 {"frames", job.frames},
-                                 {"steps", job.steps},
-                                 {"cache", options.cache},
-                                 {"video_tokens", tokens},
-                                 {"loaded_bytes", resident - before_load},
-                                 {"text_and_first_step_bytes", first_step},
-                                 {"denoise_bytes", denoise},
-                                 {"decode_bytes", decode},
-                                 {"cache_peak_bytes", result.stats.cache_peak_bytes}};
+  nlohmann::json report = {{"benchmark", "memory"},
+                           {"model_dir", options.model_dir},
+                           {"width", job.width},
+                           {"height", job.height},
+                           {"frames", job.frames},
+                           {"steps", job.steps},
+                           {"cache", options.cache},
+                           {"video_tokens", tokens},
+                           {"loaded_bytes", resident - before_load},
+                           {"text_and_first_step_bytes", first_step},
+                           {"denoise_bytes", denoise},
+                           {"decode_bytes", decode},
+                           {"cache_peak_bytes", result.stats.cache_peak_bytes}};
+  const std::int64_t measured = std::max({first_step, denoise, decode});
+  if (estimate) {
+    report["estimate"] = {{"resident_bytes", estimate->resident}, {"denoise_bytes", estimate->denoise},
+                          {"cache_bytes", estimate->cache},       {"decode_bytes", estimate->decode},
+                          {"peak_bytes", estimate->peak()},       {"measured_peak_bytes", resident + measured}};
+  }
   if (options.json) {
     fmt::print("{}\n", report.dump(2));
   } else {
@@ -78,6 +97,10 @@ int RunMemoryBench(const MemoryBenchOptions& options) {
         "{:.1f} MiB, denoising {:.1f} MiB (cache {:.1f}), decoding {:.1f} MiB\n",
         job.width, job.height, job.frames, tokens, job.steps, options.cache, mib(resident - before_load),
         mib(first_step), mib(denoise), mib(result.stats.cache_peak_bytes), mib(decode));
+    if (estimate) {
+      fmt::print("estimate: {}; measured above resident {:.1f} MiB, estimated {:.1f} MiB\n", estimate->Describe(),
+                 mib(measured), mib(estimate->peak() - estimate->resident));
+    }
   }
   return 0;
 }

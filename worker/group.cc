@@ -8,8 +8,9 @@
 
 #include "common/error.h"
 #include "media/video_encoder.h"
+#include "models/device_memory.h"
+#include "models/memory_probe.h"
 #include "proto/spec_proto.h"
-#include "worker/device_memory.h"
 #include "worker/job.h"
 #include "worker/reporter.h"
 
@@ -75,13 +76,30 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
   return true;
 }
 
-GenerationResult Group::Generate(const v1::JobSpec& spec, Reporter* reporter) {
+spec::MemoryProfile Group::ProbeMemory(const spec::ModelInfo& model, std::int64_t device_bytes) {
+  return vidgen::ProbeMemory(*pipeline_, model, options_.device, device_bytes,
+                             [&](const spec::JobRequest& job, const GenerationCallbacks& callbacks) {
+                               const auto spec = rpc::ToProto(job);
+                               Publish(next_job_++, spec);
+                               return Generate(spec, nullptr, callbacks.on_step);
+                             });
+}
+
+void Group::Publish(std::int64_t n, const v1::JobSpec& spec) {
+  if (!consensus_) return;
+  consensus_->Publish(JobKey(n), spec.SerializeAsString());
+  unforgotten_.push_back(n);
+}
+
+GenerationResult Group::Generate(const v1::JobSpec& spec, Reporter* reporter,
+                                 const std::function<void(const StepProgress&)>& on_step) {
   const auto request = ToGenerationRequest(spec, loras_);
   GenerationCallbacks callbacks;
   callbacks.cancelled = [&] {
-    const bool stop = leader() && reporter->cancelled();
+    const bool stop = reporter && reporter->cancelled();
     return consensus_ ? consensus_->Decide(stop) : stop;
   };
+  callbacks.on_step = on_step;
   double last_step_seconds = 0;
   if (reporter) {
     callbacks.on_step = [&](const StepProgress& progress) {
@@ -105,10 +123,7 @@ void Group::RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobRespo
   {
     Reporter reporter(source, id, lease.lease_id());
     try {
-      if (consensus_) {
-        consensus_->Publish(JobKey(n), lease.spec().SerializeAsString());
-        unforgotten_.push_back(n);
-      }
+      Publish(n, lease.spec());
       const auto start = std::chrono::steady_clock::now();
       ResetPeakMemory(options_.device);
       const auto result = Generate(lease.spec(), &reporter);

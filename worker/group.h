@@ -7,11 +7,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "models/generation.h"
+#include "spec/memory.h"
 #include "worker/consensus.h"
 #include "worker/job.h"
 #include "worker/job_source.h"
@@ -53,11 +55,19 @@ class Group {
   // fails here fails on the leader too; throws Error(UNAVAILABLE) when the group broke in the middle of one.
   bool FollowOne(std::chrono::milliseconds wait);
 
+  // The leader, before its first job: what jobs of `model` need on one rank of this group, measured by probe jobs
+  // that every rank runs (models/memory_probe.h) on `device_bytes` per rank.
+  spec::MemoryProfile ProbeMemory(const spec::ModelInfo& model, std::int64_t device_bytes);
+
   [[noreturn]] void Lead(JobSource& source);
   [[noreturn]] void Follow();
 
  private:
-  GenerationResult Generate(const v1::JobSpec& spec, Reporter* reporter);
+  // `reporter`: the leader's for a leased job (steps reported, cancels heeded); `on_step` is called otherwise.
+  GenerationResult Generate(const v1::JobSpec& spec, Reporter* reporter,
+                            const std::function<void(const StepProgress&)>& on_step = nullptr);
+  // The leader hands job `n` to the followers.
+  void Publish(std::int64_t n, const v1::JobSpec& spec);
   void RunLeased(JobSource& source, std::int64_t n, const v1::LeaseJobResponse& lease);
   std::string Encode(const std::string& id, const v1::OutputSettings& output, const at::Tensor& frames) const;
   void ForgetFollowedJobs();

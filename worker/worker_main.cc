@@ -19,6 +19,7 @@
 #include "common/rank_launch.h"
 #include "common/tool_main.h"
 #include "metrics/endpoint.h"
+#include "models/device_memory.h"
 #include "models/families.h"
 #include "parallel/launch.h"
 #include "parallel/world.h"
@@ -35,6 +36,8 @@ struct Options {
               work_dir = "vidgen-worker", frames_dir, lora_dir, metrics_listen, metrics_port_file;
   int threads = 0;
   int collective_timeout_seconds = 60;
+  std::int64_t device_memory = 0;
+  bool memory_probe = true;
 };
 
 }  // namespace
@@ -77,6 +80,13 @@ int main(int argc, char** argv) {
                  "seconds a collective waits for a peer before the group counts as broken")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  app.add_option("--device-memory", options.device_memory,
+                 "what one rank may use, e.g. 80GiB (default: the GPU's memory; on CPU the machine's or the "
+                 "container's, shared by the local ranks)")
+      ->transform(CLI::AsSizeValue(false));
+  app.add_flag("!--no-memory-probe", options.memory_probe,
+               "skip the probe jobs at start that measure what jobs need per rank (the server then admits every job "
+               "and places it without regard to memory)");
   CLI11_PARSE(app, argc, argv);
 
   return vidgen::RunTool("vidgen-worker", [&] {
@@ -139,7 +149,8 @@ int main(int argc, char** argv) {
       group_options.metrics = &*metrics;
       metrics_endpoint.emplace(registry, options.metrics_listen);
       spdlog::info("metrics on port {}", metrics_endpoint->port());
-      if (!options.metrics_port_file.empty()) vidgen::WritePortFile(options.metrics_port_file, metrics_endpoint->port());
+      if (!options.metrics_port_file.empty())
+        vidgen::WritePortFile(options.metrics_port_file, metrics_endpoint->port());
     }
     vidgen::worker::Group group(std::move(pipeline), consensus ? &*consensus : nullptr, group_options);
     if (!group.leader()) group.Follow();
@@ -165,8 +176,19 @@ int main(int argc, char** argv) {
         (*model->mutable_lora_defaults())[name] = vidgen::rpc::ToProto(*defaults);
       }
     }
-    if (const auto defaults = vidgen::ReadCheckpointDefaults(options.model_dir)) {
-      *model->mutable_defaults() = vidgen::rpc::ToProto(*defaults);  // jobs that leave size unset get the trained one
+    const auto checkpoint_defaults = vidgen::ReadCheckpointDefaults(options.model_dir);
+    if (checkpoint_defaults) {
+      *model->mutable_defaults() =
+          vidgen::rpc::ToProto(*checkpoint_defaults);  // jobs without a size get the trained one
+    }
+    // Image-to-video probes would need images: such groups admit every job.
+    if (options.memory_probe && task == vidgen::spec::Task::kTextToVideo) {
+      const std::int64_t device_bytes = options.device_memory > 0
+                                            ? options.device_memory
+                                            : vidgen::TotalMemory(device) / (device.is_cpu() ? local_ranks : 1);
+      const vidgen::spec::ModelInfo info{options.model_name, family, checkpoint_defaults,
+                                         static_cast<int>(side_multiple), task};
+      *model->mutable_memory() = vidgen::rpc::ToProto(group.ProbeMemory(info, device_bytes));
     }
     vidgen::worker::ServerLink link(link_options);
     spdlog::info("serving {} ({} rank(s), {}) for {}", options.model_name, world ? world->size() : 1, options.device,

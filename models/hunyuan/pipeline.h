@@ -49,6 +49,7 @@ class HunyuanPipeline : public dit::Pipeline {
   // distilled model runs one pass per step); the release samples with Euler (spec::FamilyDefaults).
   void Validate(const GenerationRequest& request) const override;
   std::int64_t side_multiple() const override;
+  cache::CacheFootprint TokenFootprint() const override { return dit_->Footprint(1, 1, 0, 1); }
   HunyuanText EncodeText(const std::string& prompt);
 
   HunyuanDit& dit() { return dit_; }

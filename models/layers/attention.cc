@@ -14,8 +14,8 @@ namespace {
 
 // Keys masked per sample: [B, 1, 1, Lk] true where the key's position is at or past the sample's length.
 torch::Tensor MaskedKeys(const AttentionOptions& options, std::int64_t lk, const torch::Device& device) {
-  const auto positions =
-      torch::arange(options.key_offset, options.key_offset + lk, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const auto positions = torch::arange(options.key_offset, options.key_offset + lk,
+                                       torch::TensorOptions().dtype(torch::kLong).device(device));
   const auto lengths = torch::tensor(options.key_lengths, torch::kLong).to(device).view({-1, 1});
   return (positions.view({1, -1}) >= lengths).view({static_cast<std::int64_t>(options.key_lengths.size()), 1, 1, lk});
 }
@@ -26,8 +26,8 @@ torch::Tensor MaskedKeys(const AttentionOptions& options, std::int64_t lk, const
 // half precision) or memory-efficient attention, each returning the log-sum-exp [B, H, Lq] fp32 when asked.
 // `masked` as MaskedKeys. Samples with no key at all come out as garbage here; the caller zeroes them.
 std::pair<torch::Tensor, torch::Tensor> FusedAttention(const torch::Tensor& q, const torch::Tensor& k,
-                                                       const torch::Tensor& v, const torch::Tensor& masked,
-                                                       bool causal, double scale, bool with_lse) {
+                                                       const torch::Tensor& v, const torch::Tensor& masked, bool causal,
+                                                       double scale, bool with_lse) {
   const std::int64_t lq = q.size(2), lk = k.size(2);
   // An additive bias of q's dtype; CUDA wants its rows 16-element aligned, so it is a view into a padded buffer.
   auto bias = [&]() -> std::optional<torch::Tensor> {
@@ -38,7 +38,8 @@ std::pair<torch::Tensor, torch::Tensor> FusedAttention(const torch::Tensor& q, c
     return buffer.slice(3, 0, lk).expand({q.size(0), q.size(1), lq, lk});
   };
   if (!q.is_cuda()) {
-    auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, /*dropout_p=*/0.0, causal, bias(), scale);
+    auto [out, lse] =
+        at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, /*dropout_p=*/0.0, causal, bias(), scale);
     return {out, with_lse ? lse : torch::Tensor()};
   }
   if (!with_lse) {
@@ -95,6 +96,14 @@ std::pair<torch::Tensor, torch::Tensor> BlockedAttention(const torch::Tensor& q,
 #endif
 
 }  // namespace
+
+std::int64_t ScoreBytesBound() {
+#ifdef VIDGEN_FUSED_ATTENTION
+  return 0;
+#else
+  return 4 * static_cast<std::int64_t>(sizeof(float)) * kScoreBudget;  // scores, their exp and the products' copies
+#endif
+}
 
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options,
                      at::Tensor* lse) {

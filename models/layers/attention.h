@@ -26,8 +26,13 @@ struct AttentionOptions {
 // then fp32. With LibTorch ≥ 2.3 it runs LibTorch's fused kernels (on CUDA flash or memory-efficient attention,
 // on the CPU the flash kernel), the log-sum-exp included; with older ones exact attention over blocks of queries,
 // so the score matrix never exceeds a fixed budget however long the sequence.
-at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options = {},
-                     at::Tensor* lse = nullptr);
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const AttentionOptions& options = {}, at::Tensor* lse = nullptr);
+
+// The most bytes one call's attention scores take at once however long the sequences, for memory estimates: a few
+// budget-sized buffers of the blocked kernel; 0 (no bound) with the fused kernels, whose scratch grows with the
+// rows, not with rows × keys.
+std::int64_t ScoreBytesBound();
 
 // The lengths of masks [B, L] that are a prefix of ones (text masks): key_lengths for Attention. Throws
 // Error(INVALID_ARGUMENT) naming the row whose mask is not a prefix.

@@ -52,6 +52,7 @@ class WanPipeline : public dit::Pipeline {
   static std::unique_ptr<WanPipeline> FromParts(WanCheckpoint parts, const WanLoadOptions& options = {});
 
   std::int64_t side_multiple() const override;
+  cache::CacheFootprint TokenFootprint() const override { return dit_->Footprint(1, 1, 1); }
   // I2V/FLF2V: the request's width × height is the video's area; its sides follow the first image's aspect ratio.
   void Validate(const GenerationRequest& request) const override;
   GenerationRequest Sized(const GenerationRequest& request) const override;

@@ -1,5 +1,6 @@
 // Groups of several sizes for one model: a job goes to the group whose layout its parallel hints ask for when that
-// group is idle; a group's registered layout must multiply to its world size.
+// group is idle; a group's registered layout must multiply to its world size; a job goes only where its memory
+// estimate fits, and one that fits no group is refused at submit with the numbers.
 #include <chrono>
 #include <thread>
 
@@ -55,6 +56,37 @@ TEST(PlacementServiceTest, ParallelHintsChooseBetweenGroupsOfOneAndTwoRanks) {
       cluster.WorkerClient()->RegisterGroup(Cluster::Context(cluster.worker_token()).get(), bad, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("is not the world size 2"), std::string::npos) << status.error_message();
+}
+
+TEST(PlacementServiceTest, AJobGoesOnlyWhereItFitsAndOneThatFitsNowhereIsRefused) {
+  Cluster cluster;
+  cluster.StartServer();
+  // The small group's ranks have 1 MiB each (less than the weights); the large one's 4 GiB.
+  const auto small = cluster.StartWorker(1, {"--device-memory", "1MiB"}, VIDGEN_DEMO_MODEL, "demo");
+  const auto large = cluster.StartWorker(2, {"--device-memory", "4GiB"}, VIDGEN_DEMO_MODEL, "demo");
+  cluster.WaitForGroups("demo", 2);
+
+  // Without hints the smaller group would be the place; it cannot hold the job, so the larger one runs it.
+  v1::JobSpec spec;
+  spec.set_model("demo");
+  spec.set_prompt("a red circle moving left on a gray background");
+  spec.set_steps(4);
+  std::string id;
+  ASSERT_TRUE(cluster.Submit(spec, &id).ok());
+  const auto job = cluster.WaitForEnd(id);
+  ASSERT_EQ(job.state(), v1::SUCCEEDED) << job.message();
+  EXPECT_NE(ReadFile(large.log).find(id + " done"), std::string::npos);
+  EXPECT_EQ(ReadFile(small.log).find(id), std::string::npos);
+
+  // 2048×2048 frames decode in more than 4 GiB on this model: refused at submit, naming what it needs and has.
+  spec.set_width(2048);
+  spec.set_height(2048);
+  spec.set_frames(9);
+  const auto status = cluster.Submit(spec, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  for (const auto fragment : {"per rank", "decoding", "4.00 GiB per rank", "no worker group of model 'demo'"}) {
+    EXPECT_NE(status.error_message().find(fragment), std::string::npos) << status.error_message();
+  }
 }
 
 }  // namespace

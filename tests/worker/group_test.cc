@@ -152,6 +152,7 @@ class ProbedPipeline final : public VideoPipeline {
     return inner_->Generate(request, probed);
   }
   std::int64_t side_multiple() const override { return inner_->side_multiple(); }
+  cache::CacheFootprint TokenFootprint() const override { return inner_->TokenFootprint(); }
   std::vector<at::Tensor> weights() const override { return inner_->weights(); }
   lora::Adapter ReadLora(const std::string& path) override { return inner_->ReadLora(path); }
   void KeepLoraSets(std::size_t sets) override { inner_->KeepLoraSets(sets); }
