@@ -16,8 +16,9 @@ packages=(
   mmdebstrap
 )
 
-# The one-node Slurm cluster of the `cluster` tests; the tests skip when these cannot be installed.
-optional=(slurm-wlm munge)
+# The one-node Slurm cluster of the `cluster` tests and the headless browser of the `browser` test; the tests skip
+# when these cannot be installed.
+optional=(slurm-wlm munge chromium chromium-driver python3-selenium)
 
 missing_of() {
   local package status

@@ -5,7 +5,8 @@
 # PROMPT, SIZE, FRAMES, STEPS and CACHE override the request. By default: a prompt the demo model never saw in
 # training, at the size and frames the model declares (the demo model: 32×32, 17 frames, which ffmpeg also scales
 # up 8× to look at), 50 steps of which 10 full, the guidance difference reused (calibrated where the checkpoint
-# has a calibration, as the demo model does).
+# has a calibration, as the demo model does). The server also serves the HTTP API and the web page (HTTP_LISTEN,
+# 127.0.0.1 on any free port by default); with SERVE=1 everything stays up after the job until Ctrl-C.
 set -euo pipefail
 
 build=${1:-build}
@@ -27,17 +28,20 @@ trap stop EXIT
 
 "$build/server/vidgen-server" --listen 127.0.0.1:0 --port-file "$out/port" --data-dir "$out/server" \
   --keys-file "$out/keys.json" --worker-token-file "$out/worker.token" --model "$name:wan2.1" \
-  > "$out/server.log" 2>&1 &
+  --http-listen "${HTTP_LISTEN:-127.0.0.1:0}" --http-port-file "$out/http.port" > "$out/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$out/port" ]] && break; sleep 0.1; done
 [[ -s "$out/port" ]] || { echo "vidgen-server did not start; see $out/server.log" >&2; exit 1; }
 server=127.0.0.1:$(cat "$out/port")
+for _ in $(seq 100); do [[ -s "$out/http.port" ]] && break; sleep 0.1; done
+http_host=${HTTP_LISTEN:-127.0.0.1:0}
+page="http://${http_host%:*}:$(cat "$out/http.port")/"
 
 "$build/worker/vidgen-worker" --server "$server" --worker-token-file "$out/worker.token" --model-dir "$model" \
   --model-name "$name" --nproc 2 --dtype fp32 --work-dir "$out/worker" > "$out/worker.log" 2>&1 &
 pids+=($!)
 
-echo "vidgen: server on $server, a 2-rank worker group on $name (logs in $out/)"
+echo "vidgen: server on $server, a 2-rank worker group on $name (logs in $out/); web page $page"
 # The model's own defaults (size, frames) reach the server when its group registers: wait for that.
 registered=false
 for _ in $(seq 600); do
@@ -60,4 +64,9 @@ if (( width < 256 )); then  # a small model's video, scaled up to look at
   echo "vidgen: the video is $out/video.mp4 (scaled up 8x: $out/video-x8.mp4)"
 else
   echo "vidgen: the video is $out/video.mp4"
+fi
+
+if [[ "${SERVE:-0}" == 1 ]]; then
+  echo "vidgen: the web page is $page (API key: $key); Ctrl-C stops the server and the worker group"
+  wait
 fi

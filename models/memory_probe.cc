@@ -47,8 +47,8 @@ spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::Model
     ResetPeakMemory(device);
     generate(job, callbacks);
     probe.decode_bytes = PeakMemory(device) - loaded;
-    spdlog::info("memory probe {}x{}, {} frames ({} tokens): denoising {}, decoding {}", job.width, job.height,
-                 job.frames, probe.tokens, ByteSize(probe.denoise_bytes), ByteSize(probe.decode_bytes));
+    spdlog::debug("memory probe {}x{}, {} frames ({} tokens): denoising {}, decoding {}", job.width, job.height,
+                  job.frames, probe.tokens, ByteSize(probe.denoise_bytes), ByteSize(probe.decode_bytes));
     probes.push_back(probe);
   }
   // What a job starts from: the weights and what the allocator could not give back after the probes.

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""The web page in a real browser: Debian's chromium, headless, driven by chromedriver through Selenium, against a
+vidgen-server and a worker group on the demo model started here. Logs in, submits, sees the progress bar advance,
+sees the finished video play (its duration > 0), cancels a second job and sees it end cancelled; saves screenshots.
+
+Exit status 77 (ctest's skip) when chromium, chromedriver or Selenium is missing."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+KEY = "acme-key-0123456789abcdef"
+SKIP = 77
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+except ImportError:
+    print("skipped: python3-selenium is not installed")
+    sys.exit(SKIP)
+
+
+def wait_for(what, condition, timeout=120, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_port(path):
+    wait_for(f"{path}", lambda: os.path.exists(path) and open(path).read().strip(), timeout=30)
+    return int(open(path).read())
+
+
+def api(port, path):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    for flag in ("--server-bin", "--worker-bin", "--model-dir", "--out-dir"):
+        parser.add_argument(flag, required=True)
+    args = parser.parse_args()
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        print("skipped: chromium and chromium-driver are not installed")
+        return SKIP
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="vidgen-browser-")
+    processes = []
+    try:
+        with open(f"{work}/keys.json", "w") as keys:
+            json.dump([{"tenant": "acme", "key": KEY}], keys)
+        with open(f"{work}/worker.token", "w") as token:
+            token.write("worker-token-0123456789abcdef")
+        log = open(f"{work}/processes.log", "w")
+        processes.append(subprocess.Popen(
+            [args.server_bin, "--listen", "127.0.0.1:0", "--port-file", f"{work}/grpc.port", "--data-dir",
+             f"{work}/server", "--keys-file", f"{work}/keys.json", "--worker-token-file", f"{work}/worker.token",
+             "--http-listen", "127.0.0.1:0", "--http-port-file", f"{work}/http.port", "--heartbeat-seconds", "1"],
+            stdout=log, stderr=log, start_new_session=True))
+        grpc_port, http_port = read_port(f"{work}/grpc.port"), read_port(f"{work}/http.port")
+        processes.append(subprocess.Popen(
+            [args.worker_bin, "--server", f"127.0.0.1:{grpc_port}", "--worker-token-file", f"{work}/worker.token",
+             "--model-dir", args.model_dir, "--model-name", "demo", "--dtype", "fp32", "--threads", "1",
+             "--work-dir", f"{work}/worker"],
+            stdout=log, stderr=log, start_new_session=True))
+        wait_for("the demo model's worker group",
+                 lambda: any(m["id"] == "demo" and m["worker_groups"] > 0 for m in api(http_port, "/v1/models")["data"]))
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--autoplay-policy=no-user-gesture-required", "--window-size=420,900"):
+            options.add_argument(flag)
+        browser = webdriver.Chrome(service=Service(driver_bin), options=options)
+        try:
+            run_page(browser, http_port, args.out_dir)
+        finally:
+            browser.quit()
+        print("passed")
+        return 0
+    finally:
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if os.path.exists(f"{work}/processes.log"):
+            with open(f"{work}/processes.log") as log:
+                sys.stdout.write(log.read()[-4000:])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_page(browser, port, out_dir):
+    find = lambda id: browser.find_element(By.ID, id)
+    browser.get(f"http://127.0.0.1:{port}/")
+    find("key").send_keys(KEY)
+    find("login-button").click()
+    wait_for("the app after logging in", lambda: find("app").is_displayed())
+    # The model's defaults filled in (the demo model's trained size).
+    assert find("model").get_attribute("value") == "demo"
+    assert find("size").get_attribute("value") == "32x32", find("size").get_attribute("value")
+
+    find("prompt").send_keys("a red circle moving left on a gray background")
+    steps = find("steps")
+    steps.clear()
+    steps.send_keys("40")
+    find("submit").click()
+    progress = lambda: float(find("progress").get_attribute("value") or 0)
+    seen = set()
+    def advanced():
+        seen.add(round(progress(), 3))
+        return len([value for value in seen if 0 < value < 1]) >= 2
+    wait_for("the progress bar to advance", advanced, every=0.02)
+    browser.save_screenshot(os.path.join(out_dir, "progress.png"))
+    duration = lambda: browser.execute_script(
+        "const v = document.getElementById('video'); return !v.hidden && v.duration > 0 ? v.duration : 0;")
+    wait_for("the finished video to play", duration)
+    assert find("status").text == "succeeded", find("status").text
+    assert find("download").is_displayed()
+    print(f"progress values seen: {sorted(seen)}; video duration {duration():.3f} s")
+    browser.save_screenshot(os.path.join(out_dir, "finished.png"))
+
+    # A long second job, cancelled while it runs.
+    steps.clear()
+    steps.send_keys("200")
+    find("submit").click()
+    wait_for("the second job to run", lambda: find("status").text == "running" and progress() > 0, every=0.02)
+    find("cancel").click()
+    wait_for("the second job to end cancelled", lambda: find("status").text == "cancelled")
+    rows = wait_for("the jobs table", lambda: [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tr")
+                                                if "cancelled" in row.text or "succeeded" in row.text] or None)
+    assert any("cancelled" in row for row in rows) and any("succeeded" in row for row in rows), rows
+    browser.save_screenshot(os.path.join(out_dir, "cancelled.png"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
