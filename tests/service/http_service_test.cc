@@ -2,6 +2,9 @@
 // the job object, idempotency, tenants, a resumed Range download to the same SHA-256, and the events stream's order.
 #include <httplib.h>
 
+#include <filesystem>
+#include <thread>
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -14,8 +17,16 @@ namespace {
 
 class HttpServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    cluster_.StartServer({"--http-listen", "127.0.0.1:0", "--http-port-file", cluster_.dir() + "/http.port"});
+  void SetUp() override { StartServer(); }
+
+  void StartServer(std::vector<std::string> flags = {}) {
+    std::filesystem::remove(cluster_.dir() + "/http.port");
+    flags.insert(flags.end(), {"--http-listen", "127.0.0.1:0", "--http-port-file", cluster_.dir() + "/http.port"});
+    cluster_.StartServer(flags);
+    // Written once the HTTP side is bound, which may be just after gRPC answers.
+    for (int i = 0; i < 100 && ReadFile(cluster_.dir() + "/http.port").empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     port_ = std::stoi(ReadFile(cluster_.dir() + "/http.port"));
   }
 
@@ -212,6 +223,16 @@ TEST_F(HttpServiceTest, DeleteCancelsAQueuedJobAndSecondsBecomeFrames) {
   const auto page = Client("").Get("/");
   ASSERT_EQ(page->status, 200);
   EXPECT_NE(page->body.find("<title>vidgen</title>"), std::string::npos);
+}
+
+TEST_F(HttpServiceTest, AFullQueueIs429WithRetryAfter) {
+  cluster_.StopServer();
+  StartServer({"--max-queue", "1"});
+  ASSERT_EQ(StatusOf(Post(SmallBody())), 202);
+  const auto refused = Post(SmallBody());
+  ASSERT_EQ(StatusOf(refused), 429) << refused->body;
+  EXPECT_EQ(nlohmann::json::parse(refused->body).at("error").at("code"), "resource_exhausted");
+  EXPECT_GT(std::stoi(refused->get_header_value("Retry-After")), 0);
 }
 
 }  // namespace
