@@ -29,6 +29,7 @@ std::string GroupRegistry::Register(const v1::RegisterGroupRequest& request) {
            model.side_multiple());
     }
     if (!model.task().empty()) spec::ParseTask(model.task());
+    if (!model.family().empty()) spec::ParseFamily(model.family());
     if (model.loras_size() > 1000)
       Fail(ErrorCode::kInvalidArgument, "model '{}' lists {} LoRAs", model.name(), model.loras_size());
     for (const auto& lora : model.loras()) {
@@ -187,10 +188,10 @@ void GroupRegistry::Admit(const v1::JobSpec& spec) {
   }
   if (!closest) return;
   Fail(ErrorCode::kResourceExhausted,
-       "the job needs {} per rank on the group that comes closest ('{}', {} ranks, {} per rank); no worker group of "
+       "the job needs {} per rank on the group that comes closest ('{}', {} rank(s), {} per rank); no worker group of "
        "model '{}' can hold it: lower the size, frames or cache order, or serve the model on more ranks or larger "
        "devices",
-       closest->Describe(), closest_group->name(), closest_group->world_size(), ByteSize(closest_device_bytes),
+       closest->Describe(), closest_group->name().substr(0, 100), closest_group->world_size(), ByteSize(closest_device_bytes),
        spec.model());
 }
 
