@@ -145,41 +145,41 @@ bool Fits(const v1::ParallelHints& hints, const v1::ParallelHints& layout) {
          (hints.ring() == 0 || hints.ring() == layout.ring()) && (!hints.cfg_parallel() || layout.cfg_parallel());
 }
 
-// A normalized job's peak on one rank of `group`, which serves its model; none when the group sent no profile.
+// A normalized job's peak on one rank of `group`, which serves its model; none when the group sent no profile (the
+// spec, images and all, is converted only then).
 std::optional<spec::MemoryEstimate> Estimate(const v1::RegisterGroupRequest& group, const v1::ServedModel& served,
-                                             const spec::JobRequest& job) {
+                                             const v1::JobSpec& spec) {
   if (!served.has_memory()) return std::nullopt;
   spec::ModelInfo model;
   model.family = spec::ParseFamily(served.family().empty() ? "wan2.1" : served.family());
   if (served.side_multiple() > 0) model.side_multiple = served.side_multiple();
   const spec::ParallelRequest layout{group.layout().ulysses(), group.layout().ring(), group.layout().cfg_parallel()};
-  return spec::EstimateJobMemory(rpc::FromProto(served.memory()), layout, job, model);
+  return spec::EstimateJobMemory(rpc::FromProto(served.memory()), layout, rpc::FromProto(spec), model);
 }
 
-bool Holds(const v1::RegisterGroupRequest& group, const v1::ServedModel& served, const spec::JobRequest& job) {
-  const auto estimate = Estimate(group, served, job);
+bool Holds(const v1::RegisterGroupRequest& group, const v1::ServedModel& served, const v1::JobSpec& spec) {
+  const auto estimate = Estimate(group, served, spec);
   return !estimate || estimate->peak() <= served.memory().device_bytes();
 }
 
 }  // namespace
 
 void GroupRegistry::Admit(const v1::JobSpec& spec) {
-  const auto job = rpc::FromProto(spec);
   std::lock_guard lock(mutex_);
   Forget();
   // The group closest to holding it names the numbers.
   std::optional<spec::MemoryEstimate> closest;
   const v1::RegisterGroupRequest* closest_group = nullptr;
   std::int64_t closest_device_bytes = 0;
+  const auto ratio = [](std::int64_t need, std::int64_t have) {
+    return static_cast<double>(need) / static_cast<double>(std::max<std::int64_t>(have, 1));
+  };
   for (const auto& [id, group] : groups_) {
     const auto* served = Served(group.info, spec.model());
     if (!served) continue;
-    const auto estimate = Estimate(group.info, *served, job);
+    const auto estimate = Estimate(group.info, *served, spec);
     const std::int64_t device_bytes = served->memory().device_bytes();
     if (!estimate || estimate->peak() <= device_bytes) return;
-    const auto ratio = [](std::int64_t need, std::int64_t have) {
-      return static_cast<double>(need) / static_cast<double>(std::max<std::int64_t>(have, 1));
-    };
     if (!closest || ratio(estimate->peak(), device_bytes) < ratio(closest->peak(), closest_device_bytes)) {
       closest = estimate;
       closest_group = &group.info;
@@ -191,17 +191,16 @@ void GroupRegistry::Admit(const v1::JobSpec& spec) {
        "the job needs {} per rank on the group that comes closest ('{}', {} rank(s), {} per rank); no worker group of "
        "model '{}' can hold it: lower the size, frames or cache order, or serve the model on more ranks or larger "
        "devices",
-       closest->Describe(), closest_group->name().substr(0, 100), closest_group->world_size(), ByteSize(closest_device_bytes),
-       spec.model());
+       closest->Describe(), closest_group->name().substr(0, 100), closest_group->world_size(),
+       ByteSize(closest_device_bytes), spec.model());
 }
 
 bool GroupRegistry::ShouldTake(const std::string& group_id, const v1::JobSpec& spec) {
-  const auto job = rpc::FromProto(spec);
   std::lock_guard lock(mutex_);
   const auto self = groups_.find(group_id);
   if (self == groups_.end()) return true;
   const auto* served = Served(self->second.info, spec.model());
-  if (served && !Holds(self->second.info, *served, job)) return false;
+  if (served && !Holds(self->second.info, *served, spec)) return false;
   // Lower is better: layouts the hints ask for first, then fewer ranks.
   const auto rank = [&](const v1::RegisterGroupRequest& group) {
     return std::pair{!Fits(spec.parallel(), group.layout()), group.world_size()};
@@ -209,7 +208,7 @@ bool GroupRegistry::ShouldTake(const std::string& group_id, const v1::JobSpec& s
   return std::none_of(groups_.begin(), groups_.end(), [&](const auto& entry) {
     const auto& [id, group] = entry;
     const auto* other = Served(group.info, spec.model());
-    return id != group_id && group.polling > 0 && other && Holds(group.info, *other, job) &&
+    return id != group_id && group.polling > 0 && other && Holds(group.info, *other, spec) &&
            rank(group.info) < rank(self->second.info);
   });
 }
