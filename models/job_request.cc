@@ -28,20 +28,31 @@ GenerationRequest ToGenerationRequest(const spec::JobRequest& job) {
   return request;
 }
 
+namespace {
+
+// Defaults fill a job's unset fields; which LoRAs it stacks is the job's own choice, never a default.
+spec::JobRequest DefaultsFromJson(const nlohmann::json& json, const std::string& where) {
+  auto defaults = spec::JobRequestFromJson(json, where);
+  if (!defaults.loras.empty()) Fail(ErrorCode::kInvalidArgument, "{}.loras: defaults cannot name LoRAs", where);
+  return defaults;
+}
+
+}  // namespace
+
 std::optional<spec::JobRequest> ReadCheckpointDefaults(const std::string& dir) {
   const auto path = dir + "/config.json";
   if (!std::filesystem::is_regular_file(path)) return std::nullopt;
   const io::JsonConfig config(path, "checkpoint config");
   const auto it = config.json().find("vidgen_defaults");
   if (it == config.json().end()) return std::nullopt;
-  return spec::JobRequestFromJson(*it, fmt::format("'{}': vidgen_defaults", path));
+  return DefaultsFromJson(*it, fmt::format("'{}': vidgen_defaults", path));
 }
 
 std::optional<spec::JobRequest> LoraDefaults(const std::string& name, const lora::Adapter& adapter) {
   const auto it = adapter.metadata.find("vidgen_defaults");
   if (it == adapter.metadata.end()) return std::nullopt;
   const auto where = fmt::format("LoRA '{}': vidgen_defaults", name);
-  return spec::JobRequestFromJson(ParseJson(it->second, where), where);  // its size is the bounded header's
+  return DefaultsFromJson(ParseJson(it->second, where), where);  // its size is the bounded header's
 }
 
 }  // namespace vidgen

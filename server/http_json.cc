@@ -36,6 +36,45 @@ std::pair<int, int> ParseSize(const std::string& size) {
   return {width, height};
 }
 
+// An image in a JSON body: base64 (RFC 4648, padding optional), or a data URL of it ("data:image/png;base64,...").
+std::string DecodeImage(const nlohmann::json& value, const char* field) {
+  if (!value.is_string()) Fail(ErrorCode::kInvalidArgument, "spec.{} must be a base64 string", field);
+  std::string_view text = value.get_ref<const std::string&>();
+  if (text.starts_with("data:")) {
+    const auto comma = text.find(',');
+    if (comma == std::string_view::npos || !text.substr(0, comma).ends_with(";base64")) {
+      Fail(ErrorCode::kInvalidArgument, "spec.{} is a data URL without ';base64,'", field);
+    }
+    text.remove_prefix(comma + 1);
+  }
+  while (text.ends_with('=')) text.remove_suffix(1);
+  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes;
+  bytes.reserve(text.size() / 4 * 3 + 2);
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto digit = kAlphabet.find(text[i]);
+    if (digit == std::string_view::npos) {
+      Fail(ErrorCode::kInvalidArgument, "spec.{} is not base64: byte {} is 0x{:02x}", field, i,
+           static_cast<unsigned char>(text[i]));
+    }
+    bits = (bits << 6) | static_cast<std::uint32_t>(digit);
+    if (++count == 4) {
+      for (const int shift : {16, 8, 0}) bytes.push_back(static_cast<char>((bits >> shift) & 0xFF));
+      bits = 0;
+      count = 0;
+    }
+  }
+  if (count == 1) Fail(ErrorCode::kInvalidArgument, "spec.{} is not base64: its length is cut", field);
+  if (count > 1) {  // 2 digits: one byte, 3 digits: two
+    bits <<= 6 * (4 - count);
+    bytes.push_back(static_cast<char>((bits >> 16) & 0xFF));
+    if (count == 3) bytes.push_back(static_cast<char>((bits >> 8) & 0xFF));
+  }
+  return bytes;
+}
+
 }  // namespace
 
 nlohmann::json JobJson(const v1::Job& job) {
@@ -100,7 +139,10 @@ v1::SubmitJobRequest SubmitRequestFromJson(const std::string& body, const std::s
     return value;
   };
   const auto size = take("size"), seconds = take("seconds"), priority = take("priority");
+  const auto image = take("image"), last_image = take("last_image");
   auto job = spec::JobRequestFromJson(json, "spec");
+  if (!image.is_null()) job.image = DecodeImage(image, "image");
+  if (!last_image.is_null()) job.last_image = DecodeImage(last_image, "last_image");
   if (!size.is_null()) {
     if (!size.is_string()) Fail(ErrorCode::kInvalidArgument, "spec.size must be a string \"WIDTHxHEIGHT\"");
     std::tie(job.width, job.height) = ParseSize(size.get<std::string>());

@@ -17,8 +17,9 @@ namespace vidgen::server {
 nlohmann::json JobJson(const v1::Job& job);
 nlohmann::json ModelsJson(const v1::ListModelsResponse& models);
 
-// A POST /v1/videos body: the request spec's fields (spec/json.h) and "size": "WxH", "seconds" (with "fps": frames
-// at the model's 4k+1), "priority". Throws Error(INVALID_ARGUMENT) naming the field.
+// A POST /v1/videos body: the request spec's fields (spec/json.h, "loras" among them) and "size": "WxH", "seconds"
+// (with "fps": frames at the model's 4k+1), "priority", "image" and "last_image" (base64, or a data URL of it). Throws
+// Error(INVALID_ARGUMENT) naming the field.
 v1::SubmitJobRequest SubmitRequestFromJson(const std::string& body, const std::string& idempotency_key);
 // "queued", ... -> the state; INVALID_ARGUMENT naming `field` otherwise.
 v1::JobState StateFromName(const std::string& name, const std::string& field);

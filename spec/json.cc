@@ -76,6 +76,22 @@ class Fields {
       field.push_back(static_cast<int>(*whole));
     }
   }
+  // An array of at most `max_count` objects, each read by `read`.
+  template <typename Reader>
+  void Objects(const char* key, std::size_t max_count, Reader&& read) {
+    const auto it = json_.find(key);
+    if (it == json_.end() || it->is_null()) return;
+    read_.push_back(key);
+    if (!it->is_array() || it->size() > max_count) {
+      Fail(ErrorCode::kInvalidArgument, "{}.{} is not an array of at most {} objects ({})", what_, key, max_count,
+           JsonExcerpt(*it));
+    }
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      Fields inner((*it)[i], fmt::format("{}.{}[{}]", what_, key, i));
+      read(inner);
+      inner.Finish();
+    }
+  }
   // A nested object, read by `read`.
   template <typename Reader>
   void Object(const char* key, Reader&& read) {
@@ -144,6 +160,7 @@ nlohmann::json ToJson(const JobRequest& r) {
   Put(output, "fps", r.output.fps);
   Put(output, "quality", r.output.quality);
   if (!output.empty()) json["output"] = output;
+  for (const auto& lora : r.loras) json["loras"].push_back({{"name", lora.name}, {"scale", lora.scale}});
   return json;
 }
 
@@ -182,6 +199,12 @@ JobRequest JobRequestFromJson(const nlohmann::json& json, std::string_view what)
     output.Read("codec", r.output.codec);
     output.Read("fps", r.output.fps);
     output.Read("quality", r.output.quality);
+  });
+  // Bounded here only so that parsing is; a model's own limit on stacked LoRAs is checked at submit.
+  fields.Objects("loras", 64, [&](Fields& lora) {
+    auto& added = r.loras.emplace_back();
+    lora.Read("name", added.name);
+    lora.Read("scale", added.scale);
   });
   fields.Finish();
   return r;

@@ -2,6 +2,7 @@
 // and that the core takes every value the spec allows (solvers, cache settings).
 #include "spec/spec.h"
 
+#include <fstream>
 #include <limits>
 
 #include <fmt/format.h>
@@ -10,9 +11,11 @@
 
 #include "common/error.h"
 #include "models/families.h"
+#include "models/job_request.h"
 #include "models/schedulers/flow_scheduler.h"
 #include "spec/json.h"
 #include "tests/support/expect_error.h"
+#include "tests/support/scratch_dir.h"
 
 namespace vidgen::spec {
 namespace {
@@ -228,6 +231,15 @@ TEST(SpecTest, Utf8) {
   EXPECT_FALSE(IsUtf8("\xE2\x82"));          // cut short
 }
 
+// A checkpoint's (or a LoRA's) defaults fill a job's unset fields; the LoRAs a job stacks are its own.
+TEST(SpecTest, DefaultsThatNameLorasAreRefused) {
+  testing::ScratchDir scratch;
+  std::ofstream(scratch.path() / "config.json") << R"({"vidgen_defaults": {"steps": 4, "loras": [{"name": "x"}]}})";
+  EXPECT_FAILS(ReadCheckpointDefaults(scratch.path().string()), kInvalidArgument, "defaults cannot name LoRAs");
+  std::ofstream(scratch.path() / "config.json") << R"({"vidgen_defaults": {"steps": 4}})";
+  EXPECT_EQ(ReadCheckpointDefaults(scratch.path().string())->steps, 4);
+}
+
 TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   auto request = Request();
   request.width = 64;
@@ -239,7 +251,19 @@ TEST(SpecTest, JsonRoundTripsAndRefusesUnknownFields) {
   request.cache.expansion = "newton";
   request.output.container = "webm";
   request.timesteps = {1000, 750, 500, 250};
+  request.loras = {{"distill", 1.0}, {"anime", 0.7}};
   EXPECT_EQ(JobRequestFromJson(ToJson(request), "body"), request);
+  EXPECT_EQ(JobRequestFromJson(nlohmann::json::parse(R"({"loras": [{"name": "anime"}]})"), "x").loras,
+            (std::vector<LoraRequest>{{"anime", 1.0}}));  // the scale is 1 unless given
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json::parse(R"({"loras": "anime"})"), "x"), kInvalidArgument,
+               "x.loras is not an array of at most 64 objects");
+  EXPECT_FAILS(
+      JobRequestFromJson(nlohmann::json::parse(R"({"loras": [{"name": "a"}, {"name": "b", "weight": 2}]})"), "x"),
+      kInvalidArgument, "x.loras[1] has an unknown field 'weight'");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json::parse(R"({"loras": [{"name": 7}]})"), "x"), kInvalidArgument,
+               "x.loras[0].name has the wrong type");
+  EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"loras", std::vector<nlohmann::json>(65, {{"name", "a"}})}}, "x"),
+               kInvalidArgument, "x.loras is not an array of at most 64 objects");
   EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"timesteps", {1000, "x"}}}, "x"), kInvalidArgument,
                "x.timesteps holds");
   EXPECT_FAILS(JobRequestFromJson(nlohmann::json{{"timesteps", {1000, 750.5}}}, "x"), kInvalidArgument,

@@ -274,6 +274,8 @@ int main(int argc, char** argv) {
   quality_command
       ->add_option("--prompt-set", quality.prompt_set, "held-out, or diagonal (the motion the demo LoRA teaches)")
       ->capture_default_str();
+  quality_command->add_flag("--seen", quality.seen,
+                            "the set's training combinations instead of its held-out ones (fitting, not generalising)");
   quality_command->add_option("--lora", quality.loras, "PATH[:SCALE] on the DiT (repeat to stack)");
   quality_command->add_option("--solver", quality.solver)->capture_default_str();
   quality_command->add_option("--timesteps", quality.timesteps, "a given schedule (step-distilled models)")

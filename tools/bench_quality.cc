@@ -77,6 +77,8 @@ std::string SeriesName(const cache::CacheConfig& config) {
 // How many of the videos the analysis reads as their prompts say.
 struct Adherence {
   int found = 0, colour = 0, direction = 0, shape = 0, both = 0;  // both: colour and direction
+  // Diagonal prompts: each part of the motion alone, and a diagonal path (whatever its signs).
+  int vertical = 0, horizontal = 0, diagonal = 0;
 
   void Add(const at::Tensor& frames, const demo::ClipSpec& spec) {
     const auto analysis = demo::Analyze(frames);
@@ -85,6 +87,11 @@ struct Adherence {
     direction += analysis.found && demo::MovesAsPrompted(analysis, spec);
     shape += analysis.found && analysis.shape == spec.shape;
     both += analysis.found && analysis.colour == spec.colour && demo::MovesAsPrompted(analysis, spec);
+    if (spec.horizontal) {
+      vertical += analysis.found && analysis.vertical == spec.direction;
+      horizontal += analysis.found && analysis.horizontal == *spec.horizontal;
+      diagonal += analysis.found && analysis.diagonal;
+    }
   }
   void Report(nlohmann::json& row, double n) const {
     row["found"] = found / n;
@@ -92,6 +99,17 @@ struct Adherence {
     row["direction_accuracy"] = direction / n;
     row["shape_accuracy"] = shape / n;
     row["adherence"] = both / n;
+    if (vertical + horizontal + diagonal > 0) {
+      row["vertical_accuracy"] = vertical / n;
+      row["horizontal_accuracy"] = horizontal / n;
+      row["diagonal_paths"] = diagonal / n;
+    }
+  }
+  // "  (vertical 99%  horizontal 70%  diagonal path 66%)" for diagonal prompts, else nothing.
+  std::string DiagonalParts(double n) const {
+    if (vertical + horizontal + diagonal == 0) return "";
+    return fmt::format("  (vertical {:.0f}%  horizontal {:.0f}%  diagonal path {:.0f}%)", 100 * vertical / n,
+                       100 * horizontal / n, 100 * diagonal / n);
   }
 };
 
@@ -191,34 +209,34 @@ int RunQualityBench(const QualityBenchOptions& options) {
   if (options.prompt_set != "held-out" && options.prompt_set != "diagonal") {
     Fail(ErrorCode::kInvalidArgument, "--prompt-set '{}': held-out or diagonal", options.prompt_set);
   }
-  std::vector<demo::ClipSpec> held_out;
+  std::vector<demo::ClipSpec> specs;
   for (const auto& spec : options.prompt_set == "diagonal" ? demo::DiagonalClips() : demo::AllClips()) {
-    if (demo::HeldOut(spec)) held_out.push_back(spec);
+    if (demo::HeldOut(spec) != options.seen) specs.push_back(spec);
   }
-  if (options.prompts > 0 && static_cast<std::size_t>(options.prompts) < held_out.size()) {
-    held_out.resize(static_cast<std::size_t>(options.prompts));
+  if (options.prompts > 0 && static_cast<std::size_t>(options.prompts) < specs.size()) {
+    specs.resize(static_cast<std::size_t>(options.prompts));
   }
   auto clip = demo::TrainedClip(options.model_dir);
   if (options.size > 0) clip.size = options.size;
   if (options.frames > 0) clip.frames = options.frames;
-  const double n = static_cast<double>(held_out.size());
+  const double n = static_cast<double>(specs.size());
 
   nlohmann::json report = nlohmann::json::array();
   // The ceiling: the held-out clips themselves through the VAE, and how much of them the analysis still reads.
   {
     Adherence adherence;
-    for (std::size_t i = 0; i < held_out.size(); ++i) {
+    for (std::size_t i = 0; i < specs.size(); ++i) {
       const auto video =
-          demo::Render(held_out[i], 1000 + i, clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1);
-      adherence.Add(ToVideoFrames(pipeline->Decode(pipeline->vae()->Encode(video.unsqueeze(0))[0])), held_out[i]);
+          demo::Render(specs[i], 1000 + i, clip).permute({3, 0, 1, 2}).to(torch::kFloat).div(127.5).sub(1);
+      adherence.Add(ToVideoFrames(pipeline->Decode(pipeline->vae()->Encode(video.unsqueeze(0))[0])), specs[i]);
     }
-    nlohmann::json row = {{"cache", "vae reconstruction"}, {"prompts", held_out.size()}};
+    nlohmann::json row = {{"cache", "vae reconstruction"}, {"prompts", specs.size()}};
     adherence.Report(row, n);
     report.push_back(row);
     if (!options.json) {
-      fmt::print("{:<22} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%  (rendered clips through the VAE)\n", "vae",
+      fmt::print("{:<22} colour {:.0f}%  direction {:.0f}%  shape {:.0f}%{}  (rendered clips through the VAE)\n", "vae",
                  100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
-                 100 * row["shape_accuracy"].get<double>());
+                 100 * row["shape_accuracy"].get<double>(), adherence.DiagonalParts(n));
     }
   }
 
@@ -226,8 +244,8 @@ int RunQualityBench(const QualityBenchOptions& options) {
   // every setting.
   std::vector<std::vector<at::Tensor>> contexts;
   std::vector<at::Tensor> noises;
-  for (std::size_t i = 0; i < held_out.size(); ++i) {
-    contexts.push_back(pipeline->EncodeText(pipeline->tokenizer().Encode({demo::Prompt(held_out[i]), ""})));
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    contexts.push_back(pipeline->EncodeText(pipeline->tokenizer().Encode({demo::Prompt(specs[i]), ""})));
     GenerationRequest request;
     request.width = request.height = clip.size;
     request.frames = clip.frames;
@@ -255,14 +273,14 @@ int RunQualityBench(const QualityBenchOptions& options) {
     int full = 0;
     double seconds = 0, psnr = 0, ssim = 0, rel_l2 = 0, forecast_seconds = 0;
     std::int64_t cache_bytes = 0;
-    for (std::size_t i = 0; i < held_out.size(); ++i) {
+    for (std::size_t i = 0; i < specs.size(); ++i) {
       GenerationStats video_stats;
       const auto start = std::chrono::steady_clock::now();
       const auto latents =
           pipeline->Denoise(noises[i], {contexts[i][0], contexts[i][1]}, denoise, {}, nullptr, &video_stats);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const auto frames = ToVideoFrames(pipeline->Decode(latents));
-      adherence.Add(frames, held_out[i]);
+      adherence.Add(frames, specs[i]);
       full += video_stats.full_steps;
       forecast_seconds += video_stats.forecast_seconds;
       cache_bytes = std::max(cache_bytes, video_stats.cache_peak_bytes);
@@ -295,8 +313,9 @@ int RunQualityBench(const QualityBenchOptions& options) {
         {"solver", options.solver},
         {"loras", options.loras},
         {"prompt_set", options.prompt_set},
+        {"seen", options.seen},
         {"dit_passes", full_steps * (options.guidance == 1.0 ? 1 : 2)},
-        {"prompts", held_out.size()},
+        {"prompts", specs.size()},
         {"full_steps", full_steps},
         {"ideal_speedup", denoise.schedule.steps / full_steps},
         {"speedup", reference_seconds / seconds},
@@ -311,11 +330,11 @@ int RunQualityBench(const QualityBenchOptions& options) {
     if (!options.json) {
       fmt::print(
           "{:<22} full {:4.1f}  {:4.2f}x ({:4.2f}x measured)  colour {:3.0f}%  direction {:3.0f}%  "
-          "shape {:3.0f}%  both {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}\n",
+          "shape {:3.0f}%  both {:3.0f}%  PSNR {:4.1f} dB  SSIM {:.3f}  rel_l2 {:.4f}{}\n",
           options.caches[s], full_steps, denoise.schedule.steps / full_steps, reference_seconds / seconds,
           100 * row["colour_accuracy"].get<double>(), 100 * row["direction_accuracy"].get<double>(),
           100 * row["shape_accuracy"].get<double>(), 100 * row["adherence"].get<double>(), psnr / n,
-          row["ssim"].get<double>(), row["rel_l2"].get<double>());
+          row["ssim"].get<double>(), row["rel_l2"].get<double>(), adherence.DiagonalParts(n));
     }
   }
   if (options.json) fmt::print("{}\n", report.dump(2));

@@ -18,6 +18,7 @@ struct QualityBenchOptions {
   // "held-out": the base world's held-out combinations; "diagonal": the held-out diagonal ones (the motion the demo
   // LoRA teaches).
   std::string prompt_set = "held-out";
+  bool seen = false;               // the set's training combinations instead: how well a model fits what it saw
   std::vector<std::string> loras;  // PATH[:SCALE], applied to the DiT for every setting
   // The sampler: a solver, and a given schedule (then `steps` is its length) as a step-distilled model samples.
   std::string solver = "unipc";

@@ -102,6 +102,12 @@ TEST_F(HttpServiceTest, ErrorsAreJsonWithTheStatusOfTheirCode) {
   check(Post(body), 400, "invalid_argument");
   check(Client().Post("/v1/videos", "{\"model\":", "application/json"), 400, "invalid_argument");
   body = SmallBody();
+  body["loras"] = {{{"name", "anime"}}};  // the group advertises none
+  check(Post(body), 400, "invalid_argument", "loras");
+  body = SmallBody();
+  body["image"] = "iVBORw0KGgo=";  // a text-to-video model takes no image
+  check(Post(body), 400, "invalid_argument", "image");
+  body = SmallBody();
   body["model"] = "nobody-serves-this";
   check(Post(body), 404, "not_found");
   check(Client().Get("/v1/videos/job-does-not-exist"), 404, "not_found");
