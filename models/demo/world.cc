@@ -120,7 +120,7 @@ at::Tensor Render(const ClipSpec& spec, std::uint64_t seed, const RenderOptions&
   std::mt19937_64 random(Mix(seed));
   const int n = options.size, frames = options.frames;
   const double radius = n * (0.10 + 0.05 * std::uniform_real_distribution<double>(0, 1)(random));
-  const double speed = n * (spec.fast ? 0.030 : 0.015) / (spec.horizontal ? std::sqrt(2.0) : 1.0);  // per axis
+  const double speed = n * (spec.fast ? 0.030 : 0.015);  // per axis: a diagonal moves on both at that speed
   const double travel = speed * (frames - 1);
   // Start where the whole path stays inside the frame, with a margin.
   const double margin = radius + 1;

@@ -30,12 +30,12 @@ const char* DirectionName(Direction direction);
 
 struct ClipSpec {
   Shape shape = Shape::kCircle;
-  int colour = 0;      // into ObjectColours()
+  int colour = 0;  // into ObjectColours()
   Direction direction = Direction::kLeft;
   int background = 0;  // into BackgroundColours()
   bool fast = false;   // "quickly": twice the speed
   // A diagonal, "moving northwest" (direction kUp, horizontal kLeft): a motion the base world never has, what the
-  // demo LoRA teaches. The same distance, split over both axes.
+  // demo LoRA teaches. Both axes at the speed of the base world's motions ("up" and "left" at once).
   std::optional<Direction> horizontal{};
 };
 
@@ -59,12 +59,12 @@ bool HeldOut(const ClipSpec& spec);
 at::Tensor Render(const ClipSpec& spec, std::uint64_t seed, const RenderOptions& options = {});
 
 struct ClipAnalysis {
-  bool found = false;  // a foreground object was seen in most frames
-  int colour = -1;     // nearest object colour of the foreground's mean
-  int background = -1; // nearest background colour of the border
+  bool found = false;   // a foreground object was seen in most frames
+  int colour = -1;      // nearest object colour of the foreground's mean
+  int background = -1;  // nearest background colour of the border
   Shape shape = Shape::kCircle;
   Direction direction = Direction::kLeft;
-  double travel = 0;   // centroid displacement first → last frame, in pixels
+  double travel = 0;  // centroid displacement first → last frame, in pixels
   // The path's two components, and whether it is diagonal (the smaller at least half the larger).
   Direction vertical = Direction::kUp, horizontal = Direction::kLeft;
   bool diagonal = false;
