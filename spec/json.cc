@@ -32,9 +32,8 @@ class Fields {
 
   template <typename T>
   void Read(const char* key, T& field) {
-    const auto it = json_.find(key);
-    if (it == json_.end() || it->is_null()) return;
-    read_.push_back(key);
+    const auto* it = Take(key);
+    if (it == nullptr) return;
     const bool fits = std::is_same_v<T, std::string> ? it->is_string()
                       : std::is_same_v<T, bool>      ? it->is_boolean()
                       : std::is_integral_v<T>        ? WholeNumber(*it).has_value()
@@ -60,9 +59,8 @@ class Fields {
   }
   // An array of at most `max_count` integers.
   void Read(const char* key, std::vector<int>& field, std::size_t max_count) {
-    const auto it = json_.find(key);
-    if (it == json_.end() || it->is_null()) return;
-    read_.push_back(key);
+    const auto* it = Take(key);
+    if (it == nullptr) return;
     if (!it->is_array() || it->size() > max_count) {
       Fail(ErrorCode::kInvalidArgument, "{}.{} is not an array of at most {} integers ({})", what_, key, max_count,
            JsonExcerpt(*it));
@@ -79,9 +77,8 @@ class Fields {
   // An array of at most `max_count` objects, each read by `read`.
   template <typename Reader>
   void Objects(const char* key, std::size_t max_count, Reader&& read) {
-    const auto it = json_.find(key);
-    if (it == json_.end() || it->is_null()) return;
-    read_.push_back(key);
+    const auto* it = Take(key);
+    if (it == nullptr) return;
     if (!it->is_array() || it->size() > max_count) {
       Fail(ErrorCode::kInvalidArgument, "{}.{} is not an array of at most {} objects ({})", what_, key, max_count,
            JsonExcerpt(*it));
@@ -95,9 +92,8 @@ class Fields {
   // A nested object, read by `read`.
   template <typename Reader>
   void Object(const char* key, Reader&& read) {
-    const auto it = json_.find(key);
-    if (it == json_.end() || it->is_null()) return;
-    read_.push_back(key);
+    const auto* it = Take(key);
+    if (it == nullptr) return;
     Fields inner(*it, what_ + "." + key);
     read(inner);
     inner.Finish();
@@ -111,6 +107,14 @@ class Fields {
   }
 
  private:
+  // The key's value, marked read; null when it is absent or null.
+  const nlohmann::json* Take(const char* key) {
+    const auto it = json_.find(key);
+    if (it == json_.end() || it->is_null()) return nullptr;
+    read_.push_back(key);
+    return &*it;
+  }
+
   const nlohmann::json& json_;
   std::string what_;
   std::vector<std::string> read_;
