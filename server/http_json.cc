@@ -36,7 +36,8 @@ std::pair<int, int> ParseSize(const std::string& size) {
   return {width, height};
 }
 
-// An image in a JSON body: base64 (RFC 4648, padding optional), or a data URL of it ("data:image/png;base64,...").
+// An image in a JSON body: base64 (RFC 4648, padding optional, line breaks as `base64` writes them skipped), or a
+// data URL of it ("data:image/png;base64,...").
 std::string DecodeImage(const nlohmann::json& value, const char* field) {
   if (!value.is_string()) Fail(ErrorCode::kInvalidArgument, "spec.{} must be a base64 string", field);
   std::string_view text = value.get_ref<const std::string&>();
@@ -47,13 +48,16 @@ std::string DecodeImage(const nlohmann::json& value, const char* field) {
     }
     text.remove_prefix(comma + 1);
   }
-  while (text.ends_with('=')) text.remove_suffix(1);
+  while (!text.empty() && (text.back() == '=' || std::isspace(static_cast<unsigned char>(text.back())))) {
+    text.remove_suffix(1);
+  }
   static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string bytes;
   bytes.reserve(text.size() / 4 * 3 + 2);
   std::uint32_t bits = 0;
   int count = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n' || text[i] == '\r') continue;
     const auto digit = kAlphabet.find(text[i]);
     if (digit == std::string_view::npos) {
       Fail(ErrorCode::kInvalidArgument, "spec.{} is not base64: byte {} is 0x{:02x}", field, i,

@@ -32,6 +32,7 @@ TEST(HttpJsonTest, LorasAndImagesReachTheRequest) {
   EXPECT_EQ(Submit({{"image", "YQ"}}).spec().image(), "a");
   EXPECT_EQ(Submit({{"image", "YWI="}}).spec().image(), "ab");
   EXPECT_EQ(Submit({{"image", "YWJj"}}).spec().image(), "abc");
+  EXPECT_EQ(Submit({{"image", "YWJj\nZGVm\r\nZw==\n"}}).spec().image(), "abcdefg");  // as `base64` wraps lines
 }
 
 TEST(HttpJsonTest, BadImagesAndLorasAreRefusedByField) {
