@@ -78,7 +78,7 @@ std::string SeriesName(const cache::CacheConfig& config) {
 struct Adherence {
   int found = 0, colour = 0, direction = 0, shape = 0, both = 0;  // both: colour and direction
   // Diagonal prompts: each part of the motion alone, and a diagonal path (whatever its signs).
-  int vertical = 0, horizontal = 0, diagonal = 0;
+  int diagonal_prompts = 0, vertical = 0, horizontal = 0, diagonal = 0;
 
   void Add(const at::Tensor& frames, const demo::ClipSpec& spec) {
     const auto analysis = demo::Analyze(frames);
@@ -88,6 +88,7 @@ struct Adherence {
     shape += analysis.found && analysis.shape == spec.shape;
     both += analysis.found && analysis.colour == spec.colour && demo::MovesAsPrompted(analysis, spec);
     if (spec.horizontal) {
+      ++diagonal_prompts;
       vertical += analysis.found && analysis.vertical == spec.direction;
       horizontal += analysis.found && analysis.horizontal == *spec.horizontal;
       diagonal += analysis.found && analysis.diagonal;
@@ -99,7 +100,7 @@ struct Adherence {
     row["direction_accuracy"] = direction / n;
     row["shape_accuracy"] = shape / n;
     row["adherence"] = both / n;
-    if (vertical + horizontal + diagonal > 0) {
+    if (diagonal_prompts > 0) {
       row["vertical_accuracy"] = vertical / n;
       row["horizontal_accuracy"] = horizontal / n;
       row["diagonal_paths"] = diagonal / n;
@@ -107,7 +108,7 @@ struct Adherence {
   }
   // "  (vertical 99%  horizontal 70%  diagonal path 66%)" for diagonal prompts, else nothing.
   std::string DiagonalParts(double n) const {
-    if (vertical + horizontal + diagonal == 0) return "";
+    if (diagonal_prompts == 0) return "";
     return fmt::format("  (vertical {:.0f}%  horizontal {:.0f}%  diagonal path {:.0f}%)", 100 * vertical / n,
                        100 * horizontal / n, 100 * diagonal / n);
   }
