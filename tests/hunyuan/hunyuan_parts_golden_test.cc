@@ -30,21 +30,21 @@ class HunyuanVaeGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HunyuanVaeGoldenTest, EncodesAndDecodesAsTheReference) {
   const GoldenCase golden(GetParam());
-  auto vae = LoadHunyuanVae(PartDir(golden, "vae"));
+  auto vae = LoadHunyuanVae(PartDir(golden, "vae"), testing::TestDevice());
   EXPECT_EQ(vae->config().scaling_factor, std::stod(golden.Meta("scaling_factor")));
   EXPECT_EQ(vae->config().spatial_compression, std::stoi(golden.Meta("spatial_compression")));
-  const auto video = golden.Get("video").unsqueeze(0);
+  const auto video = golden.Input("video").unsqueeze(0);
   const auto [mean, logvar] = vae->Posterior(video);
   EXPECT_TRUE(TensorsClose(mean[0], golden.Get("latent_mean")));
   EXPECT_TRUE(TensorsClose(logvar[0], golden.Get("logvar")));
   EXPECT_TRUE(TensorsClose(vae->Encode(video)[0], golden.Get("latents")));
-  EXPECT_TRUE(TensorsClose(vae->Decode(golden.Get("latents").unsqueeze(0))[0], golden.Get("decoded")));
+  EXPECT_TRUE(TensorsClose(vae->Decode(golden.Input("latents").unsqueeze(0))[0], golden.Get("decoded")));
 
   // Tiled as the reference's enable_tiling, with the tile sizes of the VAE's config.
   const auto tiling = nlohmann::json::parse(golden.Meta("tiling"));
   EXPECT_EQ(vae->config().sample_size, tiling.at("sample_size").get<std::int64_t>());
   EXPECT_EQ(vae->config().sample_tsize, tiling.at("sample_frames").get<std::int64_t>());
-  const auto tiled_latents = golden.Get("tiled.latents").unsqueeze(0);
+  const auto tiled_latents = golden.Input("tiled.latents").unsqueeze(0);
   const auto tiled = vae->Decode(tiled_latents, HunyuanVaeTiling{.enabled = true, .overlap = 0.25});
   EXPECT_TRUE(TensorsClose(tiled[0], golden.Get("tiled.decoded")));
   EXPECT_TRUE(TensorsClose(vae->Decode(tiled_latents)[0], golden.Get("tiled.decoded_untiled")));
@@ -79,15 +79,15 @@ TEST_P(HunyuanLlamaGoldenTest, TokenizesAndEncodesAsTheReference) {
   }
   EXPECT_TRUE(torch::equal(tokens.mask, golden.Get("mask").to(torch::kLong)));
 
-  auto encoder = encoders::LoadLlamaEncoder(dir, torch::kFloat, torch::kCPU);
+  auto encoder = encoders::LoadLlamaEncoder(dir, torch::kFloat, testing::TestDevice());
   const auto skip = std::stoi(golden.Meta("hidden_state_skip_layer"));
-  const auto hidden = encoder->HiddenState(tokens.ids, tokens.mask, skip);
+  const auto ids = tokens.ids.to(testing::TestDevice()), mask = tokens.mask.to(testing::TestDevice());
+  const auto hidden = encoder->HiddenState(ids, mask, skip);
   EXPECT_TRUE(TensorsClose(hidden, golden.Get("debug.hidden_uncropped")));
   EXPECT_TRUE(TensorsClose(hidden.slice(1, crop), golden.Get("hidden")));
   EXPECT_TRUE(torch::equal(tokens.mask.slice(1, crop), golden.Get("hidden_mask").to(torch::kLong)));
   // The layer counts: one layer more is another state.
-  EXPECT_FALSE(
-      TensorsClose(encoder->HiddenState(tokens.ids, tokens.mask, skip - 1), golden.Get("debug.hidden_uncropped")));
+  EXPECT_FALSE(TensorsClose(encoder->HiddenState(ids, mask, skip - 1), golden.Get("debug.hidden_uncropped")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, HunyuanLlamaGoldenTest, ::testing::ValuesIn(testing::GoldenCases("hunyuan_llama")));
@@ -108,9 +108,9 @@ TEST_P(HunyuanClipGoldenTest, TokenizesAndPoolsAsTheReference) {
   }
   EXPECT_TRUE(torch::equal(tokens.mask, golden.Get("mask").to(torch::kLong)));
 
-  auto encoder = encoders::LoadClipTextEncoder(dir, torch::kFloat, torch::kCPU);
+  auto encoder = encoders::LoadClipTextEncoder(dir, torch::kFloat, testing::TestDevice());
   EXPECT_EQ(encoder->config().eos_token_id, std::stoi(golden.Meta("config_eos_token_id")));
-  const auto out = encoder->Forward(tokens.ids, tokens.mask);
+  const auto out = encoder->Forward(tokens.ids.to(testing::TestDevice()), tokens.mask.to(testing::TestDevice()));
   EXPECT_TRUE(TensorsClose(out.last_hidden_state, golden.Get("debug.last_hidden_state")));
   EXPECT_TRUE(TensorsClose(out.pooled, golden.Get("pooled")));
   // Pooling at the last position instead is caught.
@@ -132,7 +132,7 @@ TEST_P(HunyuanPipelineGoldenTest, MatchesTheReferenceFromThePrompt) {
   ASSERT_EQ(golden.Meta("vae_tiling"), "True");
   auto pipeline = HunyuanPipeline::Load(golden.CheckpointDir().string(), options);
 
-  const auto noise = golden.Get("noise");
+  const auto noise = golden.Input("noise");
   const auto [cos, sin] = pipeline->dit()->RopeTables(pipeline->dit()->space().GridOf(noise));
   EXPECT_TRUE(TensorsClose(cos, golden.Get("freqs_cos")));
   EXPECT_TRUE(TensorsClose(sin, golden.Get("freqs_sin")));

@@ -19,7 +19,7 @@ namespace vidgen::testing {
 
 std::filesystem::path GoldenDir();
 
-// Where the golden pipeline tests run their models: VIDGEN_TEST_DEVICE ("cpu" by default, "cuda" on a GPU machine).
+// Where the golden tests run their models: VIDGEN_TEST_DEVICE ("cpu" by default, "cuda" on a GPU machine).
 // On CUDA, TF32 is off in matrix products and convolutions: the references computed in fp32.
 c10::Device TestDevice();
 

@@ -15,11 +15,13 @@ class WanCacheTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     golden_ = new testing::GoldenCase(testing::GoldenCases("wan_t2v").at(0));
-    pipeline_ = WanPipeline::Load(golden_->CheckpointDir().string()).release();
+    WanLoadOptions load;
+    load.device = testing::TestDevice();
+    pipeline_ = WanPipeline::Load(golden_->CheckpointDir().string(), load).release();
     context_ = new torch::Tensor(
-        pipeline_->EncodeText({golden_->Get("ids").unsqueeze(0), golden_->Get("mask").unsqueeze(0)})[0]);
+        pipeline_->EncodeText({golden_->Input("ids").unsqueeze(0), golden_->Input("mask").unsqueeze(0)})[0]);
     context_null_ = new torch::Tensor(
-        pipeline_->EncodeText({golden_->Get("neg_ids").unsqueeze(0), golden_->Get("neg_mask").unsqueeze(0)})[0]);
+        pipeline_->EncodeText({golden_->Input("neg_ids").unsqueeze(0), golden_->Input("neg_mask").unsqueeze(0)})[0]);
   }
   static void TearDownTestSuite() {
     delete context_null_;
@@ -36,7 +38,7 @@ class WanCacheTest : public ::testing::Test {
     return options;
   }
   static torch::Tensor Run(const dit::SamplerOptions& options, GenerationStats* stats = nullptr) {
-    return pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options, {}, nullptr, stats);
+    return pipeline_->Denoise(golden_->Input("noise"), {*context_, *context_null_}, options, {}, nullptr, stats);
   }
 
   static testing::GoldenCase* golden_;
@@ -76,7 +78,7 @@ TEST_F(WanCacheTest, CachedRunsAreDeterministicAndCountTheirSteps) {
 
   // Memory: 2 streams × 3 branches × layers × (order + 1) × tokens × dim × 4 bytes.
   const auto& config_dit = pipeline_->dit()->config();
-  const auto noise = golden_->Get("noise");
+  const auto noise = golden_->Input("noise");
   const std::int64_t tokens = noise.size(1) * noise.size(2) / 2 * noise.size(3) / 2;
   const std::int64_t expected = 2 * 3 * config_dit.num_layers * 2 * tokens * config_dit.dim * 4;
   EXPECT_EQ(stats.cache_estimated_bytes, expected);
@@ -93,7 +95,7 @@ TEST_F(WanCacheTest, LiteModeSkipsEveryBlockOnPredictedSteps) {
   EXPECT_EQ(block_calls, 2 * stats.full_steps * layers);
   EXPECT_GT(stats.predicted_steps, 0);
   EXPECT_EQ(stats.cache_policy, cache::Policy::kLite);
-  const auto noise = golden_->Get("noise");
+  const auto noise = golden_->Input("noise");
   EXPECT_EQ(stats.cache_peak_bytes, 2 * 3 * noise.numel() * 4);  // 2 streams × (order 2 + 1) × output × fp32
   EXPECT_TRUE(torch::isfinite(latents).all().item<bool>());
 }
@@ -133,7 +135,7 @@ TEST_F(WanCacheTest, ReusedGuidanceRunsOnlyTheUnconditionalPassOnPredictedSteps)
   GenerationStats stats;
   std::vector<torch::Tensor> differences;
   const auto latents = pipeline_->Denoise(
-      golden_->Get("noise"), {*context_, *context_null_}, Options(config), {},
+      golden_->Input("noise"), {*context_, *context_null_}, Options(config), {},
       [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); }, &stats);
   EXPECT_EQ(stats.full_steps, 4);  // 0, 3, 6, 9 of 12
   EXPECT_EQ(stats.model_calls, 2 * 4 + 8);
@@ -169,7 +171,7 @@ TEST_F(WanCacheTest, CalibratedGuidanceScalesTheDifferenceAndNeedsACalibration) 
   calibration.difference_rms = {2.0, 0.5};
   options.calibration = &calibration;
   std::vector<torch::Tensor> differences;
-  pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options, {},
+  pipeline_->Denoise(golden_->Input("noise"), {*context_, *context_null_}, options, {},
                      [&](const dit::ObservedStep& s) { differences.push_back(s.guidance_difference); });
   for (const int step : {1, 2}) {
     const double scale = calibration.DifferenceRmsAt(sigmas[step]) / calibration.DifferenceRmsAt(sigmas[0]);
@@ -180,8 +182,8 @@ TEST_F(WanCacheTest, CalibratedGuidanceScalesTheDifferenceAndNeedsACalibration) 
   auto batched_load = pipeline_->options();
   batched_load.batch_cfg = true;
   auto batched = WanPipeline::Load(golden_->CheckpointDir().string(), batched_load);
-  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options),
-                                    pipeline_->Denoise(golden_->Get("noise"), {*context_, *context_null_}, options)));
+  EXPECT_TRUE(testing::TensorsClose(batched->Denoise(golden_->Input("noise"), {*context_, *context_null_}, options),
+                                    pipeline_->Denoise(golden_->Input("noise"), {*context_, *context_null_}, options)));
 }
 
 }  // namespace

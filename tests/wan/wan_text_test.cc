@@ -43,8 +43,8 @@ TEST_P(WanT5GoldenTest, MatchesTheReference) {
   io::WeightStore weights;
   weights.AddFile((golden.CheckpointDir() / "models_t5_umt5-xxl-enc-bf16.pth").string());
   encoders::UmT5Encoder encoder(encoders::InferUmT5Config(weights));
-  weights.LoadInto(*encoder);
-  const auto hidden = encoder->forward(golden.Get("ids"), golden.Get("mask"));
+  weights.LoadInto(*encoder, {.allow_unexpected = false, .what = "the umT5 encoder", .device = testing::TestDevice()});
+  const auto hidden = encoder->forward(golden.Input("ids"), golden.Input("mask"));
   EXPECT_TRUE(testing::TensorsClose(hidden, golden.Get("hidden")));
 }
 

@@ -17,10 +17,10 @@ TEST_P(WanVaeGoldenTest, MatchesTheReference) {
   io::WeightStore weights;
   weights.AddFile((golden.CheckpointDir() / "Wan2.1_VAE.pth").string());
   WanVae vae(InferWanVaeConfig(weights));
-  weights.LoadInto(*vae);
-  const auto latent = vae->Encode(golden.Get("video").unsqueeze(0));
+  weights.LoadInto(*vae, {.allow_unexpected = false, .what = "the Wan VAE", .device = testing::TestDevice()});
+  const auto latent = vae->Encode(golden.Input("video").unsqueeze(0));
   EXPECT_TRUE(testing::TensorsClose(latent[0], golden.Get("latent")));
-  const auto decoded = vae->Decode(golden.Get("latent").unsqueeze(0));
+  const auto decoded = vae->Decode(golden.Input("latent").unsqueeze(0));
   EXPECT_TRUE(testing::TensorsClose(decoded[0], golden.Get("decoded")));
 }
 
