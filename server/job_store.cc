@@ -53,6 +53,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_k
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq DESC);
+CREATE INDEX IF NOT EXISTS jobs_counts ON jobs(model, state, created_ms);
 )sql";
 
 constexpr const char* kJobColumns =
@@ -282,7 +283,7 @@ StoredArtifact JobStore::Artifact(const std::string& tenant, const std::string& 
 
 std::vector<JobCount> JobStore::CountJobs() {
   std::lock_guard lock(mutex_);
-  Statement rows(db_, "SELECT model, state, count(*), min(created_ms) FROM jobs GROUP BY model, state");
+  Statement rows(db_, kCountJobsSql);
   std::vector<JobCount> counts;
   while (rows.Step()) {
     counts.push_back({rows.Text(0), static_cast<JobState>(rows.Int(1)), rows.Int(2), rows.Int(3)});

@@ -76,8 +76,11 @@ class JobStore {
   v1::Job Cancel(const std::string& tenant, const std::string& job_id);
   StoredArtifact Artifact(const std::string& tenant, const std::string& job_id);
 
-  // Every model's jobs by state (the states a model has no job in are left out).
+  // Every model's jobs by state (the states a model has no job in are left out). Metrics scrapes run it under the
+  // store's lock; jobs_counts covers it, so it reads that index and never the rows with their specs.
   std::vector<JobCount> CountJobs();
+  static constexpr const char* kCountJobsSql =
+      "SELECT model, state, count(*), min(created_ms) FROM jobs GROUP BY model, state";
 
   // The next queued job for one of `models` (highest priority, then oldest) that `take` accepts (among the first
   // kLeaseCandidates; all when `take` is empty), leased to `group_id`.

@@ -2,9 +2,12 @@
 // clock), the state machine's edges, idempotency, paging, the WAL's size, replaced videos.
 #include "server/job_store.h"
 
+#include <sqlite3.h>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -363,6 +366,40 @@ TEST(StreamRegistryTest, UploadsAreBoundedAndOnePerLease) {
   EXPECT_NO_THROW(streams.BeginUpload("lease-1"));
   streams.Stop();
   EXPECT_FAILS(streams.BeginUpload("lease-4"), kUnavailable, "stopping");
+}
+
+TEST_F(JobStoreTest, CountsByModelAndStateReadAnIndexNotTheJobs) {
+  auto store = Open();
+  clock_.Advance(std::chrono::milliseconds(5));
+  const auto created_first = clock_.NowMs();
+  store->Submit(Job("acme", Spec("a")));
+  clock_.Advance(std::chrono::milliseconds(5));
+  store->Submit(Job("acme", Spec("b")));
+  store->Submit(Job("acme", Spec("c", "hunyuan")));
+  ASSERT_TRUE(store->LeaseNext("g", {"wan"}));
+  using Key = std::pair<std::string, JobState>;
+  std::map<Key, std::pair<std::int64_t, std::int64_t>> counts;  // -> jobs, oldest created_ms
+  for (const auto& c : store->CountJobs()) counts[Key(c.model, c.state)] = {c.jobs, c.oldest_created_ms};
+  EXPECT_EQ(counts.size(), 3u);
+  const auto running = counts[Key("wan", JobState::kRunning)], queued = counts[Key("wan", JobState::kQueued)];
+  EXPECT_EQ(running.first, 1);
+  EXPECT_EQ(running.second, created_first);  // the oldest wan job was leased first
+  EXPECT_EQ(queued.first, 1);
+  EXPECT_GT(queued.second, created_first);
+  EXPECT_EQ(counts[Key("hunyuan", JobState::kQueued)].first, 1);
+
+  // Scrapes hold the store's lock: the plan reads the covering index, not the rows with their specs and images.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ / "jobs.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* plan = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, (std::string("EXPLAIN QUERY PLAN ") + JobStore::kCountJobsSql).c_str(), -1, &plan,
+                               nullptr),
+            SQLITE_OK);
+  std::string detail;
+  while (sqlite3_step(plan) == SQLITE_ROW) detail += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+  sqlite3_finalize(plan);
+  sqlite3_close(db);
+  EXPECT_NE(detail.find("COVERING INDEX jobs_counts"), std::string::npos) << detail;
 }
 
 TEST_F(JobStoreTest, AnEmptyStoreFileIsRefused) {
