@@ -88,8 +88,12 @@ std::int64_t StoredBytes(std::int64_t numel, FactorDType dtype);
 // What a model will ask the cache to keep, per stream.
 struct CacheFootprint {
   int streams = 1;
-  std::vector<std::int64_t> branch_numels;  // TaylorSeer: the elements of every branch of every block
-  std::int64_t output_numel = 0;            // lite: the elements of the model's output
+  // TaylorSeer: the elements of every branch of every block; or, for a folded stack, of each of its sums.
+  std::vector<std::int64_t> branch_numels;
+  std::int64_t output_numel = 0;  // lite: the elements of the model's output
+  // ≥ 0: the model's block stack is folded (see FeatureCache::Gate): its branches' gates are a per-block constant
+  // plus one of `shared_gates` per-step gates that every block shares, and the cache keeps 1 + shared_gates sums.
+  int shared_gates = -1;
 };
 
 // Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch.

@@ -12,8 +12,12 @@
 namespace vidgen::cache {
 FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& footprint, int steps,
                            std::vector<double> sigmas)
-    : config_(config), steps_(steps), sigmas_(std::move(sigmas)) {
+    : config_(config), steps_(steps), sigmas_(std::move(sigmas)), shared_gates_(footprint.shared_gates) {
   config_.Validate();
+  if (shared_gates_ >= 0 && footprint.branch_numels.size() != static_cast<std::size_t>(shared_gates_) + 1) {
+    Fail(ErrorCode::kInternal, "a folded stack with {} shared gates keeps {} sums, not {}", shared_gates_,
+         shared_gates_ + 1, footprint.branch_numels.size());
+  }
   if (config_.distance == Distance::kSigma && static_cast<int>(sigmas_.size()) < steps) {
     Fail(ErrorCode::kInvalidArgument, "cache distance 'sigma' needs the sigma of each of the {} steps", steps);
   }
@@ -29,10 +33,11 @@ FeatureCache::FeatureCache(const CacheConfig& config, const CacheFootprint& foot
                                         ? fmt::format(", use lite mode ({})", ByteSize(lite_estimate))
                                         : "";
       Fail(ErrorCode::kResourceExhausted,
-           "the {} cache needs {} ({} streams, order {}, {} branches), over the cache budget of {}; lower the order, "
+           "the {} cache needs {} ({} streams, order {}, {} {}), over the cache budget of {}; lower the order, "
            "store factors in bf16 or fp8{}, or use more ranks",
            PolicyName(config_.policy), ByteSize(estimate), footprint.streams, config_.order,
-           config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(), ByteSize(config_.budget_bytes),
+           config_.policy == Policy::kLite ? 1 : footprint.branch_numels.size(),
+           footprint.shared_gates >= 0 ? "sums of a folded stack" : "branches", ByteSize(config_.budget_bytes),
            lite_hint);
     }
     spdlog::warn("the TaylorSeer cache needs {}, over the budget of {}: falling back to lite mode ({})",
@@ -51,6 +56,7 @@ double FeatureCache::Coordinate(int step) const {
 
 FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
   if (step < 0 || step >= steps_) Fail(ErrorCode::kInternal, "cache step {} outside 0..{}", step, steps_ - 1);
+  CommitPendingSums();
   const bool full = plan_[static_cast<std::size_t>(step)];
   if (step != last_counted_step_) {
     (full ? stats_.full_steps : stats_.predicted_steps) += 1;
@@ -66,11 +72,67 @@ FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
 }
 
 at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at::Tensor()>& compute) {
+  if (folded()) Fail(ErrorCode::kInternal, "branch {} of a folded stack needs its gate", id);
   auto& stream = cache_->streams_[stream_];
   if (!full_) return cache_->Forecast(stream, step_, id);
   auto value = compute();
   cache_->Update(stream, step_, id, value);
   return value;
+}
+
+at::Tensor FeatureCache::Forward::GatedBranch(const Gate& gate, const std::function<at::Tensor()>& compute) {
+  if (!folded() || !full_) {
+    Fail(ErrorCode::kInternal, "a gated branch of stream {} at step {} outside a folded stack's full step", stream_,
+         step_);
+  }
+  auto value = compute();
+  cache_->Fold(stream_, step_, gate, value);
+  return value;
+}
+
+at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<const at::Tensor> step_gates) {
+  if (!folded() || full_ || step_gates.size() != static_cast<std::size_t>(cache_->shared_gates_)) {
+    Fail(ErrorCode::kInternal, "a folded stack's forecast at step {} ({} of {} shared gates, full step: {})", step_,
+         step_gates.size(), cache_->shared_gates_, full_);
+  }
+  const auto& stream = cache_->streams_[stream_];
+  auto out = torch::add(x.to(torch::kFloat), cache_->Forecast(stream, step_, 0));
+  for (std::size_t s = 0; s < step_gates.size(); ++s) {
+    out.addcmul_(cache_->Forecast(stream, step_, static_cast<std::int64_t>(s) + 1), step_gates[s]);
+  }
+  return out;
+}
+
+void FeatureCache::Fold(int stream, int step, const Gate& gate, const at::Tensor& value) {
+  auto& pending = pending_;
+  if (pending.sums.empty())
+    pending = {stream, step, std::vector<at::Tensor>(static_cast<std::size_t>(shared_gates_) + 1)};
+  // In fp32 and never aliasing the model's tensor: the first term of a sum is a new tensor.
+  const auto v = value.detach().to(torch::kFloat);
+  auto add = [](at::Tensor& sum, const at::Tensor& term, const at::Tensor& factor) {
+    if (!sum.defined()) {
+      sum = factor.defined() ? term * factor : term.clone();
+    } else if (factor.defined()) {
+      sum.addcmul_(term, factor);
+    } else {
+      sum.add_(term);
+    }
+  };
+  add(pending.sums[0], v, gate.constant);
+  if (gate.slot >= 0) add(pending.sums.at(static_cast<std::size_t>(gate.slot) + 1), v, {});
+}
+
+void FeatureCache::CommitPendingSums() {
+  if (pending_.sums.empty()) return;
+  auto pending = std::move(pending_);
+  pending_ = {};
+  auto& stream = streams_[pending.stream];
+  for (std::size_t s = 0; s < pending.sums.size(); ++s) {
+    if (!pending.sums[s].defined()) {
+      Fail(ErrorCode::kInternal, "a folded stack's step {} added no branch to its sum {}", pending.step, s);
+    }
+    Update(stream, pending.step, static_cast<std::int64_t>(s), pending.sums[s]);
+  }
 }
 
 void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value) {

@@ -5,11 +5,19 @@
 // predicted step `compute` is not run and Σ Δ^k·x^k/k! comes back. State is kept per stream (the conditional and
 // unconditional CFG passes) and holds exactly what this process computed: under sequence parallelism that is its
 // token shard, and nothing in the cache is ever communicated.
+//
+// A folded stack (Wan): when every branch enters one residual stream as h += (constant_b + g_s(t)) ⊙ F_b, with
+// constant_b the block's own and g_s(t) a per-step gate shared by all blocks, a predicted step's whole stack is
+//   h_out = x + Σ_k c_k (R_k + Σ_s g_s(t) ⊙ Q_{s,k}),   R = Σ_b constant_b ⊙ F_b,   Q_s = Σ_{b gated by s} F_b,
+// because the differences and the expansion are linear. The cache keeps the Taylor factors of R and of each Q_s,
+// not of every branch: the same forecast (up to fp32 rounding) for 1 + shared_gates sums whatever the depth, read
+// once per predicted step instead of each branch's factors and a residual update per branch.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -27,6 +35,12 @@ struct CacheStats {
   std::int64_t estimated_bytes = 0;
   std::int64_t peak_bytes = 0;
   double forecast_seconds = 0;
+};
+
+// How a branch of a folded stack enters the residual stream: h += (constant + step_gates[slot]) ⊙ value.
+struct Gate {
+  at::Tensor constant;  // the block's own, the same at every step; undefined: 1
+  int slot = -1;        // which per-step gate of FeatureCache::Forward::ForecastStack; −1: none
 };
 
 class FeatureCache {
@@ -47,6 +61,14 @@ class FeatureCache {
     // the blocks add branches into their fp32 residual stream, and a cast back to bf16 would only lose bits). A
     // block branch's forecast may be the cache's own tensor (order 0, fp32 storage): read it, never write to it.
     at::Tensor Branch(std::int64_t id, const std::function<at::Tensor()>& compute);
+
+    // A folded stack (the footprint's shared_gates ≥ 0) computes its branches on full steps only: GatedBranch runs
+    // `compute`, adds the value into the stack's sums and returns it. On predicted steps the model runs no block
+    // and takes its stack's output from ForecastStack: x + the forecast sums under this step's shared gates
+    // (step_gates[s] for slot s), in fp32.
+    bool folded() const { return cache_->shared_gates_ >= 0 && cache_->config_.policy == Policy::kTaylorSeer; }
+    at::Tensor GatedBranch(const Gate& gate, const std::function<at::Tensor()>& compute);
+    at::Tensor ForecastStack(const at::Tensor& x, std::span<const at::Tensor> step_gates);
 
    private:
     friend class FeatureCache;
@@ -72,19 +94,29 @@ class FeatureCache {
     std::vector<StoredTensor> terms;  // F, ΔF, Δ²F, ...
   };
   struct Stream {
-    std::vector<int> full_steps;  // the steps at which this stream was computed in full
-    std::map<std::int64_t, Factors> factors;
+    std::vector<int> full_steps;              // the steps at which this stream was computed in full
+    std::map<std::int64_t, Factors> factors;  // by branch id; a folded stack's by sum (0: R, 1 + s: Q_s)
+  };
+  // A folded stack's sums over the branches of the full forward under way, in fp32; they become factors when the
+  // next forward begins (of either stream), so that one forward's sums are held at a time.
+  struct PendingSums {
+    int stream = -1, step = -1;
+    std::vector<at::Tensor> sums;
   };
 
   double Coordinate(int step) const;
   void Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value);
   at::Tensor Forecast(const Stream& stream, int step, std::int64_t id);
+  void Fold(int stream, int step, const Gate& gate, const at::Tensor& value);
+  void CommitPendingSums();
 
   CacheConfig config_;
   int steps_;
   std::vector<double> sigmas_;
   std::vector<bool> plan_;
   std::map<int, Stream> streams_;
+  int shared_gates_;
+  PendingSums pending_;
   std::int64_t bytes_ = 0;
   int last_counted_step_ = -1;
   CacheStats stats_;

@@ -184,6 +184,75 @@ TEST(FeatureCacheTest, BytesEqualTheFormula) {
   EXPECT_EQ(EstimateBytes(lite, {2, {100, 100}, 64}), 2 * 3 * 64 * 4);
 }
 
+// A stack of blocks whose branches enter one residual stream through gates (a block's constant plus a per-step gate
+// that every block shares, as Wan's): the folded cache forecasts the stack's output that per-branch factors would
+// give, for each order and expansion, from 1 + shared gates sums whatever the depth.
+TEST(FeatureCacheTest, AFoldedStackForecastsWhatItsBranchesWould) {
+  constexpr int kBlocks = 4, kSteps = 16;
+  constexpr std::int64_t kValues = 8;
+  torch::manual_seed(3);
+  // Branch kind 0 and 2 are gated by per-step gate 0 and 1, kind 1 is not (Wan's attention, cross-attention, FFN).
+  const auto constants = torch::randn({kBlocks, 3, kValues});
+  const auto coefficients = torch::randn({kBlocks, 3, 3, kValues});  // a quadratic trajectory per branch
+  auto value = [&](int step, int block, int kind) {
+    const auto c = coefficients[block][kind];
+    return (c[0] + c[1] * (step / 10.0) + c[2] * std::pow(step / 10.0, 2)).to(torch::kBFloat16);
+  };
+  for (const auto expansion : {Expansion::kTaylor, Expansion::kNewton}) {
+    for (int order = 0; order <= 2; ++order) {
+      auto config = Preset("taylorseer-wan");
+      config.interval = 3;
+      config.order = order;
+      config.expansion = expansion;
+      FeatureCache per_branch(config, {1, std::vector<std::int64_t>(3 * kBlocks, kValues), 0}, kSteps, {});
+      FeatureCache folded(config, {1, std::vector<std::int64_t>(3, kValues), 0, 2}, kSteps, {});
+      int predicted = 0;
+      for (int step = 0; step < kSteps; ++step) {
+        const auto step_gates = torch::randn({2, kValues});
+        const auto x = torch::randn({kValues});
+        auto a = per_branch.Begin(step, 0);
+        auto b = folded.Begin(step, 0);
+        ASSERT_FALSE(a.folded());
+        ASSERT_TRUE(b.folded());
+        auto expected = x.clone();
+        for (int block = 0; block < kBlocks; ++block) {
+          for (int kind = 0; kind < 3; ++kind) {
+            const auto compute = [&] { return value(step, block, kind); };
+            const Gate gate{kind == 1 ? at::Tensor() : constants[block][kind], kind == 1 ? -1 : kind / 2};
+            const auto branch = a.Branch(3 * block + kind, compute);
+            expected += (gate.slot < 0 ? torch::ones({kValues}) : gate.constant + step_gates[gate.slot]) * branch;
+            if (b.full()) {
+              EXPECT_TRUE(torch::equal(b.GatedBranch(gate, compute), compute()));
+            }
+          }
+        }
+        if (b.full()) continue;
+        ++predicted;
+        const auto got = b.ForecastStack(x, {{step_gates[0], step_gates[1]}});
+        EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-5))
+            << "order " << order << " step " << step << ": " << (got - expected).abs().max().item<double>();
+      }
+      EXPECT_EQ(predicted, 10);  // full: 0, 3, 6, 9, 12, 15
+      EXPECT_EQ(folded.TEST_TermCount(0, 0), order + 1);
+      EXPECT_EQ(folded.TEST_TermCount(0, 2), order + 1);
+      EXPECT_EQ(folded.stats().peak_bytes, 3 * (order + 1) * kValues * 4);
+      EXPECT_EQ(folded.stats().peak_bytes, folded.stats().estimated_bytes);
+    }
+  }
+}
+
+TEST(FeatureCacheTest, AFoldedStackIsAskedOnlyForGatedBranchesOnFullSteps) {
+  FeatureCache cache(Preset("taylorseer-wan"), {1, {4, 4}, 0, 1}, 10, {});
+  auto full = cache.Begin(0, 0);
+  EXPECT_FAILS(full.Branch(0, [] { return torch::ones({4}); }), kInternal, "needs its gate");
+  full.GatedBranch({torch::ones({4}), 0}, [] { return torch::ones({4}); });
+  auto predicted = cache.Begin(1, 0);
+  EXPECT_FAILS(predicted.GatedBranch({}, [] { return torch::ones({4}); }), kInternal, "outside a folded stack's full");
+  EXPECT_TRUE(
+      torch::equal(predicted.ForecastStack(torch::ones({4}), {{torch::full({4}, 2.0)}}), torch::full({4}, 4.0)));
+  EXPECT_FAILS(FeatureCache(Preset("taylorseer-wan"), {1, {4, 4, 4}, 0, 1}, 10, {}), kInternal, "keeps 2 sums, not 3");
+}
+
 TEST(FeatureCacheTest, BudgetRefusesOrFallsBackToLite) {
   auto config = Preset("taylorseer-wan");
   const CacheFootprint footprint{2, std::vector<std::int64_t>(30, 1000), 64};

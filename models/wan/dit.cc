@@ -94,24 +94,29 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
 }
 
 at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
-                                 const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache,
-                                 std::int64_t layer) {
-  const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
+                                 const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache) {
+  const auto modulation32 = modulation.to(torch::kFloat);
+  const auto m = modulation32.chunk(6, 1);         // each [1, 1, dim]
+  const auto e = (modulation32 + e0).chunk(6, 1);  // each [B, 1, dim]
   const auto& [shift_attn, scale_attn, gate_attn] = std::tie(e[0], e[1], e[2]);
   const auto& [shift_ffn, scale_ffn, gate_ffn] = std::tie(e[3], e[4], e[5]);
-  auto branch = [&](std::int64_t kind, const std::function<at::Tensor()>& compute) {
-    return cache ? cache->Branch(3 * layer + kind, compute) : compute();
+  // The cache folds the stack (WanDitImpl::Footprint): a gate is this block's modulation plus a shared time gate.
+  auto branch = [&](const cache::Gate& gate, const std::function<at::Tensor()>& compute) {
+    return cache ? cache->GatedBranch(gate, compute) : compute();
   };
 
   // x + gate ⊙ attention, + cross-attention, + gate ⊙ FFN: one new tensor, then in place (each branch argument is
   // evaluated before the add that uses it). When training, out of place: autograd keeps the norms' inputs.
   auto h = torch::addcmul(
-      x, branch(0, [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
+      x,
+      branch({m[2], WanBlockImpl::kAttentionGate},
+             [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
       gate_attn);
   const bool training = torch::GradMode::is_enabled();
-  const auto cross = branch(1, [&] { return cross_attn(norm3 ? norm3(h) : h, context); });
+  const auto cross = branch({}, [&] { return cross_attn(norm3 ? norm3(h) : h, context); });
   h = training ? h + cross : h.add_(cross);
-  const auto mlp = branch(2, [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); });
+  const auto mlp = branch({m[5], WanBlockImpl::kFfnGate},
+                          [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); });
   return training ? torch::addcmul(h, mlp, gate_ffn) : h.addcmul_(mlp, gate_ffn);
 }
 
@@ -218,7 +223,10 @@ std::vector<WanCrossKeysValues> WanDitImpl::CrossKeysValues(const at::Tensor& te
 cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tokens, int streams) const {
   cache::CacheFootprint footprint;
   footprint.streams = streams;
-  footprint.branch_numels.assign(static_cast<std::size_t>(3 * config_.num_layers), batch * tokens * config_.dim);
+  // Folded: every block adds gate ⊙ attention + cross-attention + gate ⊙ FFN, each gate its modulation plus the
+  // time projection's chunk that all blocks share.
+  footprint.shared_gates = 2;  // WanBlockImpl::kAttentionGate, kFfnGate
+  footprint.branch_numels.assign(3, batch * tokens * config_.dim);
   footprint.output_numel = batch * tokens * config_.out_dim * space_.patch_volume();
   return footprint;
 }
@@ -267,9 +275,13 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
   const auto cross = input.cross.empty() ? CrossKeysValues(input.text_states, input.clip_features) : input.cross;
 
   const auto out = dit::CachedStack(cache, [&](cache::FeatureCache::Forward* branch_cache) {
+    if (branch_cache && !branch_cache->full()) {
+      // The shared gates by slot: kAttentionGate's is e0's chunk 2, kFfnGate's chunk 5.
+      return head(branch_cache->ForecastStack(x, {{e0.slice(1, 2, 3), e0.slice(1, 5, 6)}}), e);
+    }
     auto h = x;
     for (std::size_t i = 0; i < blocks->size(); ++i) {
-      h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, cross[i], branch_cache, static_cast<std::int64_t>(i));
+      h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, cross[i], branch_cache);
       if (trace) trace("block" + std::to_string(i), h);
     }
     return head(h, e);

@@ -57,12 +57,12 @@ TORCH_MODULE(WanCrossAttention);
 
 struct WanBlockImpl : torch::nn::Module {
   explicit WanBlockImpl(const WanDitConfig& config);
-  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32 -> [B, L, dim] fp32. With a cache, the self-attention,
-  // cross-attention and FFN outputs (before their gates) go through it as branches 3·layer + {0, 1, 2}; gates,
-  // modulation and residual adds always run.
+  // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32 -> [B, L, dim] fp32. With a cache (a full step of a folded stack),
+  // the self-attention, cross-attention and FFN outputs go through it as gated branches: the attention's and the
+  // FFN's gates are the modulation's chunk plus e0's chunk 2 (kAttentionGate) or 5 (kFfnGate), the cross-attention's 1.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
-                     const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache = nullptr,
-                     std::int64_t layer = 0);
+                     const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache = nullptr);
+  static constexpr int kAttentionGate = 0, kFfnGate = 1;
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};

@@ -76,13 +76,24 @@ TEST_F(WanCacheTest, CachedRunsAreDeterministicAndCountTheirSteps) {
   EXPECT_GT(stats.forecast_seconds, 0);
   EXPECT_TRUE(torch::isfinite(first).all().item<bool>());
 
-  // Memory: 2 streams × 3 branches × layers × (order + 1) × tokens × dim × 4 bytes.
+  // Memory: 2 streams × 3 sums of the folded stack × (order + 1) × tokens × dim × 4 bytes, whatever the depth.
   const auto& config_dit = pipeline_->dit()->config();
   const auto noise = golden_->Get("noise");  // its shape only
   const std::int64_t tokens = noise.size(1) * noise.size(2) / 2 * noise.size(3) / 2;
-  const std::int64_t expected = 2 * 3 * config_dit.num_layers * 2 * tokens * config_dit.dim * 4;
+  const std::int64_t expected = 2 * 3 * 2 * tokens * config_dit.dim * 4;
   EXPECT_EQ(stats.cache_estimated_bytes, expected);
   EXPECT_EQ(stats.cache_peak_bytes, expected);
+}
+
+TEST_F(WanCacheTest, TaylorSeerRunsNoBlockOnPredictedSteps) {
+  int block_calls = 0;
+  pipeline_->dit()->trace = [&](const std::string&, const torch::Tensor&) { ++block_calls; };
+  GenerationStats stats;
+  Run(Options(cache::Preset("taylorseer-wan")), &stats);
+  pipeline_->dit()->trace = nullptr;
+  EXPECT_GT(stats.predicted_steps, 0);
+  EXPECT_EQ(stats.cache_policy, cache::Policy::kTaylorSeer);
+  EXPECT_EQ(block_calls, 2 * stats.full_steps * static_cast<int>(pipeline_->dit()->config().num_layers));
 }
 
 TEST_F(WanCacheTest, LiteModeSkipsEveryBlockOnPredictedSteps) {
@@ -95,7 +106,7 @@ TEST_F(WanCacheTest, LiteModeSkipsEveryBlockOnPredictedSteps) {
   EXPECT_EQ(block_calls, 2 * stats.full_steps * layers);
   EXPECT_GT(stats.predicted_steps, 0);
   EXPECT_EQ(stats.cache_policy, cache::Policy::kLite);
-  const auto noise = golden_->Get("noise");  // its size only
+  const auto noise = golden_->Get("noise");                      // its size only
   EXPECT_EQ(stats.cache_peak_bytes, 2 * 3 * noise.numel() * 4);  // 2 streams × (order 2 + 1) × output × fp32
   EXPECT_TRUE(torch::isfinite(latents).all().item<bool>());
 }
