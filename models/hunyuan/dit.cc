@@ -16,7 +16,7 @@ constexpr std::int64_t kFrequencyDim = 256;  // of the timestep sinusoid
 
 // x·(1 + scale) + shift, with x normalised in fp32 and the modulation [B, 1, D].
 at::Tensor Modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
-  return layers::LayerNormFp32(x, kEps) * (1 + scale) + shift;
+  return layers::ModulatedLayerNorm(x, shift, scale, kEps);
 }
 
 // count modulation vectors [B, 1, D] from one projection [B, count·D].

@@ -1,12 +1,17 @@
 #include "models/layers/layers.h"
-#include "models/layers/deferred.h"
 
 #include <torch/torch.h>
+
+#include "models/layers/deferred.h"
 
 namespace vidgen::layers {
 
 at::Tensor LayerNormFp32(const at::Tensor& x, double eps) {
   return torch::layer_norm(x.to(torch::kFloat), {x.size(-1)}, {}, {}, eps);
+}
+
+at::Tensor ModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps) {
+  return torch::addcmul(shift, LayerNormFp32(x, eps), 1 + scale);
 }
 
 RmsNormImpl::RmsNormImpl(std::int64_t dim, double eps) : eps(eps) {

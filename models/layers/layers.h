@@ -12,6 +12,8 @@ namespace vidgen::layers {
 
 // LayerNorm without affine parameters, computed in fp32 and returned in fp32.
 at::Tensor LayerNormFp32(const at::Tensor& x, double eps);
+// adaLN: LayerNormFp32(x)·(1 + scale) + shift in one pass after the norm, fp32, with the modulation [B, 1, D].
+at::Tensor ModulatedLayerNorm(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps);
 
 // RMSNorm with a learned weight over the last dimension: x·rsqrt(mean(x²)+eps), computed in fp32 and cast back to
 // x's dtype before the weight multiplies it (Wan's WanRMSNorm, HunyuanVideo's RMSNorm).

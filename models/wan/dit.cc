@@ -110,13 +110,13 @@ at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, cons
   auto h = torch::addcmul(
       x,
       branch({m[2], WanBlockImpl::kAttentionGate},
-             [&] { return self_attn(layers::LayerNormFp32(x, eps) * (1 + scale_attn) + shift_attn, layout); }),
+             [&] { return self_attn(layers::ModulatedLayerNorm(x, shift_attn, scale_attn, eps), layout); }),
       gate_attn);
   const bool training = torch::GradMode::is_enabled();
   const auto cross = branch({}, [&] { return cross_attn(norm3 ? norm3(h) : h, context); });
   h = training ? h + cross : h.add_(cross);
   const auto mlp = branch({m[5], WanBlockImpl::kFfnGate},
-                          [&] { return ffn(layers::LayerNormFp32(h, eps) * (1 + scale_ffn) + shift_ffn); });
+                          [&] { return ffn(layers::ModulatedLayerNorm(h, shift_ffn, scale_ffn, eps)); });
   return training ? torch::addcmul(h, mlp, gate_ffn) : h.addcmul_(mlp, gate_ffn);
 }
 
@@ -128,7 +128,7 @@ WanHeadImpl::WanHeadImpl(const WanDitConfig& config) : eps(config.eps) {
 
 at::Tensor WanHeadImpl::forward(const at::Tensor& x, const at::Tensor& e) {
   const auto m = (modulation.to(torch::kFloat) + e.unsqueeze(1)).chunk(2, 1);
-  return Project(head, layers::LayerNormFp32(x, eps) * (1 + m[1]) + m[0]);
+  return Project(head, layers::ModulatedLayerNorm(x, m[0], m[1], eps));
 }
 
 WanImageEmbeddingImpl::WanImageEmbeddingImpl(const WanDitConfig& config) {
@@ -269,7 +269,7 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
 
   // Patch embedding: the 3D convolution with kernel = stride is a matrix product per token. As the reference, the
   // padding tokens past each sample's length are zeros, not the embedding's bias.
-  const auto x = dit::EmbedPatches(patch_embedding, input.tokens).to(torch::kFloat) * layout.real;
+  const auto x = torch::mul(dit::EmbedPatches(patch_embedding, input.tokens), layout.real);  // fp32 (real's type)
 
   const auto [e, e0] = input.time.defined() ? std::pair(input.time, input.time_projection) : EmbedTime(input.timesteps);
   const auto cross = input.cross.empty() ? CrossKeysValues(input.text_states, input.clip_features) : input.cross;
