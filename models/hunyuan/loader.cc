@@ -42,7 +42,8 @@ const io::KeyMap& DiffusersNames() {
   return map;
 }
 
-// Concatenates `in`<part>.weight (and .bias) over the parts into `out`.weight (and .bias), when the store has them.
+// Concatenates `in`<part>.weight (and .bias) over the parts into `out`.weight (and .bias), when the store has them:
+// a concatenation that loading writes part by part, never made in host memory.
 void Fuse(io::WeightStore& store, const std::string& in, std::initializer_list<const char*> parts,
           const std::string& out) {
   for (const char* kind : {".weight", ".bias"}) {
@@ -50,7 +51,7 @@ void Fuse(io::WeightStore& store, const std::string& in, std::initializer_list<c
     std::vector<at::Tensor> tensors;
     for (const char* part : parts) tensors.push_back(store.Get(in + part + kind));
     for (const char* part : parts) store.Erase(in + part + kind);
-    store.Add(out + kind, torch::cat(tensors, 0), in);
+    store.AddConcatenation(out + kind, std::move(tensors), in);
   }
 }
 

@@ -122,11 +122,31 @@ void WeightStore::AddFile(const std::string& path) {
 }
 
 void WeightStore::Add(std::string name, at::Tensor tensor, std::string source) {
+  Insert(std::move(name), {std::move(tensor), {}, std::move(source)});
+}
+
+void WeightStore::Insert(std::string name, Entry entry) {
   const auto it = tensors_.find(name);
   if (it != tensors_.end()) {
-    Fail(ErrorCode::kInvalidArgument, "tensor '{}' is in both '{}' and '{}'", name, it->second.source, source);
+    Fail(ErrorCode::kInvalidArgument, "tensor '{}' is in both '{}' and '{}'", name, it->second.source, entry.source);
   }
-  tensors_.emplace(std::move(name), Entry{std::move(tensor), std::move(source)});
+  tensors_.emplace(std::move(name), std::move(entry));
+}
+
+void WeightStore::AddConcatenation(std::string name, std::vector<at::Tensor> parts, std::string source) {
+  if (parts.empty()) Fail(ErrorCode::kInternal, "'{}' is a concatenation of no tensors", name);
+  const auto& first = parts.front();
+  std::int64_t rows = 0;
+  for (const auto& part : parts) {
+    if (part.dim() == 0 || part.dim() != first.dim() || part.sizes().slice(1) != first.sizes().slice(1)) {
+      Fail(ErrorCode::kInvalidArgument, "the parts of '{}' in '{}' do not stack: {} and {}", name, source,
+           ShapeText(first), ShapeText(part));
+    }
+    rows += part.size(0);
+  }
+  std::vector<std::int64_t> shape(first.sizes().begin(), first.sizes().end());
+  shape[0] = rows;
+  Insert(std::move(name), {at::empty(shape, first.options().device(c10::kMeta)), std::move(parts), std::move(source)});
 }
 
 void WeightStore::Rebuild(const std::function<std::optional<std::string>(const std::string&)>& rename) {
@@ -185,7 +205,7 @@ std::vector<std::string> WeightStore::Names() const {
 }
 
 void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options) const {
-  std::vector<std::pair<torch::Tensor, const at::Tensor*>> copies;
+  std::vector<std::pair<torch::Tensor, const Entry*>> copies;
   std::vector<std::string> missing, misshaped, unexpected;
   std::set<std::string, std::less<>> wanted;
   auto plan = [&](const std::string& name, torch::Tensor& target) {
@@ -197,7 +217,7 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
       misshaped.push_back(fmt::format("{} (checkpoint {} in '{}', module {})", name, ShapeText(it->second.tensor),
                                       it->second.source, ShapeText(target)));
     } else {
-      copies.emplace_back(target, &it->second.tensor);
+      copies.emplace_back(target, &it->second);
     }
   };
   for (auto& item : module.named_parameters(/*recurse=*/true)) plan(item.key(), item.value());
@@ -217,9 +237,22 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
     throw Error(ErrorCode::kInvalidArgument, message);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [target, source] : copies) {
-    auto value = source->to(options.device.value_or(target.device()), target.scalar_type());
-    if (!value.is_same(*source)) ReleaseFilePages(*source);
+  for (auto& [target, entry] : copies) {
+    const auto device = options.device.value_or(target.device());
+    if (entry->parts.empty()) {
+      auto value = entry->tensor.to(device, target.scalar_type());
+      if (!value.is_same(entry->tensor)) ReleaseFilePages(entry->tensor);
+      target.set_data(value);
+      continue;
+    }
+    // A concatenation: each part converted straight into its rows.
+    auto value = torch::empty(target.sizes(), torch::TensorOptions().dtype(target.scalar_type()).device(device));
+    std::int64_t row = 0;
+    for (const auto& part : entry->parts) {
+      value.narrow(0, row, part.size(0)).copy_(part);
+      ReleaseFilePages(part);
+      row += part.size(0);
+    }
     target.set_data(value);
   }
 }

@@ -39,6 +39,11 @@ class WeightStore {
   void AddSafetensors(const std::string& dir, const std::string& stem);
   // Adds one tensor; `source` names where it came from in errors.
   void Add(std::string name, at::Tensor tensor, std::string source);
+  // Adds the concatenation of `parts` along dimension 0 (a fused projection of separate checkpoint tensors), which
+  // is never made: LoadInto writes the parts one by one into their rows of the parameter, and Get gives a tensor of
+  // its shape and the first part's dtype on the meta device. Throws Error(INVALID_ARGUMENT) naming `source` when the
+  // parts do not line up.
+  void AddConcatenation(std::string name, std::vector<at::Tensor> parts, std::string source);
 
   // Keeps only names under `prefix` and removes the prefix from them ("module." of HunyuanVideo's checkpoint).
   void SelectPrefix(std::string_view prefix);
@@ -75,9 +80,11 @@ class WeightStore {
 
  private:
   struct Entry {
-    at::Tensor tensor;
+    at::Tensor tensor;              // a concatenation's: its shape on the meta device
+    std::vector<at::Tensor> parts;  // a concatenation's parts, in order
     std::string source;
   };
+  void Insert(std::string name, Entry entry);
   void Rebuild(const std::function<std::optional<std::string>(const std::string&)>& rename);
 
   std::map<std::string, Entry, std::less<>> tensors_;

@@ -1,7 +1,5 @@
 // WeightStore: gathering, renaming and loading weights into modules, with every problem reported at once.
 #include "models/io/weight_store.h"
-#include "models/layers/deferred.h"
-#include "tests/support/expect_error.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +10,8 @@
 
 #include "common/error.h"
 #include "models/io/tensor_file.h"
+#include "models/layers/deferred.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/golden.h"
 
 namespace vidgen::io {
@@ -206,9 +206,12 @@ TEST(DeferredInitTest, ModulesBuiltDeferredHoldNoMemoryUntilLoaded) {
     embedding = layers::Embedding(1000, 16);
   }
   EXPECT_FALSE(layers::DeferredInit::active());
-  for (const auto& [tensor, sizes] : std::vector<std::pair<at::Tensor, std::vector<std::int64_t>>>{
-           {linear->weight, {256, 512}}, {linear->bias, {256}}, {conv->weight, {8, 4, 1, 2, 2}}, {conv->bias, {8}},
-           {embedding->weight, {1000, 16}}}) {
+  for (const auto& [tensor, sizes] :
+       std::vector<std::pair<at::Tensor, std::vector<std::int64_t>>>{{linear->weight, {256, 512}},
+                                                                     {linear->bias, {256}},
+                                                                     {conv->weight, {8, 4, 1, 2, 2}},
+                                                                     {conv->bias, {8}},
+                                                                     {embedding->weight, {1000, 16}}}) {
     EXPECT_EQ(tensor.sizes().vec(), sizes);
     EXPECT_TRUE(layers::IsPlaceholder(tensor));
     EXPECT_LE(tensor.storage().nbytes(), 4u);
@@ -267,6 +270,35 @@ TEST_F(DeferredLoadTest, AConvertedTensorIsFilledAndItsFilePagesAreLetGo) {
   ASSERT_GE(resident, 0) << "no mapping holds the tensor";
   EXPECT_LT(resident, 64 << 10);
   EXPECT_TRUE(torch::equal(store.Get("weight"), weight_)) << "released pages read back from the file";
+}
+
+TEST_F(DeferredLoadTest, AConcatenationIsWrittenPartByPartAndNeverMade) {
+  WeightStore store;
+  store.AddFile(path_.string());
+  const auto weight = store.Get("weight"), bias = store.Get("bias");
+  store.Erase("weight");
+  store.Erase("bias");
+  store.AddConcatenation("weight", {weight.narrow(0, 0, 256), weight.narrow(0, 256, 768)}, "q, kv");
+  store.AddConcatenation("bias", {bias.narrow(0, 0, 1000), bias.narrow(0, 1000, 24)}, "q, kv");
+  EXPECT_EQ(store.Get("weight").device().type(), c10::kMeta);
+  EXPECT_EQ(store.Get("weight").sizes(), weight_.sizes());
+  auto linear = Deferred();
+  layers::CastParameters(*linear, torch::kBFloat16);
+  store.LoadInto(*linear, {.allow_unexpected = false, .what = "a Linear", .device = c10::Device(c10::kCPU)});
+  EXPECT_TRUE(torch::equal(linear->weight, weight_.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(linear->bias, bias_.to(torch::kBFloat16)));
+  const auto resident = ResidentBytesOfMapping(weight.data_ptr());
+  ASSERT_GE(resident, 0) << "no mapping holds the parts";
+  EXPECT_LT(resident, 64 << 10) << "the parts' file pages were kept";
+
+  EXPECT_FAILS(store.AddConcatenation("bad", {torch::zeros({2, 3}), torch::zeros({2, 4})}, "x.safetensors"),
+               kInvalidArgument, "the parts of 'bad' in 'x.safetensors' do not stack: [2, 3] and [2, 4]");
+  WeightStore misfit;
+  misfit.AddConcatenation("weight", {torch::zeros({1000, 1024}), torch::zeros({1000, 1024})}, "q, kv");
+  misfit.Add("bias", torch::zeros({1024}), "b");
+  auto other = Deferred();
+  EXPECT_NE(LoadError(misfit, *other).find("weight (checkpoint [2000, 1024] in 'q, kv', module [1024, 1024])"),
+            std::string::npos);
 }
 
 }  // namespace
