@@ -119,7 +119,7 @@ def run_page(browser, port, out_dir):
     find("prompt").send_keys("a red circle moving left on a gray background")
     steps = find("steps")
     steps.clear()
-    steps.send_keys("40")
+    steps.send_keys("200")  # the demo model steps in about 10 ms: long enough to see the bar move
     find("submit").click()
     progress = lambda: float(find("progress").get_attribute("value") or 0)
     seen = set()
