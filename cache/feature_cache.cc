@@ -104,9 +104,9 @@ at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<c
 }
 
 void FeatureCache::Fold(int stream, int step, const Gate& gate, const at::Tensor& value) {
-  auto& pending = pending_;
-  if (pending.sums.empty())
-    pending = {stream, step, std::vector<at::Tensor>(static_cast<std::size_t>(shared_gates_) + 1)};
+  if (pending_.sums.empty()) {
+    pending_ = {stream, step, std::vector<at::Tensor>(static_cast<std::size_t>(shared_gates_) + 1)};
+  }
   // In fp32 and never aliasing the model's tensor: the first term of a sum is a new tensor.
   const auto v = value.detach().to(torch::kFloat);
   auto add = [](at::Tensor& sum, const at::Tensor& term, const at::Tensor& factor) {
@@ -118,8 +118,8 @@ void FeatureCache::Fold(int stream, int step, const Gate& gate, const at::Tensor
       sum.add_(term);
     }
   };
-  add(pending.sums[0], v, gate.constant);
-  if (gate.slot >= 0) add(pending.sums.at(static_cast<std::size_t>(gate.slot) + 1), v, {});
+  add(pending_.sums[0], v, gate.constant);
+  if (gate.slot >= 0) add(pending_.sums.at(static_cast<std::size_t>(gate.slot) + 1), v, {});
 }
 
 void FeatureCache::CommitPendingSums() {

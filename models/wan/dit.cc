@@ -225,8 +225,8 @@ cache::CacheFootprint WanDitImpl::Footprint(std::int64_t batch, std::int64_t tok
   footprint.streams = streams;
   // Folded: every block adds gate ⊙ attention + cross-attention + gate ⊙ FFN, each gate its modulation plus the
   // time projection's chunk that all blocks share.
-  footprint.shared_gates = 2;  // WanBlockImpl::kAttentionGate, kFfnGate
-  footprint.branch_numels.assign(3, batch * tokens * config_.dim);
+  footprint.shared_gates = WanBlockImpl::kSharedGates;
+  footprint.branch_numels.assign(WanBlockImpl::kSharedGates + 1, batch * tokens * config_.dim);
   footprint.output_numel = batch * tokens * config_.out_dim * space_.patch_volume();
   return footprint;
 }

@@ -62,7 +62,7 @@ struct WanBlockImpl : torch::nn::Module {
   // FFN's gates are the modulation's chunk plus e0's chunk 2 (kAttentionGate) or 5 (kFfnGate), the cross-attention's 1.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
                      const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache = nullptr);
-  static constexpr int kAttentionGate = 0, kFfnGate = 1;
+  static constexpr int kAttentionGate = 0, kFfnGate = 1, kSharedGates = 2;
   WanSelfAttention self_attn{nullptr};
   layers::AffineLayerNorm norm3{nullptr};
   WanCrossAttention cross_attn{nullptr};
