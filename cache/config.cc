@@ -146,7 +146,14 @@ std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& foot
   } else if (config.policy == Policy::kLite) {
     per_stream = terms * StoredBytes(footprint.output_numel, config.factor_dtype);
   }
-  return footprint.streams * per_stream;
+  std::int64_t bytes = footprint.streams * per_stream;
+  // A folded stack's full step adds its gated branches into fp32 sums, one forward's at a time.
+  if (config.policy == Policy::kTaylorSeer) {
+    for (int s = 1; s <= footprint.shared_gates; ++s) {
+      bytes += StoredBytes(footprint.branch_numels.at(static_cast<std::size_t>(s)), FactorDType::kFloat32);
+    }
+  }
+  return bytes;
 }
 
 }  // namespace vidgen::cache

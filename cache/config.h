@@ -91,12 +91,13 @@ struct CacheFootprint {
   // TaylorSeer: the elements of every branch of every block; or, for a folded stack, of each of its sums.
   std::vector<std::int64_t> branch_numels;
   std::int64_t output_numel = 0;  // lite: the elements of the model's output
-  // ≥ 0: the model's block stack is folded (see FeatureCache::Gate): its branches' gates are a per-block constant
-  // plus one of `shared_gates` per-step gates that every block shares, and the cache keeps 1 + shared_gates sums.
+  // ≥ 0: the model's block stack is folded (see FeatureCache): its branches' gates are a per-block constant plus
+  // one of `shared_gates` per-step gates that every block shares, and the cache keeps 1 + shared_gates sums.
   int shared_gates = -1;
 };
 
-// Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch.
+// Bytes held once every factor is built: streams × Σ branches (order + 1) × stored bytes of the branch; for a
+// folded stack also one forward's fp32 sums of its gated branches while they are added up.
 std::int64_t EstimateBytes(const CacheConfig& config, const CacheFootprint& footprint);
 
 }  // namespace vidgen::cache

@@ -56,7 +56,9 @@ double FeatureCache::Coordinate(int step) const {
 
 FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
   if (step < 0 || step >= steps_) Fail(ErrorCode::kInternal, "cache step {} outside 0..{}", step, steps_ - 1);
-  CommitPendingSums();
+  if (unfolded_step_ >= 0) {
+    Fail(ErrorCode::kInternal, "step {}'s folded stack began another forward before its FoldStack", unfolded_step_);
+  }
   const bool full = plan_[static_cast<std::size_t>(step)];
   if (step != last_counted_step_) {
     (full ? stats_.full_steps : stats_.predicted_steps) += 1;
@@ -68,11 +70,16 @@ FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
     Fail(ErrorCode::kFailedPrecondition, "cache stream {} is asked to forecast step {} before any full step", stream,
          step);
   }
-  return Forward(this, step, stream, full);
+  Forward forward(this, step, stream, full);
+  if (full && forward.folded()) unfolded_step_ = step;
+  return forward;
 }
 
 at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at::Tensor()>& compute) {
-  if (folded()) Fail(ErrorCode::kInternal, "branch {} of a folded stack needs its gate", id);
+  if (folded()) {
+    Fail(ErrorCode::kInternal, "branch {} of a folded stack: a gated branch goes through GatedBranch, others nowhere",
+         id);
+  }
   auto& stream = cache_->streams_[stream_];
   if (!full_) return cache_->Forecast(stream, step_, id);
   auto value = compute();
@@ -80,20 +87,61 @@ at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at
   return value;
 }
 
-at::Tensor FeatureCache::Forward::GatedBranch(const Gate& gate, const std::function<at::Tensor()>& compute) {
-  if (!folded() || !full_) {
-    Fail(ErrorCode::kInternal, "a gated branch of stream {} at step {} outside a folded stack's full step", stream_,
-         step_);
+void FeatureCache::Forward::RequireFoldedStep(bool full, const char* what) const {
+  if (!folded() || full_ != full) {
+    Fail(ErrorCode::kInternal, "{} of stream {} at step {} outside a folded stack's {} step", what, stream_, step_,
+         full ? "full" : "predicted");
+  }
+}
+
+at::Tensor FeatureCache::Forward::GatedBranch(int slot, const std::function<at::Tensor()>& compute) {
+  RequireFoldedStep(true, "a gated branch");
+  if (slot < 0 || slot >= cache_->shared_gates_) {
+    Fail(ErrorCode::kInternal, "gate slot {} of a folded stack with {} shared gates", slot, cache_->shared_gates_);
   }
   auto value = compute();
-  cache_->Fold(stream_, step_, gate, value);
+  gated_sums_.resize(static_cast<std::size_t>(cache_->shared_gates_));
+  auto& sum = gated_sums_[static_cast<std::size_t>(slot)];
+  // fp32, and never aliasing the model's tensor: the first term is copied, the others added in place.
+  if (sum.defined()) {
+    sum.add_(value.detach());
+  } else {
+    sum = value.detach().to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    cache_->CountBytes(StoredBytes(sum.numel(), FactorDType::kFloat32));
+  }
   return value;
 }
 
+void FeatureCache::Forward::FoldStack(const at::Tensor& x, const at::Tensor& out,
+                                      std::span<const at::Tensor> step_gates) {
+  RequireFoldedStep(true, "a stack's fold");
+  const auto slots = static_cast<std::size_t>(cache_->shared_gates_);
+  if (step_gates.size() != slots || gated_sums_.size() != slots) {
+    Fail(ErrorCode::kInternal, "a folded stack's step {} has {} gates and {} sums for {} shared gates", step_,
+         step_gates.size(), gated_sums_.size(), slots);
+  }
+  auto rest = torch::sub(out.detach().to(torch::kFloat), x.detach());  // R = out − x − Σ_s g_s ⊙ Q_s
+  for (std::size_t s = 0; s < slots; ++s) {
+    if (!gated_sums_[s].defined()) {
+      Fail(ErrorCode::kInternal, "a folded stack's step {} added no branch under gate {}", step_, s);
+    }
+    rest.addcmul_(gated_sums_[s], step_gates[s], -1);
+  }
+  auto& stream = cache_->streams_[stream_];
+  cache_->Update(stream, step_, 0, rest);
+  for (std::size_t s = 0; s < slots; ++s) {
+    cache_->Update(stream, step_, static_cast<std::int64_t>(s) + 1, gated_sums_[s]);
+    cache_->CountBytes(-StoredBytes(gated_sums_[s].numel(), FactorDType::kFloat32));
+  }
+  gated_sums_.clear();
+  cache_->unfolded_step_ = -1;
+}
+
 at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<const at::Tensor> step_gates) {
-  if (!folded() || full_ || step_gates.size() != static_cast<std::size_t>(cache_->shared_gates_)) {
-    Fail(ErrorCode::kInternal, "a folded stack's forecast at step {} ({} of {} shared gates, full step: {})", step_,
-         step_gates.size(), cache_->shared_gates_, full_);
+  RequireFoldedStep(false, "a stack's forecast");
+  if (step_gates.size() != static_cast<std::size_t>(cache_->shared_gates_)) {
+    Fail(ErrorCode::kInternal, "a folded stack's forecast at step {} with {} of {} shared gates", step_,
+         step_gates.size(), cache_->shared_gates_);
   }
   const auto& stream = cache_->streams_[stream_];
   auto out = torch::add(x.to(torch::kFloat), cache_->Forecast(stream, step_, 0));
@@ -103,41 +151,9 @@ at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<c
   return out;
 }
 
-void FeatureCache::Fold(int stream, int step, const Gate& gate, const at::Tensor& value) {
-  if (pending_.sums.empty()) {
-    pending_ = {stream, step, std::vector<at::Tensor>(static_cast<std::size_t>(shared_gates_) + 1)};
-  }
-  // In fp32 and never aliasing the model's tensor: the first term of a sum is a new tensor.
-  const auto v = value.detach().to(torch::kFloat);
-  auto add = [](at::Tensor& sum, const at::Tensor& term, const at::Tensor& factor) {
-    if (!sum.defined()) {
-      sum = factor.defined() ? term * factor : term.clone();
-    } else if (factor.defined()) {
-      sum.addcmul_(term, factor);
-    } else {
-      sum.add_(term);
-    }
-  };
-  add(pending_.sums[0], v, gate.constant);
-  if (gate.slot >= 0) add(pending_.sums.at(static_cast<std::size_t>(gate.slot) + 1), v, {});
-}
-
-void FeatureCache::CommitPendingSums() {
-  if (pending_.sums.empty()) return;
-  auto pending = std::move(pending_);
-  pending_ = {};
-  auto& stream = streams_[pending.stream];
-  for (std::size_t s = 0; s < pending.sums.size(); ++s) {
-    if (!pending.sums[s].defined()) {
-      Fail(ErrorCode::kInternal, "a folded stack's step {} added no branch to its sum {}", pending.step, s);
-    }
-    Update(stream, pending.step, static_cast<std::int64_t>(s), pending.sums[s]);
-  }
-}
-
 void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value) {
   auto& old = stream.factors[id].terms;
-  for (const auto& term : old) bytes_ -= term.bytes();
+  for (const auto& term : old) CountBytes(-term.bytes());
   std::vector<StoredTensor> fresh;
   auto current = value.detach().to(torch::kFloat);
   fresh.push_back(StoredTensor::Store(current, config_.factor_dtype));
@@ -151,8 +167,12 @@ void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::T
       fresh.push_back(std::move(old[k]));
     }
   }
-  for (const auto& term : fresh) bytes_ += term.bytes();
+  for (const auto& term : fresh) CountBytes(term.bytes());
   old = std::move(fresh);
+}
+
+void FeatureCache::CountBytes(std::int64_t change) {
+  bytes_ += change;
   stats_.peak_bytes = std::max(stats_.peak_bytes, bytes_);
 }
 

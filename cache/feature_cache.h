@@ -7,11 +7,13 @@
 // token shard, and nothing in the cache is ever communicated.
 //
 // A folded stack (Wan): when every branch enters one residual stream as h += (constant_b + g_s(t)) ⊙ F_b, with
-// constant_b the block's own and g_s(t) a per-step gate shared by all blocks, a predicted step's whole stack is
-//   h_out = x + Σ_k c_k (R_k + Σ_s g_s(t) ⊙ Q_{s,k}),   R = Σ_b constant_b ⊙ F_b,   Q_s = Σ_{b gated by s} F_b,
+// constant_b the block's own and g_s(t) a per-step gate shared by all blocks (or without a gate), a predicted step's
+// whole stack is
+//   h_out = x + Σ_k c_k (R_k + Σ_s g_s(t) ⊙ Q_{s,k}),   Q_s = Σ_{b gated by s} F_b,   R = h_out − x − Σ_s g_s ⊙ Q_s
 // because the differences and the expansion are linear. The cache keeps the Taylor factors of R and of each Q_s,
 // not of every branch: the same forecast (up to fp32 rounding) for 1 + shared_gates sums whatever the depth, read
-// once per predicted step instead of each branch's factors and a residual update per branch.
+// once per predicted step instead of each branch's factors and a residual update per branch. R comes from the
+// stack's own output, so a full step adds only the gated branches into the sums, once each.
 #pragma once
 
 #include <cstdint>
@@ -37,12 +39,6 @@ struct CacheStats {
   double forecast_seconds = 0;
 };
 
-// How a branch of a folded stack enters the residual stream: h += (constant + step_gates[slot]) ⊙ value.
-struct Gate {
-  at::Tensor constant;  // the block's own, the same at every step; undefined: 1
-  int slot = -1;        // which per-step gate of FeatureCache::Forward::ForecastStack; −1: none
-};
-
 class FeatureCache {
  public:
   // The id under which lite mode keeps the model's output.
@@ -62,21 +58,25 @@ class FeatureCache {
     // block branch's forecast may be the cache's own tensor (order 0, fp32 storage): read it, never write to it.
     at::Tensor Branch(std::int64_t id, const std::function<at::Tensor()>& compute);
 
-    // A folded stack (the footprint's shared_gates ≥ 0) computes its branches on full steps only: GatedBranch runs
-    // `compute`, adds the value into the stack's sums and returns it. On predicted steps the model runs no block
-    // and takes its stack's output from ForecastStack: x + the forecast sums under this step's shared gates
-    // (step_gates[s] for slot s), in fp32.
+    // A folded stack (the footprint's shared_gates ≥ 0) runs its blocks on full steps only. There, each branch
+    // under shared gate `slot` goes through GatedBranch, which runs `compute`, adds the value into Q_slot and
+    // returns it, and the stack's end hands its input and output to FoldStack, which takes R and updates the
+    // factors. On predicted steps the model runs no block and takes its stack's output from ForecastStack: x + the
+    // forecast sums under this step's shared gates, in fp32. step_gates[s] is shared gate s, as the blocks add it.
     bool folded() const { return cache_->shared_gates_ >= 0 && cache_->config_.policy == Policy::kTaylorSeer; }
-    at::Tensor GatedBranch(const Gate& gate, const std::function<at::Tensor()>& compute);
+    at::Tensor GatedBranch(int slot, const std::function<at::Tensor()>& compute);
+    void FoldStack(const at::Tensor& x, const at::Tensor& out, std::span<const at::Tensor> step_gates);
     at::Tensor ForecastStack(const at::Tensor& x, std::span<const at::Tensor> step_gates);
 
    private:
     friend class FeatureCache;
     Forward(FeatureCache* cache, int step, int stream, bool full)
         : cache_(cache), step_(step), stream_(stream), full_(full) {}
+    void RequireFoldedStep(bool full, const char* what) const;
     FeatureCache* cache_;
     int step_, stream_;
     bool full_;
+    std::vector<at::Tensor> gated_sums_;  // a folded full step's Q_s so far, fp32
   };
 
   // Starts one model forward of `stream` (0: conditional, 1: unconditional) at `step`.
@@ -97,18 +97,10 @@ class FeatureCache {
     std::vector<int> full_steps;              // the steps at which this stream was computed in full
     std::map<std::int64_t, Factors> factors;  // by branch id; a folded stack's by sum (0: R, 1 + s: Q_s)
   };
-  // A folded stack's sums over the branches of the full forward under way, in fp32; they become factors when the
-  // next forward begins (of either stream), so that one forward's sums are held at a time.
-  struct PendingSums {
-    int stream = -1, step = -1;
-    std::vector<at::Tensor> sums;
-  };
-
   double Coordinate(int step) const;
   void Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value);
+  void CountBytes(std::int64_t change);  // what the cache holds changes by `change`
   at::Tensor Forecast(const Stream& stream, int step, std::int64_t id);
-  void Fold(int stream, int step, const Gate& gate, const at::Tensor& value);
-  void CommitPendingSums();
 
   CacheConfig config_;
   int steps_;
@@ -116,7 +108,7 @@ class FeatureCache {
   std::vector<bool> plan_;
   std::map<int, Stream> streams_;
   int shared_gates_;
-  PendingSums pending_;
+  int unfolded_step_ = -1;  // a folded full step whose stack has not reached FoldStack yet
   std::int64_t bytes_ = 0;
   int last_counted_step_ = -1;
   CacheStats stats_;

@@ -1,4 +1,5 @@
 // The feature cache: schedules, Taylor factors, storage dtypes, memory accounting and budgets.
+#include <array>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -218,38 +219,55 @@ TEST(FeatureCacheTest, AFoldedStackForecastsWhatItsBranchesWould) {
         for (int block = 0; block < kBlocks; ++block) {
           for (int kind = 0; kind < 3; ++kind) {
             const auto compute = [&] { return value(step, block, kind); };
-            const Gate gate{kind == 1 ? at::Tensor() : constants[block][kind], kind == 1 ? -1 : kind / 2};
+            const int slot = kind == 1 ? -1 : kind / 2;
             const auto branch = a.Branch(3 * block + kind, compute);
-            expected += (gate.slot < 0 ? torch::ones({kValues}) : gate.constant + step_gates[gate.slot]) * branch;
-            if (b.full()) {
-              EXPECT_TRUE(torch::equal(b.GatedBranch(gate, compute), compute()));
+            expected += (slot < 0 ? torch::ones({kValues}) : constants[block][kind] + step_gates[slot]) * branch;
+            if (b.full() && slot >= 0) {
+              EXPECT_TRUE(torch::equal(b.GatedBranch(slot, compute), compute()));
             }
           }
         }
-        if (b.full()) continue;
+        const std::array<at::Tensor, 2> gates = {step_gates[0], step_gates[1]};
+        if (b.full()) {
+          b.FoldStack(x, expected, gates);
+          continue;
+        }
         ++predicted;
-        const auto got = b.ForecastStack(x, {{step_gates[0], step_gates[1]}});
+        const auto got = b.ForecastStack(x, gates);
         EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-5))
             << "order " << order << " step " << step << ": " << (got - expected).abs().max().item<double>();
       }
       EXPECT_EQ(predicted, 10);  // full: 0, 3, 6, 9, 12, 15
       EXPECT_EQ(folded.TEST_TermCount(0, 0), order + 1);
       EXPECT_EQ(folded.TEST_TermCount(0, 2), order + 1);
-      EXPECT_EQ(folded.stats().peak_bytes, 3 * (order + 1) * kValues * 4);
+      // 3 sums × (order + 1) terms, and a full step's 2 gated sums while they are added up.
+      EXPECT_EQ(folded.stats().peak_bytes, (3 * (order + 1) + 2) * kValues * 4);
+      EXPECT_EQ(folded.bytes(), 3 * (order + 1) * kValues * 4);
       EXPECT_EQ(folded.stats().peak_bytes, folded.stats().estimated_bytes);
     }
   }
 }
 
+// The folded stack's protocol: on a full step only its gated branches and its fold, on a predicted step only its
+// forecast; a full step's stack must be folded before the next forward begins.
 TEST(FeatureCacheTest, AFoldedStackIsAskedOnlyForGatedBranchesOnFullSteps) {
   FeatureCache cache(Preset("taylorseer-wan"), {1, {4, 4}, 0, 1}, 10, {});
+  const auto ones = [] { return torch::ones({4}); };
+  const std::array<at::Tensor, 1> gate = {torch::full({4}, 2.0)};
   auto full = cache.Begin(0, 0);
-  EXPECT_FAILS(full.Branch(0, [] { return torch::ones({4}); }), kInternal, "needs its gate");
-  full.GatedBranch({torch::ones({4}), 0}, [] { return torch::ones({4}); });
+  EXPECT_FAILS(full.Branch(0, ones), kInternal, "goes through GatedBranch");
+  EXPECT_FAILS(full.GatedBranch(1, ones), kInternal, "gate slot 1 of a folded stack with 1 shared gates");
+  EXPECT_FAILS(full.FoldStack(ones(), ones(), gate), kInternal, "has 1 gates and 0 sums");
+  full.GatedBranch(0, ones);
+  full.GatedBranch(0, ones);  // Q = 2
+  EXPECT_FAILS(cache.Begin(1, 0), kInternal, "step 0's folded stack began another forward before its FoldStack");
+  full.FoldStack(ones(), torch::full({4}, 7.0), gate);  // R = 7 − 1 − 2·2 = 2
   auto predicted = cache.Begin(1, 0);
-  EXPECT_FAILS(predicted.GatedBranch({}, [] { return torch::ones({4}); }), kInternal, "outside a folded stack's full");
-  EXPECT_TRUE(
-      torch::equal(predicted.ForecastStack(torch::ones({4}), {{torch::full({4}, 2.0)}}), torch::full({4}, 4.0)));
+  EXPECT_FAILS(predicted.GatedBranch(0, ones), kInternal, "outside a folded stack's full step");
+  EXPECT_FAILS(predicted.FoldStack(ones(), ones(), gate), kInternal, "outside a folded stack's full step");
+  // Order 1 from one full step is the value itself: x + R + 3·Q.
+  const std::array<at::Tensor, 1> later_gate = {torch::full({4}, 3.0)};
+  EXPECT_TRUE(torch::equal(predicted.ForecastStack(ones(), later_gate), torch::full({4}, 9.0)));
   EXPECT_FAILS(FeatureCache(Preset("taylorseer-wan"), {1, {4, 4, 4}, 0, 1}, 10, {}), kInternal, "keeps 2 sums, not 3");
 }
 

@@ -1,5 +1,6 @@
 #include "models/wan/dit.h"
 
+#include <array>
 #include <map>
 
 #include <torch/torch.h>
@@ -30,14 +31,49 @@ WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_hea
   norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
 }
 
+void WanSelfAttentionImpl::FuseProjections() {
+  torch::NoGradGuard no_grad;
+  const std::array<torch::nn::Linear*, 3> parts = {&q, &k, &v};
+  for (const auto* part : parts) {
+    if (layers::IsPlaceholder((*part)->weight) || layers::IsPlaceholder((*part)->bias)) return;  // never loaded
+  }
+  qkv_weight = torch::cat({q->weight, k->weight, v->weight});
+  qkv_bias = torch::cat({q->bias, k->bias, v->bias});
+  for (std::int64_t i = 0; i < 3; ++i) {
+    auto& part = *parts[static_cast<std::size_t>(i)];
+    part->weight.set_data(qkv_weight.narrow(0, i * part->weight.size(0), part->weight.size(0)));
+    part->bias.set_data(qkv_bias.narrow(0, i * part->bias.size(0), part->bias.size(0)));
+  }
+}
+
+bool WanSelfAttentionImpl::fused() const {
+  if (!qkv_weight.defined() || torch::GradMode::is_enabled()) return false;  // training: autograd needs q, k, v
+  const std::array<const torch::nn::Linear*, 3> parts = {&q, &k, &v};
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const auto& part = *parts[static_cast<std::size_t>(i)];
+    auto views = [&](const at::Tensor& piece, const at::Tensor& whole) {
+      return piece.is_alias_of(whole) && piece.scalar_type() == whole.scalar_type() &&
+             piece.storage_offset() == whole.storage_offset() + i * piece.numel();
+    };
+    if (!views(part->weight, qkv_weight) || !views(part->bias, qkv_bias)) return false;
+  }
+  return true;
+}
+
 at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& input, const dit::TokenLayout& layout) {
   const auto x = input.to(v->weight.scalar_type());  // once for the three projections
-  const auto values = SplitHeads(Project(v, x), num_heads);
+  std::vector<at::Tensor> qkv;
+  if (fused()) {
+    qkv = torch::linear(x, qkv_weight, qkv_bias).chunk(3, -1);
+  } else {
+    qkv = {Project(q, x), Project(k, x), Project(v, x)};
+  }
+  const auto values = SplitHeads(qkv[2], num_heads);
   // RoPE in float64 on the real tokens; padding rows turn by nothing.
   auto rotate = [&](const at::Tensor& t) {
     return dit::ApplyRope(SplitHeads(t, num_heads), layout.rope_cos, layout.rope_sin).to(values.scalar_type());
   };
-  const auto queries = rotate(norm_q(Project(q, x))), keys = rotate(norm_k(Project(k, x)));
+  const auto queries = rotate(norm_q(qkv[0])), keys = rotate(norm_k(qkv[1]));
   return Project(o, dit::SelfAttention(queries, keys, values, layout).flatten(2));
 }
 
@@ -95,28 +131,26 @@ WanBlockImpl::WanBlockImpl(const WanDitConfig& config) : eps(config.eps) {
 
 at::Tensor WanBlockImpl::forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
                                  const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache) {
-  const auto modulation32 = modulation.to(torch::kFloat);
-  const auto m = modulation32.chunk(6, 1);         // each [1, 1, dim]
-  const auto e = (modulation32 + e0).chunk(6, 1);  // each [B, 1, dim]
+  const auto e = (modulation.to(torch::kFloat) + e0).chunk(6, 1);  // each [B, 1, dim]
   const auto& [shift_attn, scale_attn, gate_attn] = std::tie(e[0], e[1], e[2]);
   const auto& [shift_ffn, scale_ffn, gate_ffn] = std::tie(e[3], e[4], e[5]);
-  // The cache folds the stack (WanDitImpl::Footprint): a gate is this block's modulation plus a shared time gate.
-  auto branch = [&](const cache::Gate& gate, const std::function<at::Tensor()>& compute) {
-    return cache ? cache->GatedBranch(gate, compute) : compute();
+  // The cache folds the stack (WanDitImpl::Footprint): the gated branches' sums go through it, the rest of the
+  // stack it takes from the stack's output.
+  auto gated = [&](int slot, const std::function<at::Tensor()>& compute) {
+    return cache ? cache->GatedBranch(slot, compute) : compute();
   };
 
   // x + gate ⊙ attention, + cross-attention, + gate ⊙ FFN: one new tensor, then in place (each branch argument is
   // evaluated before the add that uses it). When training, out of place: autograd keeps the norms' inputs.
   auto h = torch::addcmul(
       x,
-      branch({m[2], WanBlockImpl::kAttentionGate},
-             [&] { return self_attn(layers::ModulatedLayerNorm(x, shift_attn, scale_attn, eps), layout); }),
+      gated(kAttentionGate,
+            [&] { return self_attn(layers::ModulatedLayerNorm(x, shift_attn, scale_attn, eps), layout); }),
       gate_attn);
   const bool training = torch::GradMode::is_enabled();
-  const auto cross = branch({}, [&] { return cross_attn(norm3 ? norm3(h) : h, context); });
+  const auto cross = cross_attn(norm3 ? norm3(h) : h, context);
   h = training ? h + cross : h.add_(cross);
-  const auto mlp = branch({m[5], WanBlockImpl::kFfnGate},
-                          [&] { return ffn(layers::ModulatedLayerNorm(h, shift_ffn, scale_ffn, eps)); });
+  const auto mlp = gated(kFfnGate, [&] { return ffn(layers::ModulatedLayerNorm(h, shift_ffn, scale_ffn, eps)); });
   return training ? torch::addcmul(h, mlp, gate_ffn) : h.addcmul_(mlp, gate_ffn);
 }
 
@@ -178,6 +212,10 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
       layers::CastParameters(*item.value(), dtype);
     }
   }
+}
+
+void WanDitImpl::FuseProjections() {
+  for (const auto& block : *blocks) block->as<WanBlock>()->self_attn->FuseProjections();
 }
 
 dit::TokenLayout WanDitImpl::Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const {
@@ -275,15 +313,15 @@ at::Tensor WanDitImpl::ForwardTokens(const WanTokenInput& input, const dit::Toke
   const auto cross = input.cross.empty() ? CrossKeysValues(input.text_states, input.clip_features) : input.cross;
 
   const auto out = dit::CachedStack(cache, [&](cache::FeatureCache::Forward* branch_cache) {
-    if (branch_cache && !branch_cache->full()) {
-      // The shared gates by slot: kAttentionGate's is e0's chunk 2, kFfnGate's chunk 5.
-      return head(branch_cache->ForecastStack(x, {{e0.slice(1, 2, 3), e0.slice(1, 5, 6)}}), e);
-    }
+    // The shared gates by slot: kAttentionGate's is e0's chunk 2, kFfnGate's chunk 5.
+    const std::array<at::Tensor, WanBlockImpl::kSharedGates> shared_gates = {e0.slice(1, 2, 3), e0.slice(1, 5, 6)};
+    if (branch_cache && !branch_cache->full()) return head(branch_cache->ForecastStack(x, shared_gates), e);
     auto h = x;
     for (std::size_t i = 0; i < blocks->size(); ++i) {
       h = blocks[i]->as<WanBlock>()->forward(h, e0, layout, cross[i], branch_cache);
       if (trace) trace("block" + std::to_string(i), h);
     }
+    if (branch_cache) branch_cache->FoldStack(x, h, shared_gates);
     return head(h, e);
   });
   // The head lays a token out as (pt, ph, pw, c); the token space's layout is (c, pt, ph, pw).

@@ -28,9 +28,15 @@ namespace vidgen::wan {
 struct WanSelfAttentionImpl : torch::nn::Module {
   explicit WanSelfAttentionImpl(const WanDitConfig& config);
   at::Tensor forward(const at::Tensor& x, const dit::TokenLayout& layout);  // [B, chunk, dim] -> [B, chunk, dim]
+  // For inference: q, k and v's weights and biases become views into one [3·dim, dim] matrix and [3·dim] bias, so
+  // that one product gives the three. Loading, LoRA and restoring still address them by name, in place; anything
+  // that gives one of them new storage (a cast, a move) ends the fusion, and the three products run again.
+  void FuseProjections();
+  bool fused() const;
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
   std::int64_t num_heads;
+  at::Tensor qkv_weight, qkv_bias;  // what q, k and v view once fused
 };
 TORCH_MODULE(WanSelfAttention);
 
@@ -58,8 +64,8 @@ TORCH_MODULE(WanCrossAttention);
 struct WanBlockImpl : torch::nn::Module {
   explicit WanBlockImpl(const WanDitConfig& config);
   // x: [B, L, dim] fp32, e0: [B, 6, dim] fp32 -> [B, L, dim] fp32. With a cache (a full step of a folded stack),
-  // the self-attention, cross-attention and FFN outputs go through it as gated branches: the attention's and the
-  // FFN's gates are the modulation's chunk plus e0's chunk 2 (kAttentionGate) or 5 (kFfnGate), the cross-attention's 1.
+  // the self-attention's and the FFN's outputs go through it as gated branches: their gates are the modulation's
+  // chunk plus e0's chunk 2 (kAttentionGate) or 5 (kFfnGate); the cross-attention's is 1.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& e0, const dit::TokenLayout& layout,
                      const WanCrossKeysValues& context, cache::FeatureCache::Forward* cache = nullptr);
   static constexpr int kAttentionGate = 0, kFfnGate = 1, kSharedGates = 2;
@@ -142,6 +148,9 @@ class WanDitImpl : public torch::nn::Module {
   // Casts the matrix-product weights (attention, FFN, embeddings) to `dtype`; norms, modulation, the time
   // embedding and the head stay fp32, as the reference runs them.
   void SetComputeDType(c10::ScalarType dtype);
+  // Every block's self-attention projections as one product (WanSelfAttentionImpl::FuseProjections), once the
+  // weights are loaded in their dtype on their device.
+  void FuseProjections();
 
   // Called with ("block<N>", hidden states [B, L, dim]) after every block, for parity dumps.
   std::function<void(const std::string&, const at::Tensor&)> trace;

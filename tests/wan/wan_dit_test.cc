@@ -55,6 +55,43 @@ TEST_P(WanDitGoldenTest, MatchesTheReference) {
   EXPECT_TRUE(testing::TensorsClose(outs[1], golden.Get("batch.out1")));
 }
 
+// Fused q/k/v projections give the three products' result, follow their parameters' in-place changes (a LoRA
+// merge's), and end rather than go stale when a parameter gets new storage.
+TEST(WanDitTest, FusedProjectionsFollowTheirParameters) {
+  torch::NoGradGuard no_grad;
+  const testing::GoldenCase golden(testing::GoldenCases("wan_dit").front());
+  auto separate = LoadGoldenDit(golden), fused = LoadGoldenDit(golden);
+  fused->FuseProjections();
+  auto attention = [](WanDit& dit) -> WanSelfAttentionImpl& { return *dit->blocks[0]->as<WanBlock>()->self_attn; };
+  ASSERT_TRUE(attention(fused).fused());
+  EXPECT_FALSE(attention(separate).fused());
+  EXPECT_TRUE(attention(fused).k->weight.is_alias_of(attention(fused).qkv_weight));
+  EXPECT_TRUE(fused->named_parameters().contains("blocks.0.self_attn.v.bias"));
+  {
+    torch::AutoGradMode training(true);
+    EXPECT_FALSE(attention(fused).fused());  // autograd needs the parameters themselves
+  }
+
+  WanDitInput input;
+  input.x = {golden.Input("x")};
+  input.timesteps = golden.Input("t");
+  input.context = {golden.Input("context")};
+  input.seq_len = std::stoll(golden.Meta("seq_len"));
+  auto expect_same = [&](const char* when) {
+    const auto a = fused->forward(input)[0], b = separate->forward(input)[0];
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << when << ": " << (a - b).abs().max().item<double>();
+    return a;
+  };
+  const auto before = expect_same("as loaded");
+  EXPECT_TRUE(testing::TensorsClose(before, golden.Get("out")));
+  for (auto* dit : {&separate, &fused}) attention(*dit).k->weight.add_(0.05);
+  EXPECT_FALSE(torch::allclose(expect_same("after an in-place change"), before, 1e-4, 1e-4));
+  ASSERT_TRUE(attention(fused).fused());
+  for (auto* dit : {&separate, &fused}) attention(*dit).v->weight.set_data(attention(*dit).v->weight * 1.5);
+  EXPECT_FALSE(attention(fused).fused());
+  expect_same("after new storage");
+}
+
 INSTANTIATE_TEST_SUITE_P(Golden, WanDitGoldenTest, ::testing::ValuesIn(testing::GoldenCases("wan_dit")));
 
 }  // namespace
