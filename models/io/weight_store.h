@@ -72,9 +72,10 @@ class WeightStore {
   // Gives every parameter and buffer of `module` (placeholders of layers::DeferredInit included) the tensor of the
   // same name, converted to the parameter's dtype and to the device, one tensor at a time: a tensor that already
   // fits is used as it is, straight from the mapped file, and the file pages of one that is converted are let go,
-  // so that loading holds about the final weights and one tensor more. Checks everything first and throws one
-  // Error(INVALID_ARGUMENT) that lists every missing, unexpected and mis-shaped name, in which case the module is
-  // left untouched.
+  // so that loading holds about the final weights and one tensor more. A parameter that already has its memory on
+  // the device (built without DeferredInit, or a view into a fused matrix) is written in place. Checks everything first
+  // and throws one Error(INVALID_ARGUMENT) that lists every missing, unexpected and mis-shaped name, in which case the
+  // module is left untouched.
   void LoadInto(torch::nn::Module& module, const LoadOptions& options) const;
   void LoadInto(torch::nn::Module& module) const { LoadInto(module, LoadOptions{}); }
 

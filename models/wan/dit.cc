@@ -31,14 +31,23 @@ WanSelfAttentionImpl::WanSelfAttentionImpl(const WanDitConfig& config) : num_hea
   norm_k = register_module("norm_k", layers::RmsNorm(config.dim, config.eps));
 }
 
-void WanSelfAttentionImpl::FuseProjections() {
+void WanSelfAttentionImpl::FuseProjections(c10::Device device) {
   torch::NoGradGuard no_grad;
   const std::array<torch::nn::Linear*, 3> parts = {&q, &k, &v};
-  for (const auto* part : parts) {
-    if (layers::IsPlaceholder((*part)->weight) || layers::IsPlaceholder((*part)->bias)) return;  // never loaded
-  }
-  qkv_weight = torch::cat({q->weight, k->weight, v->weight});
-  qkv_bias = torch::cat({q->bias, k->bias, v->bias});
+  // The three's values, or room for them while they are placeholders.
+  auto fuse = [&](at::Tensor torch::nn::LinearImpl::*member) {
+    std::vector<at::Tensor> pieces;
+    for (const auto* part : parts) pieces.push_back((*part).get()->*member);
+    const auto& first = pieces.front();
+    if (layers::IsPlaceholder(first)) {
+      auto sizes = first.sizes().vec();
+      sizes[0] *= 3;
+      return torch::empty(sizes, first.options().device(device));
+    }
+    return torch::cat(pieces).to(device);
+  };
+  qkv_weight = fuse(&torch::nn::LinearImpl::weight);
+  qkv_bias = fuse(&torch::nn::LinearImpl::bias);
   for (std::int64_t i = 0; i < 3; ++i) {
     auto& part = *parts[static_cast<std::size_t>(i)];
     part->weight.set_data(qkv_weight.narrow(0, i * part->weight.size(0), part->weight.size(0)));
@@ -47,7 +56,7 @@ void WanSelfAttentionImpl::FuseProjections() {
 }
 
 bool WanSelfAttentionImpl::fused() const {
-  if (!qkv_weight.defined() || torch::GradMode::is_enabled()) return false;  // training: autograd needs q, k, v
+  if (!qkv_weight.defined()) return false;
   const std::array<const torch::nn::Linear*, 3> parts = {&q, &k, &v};
   for (std::int64_t i = 0; i < 3; ++i) {
     const auto& part = *parts[static_cast<std::size_t>(i)];
@@ -63,7 +72,7 @@ bool WanSelfAttentionImpl::fused() const {
 at::Tensor WanSelfAttentionImpl::forward(const at::Tensor& input, const dit::TokenLayout& layout) {
   const auto x = input.to(v->weight.scalar_type());  // once for the three projections
   std::vector<at::Tensor> qkv;
-  if (fused()) {
+  if (fused() && !torch::GradMode::is_enabled()) {
     qkv = torch::linear(x, qkv_weight, qkv_bias).chunk(3, -1);
   } else {
     qkv = {Project(q, x), Project(k, x), Project(v, x)};
@@ -214,8 +223,8 @@ void WanDitImpl::SetComputeDType(c10::ScalarType dtype) {
   }
 }
 
-void WanDitImpl::FuseProjections() {
-  for (const auto& block : *blocks) block->as<WanBlock>()->self_attn->FuseProjections();
+void WanDitImpl::FuseProjections(c10::Device device) {
+  for (const auto& block : *blocks) block->as<WanBlock>()->self_attn->FuseProjections(device);
 }
 
 dit::TokenLayout WanDitImpl::Layout(const dit::Shard& shard, std::span<const dit::Grid> grids) const {

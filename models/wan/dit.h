@@ -28,11 +28,13 @@ namespace vidgen::wan {
 struct WanSelfAttentionImpl : torch::nn::Module {
   explicit WanSelfAttentionImpl(const WanDitConfig& config);
   at::Tensor forward(const at::Tensor& x, const dit::TokenLayout& layout);  // [B, chunk, dim] -> [B, chunk, dim]
-  // For inference: q, k and v's weights and biases become views into one [3·dim, dim] matrix and [3·dim] bias, so
-  // that one product gives the three. Loading, LoRA and restoring still address them by name, in place; anything
-  // that gives one of them new storage (a cast, a move) ends the fusion, and the three products run again.
-  void FuseProjections();
-  bool fused() const;
+  // q, k and v's weights and biases become views into one [3·dim, dim] matrix and [3·dim] bias on `device`, so
+  // that one product gives the three at inference (training runs the three: autograd needs the parameters). Their
+  // values are kept, and placeholders stay to be loaded: WeightStore::LoadInto writes into the views. Loading, LoRA
+  // and restoring address them by name, in place; anything that gives one of them new storage (a cast, a move)
+  // ends the fusion, and the three products run again.
+  void FuseProjections(c10::Device device);
+  bool fused() const;  // q, k and v view qkv_weight and qkv_bias
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   layers::RmsNorm norm_q{nullptr}, norm_k{nullptr};
   std::int64_t num_heads;
@@ -148,9 +150,9 @@ class WanDitImpl : public torch::nn::Module {
   // Casts the matrix-product weights (attention, FFN, embeddings) to `dtype`; norms, modulation, the time
   // embedding and the head stay fp32, as the reference runs them.
   void SetComputeDType(c10::ScalarType dtype);
-  // Every block's self-attention projections as one product (WanSelfAttentionImpl::FuseProjections), once the
-  // weights are loaded in their dtype on their device.
-  void FuseProjections();
+  // Every block's self-attention projections as one product (WanSelfAttentionImpl::FuseProjections), after
+  // SetComputeDType: before a load, so that it writes into the fused matrices.
+  void FuseProjections(c10::Device device);
 
   // Called with ("block<N>", hidden states [B, L, dim]) after every block, for parity dumps.
   std::function<void(const std::string&, const at::Tensor&)> trace;

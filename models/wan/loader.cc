@@ -170,6 +170,7 @@ WanCheckpoint LoadWanCheckpoint(const std::string& dir_name, c10::ScalarType dty
     checkpoint.dit = WanDit(config);
   }
   checkpoint.dit->SetComputeDType(dtype);
+  checkpoint.dit->FuseProjections(device);
   dit_weights.LoadInto(*checkpoint.dit, {.allow_unexpected = false, .what = "the Wan DiT", .device = device});
   checkpoint.dit->eval();
 

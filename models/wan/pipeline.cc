@@ -45,7 +45,6 @@ std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const Wan
 std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const WanLoadOptions& options) {
   parts.t5->to(options.device);
   parts.dit->to(options.device);
-  parts.dit->FuseProjections();
   parts.vae->to(options.device);
   if (parts.dit->config().has_image_input() && !parts.clip) {
     Fail(ErrorCode::kInvalidArgument, "this image-to-video Wan DiT comes without its CLIP image encoder");

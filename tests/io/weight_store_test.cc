@@ -272,6 +272,22 @@ TEST_F(DeferredLoadTest, AConvertedTensorIsFilledAndItsFilePagesAreLetGo) {
   EXPECT_TRUE(torch::equal(store.Get("weight"), weight_)) << "released pages read back from the file";
 }
 
+// A parameter that views part of a larger matrix (fused projections) is filled where it is, and stays a view.
+TEST_F(DeferredLoadTest, AParameterWithItsMemoryIsWrittenInPlace) {
+  WeightStore store;
+  store.AddFile(path_.string());
+  auto linear = Deferred();
+  layers::CastParameters(*linear, torch::kBFloat16);
+  const auto fused = torch::zeros({2048, 1024}, torch::kBFloat16);
+  linear->weight.set_data(fused.narrow(0, 1024, 1024));
+  store.LoadInto(*linear, {.allow_unexpected = false, .what = "a Linear", .device = c10::Device(c10::kCPU)});
+  EXPECT_TRUE(linear->weight.is_alias_of(fused));
+  EXPECT_TRUE(torch::equal(fused.narrow(0, 1024, 1024), weight_.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(fused.narrow(0, 0, 1024), torch::zeros({1024, 1024}, torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(linear->bias, bias_.to(torch::kBFloat16)));  // the placeholder got a tensor of its own
+  EXPECT_FALSE(layers::IsPlaceholder(linear->bias));
+}
+
 TEST_F(DeferredLoadTest, AConcatenationIsWrittenPartByPartAndNeverMade) {
   WeightStore store;
   store.AddFile(path_.string());

@@ -147,6 +147,11 @@ TEST(WanLoaderTest, Bf16StaysCloseToFp32) {
   auto bf16 = LoadWanCheckpoint(golden.CheckpointDir().string(), torch::kBFloat16);
   EXPECT_EQ(bf16.dit->blocks[0]->as<WanBlock>()->self_attn->q->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(bf16.dit->blocks[0]->as<WanBlock>()->modulation.scalar_type(), torch::kFloat);
+  for (const auto& block : *bf16.dit->blocks) {
+    const auto& attention = *block->as<WanBlock>()->self_attn;
+    EXPECT_TRUE(attention.fused()) << "loaded into the fused q/k/v matrix";
+    EXPECT_EQ(attention.qkv_weight.scalar_type(), torch::kBFloat16);
+  }
   const auto reference = RunDit(fp32.dit, golden)[0];
   const auto out = RunDit(bf16.dit, golden)[0];
   ASSERT_EQ(out.scalar_type(), torch::kFloat);
