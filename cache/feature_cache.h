@@ -62,7 +62,7 @@ class FeatureCache {
     // under shared gate `slot` goes through GatedBranch, which runs `compute`, adds the value into Q_slot and
     // returns it, and the stack's end hands its input and output to FoldStack, which takes R and updates the
     // factors. On predicted steps the model runs no block and takes its stack's output from ForecastStack: x + the
-    // forecast sums under this step's shared gates, in fp32. step_gates[s] is shared gate s, as the blocks add it.
+    // forecast sums under this step's shared gates, in fp32. step_gates[s] is g_s(t), gate s's per-step part.
     bool folded() const { return cache_->shared_gates_ >= 0 && cache_->config_.policy == Policy::kTaylorSeer; }
     at::Tensor GatedBranch(int slot, const std::function<at::Tensor()>& compute);
     void FoldStack(const at::Tensor& x, const at::Tensor& out, std::span<const at::Tensor> step_gates);
