@@ -71,7 +71,10 @@ FeatureCache::Forward FeatureCache::Begin(int step, int stream) {
          step);
   }
   Forward forward(this, step, stream, full);
-  if (full && forward.folded()) unfolded_step_ = step;
+  if (full && forward.folded()) {
+    unfolded_step_ = step;
+    forward.gated_sums_.resize(static_cast<std::size_t>(shared_gates_));
+  }
   return forward;
 }
 
@@ -83,7 +86,8 @@ at::Tensor FeatureCache::Forward::Branch(std::int64_t id, const std::function<at
   auto& stream = cache_->streams_[stream_];
   if (!full_) return cache_->Forecast(stream, step_, id);
   auto value = compute();
-  cache_->Update(stream, step_, id, value);
+  // A copy in fp32: the model may go on to write into its tensor.
+  cache_->Update(stream, step_, id, value.detach().to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true));
   return value;
 }
 
@@ -94,13 +98,19 @@ void FeatureCache::Forward::RequireFoldedStep(bool full, const char* what) const
   }
 }
 
+void FeatureCache::Forward::RequireOneGatePerSlot(std::span<const at::Tensor> step_gates, const char* what) const {
+  if (step_gates.size() != static_cast<std::size_t>(cache_->shared_gates_)) {
+    Fail(ErrorCode::kInternal, "{} of stream {} at step {} with {} gates for {} shared gates", what, stream_, step_,
+         step_gates.size(), cache_->shared_gates_);
+  }
+}
+
 at::Tensor FeatureCache::Forward::GatedBranch(int slot, const std::function<at::Tensor()>& compute) {
   RequireFoldedStep(true, "a gated branch");
   if (slot < 0 || slot >= cache_->shared_gates_) {
     Fail(ErrorCode::kInternal, "gate slot {} of a folded stack with {} shared gates", slot, cache_->shared_gates_);
   }
   auto value = compute();
-  gated_sums_.resize(static_cast<std::size_t>(cache_->shared_gates_));
   auto& sum = gated_sums_[static_cast<std::size_t>(slot)];
   // fp32, and never aliasing the model's tensor: the first term is copied, the others added in place.
   if (sum.defined()) {
@@ -115,11 +125,8 @@ at::Tensor FeatureCache::Forward::GatedBranch(int slot, const std::function<at::
 void FeatureCache::Forward::FoldStack(const at::Tensor& x, const at::Tensor& out,
                                       std::span<const at::Tensor> step_gates) {
   RequireFoldedStep(true, "a stack's fold");
-  const auto slots = static_cast<std::size_t>(cache_->shared_gates_);
-  if (step_gates.size() != slots || gated_sums_.size() != slots) {
-    Fail(ErrorCode::kInternal, "a folded stack's step {} has {} gates and {} sums for {} shared gates", step_,
-         step_gates.size(), gated_sums_.size(), slots);
-  }
+  RequireOneGatePerSlot(step_gates, "a stack's fold");
+  const auto slots = gated_sums_.size();
   auto rest = torch::sub(out.detach().to(torch::kFloat), x.detach());  // R = out − x − Σ_s g_s ⊙ Q_s
   for (std::size_t s = 0; s < slots; ++s) {
     if (!gated_sums_[s].defined()) {
@@ -128,10 +135,11 @@ void FeatureCache::Forward::FoldStack(const at::Tensor& x, const at::Tensor& out
     rest.addcmul_(gated_sums_[s], step_gates[s], -1);
   }
   auto& stream = cache_->streams_[stream_];
-  cache_->Update(stream, step_, 0, rest);
+  // The sums are the cache's own: they become the new factors without a copy.
+  cache_->Update(stream, step_, 0, std::move(rest));
   for (std::size_t s = 0; s < slots; ++s) {
-    cache_->Update(stream, step_, static_cast<std::int64_t>(s) + 1, gated_sums_[s]);
     cache_->CountBytes(-StoredBytes(gated_sums_[s].numel(), FactorDType::kFloat32));
+    cache_->Update(stream, step_, static_cast<std::int64_t>(s) + 1, std::move(gated_sums_[s]));
   }
   gated_sums_.clear();
   cache_->unfolded_step_ = -1;
@@ -139,10 +147,7 @@ void FeatureCache::Forward::FoldStack(const at::Tensor& x, const at::Tensor& out
 
 at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<const at::Tensor> step_gates) {
   RequireFoldedStep(false, "a stack's forecast");
-  if (step_gates.size() != static_cast<std::size_t>(cache_->shared_gates_)) {
-    Fail(ErrorCode::kInternal, "a folded stack's forecast at step {} with {} of {} shared gates", step_,
-         step_gates.size(), cache_->shared_gates_);
-  }
+  RequireOneGatePerSlot(step_gates, "a stack's forecast");
   const auto& stream = cache_->streams_[stream_];
   auto out = torch::add(x.to(torch::kFloat), cache_->Forecast(stream, step_, 0));
   for (std::size_t s = 0; s < step_gates.size(); ++s) {
@@ -151,11 +156,11 @@ at::Tensor FeatureCache::Forward::ForecastStack(const at::Tensor& x, std::span<c
   return out;
 }
 
-void FeatureCache::Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value) {
+void FeatureCache::Update(Stream& stream, int step, std::int64_t id, at::Tensor value) {
   auto& old = stream.factors[id].terms;
   for (const auto& term : old) CountBytes(-term.bytes());
   std::vector<StoredTensor> fresh;
-  auto current = value.detach().to(torch::kFloat);
+  auto current = std::move(value);  // read below, never written: the differences go into the old terms' storage
   fresh.push_back(StoredTensor::Store(current, config_.factor_dtype));
   // Differences need a previous full step; as the reference, none are taken during the warm-up but its last step.
   // Each old term's storage becomes the next new one: Δ^(k+1) = (Δ^k new − Δ^k old) / distance.

@@ -73,10 +73,11 @@ class FeatureCache {
     Forward(FeatureCache* cache, int step, int stream, bool full)
         : cache_(cache), step_(step), stream_(stream), full_(full) {}
     void RequireFoldedStep(bool full, const char* what) const;
+    void RequireOneGatePerSlot(std::span<const at::Tensor> step_gates, const char* what) const;
     FeatureCache* cache_;
     int step_, stream_;
     bool full_;
-    std::vector<at::Tensor> gated_sums_;  // a folded full step's Q_s so far, fp32
+    std::vector<at::Tensor> gated_sums_;  // a folded full step's Q_s so far (one per slot), fp32
   };
 
   // Starts one model forward of `stream` (0: conditional, 1: unconditional) at `step`.
@@ -98,7 +99,8 @@ class FeatureCache {
     std::map<std::int64_t, Factors> factors;  // by branch id; a folded stack's by sum (0: R, 1 + s: Q_s)
   };
   double Coordinate(int step) const;
-  void Update(Stream& stream, int step, std::int64_t id, const at::Tensor& value);
+  // Rebuilds `id`'s factors from this full step's `value`: fp32, the cache's own (fp32 storage keeps it as it is).
+  void Update(Stream& stream, int step, std::int64_t id, at::Tensor value);
   void CountBytes(std::int64_t change);  // what the cache holds changes by `change`
   at::Tensor Forecast(const Stream& stream, int step, std::int64_t id);
 

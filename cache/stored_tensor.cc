@@ -61,8 +61,7 @@ StoredTensor StoredTensor::Store(const at::Tensor& value, FactorDType dtype) {
 
 void StoredTensor::Keep(const at::Tensor& value) {
   switch (dtype_) {
-    // Copies, so that the cache never aliases the caller's tensors.
-    case FactorDType::kFloat32: data_ = value.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true); break;
+    case FactorDType::kFloat32: data_ = value.to(torch::kFloat).contiguous(); break;
     case FactorDType::kBFloat16: data_ = value.to(torch::kBFloat16).contiguous(); break;
     case FactorDType::kFloat8E4M3: {
       const auto values = value.to(torch::kFloat);

@@ -14,6 +14,7 @@ class StoredTensor {
   StoredTensor() = default;
   // Keeps `value` (any float dtype) in `dtype`. FP8 is e4m3 (max 448, 3 mantissa bits), scaled so that the largest
   // magnitude maps to 448; it is encoded here rather than through LibTorch so that it works on every version.
+  // fp32 storage keeps an fp32 `value` itself, without a copy: hand over a tensor that nobody else writes.
   static StoredTensor Store(const at::Tensor& value, FactorDType dtype);
 
   at::Tensor Load() const;  // a fresh fp32 tensor in the stored shape, the caller's to modify
@@ -27,7 +28,7 @@ class StoredTensor {
   bool defined() const { return data_.defined(); }
 
  private:
-  void Keep(const at::Tensor& value);  // stores `value` in dtype_, in data_'s place
+  void Keep(const at::Tensor& value);  // stores `value` in dtype_, in data_'s place (fp32: `value` itself)
 
   at::Tensor data_;
   at::Tensor scale_;  // fp8: a 0-dim fp32 tensor on data_'s device (no host sync to store or read)

@@ -127,6 +127,21 @@ TEST(FeatureCacheTest, PublishedTaylorFormUsesBackwardDifferences) {
   EXPECT_NEAR(got.item<double>(), 134.0, 1e-9);
 }
 
+// The cache keeps its own copy of a computed branch: a model that writes into its tensor afterwards changes no
+// forecast, in fp32 as in the other storage dtypes.
+TEST(FeatureCacheTest, ABranchWrittenAfterItsFullStepChangesNoForecast) {
+  for (const auto dtype : {FactorDType::kFloat32, FactorDType::kBFloat16}) {
+    auto config = Preset("taylorseer-wan");
+    config.order = 0;
+    config.factor_dtype = dtype;
+    FeatureCache cache(config, {1, {4}, 0}, 3, {});
+    auto computed = torch::full({4}, 1.5);
+    cache.Begin(0, 0).Branch(3, [&] { return computed; });
+    computed.add_(10);
+    EXPECT_TRUE(torch::equal(cache.Begin(1, 0).Branch(3, [] { return torch::zeros({4}); }), torch::full({4}, 1.5)));
+  }
+}
+
 TEST(FeatureCacheTest, OrdersBuildUpOnePerFullStep) {
   auto config = Preset("taylorseer-wan");
   config.order = 3;
@@ -257,9 +272,13 @@ TEST(FeatureCacheTest, AFoldedStackIsAskedOnlyForGatedBranchesOnFullSteps) {
   auto full = cache.Begin(0, 0);
   EXPECT_FAILS(full.Branch(0, ones), kInternal, "goes through GatedBranch");
   EXPECT_FAILS(full.GatedBranch(1, ones), kInternal, "gate slot 1 of a folded stack with 1 shared gates");
-  EXPECT_FAILS(full.FoldStack(ones(), ones(), gate), kInternal, "has 1 gates and 0 sums");
-  full.GatedBranch(0, ones);
-  full.GatedBranch(0, ones);  // Q = 2
+  EXPECT_FAILS(full.FoldStack(ones(), ones(), gate), kInternal, "step 0 added no branch under gate 0");
+  EXPECT_FAILS(full.FoldStack(ones(), ones(), {}), kInternal,
+               "a stack's fold of stream 0 at step 0 with 0 gates for 1");
+  const auto branch = ones();
+  full.GatedBranch(0, [&] { return branch; });
+  full.GatedBranch(0, [&] { return branch; });  // Q = 2, in the cache's own sum
+  EXPECT_TRUE(torch::equal(branch, ones()));
   EXPECT_FAILS(cache.Begin(1, 0), kInternal, "step 0's folded stack began another forward before its FoldStack");
   full.FoldStack(ones(), torch::full({4}, 7.0), gate);  // R = 7 − 1 − 2·2 = 2
   auto predicted = cache.Begin(1, 0);
@@ -268,6 +287,7 @@ TEST(FeatureCacheTest, AFoldedStackIsAskedOnlyForGatedBranchesOnFullSteps) {
   // Order 1 from one full step is the value itself: x + R + 3·Q.
   const std::array<at::Tensor, 1> later_gate = {torch::full({4}, 3.0)};
   EXPECT_TRUE(torch::equal(predicted.ForecastStack(ones(), later_gate), torch::full({4}, 9.0)));
+  EXPECT_FAILS(predicted.ForecastStack(ones(), {}), kInternal, "a stack's forecast of stream 0 at step 1 with 0 gates");
   EXPECT_FAILS(FeatureCache(Preset("taylorseer-wan"), {1, {4, 4, 4}, 0, 1}, 10, {}), kInternal, "keeps 2 sums, not 3");
 }
 
