@@ -11,7 +11,7 @@
 
 namespace vidgen {
 
-std::vector<spec::JobRequest> MemoryProbeJobs(const spec::ModelInfo& model) {
+std::vector<spec::JobRequest> MemoryProbeJobs(const spec::ModelInfo& model, const std::string& image) {
   struct Size {
     int sides, frames;
   };
@@ -23,19 +23,21 @@ std::vector<spec::JobRequest> MemoryProbeJobs(const spec::ModelInfo& model) {
     job.width = job.height = sides * model.side_multiple;
     job.frames = frames;
     job.steps = 1;
+    if (model.task != spec::Task::kTextToVideo) job.image = image;
+    if (model.task == spec::Task::kFirstLastFrame) job.last_image = image;
     spec::Normalize(job, model, spec::Limits{});
     jobs.push_back(std::move(job));
   }
   return jobs;
 }
 
-spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::ModelInfo& model, const c10::Device& device,
-                                std::int64_t device_bytes, const ProbeGenerate& generate) {
+spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::ModelInfo& model, const std::string& image,
+                                const c10::Device& device, std::int64_t device_bytes, const ProbeGenerate& generate) {
   spec::MemoryProfile profile;
   profile.device_bytes = device_bytes;
   const std::int64_t loaded = CurrentMemory(device);
   std::vector<spec::MemoryProbe> probes;
-  for (const auto& job : MemoryProbeJobs(model)) {
+  for (const auto& job : MemoryProbeJobs(model, image)) {
     spec::MemoryProbe probe{spec::VideoTokens(job, model), std::int64_t{job.width} * job.height, job.frames, 0, 0};
     GenerationCallbacks callbacks;
     callbacks.on_step = [&](const StepProgress& progress) {

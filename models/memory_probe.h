@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <c10/core/Device.h>
@@ -16,13 +17,14 @@ namespace vidgen {
 
 // The probe jobs: three sizes of 2 to 8 side multiples and 5 or 17 frames (tokens, frame size and frames apart), one
 // step, no cache, the model's defaults otherwise (its guidance, so that CFG's passes are measured as jobs run them);
-// normalized.
-std::vector<spec::JobRequest> MemoryProbeJobs(const spec::ModelInfo& model);
+// normalized. A model that takes images gets `image` (PNG or JPEG bytes of a square, so that each probe's video is
+// the square of its area) as the first frame, and as the last frame too for first-last-frame; text-to-video, none.
+std::vector<spec::JobRequest> MemoryProbeJobs(const spec::ModelInfo& model, const std::string& image);
 
 // Runs each probe job through `generate` (which passes the callbacks on) on `device` and fits the profile; the cache
 // terms come from `pipeline`'s footprint per token. Under sequence parallelism every rank must run the same probes.
 using ProbeGenerate = std::function<GenerationResult(const spec::JobRequest&, const GenerationCallbacks&)>;
-spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::ModelInfo& model, const c10::Device& device,
-                                std::int64_t device_bytes, const ProbeGenerate& generate);
+spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::ModelInfo& model, const std::string& image,
+                                const c10::Device& device, std::int64_t device_bytes, const ProbeGenerate& generate);
 
 }  // namespace vidgen

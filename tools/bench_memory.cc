@@ -46,7 +46,7 @@ int RunMemoryBench(const MemoryBenchOptions& options) {
   std::optional<spec::MemoryEstimate> estimate;
   if (options.estimate) {
     const c10::Device cpu(torch::kCPU);
-    const auto profile = ProbeMemory(*pipeline, model, cpu, TotalMemory(cpu),
+    const auto profile = ProbeMemory(*pipeline, model, /*image=*/"", cpu, TotalMemory(cpu),
                                      [&](const spec::JobRequest& probe, const GenerationCallbacks& callbacks) {
                                        return pipeline->Generate(ToGenerationRequest(probe), callbacks);
                                      });

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "media/image_encoder.h"
 #include "media/video_encoder.h"
 #include "models/device_memory.h"
 #include "models/memory_probe.h"
@@ -77,7 +78,11 @@ bool Group::FollowOne(std::chrono::milliseconds wait) {
 }
 
 spec::MemoryProfile Group::ProbeMemory(const spec::ModelInfo& model, std::int64_t device_bytes) {
-  return vidgen::ProbeMemory(*pipeline_, model, options_.device, device_bytes,
+  // An image-to-video model's probes start from a gray square: what they measure does not depend on its pixels.
+  constexpr int kSide = 64;
+  const std::vector<std::uint8_t> gray(std::size_t{kSide} * kSide * 3, 128);
+  const auto image = model.task == spec::Task::kTextToVideo ? std::string() : media::EncodePng(gray, kSide, kSide);
+  return vidgen::ProbeMemory(*pipeline_, model, image, options_.device, device_bytes,
                              [&](const spec::JobRequest& job, const GenerationCallbacks& callbacks) {
                                const auto spec = rpc::ToProto(job);
                                Publish(next_job_++, spec);

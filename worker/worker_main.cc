@@ -181,8 +181,7 @@ int main(int argc, char** argv) {
       *model->mutable_defaults() =
           vidgen::rpc::ToProto(*checkpoint_defaults);  // jobs without a size get the trained one
     }
-    // Image-to-video probes would need images: such groups admit every job.
-    if (options.memory_probe && task == vidgen::spec::Task::kTextToVideo) {
+    if (options.memory_probe) {
       const std::int64_t device_bytes = options.device_memory > 0
                                             ? options.device_memory
                                             : vidgen::TotalMemory(device) / (device.is_cpu() ? local_ranks : 1);

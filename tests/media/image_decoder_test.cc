@@ -1,5 +1,5 @@
 // Decoding the images jobs bring: PNG of every colour type and JPEG to RGB, and every hostile input refused with a
-// message that names the field.
+// message that names the field; and the PNGs a process encodes itself.
 #include "media/image_decoder.h"
 
 #include <cstdlib>
@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "media/image_encoder.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/scratch_dir.h"
 
 namespace vidgen::media {
@@ -74,6 +76,17 @@ TEST_F(ImageDecoderTest, PngOfEveryColourTypeDecodesToItsPixels) {
   for (std::size_t i = 0; i < gray.rgb.size(); i += 3) {
     EXPECT_TRUE(gray.rgb[i] == gray.rgb[i + 1] && gray.rgb[i] == gray.rgb[i + 2]) << i;
   }
+}
+
+TEST_F(ImageDecoderTest, AnEncodedPngDecodesToItsPixels) {
+  const std::span pixels(reinterpret_cast<const std::uint8_t*>(pixels_.data()), pixels_.size());
+  const auto png = EncodePng(pixels, kWidth, kHeight);
+  const auto image = DecodeImage(png, kMaxPixels, "spec.image");
+  ASSERT_EQ(image.width, kWidth);
+  ASSERT_EQ(image.height, kHeight);
+  EXPECT_EQ(std::string(image.rgb.begin(), image.rgb.end()), pixels_);
+  EXPECT_FAILS(EncodePng(pixels.first(pixels.size() - 1), kWidth, kHeight), kInvalidArgument,
+               fmt::format("{} bytes are not a 23×13 RGB image", pixels_.size() - 1));
 }
 
 TEST_F(ImageDecoderTest, JpegDecodesCloseToItsPixels) {

@@ -45,8 +45,11 @@ TEST(ImageServiceTest, ImageJobsOnTwoRankGroupsMatchVidgenGenerateAndBadImagesAr
   cluster.StartServer({"--model", std::string(Cluster::kModel) + ":wan2.1"});  // a T2V model, for the refusal
   const auto frames_dir = cluster.dir() + "/frames";
   std::filesystem::create_directories(frames_dir);
-  cluster.StartWorker(2, {"--keep-frames", frames_dir}, VIDGEN_I2V_MODEL, "wan-i2v");
-  cluster.StartWorker(2, {"--keep-frames", frames_dir}, VIDGEN_FLF2V_MODEL, "wan-flf2v");
+  // Each rank may use 1 GiB: the groups' memory probes (which bring an image of their own) say what image jobs need.
+  const auto i2v =
+      cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_I2V_MODEL, "wan-i2v");
+  const auto flf2v =
+      cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_FLF2V_MODEL, "wan-flf2v");
   cluster.WaitForGroups("wan-i2v", 1);
   cluster.WaitForGroups("wan-flf2v", 1);
   std::string output;
@@ -119,6 +122,25 @@ TEST(ImageServiceTest, ImageJobsOnTwoRankGroupsMatchVidgenGenerateAndBadImagesAr
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.model << " " << b.message;
     EXPECT_NE(status.error_message().find(b.field), std::string::npos) << status.error_message();
     EXPECT_NE(status.error_message().find(b.message), std::string::npos) << status.error_message();
+  }
+
+  // A job beyond what a rank holds is refused at submit, from the profile its group measured.
+  for (const auto* model : {"wan-i2v", "wan-flf2v"}) {
+    auto spec = Cluster::SmallSpec();
+    spec.set_model(model);
+    spec.set_width(2048);
+    spec.set_height(2048);
+    spec.set_frames(9);
+    spec.set_image(png);
+    if (std::string_view(model) == "wan-flf2v") spec.set_last_image(png);
+    std::string id;
+    const auto status = cluster.Submit(spec, &id);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << model << ": " << status.error_message();
+    const std::string fragments[] = {"1.00 GiB per rank", "decoding",
+                                     fmt::format("no worker group of model '{}'", model)};
+    for (const auto& fragment : fragments) {
+      EXPECT_NE(status.error_message().find(fragment), std::string::npos) << status.error_message();
+    }
   }
 
   // The server serves on: a good image job still runs, and its view carries no image bytes.
