@@ -8,7 +8,7 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan test-fuzz test-torch2 bench format clean
+.PHONY: all deps build run test test-asan test-fuzz test-torch2 gpu-check-dry-run bench format clean
 
 all: build
 
@@ -31,13 +31,26 @@ test: build test-asan test-fuzz test-torch2
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
 # The core (no gRPC, FFmpeg or SQLite) once more against LibTorch 2.x: Debian trixie's 2.6 in a trixie root under
-# the build tree (deploy/torch2-root.sh), with its golden, cache, parallel and unit suites.
+# the build tree (deploy/debian-root.sh), with its golden, cache, parallel and unit suites.
 TORCH2_DIR ?= build-torch2
+TORCH2_PACKAGES = build-essential cmake pkg-config ccache libtorch-dev libgloo-dev libspdlog-dev libfmt-dev \
+  libcli11-dev nlohmann-json3-dev libsentencepiece-dev libpng-dev libgtest-dev libicu-dev zlib1g-dev
 test-torch2: deps
-	./deploy/torch2-root.sh $(TORCH2_DIR)/root \
+	./deploy/debian-root.sh trixie $(TORCH2_DIR)/root \
 	  "cmake -S . -B $(TORCH2_DIR)/core -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF && \
 	   cmake --build $(TORCH2_DIR)/core -j $(JOBS) && \
-	   cd $(TORCH2_DIR)/core && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)"
+	   cd $(TORCH2_DIR)/core && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)" \
+	  $(TORCH2_PACKAGES)
+
+# tools/gpu-check.sh up to where it needs a GPU, on a machine that has only a compiler, CMake and a LibTorch (a bare
+# bookworm root with Debian's): the core builds from the .debs `gpu-check.sh fetch` downloads, and its golden and
+# unit suites pass on the CPU. Not part of `make test` (a third build of the core); run it after changing the script.
+GPU_DRY_RUN_DIR ?= build-gpu-dry-run
+gpu-check-dry-run:
+	./tools/gpu-check.sh fetch
+	./deploy/debian-root.sh bookworm $(GPU_DRY_RUN_DIR)/root \
+	  "VIDGEN_TORCH_PREFIX=/usr tools/gpu-check.sh dry-run $(GPU_DRY_RUN_DIR)/report" \
+	  build-essential cmake ccache libtorch-dev libgloo-dev libopenblas0-pthread
 
 # The parsers of untrusted checkpoint bytes once more under AddressSanitizer and UndefinedBehaviorSanitizer: a
 # second, small build of the LibTorch-free format library and its tests.

@@ -3,13 +3,17 @@
 # machine's PyTorch, runs the golden suites on CUDA and the benchmarks at real block widths on CUDA, and writes every
 # report (JSON, logs) to one folder. Meant for a GPU machine that reaches no package registry:
 #
-#   tools/gpu-check.sh fetch        here (Debian 12): downloads the core's build dependencies as .debs into
-#                                   build-gpu-deps/ (carry that folder to the GPU machine)
-#   tools/gpu-check.sh run [OUT]    there: unpacks them, builds, tests, measures; reports in OUT (default: $OUT,
-#                                   else build-gpu/report)
+#   tools/gpu-check.sh fetch          here (Debian 12): downloads the core's build dependencies as .debs into
+#                                     build-gpu-deps/ (carry that folder to the GPU machine)
+#   tools/gpu-check.sh run [OUT]      there: unpacks them, builds, tests, measures; reports in OUT (default: $OUT,
+#                                     else build-gpu/report)
+#   tools/gpu-check.sh dry-run [OUT]  what `run` does before it needs a GPU (unpack, build, the golden suites on the
+#                                     CPU; no benchmarks), for a bare machine with only a compiler, CMake and a
+#                                     LibTorch (deploy/gpu-check-dry-run.sh runs it in a bare Debian root)
 #
-# Budget: about 10 minutes on one H100 (the build is most of it; each benchmark is bounded by its sizes). Needs what
-# PyTorch's CMake package needs for CUDA (the CUDA toolkit's headers and nvcc).
+# VIDGEN_TORCH_PREFIX: LibTorch's CMake prefix (default: the one inside python3's torch). Budget: about 10 minutes on
+# one H100 (the build is most of it; each benchmark is bounded by its sizes). Needs what PyTorch's CMake package
+# needs for CUDA: the CUDA toolkit (nvcc and its headers; found on PATH, in $CUDA_HOME or in /usr/local/cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +21,8 @@ DEPS_DIR=build-gpu-deps
 BUILD_DIR=build-gpu
 # What the core's CMake finds besides LibTorch, and what its binaries load at run time.
 PACKAGES=(libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 nlohmann-json3-dev libcli11-dev libicu-dev libicu72
-          zlib1g-dev libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libgtest-dev libgmock-dev)
+          zlib1g-dev libpng-dev libpng16-16 libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libgtest-dev
+          libgmock-dev pkgconf pkgconf-bin libpkgconf3)
 
 fetch() {
   mkdir -p "$DEPS_DIR/debs"
@@ -25,48 +30,111 @@ fetch() {
   du -sh "$DEPS_DIR"
 }
 
+# A .deb's files into a folder, with dpkg where the machine has it, else with binutils' ar (a machine that is not
+# Debian's).
+unpack_deb() {
+  if command -v dpkg >/dev/null; then
+    dpkg -x "$1" "$2"
+  else
+    local member filter
+    member=$(ar t "$1" | grep '^data\.tar')
+    case "$member" in
+      *.xz) filter=--xz ;; *.zst) filter=--zstd ;; *.gz) filter=--gzip ;; *) filter= ;;
+    esac
+    ar p "$1" "$member" | tar -x ${filter:+"$filter"} -f - -C "$2"
+  fi
+}
+
+# Fails at once, naming everything missing, rather than minutes into the build.
+preflight() {
+  local device=$1 missing=()
+  for tool in cmake make c++ ar tar; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if command -v c++ >/dev/null && ! echo 'static_assert(__cplusplus >= 202002L);' |
+    c++ -std=c++20 -fsyntax-only -x c++ - 2>/dev/null; then
+    missing+=("a C++20 compiler (c++ is $(c++ --version | head -1))")
+  fi
+  [ -n "${VIDGEN_TORCH_PREFIX:-}" ] || python3 -c 'import torch' 2>/dev/null ||
+    missing+=("python3 with torch (or VIDGEN_TORCH_PREFIX)")
+  if [ "$device" = cuda ]; then
+    command -v nvcc >/dev/null || missing+=("nvcc (the CUDA toolkit: PATH, CUDA_HOME or /usr/local/cuda)")
+    python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
+      missing+=("a PyTorch that sees a GPU")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf 'gpu-check: missing: %s\n' "${missing[@]}" >&2
+    exit 2
+  fi
+}
+
+# run DEVICE [OUT]: everything on DEVICE (cuda: with the benchmarks; cpu: the dry run, without them).
 run() {
-  local out=${1:-${OUT:-$BUILD_DIR/report}}
+  local device=$1 out=${2:-${OUT:-$BUILD_DIR/report}}
   mkdir -p "$out" "$BUILD_DIR"
   out=$(cd "$out" && pwd)
   exec > >(tee "$out/gpu-check.log") 2>&1
   local start=$SECONDS
 
+  local cuda_home=${CUDA_HOME:-/usr/local/cuda}
+  if ! command -v nvcc >/dev/null && [ -x "$cuda_home/bin/nvcc" ]; then export PATH="$cuda_home/bin:$PATH"; fi
+  preflight "$device"
+
   # The build dependencies, unpacked into a prefix of their own.
   local prefix="$PWD/$BUILD_DIR/deps"
   if [ -d "$DEPS_DIR/debs" ]; then
     rm -rf "$prefix" && mkdir -p "$prefix"
-    for deb in "$DEPS_DIR"/debs/*.deb; do dpkg -x "$deb" "$prefix"; done
+    for deb in "$DEPS_DIR"/debs/*.deb; do unpack_deb "$deb" "$prefix"; done
   fi
   local multiarch=usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH="$prefix/$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PATH="$PATH:$prefix/usr/bin"  # pkg-config where the machine has none
   # The .pc files say /usr: the sysroot points their paths into the prefix.
   export PKG_CONFIG_LIBDIR="$prefix/$multiarch/pkgconfig:$prefix/usr/share/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$prefix"
 
-  # LibTorch from PyTorch. Debian's libraries use the C++11 string ABI; a PyTorch built with the old one cannot link
-  # against them.
-  local torch_prefix abi
-  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  abi=$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
-  python3 -c 'import torch; print("PyTorch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' \
-    | tee "$out/machine.txt"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
-  if [ "$abi" != 1 ]; then
-    echo "gpu-check: this PyTorch uses the pre-C++11 string ABI; the core's Debian dependencies need the C++11 one" >&2
-    exit 2
+  # LibTorch, from PyTorch unless given. Debian's libraries use the C++11 string ABI; a PyTorch built with the old
+  # one cannot link against them.
+  local torch_prefix=${VIDGEN_TORCH_PREFIX:-} cmake_flags=()
+  if [ -z "$torch_prefix" ]; then
+    torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+    if [ "$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')" != 1 ]; then
+      echo "gpu-check: this PyTorch uses the pre-C++11 string ABI; the core's Debian dependencies need the C++11 one" >&2
+      exit 2
+    fi
+    python3 -c 'import torch; print("PyTorch", torch.__version__, "CUDA", torch.version.cuda)' | tee "$out/machine.txt"
+  fi
+  if [ "$device" = cuda ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
+    # PyTorch's CMake package looks for NVTX 3's headers under the including project unless told to look in the
+    # system: the CUDA toolkit ships them, and so does PyTorch's nvidia-nvtx wheel.
+    local nvtx
+    for nvtx in "$cuda_home/include" "$(dirname "$(command -v nvcc)")/../include" \
+      "$(python3 -c 'import nvidia.nvtx, os; print(os.path.dirname(nvidia.nvtx.__file__))' 2>/dev/null)/include"; do
+      if [ -d "$nvtx/nvtx3" ]; then
+        cmake_flags+=(-DUSE_SYSTEM_NVTX=ON "-Dnvtx3_dir=$(cd "$nvtx" && pwd)")
+        break
+      fi
+    done
   fi
 
   echo "== build ($((SECONDS - start)) s)"
-  cmake -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF \
+  cmake -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF "${cmake_flags[@]}" \
     -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/$multiarch/cmake"
   cmake --build "$BUILD_DIR/core" -j "$(nproc)"
 
-  echo "== golden suites on CUDA ($((SECONDS - start)) s)"
+  echo "== golden and unit suites on $device ($((SECONDS - start)) s)"
   local status=0
-  (cd "$BUILD_DIR/core" && VIDGEN_TEST_DEVICE=cuda ctest --output-on-failure -j 4 -L 'golden|unit' \
+  (cd "$BUILD_DIR/core" && VIDGEN_TEST_DEVICE=$device ctest --output-on-failure -j 4 -L 'golden|unit' \
     --output-junit "$out/ctest.xml") || status=1
 
-  echo "== benchmarks on CUDA ($((SECONDS - start)) s)"
+  if [ "$device" = cuda ]; then
+    echo "== benchmarks on CUDA ($((SECONDS - start)) s)"
+    benchmarks "$out" || status=1
+  fi
+  echo "== done in $((SECONDS - start)) s, status $status; reports in $out"
+  return $status
+}
+
+benchmarks() {
+  local out=$1 status=0
   local bench="$BUILD_DIR/core/tools/vidgen-bench"
   local wan13=(--family wan2.1) wan14=(--family wan2.1 --dim 5120 --heads 40 --ffn-dim 13824)
   local hunyuan=(--family hunyuanvideo)
@@ -84,12 +152,12 @@ run() {
     bench_json parallel-wan1.3b parallel "${wan13[@]}" --layers 4 --device cuda --steps 10 \
       --latent-frames 21 --latent-height 60 --latent-width 104
   fi
-  echo "== done in $((SECONDS - start)) s, status $status; reports in $out"
   return $status
 }
 
 case "${1:-}" in
   fetch) fetch ;;
-  run) shift; run "$@" ;;
-  *) echo "usage: $0 fetch | run [OUT]" >&2; exit 2 ;;
+  run) shift; run cuda "$@" ;;
+  dry-run) shift; run cpu "$@" ;;
+  *) echo "usage: $0 fetch | run [OUT] | dry-run [OUT]" >&2; exit 2 ;;
 esac

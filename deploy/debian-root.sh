@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# LibTorch 2.x for the core's second build, from Debian's archive: trixie's libtorch-dev 2.6 needs trixie's C
-# library, so it lives in a trixie root made by mmdebstrap in ROOT (the system's apt setup is not touched). Runs
-# COMMAND there with the source tree at /src and a ccache of its own kept outside the tree.
-#   torch2-root.sh ROOT COMMAND
+# A Debian root for a build against other libraries than this machine's, made by mmdebstrap from Debian's archive in
+# ROOT (the system's apt setup is not touched): trixie for LibTorch 2.6 (it needs trixie's C library), or a bare
+# bookworm with little more than a compiler, CMake and a LibTorch for tools/gpu-check.sh's dry run. Runs COMMAND there
+# with the source tree at /src and a ccache kept outside the tree (shared by the roots).
+#   debian-root.sh SUITE ROOT COMMAND PACKAGE...
 set -euo pipefail
 
-root=$1
-command=$2
+suite=$1
+root=$2
+command=$3
+shift 3
+packages=("$@")
 source=$(cd "$(dirname "$0")/.." && pwd)
-packages=(
-  build-essential cmake pkg-config ccache
-  libtorch-dev libgloo-dev
-  libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
-  libpng-dev libgtest-dev libicu-dev zlib1g-dev
-)
-wanted="trixie ${packages[*]}"
+wanted="$suite ${packages[*]}"
 
 sudo=()
 [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -22,15 +20,15 @@ sudo=()
 mkdir -p "$(dirname "$root")"
 root=$(cd "$(dirname "$root")" && pwd)/$(basename "$root")
 if [[ "$(cat "$root/.vidgen-packages" 2>/dev/null)" != "$wanted" ]]; then
-  echo "torch2-root: making a Debian trixie root with LibTorch 2.x in $root" >&2
+  echo "debian-root: making a Debian $suite root in $root" >&2
   "${sudo[@]}" rm -rf "$root"
   include=$(IFS=,; echo "${packages[*]}")
-  "${sudo[@]}" mmdebstrap --quiet --variant=apt --mode=root --include="$include" trixie "$root" \
+  "${sudo[@]}" mmdebstrap --quiet --variant=apt --mode=root --include="$include" "$suite" "$root" \
     http://deb.debian.org/debian
   echo "$wanted" | "${sudo[@]}" tee "$root/.vidgen-packages" >/dev/null
 fi
 
-ccache_dir=${VIDGEN_TORCH2_CCACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vidgen-torch2-ccache}
+ccache_dir=${VIDGEN_ROOT_CCACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vidgen-torch2-ccache}
 mkdir -p "$ccache_dir"
 "${sudo[@]}" mkdir -p "$root/src" "$root/ccache"
 # A mount namespace of its own: the mounts end with the command.
