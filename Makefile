@@ -46,7 +46,7 @@ test-torch2: deps
 # bookworm root with Debian's): the core builds from the .debs `gpu-check.sh fetch` downloads, and its golden and
 # unit suites pass on the CPU. Not part of `make test` (a third build of the core); run it after changing the script.
 GPU_DRY_RUN_DIR ?= build-gpu-dry-run
-gpu-check-dry-run:
+gpu-check-dry-run: deps
 	./tools/gpu-check.sh fetch
 	./deploy/debian-root.sh bookworm $(GPU_DRY_RUN_DIR)/root \
 	  "VIDGEN_TORCH_PREFIX=/usr tools/gpu-check.sh dry-run $(GPU_DRY_RUN_DIR)/report" \
