@@ -46,10 +46,8 @@ TEST(ImageServiceTest, ImageJobsOnTwoRankGroupsMatchVidgenGenerateAndBadImagesAr
   const auto frames_dir = cluster.dir() + "/frames";
   std::filesystem::create_directories(frames_dir);
   // Each rank may use 1 GiB: the groups' memory probes (which bring an image of their own) say what image jobs need.
-  const auto i2v =
-      cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_I2V_MODEL, "wan-i2v");
-  const auto flf2v =
-      cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_FLF2V_MODEL, "wan-flf2v");
+  cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_I2V_MODEL, "wan-i2v");
+  cluster.StartWorker(2, {"--keep-frames", frames_dir, "--device-memory", "1GiB"}, VIDGEN_FLF2V_MODEL, "wan-flf2v");
   cluster.WaitForGroups("wan-i2v", 1);
   cluster.WaitForGroups("wan-flf2v", 1);
   std::string output;
