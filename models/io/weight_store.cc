@@ -237,8 +237,13 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
     throw Error(ErrorCode::kInvalidArgument, message);
   }
   torch::NoGradGuard no_grad;
-  // Each part of a concatenation converted straight into its rows.
-  auto write_parts = [](const Entry& entry, at::Tensor& into) {
+  // The entry's values converted into `into`: a concatenation part by part, into its rows.
+  auto write = [](const Entry& entry, at::Tensor& into) {
+    if (entry.parts.empty()) {
+      into.copy_(entry.tensor);
+      ReleaseFilePages(entry.tensor);
+      return;
+    }
     std::int64_t row = 0;
     for (const auto& part : entry.parts) {
       into.narrow(0, row, part.size(0)).copy_(part);
@@ -251,22 +256,17 @@ void WeightStore::LoadInto(torch::nn::Module& module, const LoadOptions& options
     // A parameter that already has its memory there (a module built without DeferredInit, or a view into a fused
     // matrix) is written in place and stays what it is; a placeholder gets a tensor of its own.
     if (target.device() == device && target.storage().nbytes() >= target.nbytes()) {
-      if (entry->parts.empty()) {
-        target.copy_(entry->tensor);
-        ReleaseFilePages(entry->tensor);
-      } else {
-        write_parts(*entry, target);
-      }
+      write(*entry, target);
       continue;
     }
-    if (entry->parts.empty()) {
+    if (entry->parts.empty()) {  // used as it is where it already fits
       auto value = entry->tensor.to(device, target.scalar_type());
       if (!value.is_same(entry->tensor)) ReleaseFilePages(entry->tensor);
       target.set_data(value);
       continue;
     }
     auto value = torch::empty(target.sizes(), torch::TensorOptions().dtype(target.scalar_type()).device(device));
-    write_parts(*entry, value);
+    write(*entry, value);
     target.set_data(value);
   }
 }
