@@ -8,7 +8,7 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan test-fuzz test-torch2 gpu-check-dry-run bench format clean
+.PHONY: all deps build run test test-asan test-fuzz test-torch2 cuda-torch-headers gpu-check-dry-run bench format clean
 
 all: build
 
@@ -27,8 +27,15 @@ RUN_OUT ?= $(BUILD_DIR)/run
 run: build
 	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 
-test: build test-asan test-fuzz test-torch2
+test: build test-asan test-fuzz test-torch2 cuda-torch-headers
+	$(CONFIGURE) -DVIDGEN_CUDA_TORCH_INCLUDE=$(abspath $(CUDA_TORCH_DIR))/root/usr/include
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The headers of a CUDA build of LibTorch 2.x (Debian trixie's libtorch-cuda-dev, unpacked, not installed): the suite
+# compiles the code that only CUDA builds compile against them (cmake/vidgen.cmake, vidgen_cuda_compile_check).
+CUDA_TORCH_DIR ?= $(BUILD_DIR)/cuda-libtorch
+cuda-torch-headers: deps
+	./deploy/debian-unpack.sh trixie "main contrib" $(CUDA_TORCH_DIR) libtorch-cuda-dev
 
 # The core (no gRPC, FFmpeg or SQLite) once more against LibTorch 2.x: Debian trixie's 2.6 in a trixie root under
 # the build tree (deploy/debian-root.sh), with its golden, cache, parallel and unit suites.

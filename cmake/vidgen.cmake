@@ -1,8 +1,8 @@
 # Helpers shared by every folder.
 
-# Our own code compiles with warnings as errors; third-party headers are system headers and stay quiet.
+# Our own code compiles with warnings as errors (VIDGEN_WERROR); third-party headers are system headers and stay quiet.
 function(vidgen_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
+  target_compile_options(${target} PRIVATE -Wall -Wextra $<$<BOOL:${VIDGEN_WERROR}>:-Werror>)
 endfunction()
 
 # Every target that includes <torch/torch.h> reuses one precompiled header, built by a target of its own with no
@@ -59,4 +59,43 @@ function(vidgen_grpc_library target)
   # Generated code is not held to our warning flags.
   target_include_directories(${target} SYSTEM PUBLIC ${out_dir})
   target_link_libraries(${target} PUBLIC protobuf::libprotobuf gRPC::grpc++)
+endfunction()
+
+# vidgen_cuda_compile_check(name SOURCE file DEFINES ...): the blocks of FILE that only a CUDA build of LibTorch
+# compiles (under DEFINES), compiled anyway as tests, syntax only, where the CUDA toolkit's headers are: `name_compiles`
+# against this build's LibTorch (the header that only CUDA builds generate stubbed), and `name_compiles_cuda_libtorch`
+# against VIDGEN_CUDA_TORCH_INCLUDE, the headers of a CUDA build of LibTorch 2.x (`make test` unpacks Debian trixie's
+# libtorch-cuda-dev there), where given. A build against a CUDA LibTorch compiles them for real instead.
+set(VIDGEN_CUDA_TORCH_INCLUDE "" CACHE PATH "Headers of a CUDA build of LibTorch to compile the CUDA-only code against")
+find_path(VIDGEN_CUDA_INCLUDE NAMES cuda_runtime_api.h PATHS /usr/local/cuda/include)
+function(vidgen_cuda_compile_check name)
+  cmake_parse_arguments(ARG "" "SOURCE" "DEFINES" ${ARGN})
+  if(NOT VIDGEN_TESTS OR TORCH_CUDA_LIBRARIES OR NOT VIDGEN_CUDA_INCLUDE OR NOT EXISTS ${VIDGEN_CUDA_INCLUDE}/nccl.h)
+    return()
+  endif()
+  list(TRANSFORM ARG_DEFINES PREPEND -D OUTPUT_VARIABLE defines)
+  set(compile ${CMAKE_CXX_COMPILER} -std=c++20 -fsyntax-only -Wall -Wextra -Werror ${defines} -I${PROJECT_SOURCE_DIR})
+  set(fmt_dirs "-I$<JOIN:$<TARGET_PROPERTY:fmt::fmt,INTERFACE_INCLUDE_DIRECTORIES>,;-I>")
+  set(source ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_SOURCE})
+
+  set(stub ${PROJECT_BINARY_DIR}/cuda_compile_check)
+  file(WRITE ${stub}/c10/cuda/impl/cuda_cmake_macros.h "#pragma once\n")
+  # LibTorch's folders after the compiler's own (they may include /usr/include, which -isystem would reorder), as
+  # system folders.
+  add_test(NAME ${name}_compiles
+           COMMAND ${compile} "${fmt_dirs}" "-D$<JOIN:$<TARGET_PROPERTY:torch,INTERFACE_COMPILE_DEFINITIONS>,;-D>"
+                   -I${stub} "-idirafter$<JOIN:$<TARGET_PROPERTY:torch,INTERFACE_INCLUDE_DIRECTORIES>,;-idirafter>"
+                   -isystem${VIDGEN_CUDA_INCLUDE} ${source}
+           COMMAND_EXPAND_LISTS)
+  set_tests_properties(${name}_compiles PROPERTIES LABELS unit)
+
+  if(VIDGEN_CUDA_TORCH_INCLUDE)
+    # The definitions a CUDA LibTorch 2.x's CMake package exports (torch_cpu's and torch_cuda's).
+    add_test(NAME ${name}_compiles_cuda_libtorch
+             COMMAND ${compile} "${fmt_dirs}" -DUSE_DISTRIBUTED -DUSE_C10D_GLOO -DUSE_C10D_NCCL -isystem${VIDGEN_CUDA_TORCH_INCLUDE}
+                     -isystem${VIDGEN_CUDA_TORCH_INCLUDE}/torch/csrc/api/include -isystem${VIDGEN_CUDA_INCLUDE}
+                     ${source}
+             COMMAND_EXPAND_LISTS)
+    set_tests_properties(${name}_compiles_cuda_libtorch PROPERTIES LABELS unit)
+  endif()
 endfunction()

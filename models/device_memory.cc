@@ -18,9 +18,16 @@ namespace vidgen {
 namespace {
 
 #ifdef VIDGEN_CUDA_MEMORY_STATS
-c10::cuda::CUDACachingAllocator::Stat AllocatedBytes(const c10::Device& device) {
+// LibTorch 2.5 moved the allocator's statistics to a header shared by every device's caching allocator.
+#if __has_include(<c10/core/CachingDeviceAllocator.h>)
+namespace allocator_stats = c10::CachingDeviceAllocator;
+#else
+namespace allocator_stats = c10::cuda::CUDACachingAllocator;
+#endif
+
+allocator_stats::Stat AllocatedBytes(const c10::Device& device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-  return stats.allocated_bytes[static_cast<std::size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+  return stats.allocated_bytes[static_cast<std::size_t>(allocator_stats::StatType::AGGREGATE)];
 }
 #endif
 

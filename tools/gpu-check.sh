@@ -116,8 +116,10 @@ run() {
   fi
 
   echo "== build ($((SECONDS - start)) s)"
-  cmake -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF "${cmake_flags[@]}" \
-    -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/$multiarch/cmake"
+  # Warnings stay warnings: a newer PyTorch than any tested here may deprecate what the core calls, and that should
+  # not cost the GPU machine's time.
+  cmake -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF -DVIDGEN_WERROR=OFF \
+    "${cmake_flags[@]}" -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/$multiarch/cmake"
   cmake --build "$BUILD_DIR/core" -j "$(nproc)"
 
   echo "== golden and unit suites on $device ($((SECONDS - start)) s)"
