@@ -35,22 +35,13 @@ WanPipeline::WanPipeline(WanLoadOptions options, WanCheckpoint parts)
       clip_(std::move(parts.clip)) {}
 
 std::unique_ptr<WanPipeline> WanPipeline::Load(const std::string& dir, const WanLoadOptions& options) {
-  auto pipeline = FromParts(LoadWanCheckpoint(dir, options.dtype, options.device), options);
+  // The parts come on options.device, the DiT's q/k/v fused there (a move would end the fusion).
+  std::unique_ptr<WanPipeline> pipeline(
+      new WanPipeline(options, LoadWanCheckpoint(dir, options.dtype, options.device)));
   const auto calibration = std::filesystem::path(dir) / cache::kCalibrationFile;
   if (options.load_calibration && std::filesystem::exists(calibration))
     pipeline->calibration_ = cache::LoadCalibration(calibration.string());
   return pipeline;
-}
-
-std::unique_ptr<WanPipeline> WanPipeline::FromParts(WanCheckpoint parts, const WanLoadOptions& options) {
-  parts.t5->to(options.device);
-  parts.dit->to(options.device);
-  parts.vae->to(options.device);
-  if (parts.dit->config().has_image_input() && !parts.clip) {
-    Fail(ErrorCode::kInvalidArgument, "this image-to-video Wan DiT comes without its CLIP image encoder");
-  }
-  if (parts.clip) parts.clip->to(options.device);
-  return std::unique_ptr<WanPipeline>(new WanPipeline(options, std::move(parts)));
 }
 
 std::vector<const torch::nn::Module*> WanPipeline::Modules() const {

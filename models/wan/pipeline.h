@@ -48,8 +48,6 @@ class WanPipeline : public dit::Pipeline {
   // in the diffusers layout (transformer/, vae/, text_encoder/, tokenizer/, image_encoder/), with the cache
   // calibration beside it when there is one. Throws Error naming the file or tensor that does not fit.
   static std::unique_ptr<WanPipeline> Load(const std::string& dir, const WanLoadOptions& options = {});
-  // Assembles a pipeline from loaded parts (a benchmark may swap in a DiT of another size).
-  static std::unique_ptr<WanPipeline> FromParts(WanCheckpoint parts, const WanLoadOptions& options = {});
 
   std::int64_t side_multiple() const override;
   cache::CacheFootprint TokenFootprint() const override { return dit_->Footprint(1, 1, 1); }
