@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include <fmt/ranges.h>
@@ -53,7 +54,29 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_k
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq DESC);
-CREATE INDEX IF NOT EXISTS jobs_counts ON jobs(model, state, created_ms);
+DROP INDEX IF EXISTS jobs_counts;
+)sql";
+
+// Every model's jobs by state, kept by triggers in the transaction that moves a job: a metrics scrape reads these
+// few rows, not an index over every job the store ever held (jobs stay after their videos expire).
+constexpr const char* kJobCountsSchema = R"sql(
+CREATE TABLE job_counts (
+  model TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  jobs INTEGER NOT NULL,
+  PRIMARY KEY (model, state)
+) WITHOUT ROWID;
+INSERT INTO job_counts SELECT model, state, count(*) FROM jobs GROUP BY model, state;
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+  INSERT INTO job_counts VALUES (new.model, new.state, 1) ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs WHEN old.state <> new.state BEGIN
+  UPDATE job_counts SET jobs = jobs - 1 WHERE model = old.model AND state = old.state;
+  INSERT INTO job_counts VALUES (new.model, new.state, 1) ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET jobs = jobs - 1 WHERE model = old.model AND state = old.state;
+END;
 )sql";
 
 constexpr const char* kJobColumns =
@@ -85,6 +108,14 @@ JobStore::JobStore(const std::string& path, StoreLimits limits, const Clock& clo
   Statement columns(db_, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'request'");
   columns.Step();
   if (columns.Int(0) == 0) db_.Execute("ALTER TABLE jobs ADD COLUMN request BLOB");
+  // Stores from before the counts gain them, counted once from their jobs.
+  Statement counts(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'");
+  counts.Step();
+  if (counts.Int(0) == 0) {
+    Database::Transaction transaction(db_);
+    db_.Execute(kJobCountsSchema);
+    transaction.Commit();
+  }
   // A store that fails here (a corrupt page, a lock held from outside) still serves what it can read; the janitor
   // retries its lease work and reports the store unhealthy meanwhile.
   try {
@@ -283,10 +314,16 @@ StoredArtifact JobStore::Artifact(const std::string& tenant, const std::string& 
 
 std::vector<JobCount> JobStore::CountJobs() {
   std::lock_guard lock(mutex_);
+  std::map<std::string, std::int64_t> oldest_queued;
+  Statement oldest(db_, kOldestQueuedSql);
+  oldest.Bind(static_cast<int>(JobState::kQueued));
+  while (oldest.Step()) oldest_queued[oldest.Text(0)] = oldest.Int(1);
   Statement rows(db_, kCountJobsSql);
   std::vector<JobCount> counts;
   while (rows.Step()) {
-    counts.push_back({rows.Text(0), static_cast<JobState>(rows.Int(1)), rows.Int(2), rows.Int(3)});
+    JobCount count{rows.Text(0), static_cast<JobState>(rows.Int(1)), rows.Int(2)};
+    if (count.state == JobState::kQueued) count.oldest_created_ms = oldest_queued[count.model];
+    counts.push_back(std::move(count));
   }
   return counts;
 }

@@ -34,12 +34,12 @@ struct JobLease {
   std::int64_t created_ms = 0;  // when it was submitted
 };
 
-// How many jobs of a model are in a state, and when the oldest of them was submitted.
+// How many jobs of a model are in a state, and for queued jobs when the oldest of them was submitted.
 struct JobCount {
   std::string model;
   JobState state = JobState::kQueued;
   std::int64_t jobs = 0;
-  std::int64_t oldest_created_ms = 0;
+  std::int64_t oldest_created_ms = 0;  // kQueued only
 };
 
 struct StoredArtifact {
@@ -77,10 +77,12 @@ class JobStore {
   StoredArtifact Artifact(const std::string& tenant, const std::string& job_id);
 
   // Every model's jobs by state (the states a model has no job in are left out). Metrics scrapes run it under the
-  // store's lock; jobs_counts covers it, so it reads that index and never the rows with their specs.
+  // store's lock, so it reads no more than the counts' table (a row per model and state) and the queued jobs (at
+  // most StoreLimits::max_queued) through the queue's index, whatever the store's history.
   std::vector<JobCount> CountJobs();
-  static constexpr const char* kCountJobsSql =
-      "SELECT model, state, count(*), min(created_ms) FROM jobs GROUP BY model, state";
+  static constexpr const char* kCountJobsSql = "SELECT model, state, jobs FROM job_counts WHERE jobs > 0";
+  static constexpr const char* kOldestQueuedSql =
+      "SELECT model, min(created_ms) FROM jobs WHERE state = ? GROUP BY model";
 
   // The next queued job for one of `models` (highest priority, then oldest) that `take` accepts (among the first
   // kLeaseCandidates; all when `take` is empty), leased to `group_id`.

@@ -368,38 +368,90 @@ TEST(StreamRegistryTest, UploadsAreBoundedAndOnePerLease) {
   EXPECT_FAILS(streams.BeginUpload("lease-4"), kUnavailable, "stopping");
 }
 
-TEST_F(JobStoreTest, CountsByModelAndStateReadAnIndexNotTheJobs) {
+// What a metrics scrape reads: model -> state -> (jobs, oldest queued created_ms).
+using CountKey = std::pair<std::string, JobState>;
+using JobCounts = std::map<CountKey, std::pair<std::int64_t, std::int64_t>>;
+JobCounts CountsOf(JobStore& store) {
+  JobCounts counts;
+  for (const auto& c : store.CountJobs()) counts[CountKey(c.model, c.state)] = {c.jobs, c.oldest_created_ms};
+  return counts;
+}
+
+// The plan SQLite makes for `sql` in the store at `path`.
+std::string QueryPlan(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* plan = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &plan, nullptr), SQLITE_OK);
+  std::string detail;
+  while (sqlite3_step(plan) == SQLITE_ROW) detail += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+  sqlite3_finalize(plan);
+  sqlite3_close(db);
+  return detail;
+}
+
+TEST_F(JobStoreTest, CountsByModelAndStateFollowEveryMoveAndReadNoHistory) {
   auto store = Open();
   clock_.Advance(std::chrono::milliseconds(5));
   const auto created_first = clock_.NowMs();
   store->Submit(Job("acme", Spec("a")));
   clock_.Advance(std::chrono::milliseconds(5));
-  store->Submit(Job("acme", Spec("b")));
-  store->Submit(Job("acme", Spec("c", "hunyuan")));
-  ASSERT_TRUE(store->LeaseNext("g", {"wan"}));
-  using Key = std::pair<std::string, JobState>;
-  std::map<Key, std::pair<std::int64_t, std::int64_t>> counts;  // -> jobs, oldest created_ms
-  for (const auto& c : store->CountJobs()) counts[Key(c.model, c.state)] = {c.jobs, c.oldest_created_ms};
-  EXPECT_EQ(counts.size(), 3u);
-  const auto running = counts[Key("wan", JobState::kRunning)], queued = counts[Key("wan", JobState::kQueued)];
-  EXPECT_EQ(running.first, 1);
-  EXPECT_EQ(running.second, created_first);  // the oldest wan job was leased first
-  EXPECT_EQ(queued.first, 1);
-  EXPECT_GT(queued.second, created_first);
-  EXPECT_EQ(counts[Key("hunyuan", JobState::kQueued)].first, 1);
+  const auto created_second = clock_.NowMs();
+  const auto cancelled = store->Submit(Job("acme", Spec("b"))).job_id;
+  store->Submit(Job("acme", Spec("c")));
+  store->Submit(Job("acme", Spec("d", "hunyuan")));
+  const auto lease = store->LeaseNext("g", {"wan"});
+  ASSERT_TRUE(lease);
+  store->Cancel("acme", cancelled);
+  auto counts = CountsOf(*store);
+  EXPECT_EQ(counts.size(), 4u) << "states without jobs are left out";
+  EXPECT_EQ(counts[CountKey("wan", JobState::kRunning)].first, 1);
+  EXPECT_EQ(counts[CountKey("wan", JobState::kCancelled)].first, 1);
+  EXPECT_EQ(counts[CountKey("wan", JobState::kQueued)], std::make_pair(std::int64_t{1}, created_second));
+  EXPECT_EQ(counts[CountKey("hunyuan", JobState::kQueued)], std::make_pair(std::int64_t{1}, created_second));
 
-  // Scrapes hold the store's lock: the plan reads the covering index, not the rows with their specs and images.
+  v1::FailJobRequest failed;
+  failed.set_job_id(lease->job_id);
+  failed.set_lease_id(lease->lease_id);
+  failed.set_message("out of memory");
+  store->Fail(failed);
+  counts = CountsOf(*store);
+  EXPECT_FALSE(counts.contains(CountKey("wan", JobState::kRunning)));
+  EXPECT_EQ(counts[CountKey("wan", JobState::kFailed)].first, 1);
+  EXPECT_EQ(counts[CountKey("wan", JobState::kQueued)].first, 1);
+  EXPECT_GT(created_second, created_first);
+
+  // A scrape holds the store's lock: it reads the counts' rows and the queued jobs through the queue's index, never
+  // the table of every job with its spec and images.
+  const auto path = dir_ / "jobs.db";
+  EXPECT_EQ(QueryPlan(path, JobStore::kCountJobsSql), "SCAN job_counts");
+  EXPECT_NE(QueryPlan(path, JobStore::kOldestQueuedSql).find("USING INDEX jobs_queue (state=?)"), std::string::npos)
+      << QueryPlan(path, JobStore::kOldestQueuedSql);
+}
+
+// A store from before the counts' table gets it, counted from its jobs, when a server opens it.
+TEST_F(JobStoreTest, AStoreWithoutCountsIsCountedOnOpening) {
+  JobCounts before;
+  {
+    auto store = Open();
+    for (const char* prompt : {"a", "b", "c"}) store->Submit(Job("acme", Spec(prompt)));
+    store->Cancel("acme", store->Submit(Job("acme", Spec("d", "hunyuan"))).job_id);
+    ASSERT_TRUE(store->LeaseNext("g", {"wan"}));
+    before = CountsOf(*store);
+  }
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((dir_ / "jobs.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* plan = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, (std::string("EXPLAIN QUERY PLAN ") + JobStore::kCountJobsSql).c_str(), -1, &plan,
-                               nullptr),
+  ASSERT_EQ(sqlite3_open((dir_ / "jobs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update; DROP TRIGGER "
+                         "job_counts_delete; DROP TABLE job_counts; CREATE INDEX jobs_counts ON jobs(model, state)",
+                         nullptr, nullptr, nullptr),
             SQLITE_OK);
-  std::string detail;
-  while (sqlite3_step(plan) == SQLITE_ROW) detail += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
-  sqlite3_finalize(plan);
   sqlite3_close(db);
-  EXPECT_NE(detail.find("COVERING INDEX jobs_counts"), std::string::npos) << detail;
+  auto store = Open();
+  EXPECT_EQ(CountsOf(*store), before);
+  EXPECT_EQ(before[CountKey("wan", JobState::kQueued)].first, 2);
+  store->Submit(Job("acme", Spec("e")));
+  EXPECT_EQ(CountsOf(*store)[CountKey("wan", JobState::kQueued)].first, 3) << "and the counts follow its jobs again";
 }
 
 TEST_F(JobStoreTest, AnEmptyStoreFileIsRefused) {
