@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   video_bytes INTEGER NOT NULL DEFAULT 0,
   video_sha256 TEXT NOT NULL DEFAULT '',
   video_mime TEXT NOT NULL DEFAULT '',
-  request BLOB
+  request BLOB,
+  images BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(tenant, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
@@ -87,6 +88,18 @@ constexpr const char* kJobColumns =
 constexpr std::array<std::string_view, 7> kStages = {"loading",        "encoding_text", "denoising", "decoding",
                                                      "encoding_video", "uploading",     "done"};
 
+// A spec as stored: its images in a column of their own, so that what reads specs by the dozen (a listing, a watch,
+// the choice of a lease among the queue) never copies them. Both halves are JobSpec serializations, so the two
+// concatenated parse as the whole spec.
+std::pair<std::string, std::string> SplitImages(const v1::JobSpec& spec) {
+  v1::JobSpec head = spec, images;
+  head.clear_image();
+  head.clear_last_image();
+  images.set_image(spec.image());
+  images.set_last_image(spec.last_image());
+  return {head.SerializeAsString(), images.SerializeAsString()};
+}
+
 // SQLite takes an empty file for an empty database: refuse it rather than start afresh over what was a store.
 const std::string& NonEmptyStore(const std::string& path) {
   std::error_code error;
@@ -104,10 +117,13 @@ const std::string& NonEmptyStore(const std::string& path) {
 JobStore::JobStore(const std::string& path, StoreLimits limits, const Clock& clock)
     : limits_(limits), clock_(clock), db_(NonEmptyStore(path), limits.busy_timeout) {
   db_.Execute(kSchema);
-  // Stores from before the `request` column gain it (their jobs compare idempotent retries by the normalized spec).
-  Statement columns(db_, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'request'");
-  columns.Step();
-  if (columns.Int(0) == 0) db_.Execute("ALTER TABLE jobs ADD COLUMN request BLOB");
+  // Stores from before the `request` and `images` columns gain them (their jobs compare idempotent retries by the
+  // normalized spec, which holds the images too).
+  for (const char* column : {"request", "images"}) {
+    Statement columns(db_, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = ?");
+    columns.Bind(column).Step();
+    if (columns.Int(0) == 0) db_.Execute(fmt::format("ALTER TABLE jobs ADD COLUMN {} BLOB", column));
+  }
   // Stores from before the counts gain them, counted once from their jobs.
   Statement counts(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'");
   counts.Step();
@@ -147,7 +163,7 @@ int JobStore::Transition(Edge edge, std::string_view where, const std::string& j
 }
 
 JobStore::Submitted JobStore::Submit(const SubmitRequest& request) {
-  const std::string spec_bytes = request.spec.SerializeAsString();
+  const auto [spec_bytes, image_bytes] = SplitImages(request.spec);
   const std::string& key = request.idempotency_key;
   std::lock_guard lock(mutex_);
   Database::Transaction transaction(db_);
@@ -156,8 +172,8 @@ JobStore::Submitted JobStore::Submit(const SubmitRequest& request) {
     existing.Bind(request.tenant).Bind(key);
     if (existing.Step()) {
       const std::string id = existing.Text(0);
-      const bool same_request =
-          existing.IsNull(2) ? existing.Text(1) == spec_bytes : existing.Text(2) == request.request;
+      const bool same_request = existing.IsNull(2) ? existing.Text(1) == request.spec.SerializeAsString()
+                                                   : existing.Text(2) == request.request;
       if (!same_request) {
         vidgen::Fail(ErrorCode::kAlreadyExists, "idempotency key '{}' was used by job {} with a different request", key,
                      id);
@@ -177,15 +193,19 @@ JobStore::Submitted JobStore::Submit(const SubmitRequest& request) {
   }
   const std::string id = RandomId("job-");
   Statement insert(db_,
-                   "INSERT INTO jobs (id, tenant, idempotency_key, spec, request, model, priority, state, stage, "
-                   "total_steps, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)");
+                   "INSERT INTO jobs (id, tenant, idempotency_key, spec, images, request, model, priority, state, "
+                   "stage, total_steps, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)");
   insert.Bind(id).Bind(request.tenant);
   if (key.empty()) {
     insert.BindNull();
   } else {
     insert.Bind(key);
   }
-  insert.BindBlob(spec_bytes).BindBlob(request.request).Bind(request.spec.model()).Bind(request.priority);
+  insert.BindBlob(spec_bytes)
+      .BindBlob(image_bytes)
+      .BindBlob(request.request)
+      .Bind(request.spec.model())
+      .Bind(request.priority);
   insert.Bind(static_cast<int>(JobState::kQueued)).Bind(request.spec.steps()).Bind(clock_.NowMs()).Run();
   transaction.Commit();
   events_.QueueChanged();
@@ -196,7 +216,8 @@ v1::Job JobStore::ReadJob(Statement& row) {
   v1::Job job;
   job.set_id(row.Text(1));
   job.mutable_spec()->ParseFromString(row.Text(2));
-  // The images stay on the server with the job (and go out with its lease); a job's view is not their copy.
+  // The images stay on the server with the job (and go out with its lease); a job's view is not their copy. (They
+  // are in `spec` only in jobs from before the `images` column.)
   job.mutable_spec()->clear_image();
   job.mutable_spec()->clear_last_image();
   job.set_priority(static_cast<int>(row.Int(3)));
@@ -331,7 +352,7 @@ std::vector<JobCount> JobStore::CountJobs() {
 std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const std::vector<std::string>& models,
                                             const std::function<bool(const v1::JobSpec&)>& take) {
   if (models.empty()) return std::nullopt;
-  std::string sql = "SELECT id, spec, attempts, created_ms FROM jobs WHERE state = ? AND model IN (";
+  std::string sql = "SELECT id, spec, attempts, created_ms, seq FROM jobs WHERE state = ? AND model IN (";
   for (std::size_t i = 0; i < models.size(); ++i) sql += i ? ", ?" : "?";
   sql += fmt::format(") ORDER BY priority DESC, seq LIMIT {}", take ? kLeaseCandidates : 1);
   std::lock_guard lock(mutex_);
@@ -340,16 +361,21 @@ std::optional<JobLease> JobStore::LeaseNext(const std::string& group_id, const s
   next.Bind(static_cast<int>(JobState::kQueued));
   for (const auto& model : models) next.Bind(model);
   std::optional<JobLease> lease;
+  std::int64_t seq = 0;
   while (!lease && next.Step()) {
     JobLease candidate;
-    candidate.spec.ParseFromString(next.Text(1));
+    candidate.spec.ParseFromString(next.Text(1));  // without its images: `take` sizes the job by its fields
     if (take && !take(candidate.spec)) continue;
     candidate.job_id = next.Text(0);
     candidate.attempt = static_cast<int>(next.Int(2)) + 1;
     candidate.created_ms = next.Int(3);
+    seq = next.Int(4);
     lease = std::move(candidate);
   }
   if (!lease) return std::nullopt;
+  Statement images(db_, "SELECT images FROM jobs WHERE seq = ?");
+  images.Bind(seq);
+  if (images.Step() && !images.IsNull(0)) lease->spec.MergeFromString(images.Text(0));
   lease->lease_id = RandomId("lease-");
   if (Transition(Edge::kLease, "id = :id", lease->job_id, {"", lease->lease_id, group_id}) != 1) {
     vidgen::Fail(ErrorCode::kInternal, "job '{}' left the queue while it was leased", lease->job_id);

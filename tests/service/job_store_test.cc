@@ -454,6 +454,58 @@ TEST_F(JobStoreTest, AStoreWithoutCountsIsCountedOnOpening) {
   EXPECT_EQ(CountsOf(*store)[CountKey("wan", JobState::kQueued)].first, 3) << "and the counts follow its jobs again";
 }
 
+// A job's images go out with its lease and nowhere else: a listing or a lease's choice among the queue reads specs
+// without them. Jobs from before the `images` column, whose spec holds them, lease with them all the same.
+TEST_F(JobStoreTest, ImagesAreReadOnlyByTheLeaseThatTakesTheJob) {
+  auto store = Open();
+  auto spec = Spec("a cat turns its head");
+  spec.set_image(std::string(1 << 20, 'i'));
+  spec.set_last_image(std::string(1000, 'l'));
+  const auto id = store->Submit(Job("acme", spec)).job_id;
+  store->Submit(Job("acme", Spec("a text-only job")));
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "jobs.db").c_str(), &db), SQLITE_OK);
+  auto scalar = [&](const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_step(statement), SQLITE_ROW);
+    const auto value = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    return value;
+  };
+  EXPECT_LT(scalar("SELECT length(spec) FROM jobs WHERE id = '" + id + "'"), 200);
+  EXPECT_GT(scalar("SELECT length(images) FROM jobs WHERE id = '" + id + "'"), 1 << 20);
+
+  std::vector<std::int64_t> seen_image_bytes;
+  const auto lease = store->LeaseNext("g", {"wan"}, [&](const v1::JobSpec& candidate) {
+    seen_image_bytes.push_back(static_cast<std::int64_t>(candidate.image().size()));
+    return true;
+  });
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(seen_image_bytes, std::vector<std::int64_t>{0});
+  EXPECT_EQ(lease->spec.SerializeAsString(), spec.SerializeAsString()) << "the whole spec, images and all";
+  EXPECT_TRUE(store->Get("acme", id).spec().image().empty());
+
+  // A job as stores before the column kept it: the images inside its spec.
+  const auto legacy = store->Submit(Job("acme", spec)).job_id;
+  sqlite3_stmt* update = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE jobs SET spec = ?, images = NULL WHERE id = ?", -1, &update, nullptr),
+            SQLITE_OK);
+  const auto full = spec.SerializeAsString();
+  sqlite3_bind_blob(update, 1, full.data(), static_cast<int>(full.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(update, 2, legacy.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(update), SQLITE_DONE);
+  sqlite3_finalize(update);
+  sqlite3_close(db);
+  EXPECT_TRUE(store->Get("acme", legacy).spec().image().empty());
+  ASSERT_TRUE(store->LeaseNext("g", {"wan"}));  // the text-only job, queued before it
+  const auto legacy_lease = store->LeaseNext("g", {"wan"});
+  ASSERT_TRUE(legacy_lease);
+  EXPECT_EQ(legacy_lease->job_id, legacy);
+  EXPECT_EQ(legacy_lease->spec.SerializeAsString(), full);
+}
+
 TEST_F(JobStoreTest, AnEmptyStoreFileIsRefused) {
   std::ofstream(dir_ / "jobs.db").close();
   EXPECT_FAILS(Open(), kFailedPrecondition, "is an empty file");
