@@ -115,6 +115,10 @@ nlohmann::json JobJson(const v1::Job& job) {
 nlohmann::json ModelsJson(const v1::ListModelsResponse& models) {
   nlohmann::json data = nlohmann::json::array();
   for (const auto& model : models.models()) {
+    // A LoRA's own values for the fields a job that names it leaves unset (a step-distilled LoRA's schedule).
+    nlohmann::json lora_defaults = nlohmann::json::object();
+    for (const auto& [lora, defaults] : model.lora_defaults())
+      lora_defaults[lora] = spec::ToJson(rpc::FromProto(defaults));
     data.push_back({{"id", model.name()},
                     {"object", "model"},
                     {"family", model.family()},
@@ -123,6 +127,7 @@ nlohmann::json ModelsJson(const v1::ListModelsResponse& models) {
                     {"max_world_size", model.max_world_size()},
                     {"side_multiple", model.side_multiple()},
                     {"loras", model.loras()},
+                    {"lora_defaults", lora_defaults},
                     {"defaults", model.has_defaults() ? spec::ToJson(rpc::FromProto(model.defaults()))
                                                       : nlohmann::json::object()}});
   }

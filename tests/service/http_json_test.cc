@@ -1,5 +1,5 @@
-// The HTTP API's submit bodies, without a server: the fields of its own ("size", "seconds", images in base64) and
-// the spec's (LoRAs among them), mapped to the request the gRPC API takes, and refusals naming the field.
+// The HTTP API's JSON without a server: submit bodies, the fields of its own ("size", "seconds", images in base64)
+// and the spec's (LoRAs among them), mapped to the request the gRPC API takes, refusals naming the field; the models.
 #include "server/http_json.h"
 
 #include <gtest/gtest.h>
@@ -33,6 +33,24 @@ TEST(HttpJsonTest, LorasAndImagesReachTheRequest) {
   EXPECT_EQ(Submit({{"image", "YWI="}}).spec().image(), "ab");
   EXPECT_EQ(Submit({{"image", "YWJj"}}).spec().image(), "abc");
   EXPECT_EQ(Submit({{"image", "YWJj\nZGVm\r\nZw==\n"}}).spec().image(), "abcdefg");  // as `base64` wraps lines
+}
+
+// A model's LoRAs come with their own defaults (what a page fills in when one is ticked), the unset fields left out.
+TEST(HttpJsonTest, ModelsCarryTheirLorasDefaults) {
+  v1::ListModelsResponse models;
+  auto& model = *models.add_models();
+  model.set_name("demo");
+  model.set_task("t2v");
+  model.add_loras("distill");
+  model.add_loras("style");
+  auto& schedule = (*model.mutable_lora_defaults())["distill"];
+  schedule.set_solver("euler");
+  schedule.set_guidance(1.0);
+  for (const int t : {1000, 750, 500, 250}) schedule.add_timesteps(t);
+  const auto json = ModelsJson(models).at("data").at(0);
+  EXPECT_EQ(json.at("loras"), nlohmann::json({"distill", "style"}));
+  EXPECT_EQ(json.at("lora_defaults"), nlohmann::json::parse(R"({"distill": {"solver": "euler", "guidance": 1.0,
+                                                  "timesteps": [1000, 750, 500, 250]}})"));
 }
 
 TEST(HttpJsonTest, BadImagesAndLorasAreRefusedByField) {
