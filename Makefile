@@ -8,7 +8,8 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan test-fuzz test-torch2 cuda-torch-headers gpu-check-dry-run bench format clean
+.PHONY: all deps build run test test-asan test-fuzz test-torch2 cuda-torch-headers cuda-build-check gpu-check-dry-run \
+  bench format clean
 
 all: build
 
@@ -48,6 +49,21 @@ test-torch2: deps
 	   cmake --build $(TORCH2_DIR)/core -j $(JOBS) && \
 	   cd $(TORCH2_DIR)/core && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)" \
 	  $(TORCH2_PACKAGES)
+
+# The core compiled and linked (not run) against a CUDA build of LibTorch 2.6, as tools/gpu-check.sh builds it against
+# PyTorch's on a GPU machine: Debian trixie's libtorch-cuda, unpacked under the build tree, with this machine's CUDA
+# toolkit. Linked with --allow-shlib-undefined: LibTorch's own dependencies (cuDNN, cuBLAS, trixie's C library) are not
+# here, so the binaries cannot run, but every reference of ours must resolve. Not part of `make test` (a 480 MB
+# download and another build of the core); run it before a GPU session.
+CUDA_BUILD_DIR ?= build-cuda
+CUDA_HOME ?= /usr/local/cuda
+cuda-build-check: deps
+	./deploy/debian-unpack.sh trixie "main contrib" $(CUDA_BUILD_DIR)/libtorch libtorch-cuda-dev libtorch-cuda-2.6
+	PATH="$$PATH:$(CUDA_HOME)/bin" cmake -S . -B $(CUDA_BUILD_DIR)/core -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF \
+	  -DCMAKE_PREFIX_PATH=$(abspath $(CUDA_BUILD_DIR))/libtorch/root/usr/lib/x86_64-linux-gnu/cmake \
+	  -DUSE_SYSTEM_NVTX=ON -Dnvtx3_dir=$(CUDA_HOME)/include \
+	  -DCMAKE_PROJECT_vidgen_INCLUDE=$(abspath cmake/cuda_nvtx_shim.cmake) -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined
+	cmake --build $(CUDA_BUILD_DIR)/core -j $(JOBS)
 
 # tools/gpu-check.sh up to where it needs a GPU, on a machine that has only a compiler, CMake and a LibTorch (a bare
 # bookworm root with Debian's): the core builds from the .debs `gpu-check.sh fetch` downloads, and its golden and
@@ -98,4 +114,4 @@ format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR) $(TORCH2_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR) $(TORCH2_DIR) $(CUDA_BUILD_DIR)
