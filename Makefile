@@ -62,7 +62,8 @@ cuda-build-check: deps
 	PATH="$$PATH:$(CUDA_HOME)/bin" cmake -S . -B $(CUDA_BUILD_DIR)/core -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF \
 	  -DCMAKE_PREFIX_PATH=$(abspath $(CUDA_BUILD_DIR))/libtorch/root/usr/lib/x86_64-linux-gnu/cmake \
 	  -DUSE_SYSTEM_NVTX=ON -Dnvtx3_dir=$(CUDA_HOME)/include \
-	  -DCMAKE_PROJECT_vidgen_INCLUDE=$(abspath cmake/cuda_nvtx_shim.cmake) -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined
+	  -DCMAKE_PROJECT_vidgen_INCLUDE=$(abspath cmake/cuda_nvtx_shim.cmake) -DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler \
+	  -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined
 	cmake --build $(CUDA_BUILD_DIR)/core -j $(JOBS)
 
 # tools/gpu-check.sh up to where it needs a GPU, on a machine that has only a compiler, CMake and a LibTorch (a bare
