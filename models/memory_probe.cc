@@ -57,6 +57,11 @@ spec::MemoryProfile ProbeMemory(const VideoPipeline& pipeline, const spec::Model
   ReleaseFreeMemory(device);
   profile.resident_bytes = CurrentMemory(device);
   spec::FitProfile(profile, probes);
+  // A decode ends holding the video it returns (3 values a pixel, 2 bytes or more each) and its 8-bit frames at once:
+  // a floor for the per-frame term, which a noisy peak can hide (on a CPU, malloc reuses resident pages, so a small
+  // model's probes may show no growth at all).
+  constexpr double kDecodedBytesPerPixelFrame = 3 * 2 + 3;
+  profile.decode_per_pixel_frame = std::max(profile.decode_per_pixel_frame, kDecodedBytesPerPixelFrame);
   profile.denoise_squared_bound = layers::ScoreBytesBound();
 
   const auto footprint = pipeline.TokenFootprint();
