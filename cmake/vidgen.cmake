@@ -90,11 +90,11 @@ function(vidgen_cuda_compile_check name)
   set_tests_properties(${name}_compiles PROPERTIES LABELS unit)
 
   if(VIDGEN_CUDA_TORCH_INCLUDE)
-    # The definitions a CUDA LibTorch 2.x's CMake package exports (torch_cpu's and torch_cuda's).
+    # What a CUDA LibTorch 2.x's CMake package defines for c10d's headers (through torch_cpu and torch_cuda).
     add_test(NAME ${name}_compiles_cuda_libtorch
-             COMMAND ${compile} "${fmt_dirs}" -DUSE_DISTRIBUTED -DUSE_C10D_GLOO -DUSE_C10D_NCCL -isystem${VIDGEN_CUDA_TORCH_INCLUDE}
-                     -isystem${VIDGEN_CUDA_TORCH_INCLUDE}/torch/csrc/api/include -isystem${VIDGEN_CUDA_INCLUDE}
-                     ${source}
+             COMMAND ${compile} "${fmt_dirs}" -DUSE_DISTRIBUTED -DUSE_C10D_GLOO -DUSE_C10D_NCCL
+                     -isystem${VIDGEN_CUDA_TORCH_INCLUDE} -isystem${VIDGEN_CUDA_TORCH_INCLUDE}/torch/csrc/api/include
+                     -isystem${VIDGEN_CUDA_INCLUDE} ${source}
              COMMAND_EXPAND_LISTS)
     set_tests_properties(${name}_compiles_cuda_libtorch PROPERTIES LABELS unit)
   endif()
