@@ -93,10 +93,8 @@ constexpr std::array<std::string_view, 7> kStages = {"loading",        "encoding
 // concatenated parse as the whole spec.
 std::pair<std::string, std::string> SplitImages(const v1::JobSpec& spec) {
   v1::JobSpec head = spec, images;
-  head.clear_image();
-  head.clear_last_image();
-  images.set_image(spec.image());
-  images.set_last_image(spec.last_image());
+  images.mutable_image()->swap(*head.mutable_image());  // moved, not copied again
+  images.mutable_last_image()->swap(*head.mutable_last_image());
   return {head.SerializeAsString(), images.SerializeAsString()};
 }
 
