@@ -8,8 +8,8 @@ CTEST_FLAGS ?=
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
-.PHONY: all deps build run test test-asan test-fuzz test-torch2 cuda-torch-headers cuda-build-check gpu-check-dry-run \
-  bench format clean
+.PHONY: all deps build run test test-asan test-fuzz test-torch2 cuda-torch-headers newest-torch-check cuda-build-check \
+  gpu-check-dry-run bench format clean
 
 all: build
 
@@ -28,7 +28,7 @@ RUN_OUT ?= $(BUILD_DIR)/run
 run: build
 	./deploy/run-demo.sh $(BUILD_DIR) $(RUN_MODEL) $(RUN_OUT)
 
-test: build test-asan test-fuzz test-torch2 cuda-torch-headers
+test: build test-asan test-fuzz test-torch2 cuda-torch-headers newest-torch-check
 	$(CONFIGURE) -DVIDGEN_CUDA_TORCH_INCLUDE=$(abspath $(CUDA_TORCH_DIR))/root/usr/include
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
@@ -37,6 +37,15 @@ test: build test-asan test-fuzz test-torch2 cuda-torch-headers
 CUDA_TORCH_DIR ?= $(BUILD_DIR)/cuda-libtorch
 cuda-torch-headers: deps
 	./deploy/debian-unpack.sh trixie "main contrib" $(CUDA_TORCH_DIR) libtorch-cuda-dev
+
+# Every source of ours that includes LibTorch (the service's too), syntax only, against the headers of the newest
+# LibTorch Debian has (forky's libtorch-dev, unpacked, not installed), as a CUDA build of it compiles them where the
+# CUDA toolkit's headers are here: what a GPU machine's newer PyTorch would stop at, found on this one.
+NEWEST_TORCH_DIR ?= $(BUILD_DIR)/newest-libtorch
+newest-torch-check: build
+	./deploy/debian-unpack.sh forky main $(NEWEST_TORCH_DIR) libtorch-dev
+	python3 tools/torch_headers_check.py $(BUILD_DIR) $(NEWEST_TORCH_DIR)/root/usr/include --jobs $(JOBS) \
+	  $(if $(wildcard $(CUDA_HOME)/include/nccl.h),--cuda-include $(CUDA_HOME)/include)
 
 # The core (no gRPC, FFmpeg or SQLite) once more against LibTorch 2.x: Debian trixie's 2.6 in a trixie root under
 # the build tree (deploy/debian-root.sh), with its golden, cache, parallel and unit suites.

@@ -1,5 +1,7 @@
 #include "cache/guidance.h"
 
+#include <ATen/TensorOperators.h>
+
 #include "common/error.h"
 
 namespace vidgen::cache {
