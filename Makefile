@@ -59,11 +59,12 @@ test-torch2: deps
 	   cd $(TORCH2_DIR)/core && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)" \
 	  $(TORCH2_PACKAGES)
 
-# The core compiled and linked (not run) against a CUDA build of LibTorch 2.6, as tools/gpu-check.sh builds it against
-# PyTorch's on a GPU machine: Debian trixie's libtorch-cuda, unpacked under the build tree, with this machine's CUDA
-# toolkit. Linked with --allow-shlib-undefined: LibTorch's own dependencies (cuDNN, cuBLAS, trixie's C library) are not
-# here, so the binaries cannot run, but every reference of ours must resolve. Not part of `make test` (a 480 MB
-# download and another build of the core); run it before a GPU session.
+# The core compiled and linked (not run) against a CUDA build of LibTorch 2.6, both ways tools/gpu-check.sh builds it
+# against PyTorch's on a GPU machine: Debian trixie's libtorch-cuda, unpacked under the build tree, through its CMake
+# package with this machine's CUDA toolkit (core/), and from its folders as on a machine without the toolkit (folders/,
+# cmake/torch_from_folders.cmake). Linked with --allow-shlib-undefined: LibTorch's own dependencies (cuDNN, cuBLAS,
+# trixie's C library) are not here, so the binaries cannot run, but every reference of ours must resolve. Not part of
+# `make test` (a 480 MB download and two more builds of the core); run it before a GPU session.
 CUDA_BUILD_DIR ?= build-cuda
 CUDA_HOME ?= /usr/local/cuda
 cuda-build-check: deps
@@ -74,6 +75,11 @@ cuda-build-check: deps
 	  -DCMAKE_PROJECT_vidgen_INCLUDE=$(abspath cmake/cuda_nvtx_shim.cmake) -DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler \
 	  -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined
 	cmake --build $(CUDA_BUILD_DIR)/core -j $(JOBS)
+	cmake -S . -B $(CUDA_BUILD_DIR)/folders -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF \
+	  -DVIDGEN_TORCH_LIBRARY_DIR=$(abspath $(CUDA_BUILD_DIR))/libtorch/root/usr/lib/x86_64-linux-gnu \
+	  -DVIDGEN_TORCH_INCLUDE_DIR=$(abspath $(CUDA_BUILD_DIR))/libtorch/root/usr/include \
+	  -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS=$(CUDA_HOME)/include -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined
+	cmake --build $(CUDA_BUILD_DIR)/folders -j $(JOBS)
 
 # tools/gpu-check.sh up to where it needs a GPU, on a machine that has only a compiler, CMake and a LibTorch (a bare
 # bookworm root with Debian's): the core builds from the .debs `gpu-check.sh fetch` downloads, and its golden and

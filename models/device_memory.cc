@@ -7,8 +7,7 @@
 #include <string>
 
 #ifdef VIDGEN_CUDA_MEMORY_STATS
-#include <cuda_runtime_api.h>
-
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
@@ -86,12 +85,9 @@ std::int64_t TotalMemory(const c10::Device& device) {
     return cgroup > 0 ? std::min(machine, cgroup) : machine;
   }
 #ifdef VIDGEN_CUDA_MEMORY_STATS
-  if (device.is_cuda()) {
-    cudaDeviceProp properties{};
-    if (cudaGetDeviceProperties(&properties, device.index()) == cudaSuccess) {
-      return static_cast<std::int64_t>(properties.totalGlobalMem);
-    }
-  }
+  // Through LibTorch, not the CUDA runtime: nothing of ours then links the runtime itself (a PyTorch wheel's is a
+  // versioned library in a wheel of its own).
+  if (device.is_cuda()) return static_cast<std::int64_t>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
 #endif
   return 0;
 }

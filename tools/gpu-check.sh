@@ -12,8 +12,10 @@
 #                                     LibTorch (deploy/gpu-check-dry-run.sh runs it in a bare Debian root)
 #
 # VIDGEN_TORCH_PREFIX: LibTorch's CMake prefix (default: the one inside python3's torch). Budget: about 10 minutes on
-# one H100 (the build is most of it; each benchmark is bounded by its sizes). Needs what PyTorch's CMake package
-# needs for CUDA: the CUDA toolkit (nvcc and its headers; found on PATH, in $CUDA_HOME or in /usr/local/cuda).
+# one H100 (the build is most of it; each benchmark is bounded by its sizes). With the CUDA toolkit (nvcc on PATH, in
+# $CUDA_HOME or in /usr/local/cuda) it builds through PyTorch's CMake package; without it (a machine with only a
+# driver and pip's PyTorch) that package cannot configure, and LibTorch comes from the wheel's folders instead
+# (cmake/torch_from_folders.cmake), the CUDA headers from the nvidia-* wheels PyTorch depends on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +47,20 @@ unpack_deb() {
   fi
 }
 
+# The include folders of the nvidia-* wheels next to PyTorch's (CUDA runtime, cuBLAS, NCCL, ...), ;-separated.
+wheel_cuda_includes() {
+  python3 -c 'import glob, os, nvidia
+print(";".join(sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "*", "include")))))' 2>/dev/null
+}
+
+# in_folders "A;B;C" FILE: whether one of the folders holds FILE.
+in_folders() {
+  local dirs dir
+  IFS=';' read -ra dirs <<<"$1"
+  for dir in "${dirs[@]}"; do [ -f "$dir/$2" ] && return 0; done
+  return 1
+}
+
 # Fails at once, naming everything missing, rather than minutes into the build.
 preflight() {
   local device=$1 missing=()
@@ -56,9 +72,16 @@ preflight() {
   [ -n "${VIDGEN_TORCH_PREFIX:-}" ] || python3 -c 'import torch' 2>/dev/null ||
     missing+=("python3 with torch (or VIDGEN_TORCH_PREFIX)")
   if [ "$device" = cuda ]; then
-    command -v nvcc >/dev/null || missing+=("nvcc (the CUDA toolkit: PATH, CUDA_HOME or /usr/local/cuda)")
     python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
       missing+=("a PyTorch that sees a GPU")
+    if ! command -v nvcc >/dev/null; then
+      local includes header
+      includes=$(wheel_cuda_includes)
+      for header in cuda_runtime_api.h nccl.h; do
+        in_folders "$includes" "$header" ||
+          missing+=("nvcc (the CUDA toolkit: PATH, CUDA_HOME or /usr/local/cuda), or $header in the nvidia-* wheels")
+      done
+    fi
   fi
   if [ ${#missing[@]} -gt 0 ]; then
     printf 'gpu-check: missing: %s\n' "${missing[@]}" >&2
@@ -103,6 +126,14 @@ run() {
   fi
   if [ "$device" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
+  fi
+  if [ "$device" = cuda ] && [ -z "${VIDGEN_TORCH_PREFIX:-}" ] && ! command -v nvcc >/dev/null; then
+    echo "gpu-check: no CUDA toolkit: LibTorch from the wheel's folders, the CUDA headers from the nvidia-* wheels"
+    local torch_dir
+    torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    cmake_flags+=(-DVIDGEN_TORCH_LIBRARY_DIR="$torch_dir/lib" -DVIDGEN_TORCH_INCLUDE_DIR="$torch_dir/include"
+                  -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS="$(wheel_cuda_includes)" -DVIDGEN_TORCH_CXX11_ABI=1)
+  elif [ "$device" = cuda ]; then
     # PyTorch's package enables CUDA and probes nvcc with the host compiler; the core compiles no CUDA, so a host
     # compiler newer than this nvcc knows must not stop the check.
     cmake_flags+=(-DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler)
