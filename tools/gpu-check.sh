@@ -47,6 +47,12 @@ unpack_deb() {
   fi
 }
 
+# Whether LibTorch comes from the wheel's folders rather than its CMake package: on CUDA, from python3's PyTorch, with
+# no CUDA toolkit for the package to probe.
+torch_from_folders() {
+  [ "$1" = cuda ] && [ -z "${VIDGEN_TORCH_PREFIX:-}" ] && ! command -v nvcc >/dev/null
+}
+
 # The include folders of the nvidia-* wheels next to PyTorch's (CUDA runtime, cuBLAS, NCCL, ...), ;-separated.
 wheel_cuda_includes() {
   python3 -c 'import glob, os, nvidia
@@ -74,13 +80,15 @@ preflight() {
   if [ "$device" = cuda ]; then
     python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
       missing+=("a PyTorch that sees a GPU")
-    if ! command -v nvcc >/dev/null; then
+    if torch_from_folders "$device"; then
       local includes header
       includes=$(wheel_cuda_includes)
       for header in cuda_runtime_api.h nccl.h; do
         in_folders "$includes" "$header" ||
           missing+=("nvcc (the CUDA toolkit: PATH, CUDA_HOME or /usr/local/cuda), or $header in the nvidia-* wheels")
       done
+    elif ! command -v nvcc >/dev/null; then
+      missing+=("nvcc (the CUDA toolkit: PATH, CUDA_HOME or /usr/local/cuda), for VIDGEN_TORCH_PREFIX's package")
     fi
   fi
   if [ ${#missing[@]} -gt 0 ]; then
@@ -127,10 +135,11 @@ run() {
   if [ "$device" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
   fi
-  if [ "$device" = cuda ] && [ -z "${VIDGEN_TORCH_PREFIX:-}" ] && ! command -v nvcc >/dev/null; then
+  if torch_from_folders "$device"; then
     echo "gpu-check: no CUDA toolkit: LibTorch from the wheel's folders, the CUDA headers from the nvidia-* wheels"
     local torch_dir
     torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    # The C++11 string ABI: checked above.
     cmake_flags+=(-DVIDGEN_TORCH_LIBRARY_DIR="$torch_dir/lib" -DVIDGEN_TORCH_INCLUDE_DIR="$torch_dir/include"
                   -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS="$(wheel_cuda_includes)" -DVIDGEN_TORCH_CXX11_ABI=1)
   elif [ "$device" = cuda ]; then
