@@ -5,6 +5,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
+CUDA_HOME ?= /usr/local/cuda
 
 CONFIGURE = cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
@@ -66,7 +67,6 @@ test-torch2: deps
 # trixie's C library) are not here, so the binaries cannot run, but every reference of ours must resolve. Not part of
 # `make test` (a 480 MB download and two more builds of the core); run it before a GPU session.
 CUDA_BUILD_DIR ?= build-cuda
-CUDA_HOME ?= /usr/local/cuda
 cuda-build-check: deps
 	./deploy/debian-unpack.sh trixie "main contrib" $(CUDA_BUILD_DIR)/libtorch libtorch-cuda-dev libtorch-cuda-2.6
 	PATH="$$PATH:$(CUDA_HOME)/bin" cmake -S . -B $(CUDA_BUILD_DIR)/core -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF \
