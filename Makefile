@@ -82,7 +82,7 @@ cuda-build-check: deps
 	cmake --build $(CUDA_BUILD_DIR)/folders -j $(JOBS)
 
 # tools/gpu-check.sh up to where it needs a GPU, on a machine that has only a compiler, CMake and a LibTorch (a bare
-# bookworm root with Debian's): the core builds from the .debs `gpu-check.sh fetch` downloads, and its golden and
+# bookworm root with Debian's): the core builds from what `gpu-check.sh fetch` packs, and its golden and
 # unit suites pass on the CPU. Not part of `make test` (a third build of the core); run it after changing the script.
 GPU_DRY_RUN_DIR ?= build-gpu-dry-run
 gpu-check-dry-run: deps

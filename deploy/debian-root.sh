@@ -23,8 +23,10 @@ if [[ "$(cat "$root/.vidgen-packages" 2>/dev/null)" != "$wanted" ]]; then
   echo "debian-root: making a Debian $suite root in $root" >&2
   "${sudo[@]}" rm -rf "$root"
   include=$(IFS=,; echo "${packages[*]}")
-  "${sudo[@]}" mmdebstrap --quiet --variant=apt --mode=root --include="$include" "$suite" "$root" \
-    http://deb.debian.org/debian
+  # Testing's Release files expire within days of being signed; a mirror that lags behind serves them expired. The
+  # signature is still checked.
+  "${sudo[@]}" mmdebstrap --quiet --variant=apt --mode=root --include="$include" \
+    --aptopt='Acquire::Check-Valid-Until "false"' "$suite" "$root" http://deb.debian.org/debian
   echo "$wanted" | "${sudo[@]}" tee "$root/.vidgen-packages" >/dev/null
 fi
 

@@ -3,13 +3,14 @@
 # machine's PyTorch, runs the golden suites on CUDA and the benchmarks at real block widths on CUDA, and writes every
 # report (JSON, logs) to one folder. Meant for a GPU machine that reaches no package registry:
 #
-#   tools/gpu-check.sh fetch          here (Debian 12): downloads the core's build dependencies as .debs into
-#                                     build-gpu-deps/ (carry that folder to the GPU machine)
+#   tools/gpu-check.sh fetch          here (Debian 12): downloads the core's build dependencies as .debs and packs
+#                                     what a build needs of them into build-gpu-deps/deps.tar.xz (carry that folder
+#                                     to the GPU machine)
 #   tools/gpu-check.sh run [OUT]      there: unpacks them, builds, tests, measures; reports in OUT (default: $OUT,
 #                                     else build-gpu/report)
 #   tools/gpu-check.sh dry-run [OUT]  what `run` does before it needs a GPU (unpack, build, the golden suites on the
 #                                     CPU; no benchmarks), for a bare machine with only a compiler, CMake and a
-#                                     LibTorch (deploy/gpu-check-dry-run.sh runs it in a bare Debian root)
+#                                     LibTorch (`make gpu-check-dry-run` runs it in a bare Debian root)
 #
 # VIDGEN_TORCH_PREFIX: LibTorch's CMake prefix (default: the one inside python3's torch). Budget: about 10 minutes on
 # one H100 (the build is most of it; each benchmark is bounded by its sizes). With the CUDA toolkit (nvcc on PATH, in
@@ -26,24 +27,26 @@ PACKAGES=(libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 nlohmann-json3-dev libc
           zlib1g-dev libpng-dev libpng16-16 libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libgtest-dev
           libgmock-dev pkgconf pkgconf-bin libpkgconf3)
 
+# The device tool carries at most 64 MiB, the source tree (about 52) included, and the .debs are 23 MB, most of it
+# ICU's static libraries: the archive keeps only what a build and its binaries use (about 11 MB).
 fetch() {
-  mkdir -p "$DEPS_DIR/debs"
+  local staging=$DEPS_DIR/staging multiarch=usr/lib/x86_64-linux-gnu
+  rm -rf "$DEPS_DIR" && mkdir -p "$DEPS_DIR/debs" "$staging"
   (cd "$DEPS_DIR/debs" && apt-get download "${PACKAGES[@]}")
-  du -sh "$DEPS_DIR"
-}
-
-# A .deb's files into a folder, with dpkg where the machine has it, else with binutils' ar (a machine that is not
-# Debian's).
-unpack_deb() {
-  if command -v dpkg >/dev/null; then
-    dpkg -x "$1" "$2"
-  else
-    local member filter
-    member=$(ar t "$1" | grep '^data\.tar')
-    case "$member" in
-      *.xz) filter=--xz ;; *.zst) filter=--zstd ;; *.gz) filter=--gzip ;; *) filter= ;;
-    esac
-    ar p "$1" "$member" | tar -x ${filter:+"$filter"} -f - -C "$2"
+  for deb in "$DEPS_DIR"/debs/*.deb; do dpkg -x "$deb" "$staging"; done
+  # GTest's CMake targets name its static libraries, so those stay; ICU's tools and their libraries go.
+  find "$staging" -name '*.a' ! -name 'libgtest*' ! -name 'libgmock*' -delete
+  rm -rf "$staging"/usr/share/{doc,man,lintian,icu} "$staging"/usr/bin/icu* "$staging/$multiarch/icu" \
+    "$staging/$multiarch"/libicu{io,test,tu}.so*
+  tar -C "$staging" -cf - . | xz -9e -T0 >"$DEPS_DIR/deps.tar.xz"
+  rm -rf "$staging" "$DEPS_DIR/debs"
+  local tree archive
+  tree=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{ sum += $1 } END { print sum }')
+  archive=$(stat -c %s "$DEPS_DIR/deps.tar.xz")
+  echo "gpu-check: the source tree ($((tree >> 20)) MiB) and deps.tar.xz ($((archive >> 20)) MiB) travel"
+  if ((tree + archive > 64 << 20)); then
+    echo "gpu-check: that is over the 64 MiB the device tool carries" >&2
+    exit 1
   fi
 }
 
@@ -70,7 +73,7 @@ in_folders() {
 # Fails at once, naming everything missing, rather than minutes into the build.
 preflight() {
   local device=$1 missing=()
-  for tool in cmake make c++ ar tar; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for tool in cmake make c++ tar xz; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   if command -v c++ >/dev/null && ! echo 'static_assert(__cplusplus >= 202002L);' |
     c++ -std=c++20 -fsyntax-only -x c++ - 2>/dev/null; then
     missing+=("a C++20 compiler (c++ is $(c++ --version | head -1))")
@@ -111,9 +114,9 @@ run() {
 
   # The build dependencies, unpacked into a prefix of their own.
   local prefix="$PWD/$BUILD_DIR/deps"
-  if [ -d "$DEPS_DIR/debs" ]; then
+  if [ -f "$DEPS_DIR/deps.tar.xz" ]; then
     rm -rf "$prefix" && mkdir -p "$prefix"
-    for deb in "$DEPS_DIR"/debs/*.deb; do unpack_deb "$deb" "$prefix"; done
+    tar -xJf "$DEPS_DIR/deps.tar.xz" -C "$prefix"
   fi
   local multiarch=usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH="$prefix/$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
