@@ -6,7 +6,7 @@
 #   tools/gpu-check.sh fetch          here (Debian 12): downloads the core's build dependencies as .debs and packs
 #                                     what a build needs of them into build-gpu-deps/deps.tar.xz (carry that folder
 #                                     to the GPU machine)
-#   tools/gpu-check.sh run [OUT]      there: unpacks them, builds, tests, measures; reports in OUT (default: $OUT,
+#   tools/gpu-check.sh run [OUT]      there: unpacks it, builds, tests, measures; reports in OUT (default: $OUT,
 #                                     else build-gpu/report)
 #   tools/gpu-check.sh dry-run [OUT]  what `run` does before it needs a GPU (unpack, build, the golden suites on the
 #                                     CPU; no benchmarks), for a bare machine with only a compiler, CMake and a
@@ -41,7 +41,8 @@ fetch() {
   tar -C "$staging" -cf - . | xz -9e -T0 >"$DEPS_DIR/deps.tar.xz"
   rm -rf "$staging" "$DEPS_DIR/debs"
   local tree archive
-  tree=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{ sum += $1 } END { print sum }')
+  # A tracked file deleted from the work tree does not travel either.
+  tree=$(git ls-files -z | { xargs -0 stat -c %s 2>/dev/null || true; } | awk '{ sum += $1 } END { print sum }')
   archive=$(stat -c %s "$DEPS_DIR/deps.tar.xz")
   echo "gpu-check: the source tree ($((tree >> 20)) MiB) and deps.tar.xz ($((archive >> 20)) MiB) travel"
   if ((tree + archive > 64 << 20)); then
