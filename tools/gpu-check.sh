@@ -182,14 +182,17 @@ run() {
   return $status
 }
 
+# Every benchmark's JSON report, gathered into OUT/benchmarks.json (one object, keyed by run): the device tool brings
+# back at most 8 files of a run.
 benchmarks() {
-  local out=$1 status=0
+  local out=$1 status=0 reports="$BUILD_DIR/benchmarks"
   local bench="$BUILD_DIR/core/tools/vidgen-bench"
+  rm -rf "$reports" && mkdir -p "$reports"
   local wan13=(--family wan2.1) wan14=(--family wan2.1 --dim 5120 --heads 40 --ffn-dim 13824)
   local hunyuan=(--family hunyuanvideo)
   # Wan at 480p, 81 frames (21 × 60 × 104 latents, 32760 tokens); HunyuanVideo at 544×960, 65 frames (17 × 68 × 120
   # latents, 34680 tokens); a few blocks each, at the released widths (Wan 1.3B and 14B, HunyuanVideo 13B).
-  bench_json() { local name=$1; shift; "$bench" "$@" --json >"$out/$name.json" || status=1; }
+  bench_json() { local name=$1; shift; "$bench" "$@" --json >"$reports/$name.json" || status=1; }
   bench_json dit-wan1.3b dit "${wan13[@]}" --layers 4 --device cuda --threads 1 --latent-frames 21 --latent-height 60 --latent-width 104
   bench_json dit-wan14b dit "${wan14[@]}" --layers 2 --device cuda --threads 1 --latent-frames 21 --latent-height 60 --latent-width 104
   bench_json dit-hunyuan dit "${hunyuan[@]}" --layers 3 --device cuda --threads 1 --latent-frames 17 --latent-height 68 --latent-width 120
@@ -201,6 +204,17 @@ benchmarks() {
     bench_json parallel-wan1.3b parallel "${wan13[@]}" --layers 4 --device cuda --steps 10 \
       --latent-frames 21 --latent-height 60 --latent-width 104
   fi
+  # A run that failed part-way leaves what it printed, kept as text.
+  python3 - "$reports"/*.json >"$out/benchmarks.json" <<'PY' || status=1
+import json, os, sys
+def report(path):
+    text = open(path).read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"unparsed_output": text}
+print(json.dumps({os.path.basename(p)[:-len(".json")]: report(p) for p in sys.argv[1:]}, indent=1))
+PY
   return $status
 }
 
