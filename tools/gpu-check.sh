@@ -13,10 +13,10 @@
 #                                     LibTorch (`make gpu-check-dry-run` runs it in a bare Debian root)
 #
 # VIDGEN_TORCH_PREFIX: LibTorch's CMake prefix (default: the one inside python3's torch). On a GPU it ends within
-# VIDGEN_GPU_CHECK_SECONDS (below; the build is most of it, each benchmark is bounded by its sizes). With the CUDA toolkit (nvcc on PATH, in
-# $CUDA_HOME or in /usr/local/cuda) it builds through PyTorch's CMake package; without it (a machine with only a
-# driver and pip's PyTorch) that package cannot configure, and LibTorch comes from the wheel's folders instead
-# (cmake/torch_from_folders.cmake), the CUDA headers from the nvidia-* wheels PyTorch depends on.
+# VIDGEN_GPU_CHECK_SECONDS (below; the build is most of it, each benchmark is bounded by its sizes). With the CUDA
+# toolkit (nvcc on PATH, in $CUDA_HOME or in /usr/local/cuda) it builds through PyTorch's CMake package; without it (a
+# machine with only a driver and pip's PyTorch) that package cannot configure, and LibTorch comes from the wheel's
+# folders instead (cmake/torch_from_folders.cmake), the CUDA headers from the nvidia-* wheels PyTorch depends on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
