@@ -3,7 +3,7 @@
 # machine's PyTorch, runs the golden suites on CUDA and the benchmarks at real block widths on CUDA, and writes every
 # report (JSON, logs) to one folder. Meant for a GPU machine that reaches no package registry:
 #
-#   tools/gpu-check.sh fetch          here (Debian 12): downloads the core's build dependencies as .debs and packs
+#   tools/gpu-check.sh fetch          here: downloads the core's build dependencies as Debian 12's .debs and packs
 #                                     what a build needs of them into build-gpu-deps/deps.tar.xz (carry that folder
 #                                     to the GPU machine)
 #   tools/gpu-check.sh run [OUT]      there: unpacks it, builds, tests, measures; reports in OUT (default: $OUT,
@@ -34,16 +34,16 @@ PACKAGES=(libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 nlohmann-json3-dev libc
 # The device tool carries at most 64 MiB, the source tree (about 52) included, and the .debs are 23 MB, most of it
 # ICU's static libraries: the archive keeps only what a build and its binaries use (about 11 MB).
 fetch() {
-  local staging=$DEPS_DIR/staging multiarch=usr/lib/x86_64-linux-gnu
-  rm -rf "$DEPS_DIR" && mkdir -p "$DEPS_DIR/debs" "$staging"
-  (cd "$DEPS_DIR/debs" && apt-get download "${PACKAGES[@]}")
-  for deb in "$DEPS_DIR"/debs/*.deb; do dpkg -x "$deb" "$staging"; done
+  local unpacked=$DEPS_DIR/unpacked multiarch=usr/lib/x86_64-linux-gnu
+  rm -rf "$DEPS_DIR"
+  deploy/debian-unpack.sh bookworm main "$unpacked" "${PACKAGES[@]}"
+  local staging=$unpacked/root
   # GTest's CMake targets name its static libraries, so those stay; ICU's tools and their libraries go.
   find "$staging" -name '*.a' ! -name 'libgtest*' ! -name 'libgmock*' -delete
   rm -rf "$staging"/usr/share/{doc,man,lintian,icu} "$staging"/usr/bin/icu* "$staging/$multiarch/icu" \
-    "$staging/$multiarch"/libicu{io,test,tu}.so*
+    "$staging/$multiarch"/libicu{io,test,tu}.so* "$staging/.vidgen-packages"
   tar -C "$staging" -cf - . | xz -9e -T0 >"$DEPS_DIR/deps.tar.xz"
-  rm -rf "$staging" "$DEPS_DIR/debs"
+  rm -rf "$unpacked"
   local tree archive
   # A tracked file deleted from the work tree does not travel either.
   tree=$(git ls-files -z | { xargs -0 stat -c %s 2>/dev/null || true; } | awk '{ sum += $1 } END { print sum }')
