@@ -16,12 +16,14 @@
 # VIDGEN_GPU_CHECK_SECONDS (below; the build is most of it, each benchmark is bounded by its sizes). With the CUDA
 # toolkit (nvcc on PATH, in $CUDA_HOME or in /usr/local/cuda) it builds through PyTorch's CMake package; without it (a
 # machine with only a driver and pip's PyTorch) that package cannot configure, and LibTorch comes from the wheel's
-# folders instead (cmake/torch_from_folders.cmake), the CUDA headers from the nvidia-* wheels PyTorch depends on.
+# folders instead (cmake/torch_from_folders.cmake), the CUDA headers from the nvidia-* wheels PyTorch depends on; so it
+# does too where the package fails to configure. The build keeps going past a file that fails: what built still runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEPS_DIR=build-gpu-deps
 BUILD_DIR=build-gpu
+MULTIARCH=usr/lib/x86_64-linux-gnu
 # The device tool stops a command at 600 s. Within this many seconds from the start the GPU run ends: the suites are
 # stopped 3 minutes before it, benchmarks not begun by then are skipped (and named in the log), and one still running
 # is stopped, so the reports of what ran still come back.
@@ -34,14 +36,14 @@ PACKAGES=(libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 nlohmann-json3-dev libc
 # The device tool carries at most 64 MiB, the source tree (about 52) included, and the .debs are 23 MB, most of it
 # ICU's static libraries: the archive keeps only what a build and its binaries use (about 11 MB).
 fetch() {
-  local unpacked=$DEPS_DIR/unpacked multiarch=usr/lib/x86_64-linux-gnu
+  local unpacked=$DEPS_DIR/unpacked
   rm -rf "$DEPS_DIR"
   deploy/debian-unpack.sh bookworm main "$unpacked" "${PACKAGES[@]}"
   local staging=$unpacked/root
   # GTest's CMake targets name its static libraries, so those stay; ICU's tools and their libraries go.
   find "$staging" -name '*.a' ! -name 'libgtest*' ! -name 'libgmock*' -delete
-  rm -rf "$staging"/usr/share/{doc,man,lintian,icu} "$staging"/usr/bin/icu* "$staging/$multiarch/icu" \
-    "$staging/$multiarch"/libicu{io,test,tu}.so* "$staging/.vidgen-packages"
+  rm -rf "$staging"/usr/share/{doc,man,lintian,icu} "$staging"/usr/bin/icu* "$staging/$MULTIARCH/icu" \
+    "$staging/$MULTIARCH"/libicu{io,test,tu}.so* "$staging/.vidgen-packages"
   tar -C "$staging" -cf - . | xz -9e -T0 >"$DEPS_DIR/deps.tar.xz"
   rm -rf "$unpacked"
   local tree archive
@@ -78,7 +80,8 @@ in_folders() {
 # Fails at once, naming everything missing, rather than minutes into the build.
 preflight() {
   local device=$1 missing=()
-  for tool in cmake make c++ tar xz; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for tool in cmake c++ tar xz; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  command -v make >/dev/null || command -v ninja >/dev/null || missing+=("make or ninja")
   if command -v c++ >/dev/null && ! echo 'static_assert(__cplusplus >= 202002L);' |
     c++ -std=c++20 -fsyntax-only -x c++ - 2>/dev/null; then
     missing+=("a C++20 compiler (c++ is $(c++ --version | head -1))")
@@ -105,6 +108,54 @@ preflight() {
   fi
 }
 
+# The build tool, and its flag that keeps going past a failed step: make where there is one, else Ninja.
+if command -v make >/dev/null; then
+  GENERATOR='Unix Makefiles' KEEP_GOING=(-k)
+else
+  GENERATOR=Ninja KEEP_GOING=(-k 0)
+fi
+
+# The core's build folder, $BUILD_DIR/core, from scratch. Warnings stay warnings: a PyTorch newer than any tested here
+# may deprecate what the core calls, and that should not cost the GPU machine's time.
+configure() {
+  rm -rf "$BUILD_DIR/core"
+  cmake -G "$GENERATOR" -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF -DVIDGEN_WERROR=OFF \
+    "$@"
+}
+
+# configure_from_package DEVICE TORCH_PREFIX DEPS CUDA_HOME: through LibTorch's CMake package.
+configure_from_package() {
+  local device=$1 torch_prefix=$2 deps=$3 cuda_home=$4 flags=()
+  if [ "$device" = cuda ]; then
+    # PyTorch's package enables CUDA and probes nvcc with the host compiler; the core compiles no CUDA, so a host
+    # compiler newer than this nvcc knows must not stop the check.
+    flags+=(-DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler)
+    # PyTorch's CMake package looks for NVTX 3's headers under the including project unless told to look in the
+    # system: the CUDA toolkit ships them, and so does PyTorch's nvidia-nvtx wheel.
+    local nvtx
+    for nvtx in "$cuda_home/include" "$(dirname "$(command -v nvcc)")/../include" \
+      "$(python3 -c 'import nvidia.nvtx, os; print(os.path.dirname(nvidia.nvtx.__file__))' 2>/dev/null)/include"; do
+      if [ -d "$nvtx/nvtx3" ]; then
+        flags+=(-DUSE_SYSTEM_NVTX=ON "-Dnvtx3_dir=$(cd "$nvtx" && pwd)")
+        break
+      fi
+    done
+  fi
+  configure "${flags[@]}" -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr;$deps/$MULTIARCH/cmake"
+}
+
+# configure_from_folders DEPS CUDA_INCLUDES: LibTorch from python3's PyTorch's folders, its CUDA headers from
+# CUDA_INCLUDES (;-separated). Linked with --allow-shlib-undefined: LibTorch's own libraries (cuDNN, cuBLAS, ...) are
+# found at run time through its run path, not necessarily by the linker.
+configure_from_folders() {
+  local deps=$1 cuda_includes=$2 torch_dir
+  torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  # The C++11 string ABI: checked in run.
+  configure -DVIDGEN_TORCH_LIBRARY_DIR="$torch_dir/lib" -DVIDGEN_TORCH_INCLUDE_DIR="$torch_dir/include" \
+    -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS="$cuda_includes" -DVIDGEN_TORCH_CXX11_ABI=1 \
+    -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DCMAKE_PREFIX_PATH="$deps/usr;$deps/$MULTIARCH/cmake"
+}
+
 # run DEVICE [OUT]: everything on DEVICE (cuda: with the benchmarks; cpu: the dry run, without them).
 run() {
   local device=$1 out=${2:-${OUT:-$BUILD_DIR/report}}
@@ -123,15 +174,14 @@ run() {
     rm -rf "$prefix" && mkdir -p "$prefix"
     tar -xJf "$DEPS_DIR/deps.tar.xz" -C "$prefix"
   fi
-  local multiarch=usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH="$prefix/$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$prefix/$MULTIARCH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export PATH="$PATH:$prefix/usr/bin"  # pkg-config where the machine has none
   # The .pc files say /usr: the sysroot points their paths into the prefix.
-  export PKG_CONFIG_LIBDIR="$prefix/$multiarch/pkgconfig:$prefix/usr/share/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$prefix"
+  export PKG_CONFIG_LIBDIR="$prefix/$MULTIARCH/pkgconfig:$prefix/usr/share/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$prefix"
 
   # LibTorch, from PyTorch unless given. Debian's libraries use the C++11 string ABI; a PyTorch built with the old
   # one cannot link against them.
-  local torch_prefix=${VIDGEN_TORCH_PREFIX:-} cmake_flags=()
+  local torch_prefix=${VIDGEN_TORCH_PREFIX:-}
   if [ -z "$torch_prefix" ]; then
     torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
     if [ "$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')" != 1 ]; then
@@ -142,39 +192,30 @@ run() {
   fi
   if [ "$device" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
-  fi
-  if torch_from_folders "$device"; then
-    echo "gpu-check: no CUDA toolkit: LibTorch from the wheel's folders, the CUDA headers from the nvidia-* wheels"
-    local torch_dir
-    torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
-    # The C++11 string ABI: checked above.
-    cmake_flags+=(-DVIDGEN_TORCH_LIBRARY_DIR="$torch_dir/lib" -DVIDGEN_TORCH_INCLUDE_DIR="$torch_dir/include"
-                  -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS="$(wheel_cuda_includes)" -DVIDGEN_TORCH_CXX11_ABI=1)
-  elif [ "$device" = cuda ]; then
-    # PyTorch's package enables CUDA and probes nvcc with the host compiler; the core compiles no CUDA, so a host
-    # compiler newer than this nvcc knows must not stop the check.
-    cmake_flags+=(-DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler)
-    # PyTorch's CMake package looks for NVTX 3's headers under the including project unless told to look in the
-    # system: the CUDA toolkit ships them, and so does PyTorch's nvidia-nvtx wheel.
-    local nvtx
-    for nvtx in "$cuda_home/include" "$(dirname "$(command -v nvcc)")/../include" \
-      "$(python3 -c 'import nvidia.nvtx, os; print(os.path.dirname(nvidia.nvtx.__file__))' 2>/dev/null)/include"; do
-      if [ -d "$nvtx/nvtx3" ]; then
-        cmake_flags+=(-DUSE_SYSTEM_NVTX=ON "-Dnvtx3_dir=$(cd "$nvtx" && pwd)")
-        break
-      fi
-    done
+    { cmake --version | head -1; c++ --version | head -1; nvcc --version 2>/dev/null | tail -1; echo "$(nproc) cores"; } \
+      >>"$out/machine.txt" || true
   fi
 
   echo "== build ($((SECONDS - start)) s)"
-  # Warnings stay warnings: a newer PyTorch than any tested here may deprecate what the core calls, and that should
-  # not cost the GPU machine's time.
-  cmake -S . -B "$BUILD_DIR/core" -DCMAKE_BUILD_TYPE=Release -DVIDGEN_SERVICE=OFF -DVIDGEN_WERROR=OFF \
-    "${cmake_flags[@]}" -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/$multiarch/cmake"
-  cmake --build "$BUILD_DIR/core" -j "$(nproc)"
+  local status=0
+  if torch_from_folders "$device"; then
+    echo "gpu-check: no CUDA toolkit: LibTorch from the wheel's folders, the CUDA headers from the nvidia-* wheels"
+    configure_from_folders "$prefix" "$(wheel_cuda_includes)"
+  elif ! configure_from_package "$device" "$torch_prefix" "$prefix" "$cuda_home"; then
+    # One GPU call must not end at a configure step of PyTorch's that never ran here: the folders need no probe.
+    if [ "$device" != cuda ] || [ -n "${VIDGEN_TORCH_PREFIX:-}" ]; then exit 1; fi
+    echo "gpu-check: PyTorch's CMake package did not configure; LibTorch from the wheel's folders instead"
+    status=1
+    configure_from_folders "$prefix" "$(wheel_cuda_includes);$cuda_home/include"
+  fi
+  # Kept going past a file that does not compile: what did build is still tested and measured.
+  cmake --build "$BUILD_DIR/core" -j "$(nproc)" -- "${KEEP_GOING[@]}" || {
+    status=1
+    echo "gpu-check: the build failed (kept going: what built runs below)"
+  }
 
   echo "== golden and unit suites on $device ($((SECONDS - start)) s)"
-  local status=0 limit=()
+  local limit=()
   # On the GPU the suites stop in time to leave the benchmarks 3 minutes of the budget (ctest's --stop-time does not
   # stop a test already running).
   local suites_seconds=$((BUDGET_SECONDS - 180 - SECONDS))
