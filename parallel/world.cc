@@ -5,12 +5,18 @@
 #include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>  // the collective backend and its Work
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #include <torch/version.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+// PyTorch's wheels build Gloo into LibTorch but ship none of the Gloo headers that ProcessGroupGloo.hpp includes:
+// against them, CPU groups cannot be formed from C++ (CUDA ones use NCCL).
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#define VIDGEN_HAS_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 
 #include "common/error.h"
@@ -189,6 +195,14 @@ World::World(const Rendezvous& rendezvous, const MeshOptions& mesh)
   if (backend_ == CommBackend::kNccl && !HasNccl()) {
     Fail(ErrorCode::kFailedPrecondition, "the NCCL backend was asked for, but this build's LibTorch has no NCCL");
   }
+#ifndef VIDGEN_HAS_GLOO
+  if (backend_ == CommBackend::kGloo && rendezvous.world_size > 1) {
+    Fail(ErrorCode::kFailedPrecondition,
+         "{} ranks on the CPU need Gloo, whose headers this build's LibTorch lacks (a PyTorch wheel's): build against "
+         "a LibTorch that has them (Debian's, or PyTorch's LibTorch download) or run the ranks on GPUs",
+         rendezvous.world_size);
+  }
+#endif
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(rendezvous.master_port);
   options.isServer = rendezvous.rank == 0;
@@ -272,7 +286,7 @@ std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int
   }
   // Each group of each kind gets its own key space in the store, named after its first member.
   auto store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("{}/{}", name, members.front()), store_);
-  const int size = static_cast<int>(members.size());
+  [[maybe_unused]] const int size = static_cast<int>(members.size());  // unused where neither backend is
   c10::intrusive_ptr<c10d::CollectiveBackend> group;
   try {
 #ifdef USE_C10D_NCCL
@@ -282,6 +296,7 @@ std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int
       group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, local, size, options);
     }
 #endif
+#ifdef VIDGEN_HAS_GLOO
     if (!group) {
       auto options = c10d::ProcessGroupGloo::Options::create(timeout_);
       // A loopback master means a single-machine group: keep all traffic on loopback.
@@ -290,6 +305,7 @@ std::unique_ptr<Group> World::MakeGroup(const std::string& name, std::vector<int
                                      : c10d::ProcessGroupGloo::createDefaultDevice());
       group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, local, size, options);
     }
+#endif
   } catch (const std::exception& e) {
     Fail(ErrorCode::kUnavailable, "rank {} cannot form its {} group {}: {}", rank_, name, fmt::join(members, ","),
          e.what());
