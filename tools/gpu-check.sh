@@ -206,6 +206,12 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
     { cmake --version | head -1; c++ --version | head -1; nvcc --version 2>/dev/null | tail -1; echo "$(nproc) cores"; } \
       >>"$out/machine.txt" || true
+    # The copies of libstdc++ that LibTorch exports, which our programs must not bind to (CMakeLists.txt).
+    if [ -z "${VIDGEN_TORCH_PREFIX:-}" ]; then
+      python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))' |
+        xargs nm -D --defined-only 2>/dev/null | grep -c ' _ZNSt10filesystem' |
+        sed 's/^/std::filesystem symbols libtorch_cpu.so exports: /' >>"$out/machine.txt" || true
+    fi
   fi
 
   echo "== build ($((SECONDS - start)) s)"
@@ -234,6 +240,7 @@ run() {
   [ "$device" = cuda ] && limit=(timeout --kill-after=10 "$((suites_seconds > 1 ? suites_seconds : 1))")
   (cd "$BUILD_DIR/core" && VIDGEN_TEST_DEVICE=$device "${limit[@]}" ctest --output-on-failure -j 4 -L 'golden|unit' \
     --output-junit "$out/ctest.xml") || status=1
+  backtraces "$device" "$out/gpu-check.log" "$cuda_home"
 
   if [ "$device" = cuda ]; then
     echo "== benchmarks on CUDA ($((SECONDS - start)) s)"
@@ -241,6 +248,19 @@ run() {
   fi
   echo "== done in $((SECONDS - start)) s, status $status; reports in $out"
   return $status
+}
+
+# backtraces DEVICE LOG CUDA_HOME: each test that crashed (at most 3), run again under a debugger for its backtrace,
+# which ctest does not give: gdb, else the CUDA toolkit's cuda-gdb (it debugs host code too). Within the suites' time.
+backtraces() {
+  local device=$1 log=$2 debugger test
+  debugger=$(command -v gdb || command -v cuda-gdb || command -v "$3/bin/cuda-gdb") || return 0
+  for test in $(sed -n 's/.*Test *#[0-9]*: \([A-Za-z0-9_]*\) \.*\*\*\*Exception.*/\1/p' "$log" | sort -u | head -3); do
+    ((SECONDS + 60 < BUDGET_SECONDS - 180)) || [ "$device" != cuda ] || return 0
+    echo "== backtrace of $test"
+    (cd "$BUILD_DIR/core/tests" && VIDGEN_TEST_DEVICE=$device timeout 60 "$debugger" -batch -ex run -ex 'bt 30' \
+      --args "./$test") 2>&1 | tail -50 || true
+  done
 }
 
 # Every benchmark's JSON report, gathered into OUT/benchmarks.json (one object, keyed by run): the device tool brings
