@@ -140,18 +140,13 @@ configure_from_package() {
         break
       fi
     done
-    # c10d's NCCL header includes nccl.h, which is no part of the CUDA toolkit: where the compiler does not find it,
-    # PyTorch's nvidia-nccl wheel has it.
-    if ! echo '#include <nccl.h>' | c++ -E -x c++ -isystem "$cuda_home/include" - >/dev/null 2>&1; then
-      local dirs dir
-      IFS=';' read -ra dirs <<<"$(wheel_cuda_includes)"
-      for dir in "${dirs[@]}"; do
-        if [ -f "$dir/nccl.h" ]; then
-          flags+=("-DCMAKE_CXX_FLAGS=-isystem $dir")
-          break
-        fi
-      done
-    fi
+    # LibTorch's CUDA headers include some that CUDA toolkits need not ship (c10d's NCCL header includes nccl.h, which
+    # none does): the nvidia-* wheels that PyTorch runs with have them, searched after everything else.
+    local includes dirs dir cxx_flags=()
+    includes=$(wheel_cuda_includes)
+    IFS=';' read -ra dirs <<<"$includes"
+    for dir in "${dirs[@]}"; do cxx_flags+=("-idirafter $dir"); done
+    [ ${#cxx_flags[@]} -eq 0 ] || flags+=("-DCMAKE_CXX_FLAGS=${cxx_flags[*]}")
   fi
   configure "${flags[@]}" -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr;$deps/$MULTIARCH/cmake"
 }
