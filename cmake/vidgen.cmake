@@ -61,19 +61,21 @@ function(vidgen_grpc_library target)
   target_link_libraries(${target} PUBLIC protobuf::libprotobuf gRPC::grpc++)
 endfunction()
 
-# vidgen_cuda_compile_check(name SOURCE file DEFINES ...): the blocks of FILE that only a CUDA build of LibTorch
-# compiles (under DEFINES), compiled anyway as tests, syntax only, where the CUDA toolkit's headers are: `name_compiles`
+# vidgen_cuda_compile_check(name SOURCE file DEFINES ... [UNDEFINES ...]): the blocks of FILE that only a CUDA build of
+# LibTorch compiles (under DEFINES, without UNDEFINES), compiled anyway as tests, syntax only, where the CUDA toolkit's
+# headers are: `name_compiles`
 # against this build's LibTorch (the header that only CUDA builds generate stubbed), and `name_compiles_cuda_libtorch`
 # against VIDGEN_CUDA_TORCH_INCLUDE, the headers of a CUDA build of LibTorch 2.x (`make test` unpacks Debian trixie's
 # libtorch-cuda-dev there), where given. A build against a CUDA LibTorch compiles them for real instead.
 set(VIDGEN_CUDA_TORCH_INCLUDE "" CACHE PATH "Headers of a CUDA build of LibTorch to compile the CUDA-only code against")
 find_path(VIDGEN_CUDA_INCLUDE NAMES cuda_runtime_api.h PATHS /usr/local/cuda/include)
 function(vidgen_cuda_compile_check name)
-  cmake_parse_arguments(ARG "" "SOURCE" "DEFINES" ${ARGN})
+  cmake_parse_arguments(ARG "" "SOURCE" "DEFINES;UNDEFINES" ${ARGN})
   if(NOT VIDGEN_TESTS OR TORCH_CUDA_LIBRARIES OR NOT VIDGEN_CUDA_INCLUDE OR NOT EXISTS ${VIDGEN_CUDA_INCLUDE}/nccl.h)
     return()
   endif()
   list(TRANSFORM ARG_DEFINES PREPEND -D OUTPUT_VARIABLE defines)
+  list(TRANSFORM ARG_UNDEFINES PREPEND -U OUTPUT_VARIABLE undefines)  # last: after every definition
   set(compile ${CMAKE_CXX_COMPILER} -std=c++20 -fsyntax-only -Wall -Wextra -Werror ${defines} -I${PROJECT_SOURCE_DIR})
   set(fmt_dirs "-I$<JOIN:$<TARGET_PROPERTY:fmt::fmt,INTERFACE_INCLUDE_DIRECTORIES>,;-I>")
   set(source ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_SOURCE})
@@ -85,7 +87,7 @@ function(vidgen_cuda_compile_check name)
   add_test(NAME ${name}_compiles
            COMMAND ${compile} "${fmt_dirs}" "-D$<JOIN:$<TARGET_PROPERTY:torch,INTERFACE_COMPILE_DEFINITIONS>,;-D>"
                    -I${stub} "-idirafter$<JOIN:$<TARGET_PROPERTY:torch,INTERFACE_INCLUDE_DIRECTORIES>,;-idirafter>"
-                   -isystem${VIDGEN_CUDA_INCLUDE} ${source}
+                   -isystem${VIDGEN_CUDA_INCLUDE} ${undefines} ${source}
            COMMAND_EXPAND_LISTS)
   set_tests_properties(${name}_compiles PROPERTIES LABELS unit)
 
@@ -94,7 +96,7 @@ function(vidgen_cuda_compile_check name)
     add_test(NAME ${name}_compiles_cuda_libtorch
              COMMAND ${compile} "${fmt_dirs}" -DUSE_DISTRIBUTED -DUSE_C10D_GLOO -DUSE_C10D_NCCL
                      -isystem${VIDGEN_CUDA_TORCH_INCLUDE} -isystem${VIDGEN_CUDA_TORCH_INCLUDE}/torch/csrc/api/include
-                     -isystem${VIDGEN_CUDA_INCLUDE} ${source}
+                     -isystem${VIDGEN_CUDA_INCLUDE} ${undefines} ${source}
              COMMAND_EXPAND_LISTS)
     set_tests_properties(${name}_compiles_cuda_libtorch PROPERTIES LABELS unit)
   endif()
