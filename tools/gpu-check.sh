@@ -201,11 +201,15 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
     { cmake --version | head -1; c++ --version | head -1; nvcc --version 2>/dev/null | tail -1; echo "$(nproc) cores"; } \
       >>"$out/machine.txt" || true
-    # The copies of libstdc++ that LibTorch exports, which our programs must not bind to (CMakeLists.txt).
+    # What of others' a wheel's LibTorch carries, which our programs may meet: the copies of libstdc++ it exports (our
+    # programs must not bind to them, CMakeLists.txt) and the third-party headers beside its own.
     if [ -z "${VIDGEN_TORCH_PREFIX:-}" ]; then
-      python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))' |
-        xargs nm -D --defined-only 2>/dev/null | grep -c ' _ZNSt10filesystem' |
+      local torch_dir entries
+      torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+      nm -D --defined-only "$torch_dir/lib/libtorch_cpu.so" 2>/dev/null | grep -c ' _ZNSt10filesystem' |
         sed 's/^/std::filesystem symbols libtorch_cpu.so exports: /' >>"$out/machine.txt" || true
+      entries=("$torch_dir"/include/*)
+      echo "torch/include holds: ${entries[*]##*/}" >>"$out/machine.txt"
     fi
   fi
 
