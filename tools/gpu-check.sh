@@ -201,8 +201,8 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/machine.txt" || true
     { cmake --version | head -1; c++ --version | head -1; nvcc --version 2>/dev/null | tail -1; echo "$(nproc) cores"; } \
       >>"$out/machine.txt" || true
-    # What of others' a wheel's LibTorch carries, which our programs may meet: the copies of libstdc++ it exports (our
-    # programs must not bind to them, CMakeLists.txt) and the third-party headers beside its own.
+    # What else a wheel's LibTorch carries that our programs may meet: the copies of libstdc++ it exports (which they
+    # must not bind to, CMakeLists.txt) and the third-party headers beside its own.
     if [ -z "${VIDGEN_TORCH_PREFIX:-}" ]; then
       local torch_dir entries
       torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
