@@ -142,21 +142,18 @@ configure_from_package() {
     done
     # LibTorch's CUDA headers include some that CUDA toolkits need not ship (c10d's NCCL header includes nccl.h, which
     # none does): the nvidia-* wheels that PyTorch runs with have them, searched after everything else.
-    local includes dirs dir cxx_flags=()
+    local includes
     includes=$(wheel_cuda_includes)
-    IFS=';' read -ra dirs <<<"$includes"
-    for dir in "${dirs[@]}"; do cxx_flags+=("-idirafter $dir"); done
-    [ ${#cxx_flags[@]} -eq 0 ] || flags+=("-DCMAKE_CXX_FLAGS=${cxx_flags[*]}")
+    [ -z "$includes" ] || flags+=("-DCMAKE_CXX_FLAGS=-idirafter ${includes//;/ -idirafter }")
   fi
   configure "${flags[@]}" -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr;$deps/$MULTIARCH/cmake"
 }
 
-# configure_from_folders DEPS CUDA_INCLUDES: LibTorch from python3's PyTorch's folders, its CUDA headers from
-# CUDA_INCLUDES (;-separated). Linked with --allow-shlib-undefined: LibTorch's own libraries (cuDNN, cuBLAS, ...) are
-# found at run time through its run path, not necessarily by the linker.
+# configure_from_folders TORCH_DIR DEPS CUDA_INCLUDES: LibTorch from the folders of PyTorch in TORCH_DIR, its CUDA
+# headers from CUDA_INCLUDES (;-separated). Linked with --allow-shlib-undefined: LibTorch's own libraries (cuDNN,
+# cuBLAS, ...) are found at run time through its run path, not necessarily by the linker.
 configure_from_folders() {
-  local deps=$1 cuda_includes=$2 torch_dir
-  torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  local torch_dir=$1 deps=$2 cuda_includes=$3
   # The C++11 string ABI: checked in run.
   configure -DVIDGEN_TORCH_LIBRARY_DIR="$torch_dir/lib" -DVIDGEN_TORCH_INCLUDE_DIR="$torch_dir/include" \
     -DVIDGEN_TORCH_CUDA_INCLUDE_DIRS="$cuda_includes" -DVIDGEN_TORCH_CXX11_ABI=1 \
@@ -188,8 +185,9 @@ run() {
 
   # LibTorch, from PyTorch unless given. Debian's libraries use the C++11 string ABI; a PyTorch built with the old
   # one cannot link against them.
-  local torch_prefix=${VIDGEN_TORCH_PREFIX:-}
+  local torch_prefix=${VIDGEN_TORCH_PREFIX:-} torch_dir=""
   if [ -z "$torch_prefix" ]; then
+    torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
     torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
     if [ "$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')" != 1 ]; then
       echo "gpu-check: this PyTorch uses the pre-C++11 string ABI; the core's Debian dependencies need the C++11 one" >&2
@@ -203,9 +201,8 @@ run() {
       >>"$out/machine.txt" || true
     # What else a wheel's LibTorch carries that our programs may meet: the copies of libstdc++ it exports (which they
     # must not bind to, CMakeLists.txt) and the third-party headers beside its own.
-    if [ -z "${VIDGEN_TORCH_PREFIX:-}" ]; then
-      local torch_dir entries
-      torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    if [ -n "$torch_dir" ]; then
+      local entries
       nm -D --defined-only "$torch_dir/lib/libtorch_cpu.so" 2>/dev/null | grep -c ' _ZNSt10filesystem' |
         sed 's/^/std::filesystem symbols libtorch_cpu.so exports: /' >>"$out/machine.txt" || true
       entries=("$torch_dir"/include/*)
@@ -217,13 +214,13 @@ run() {
   local status=0
   if torch_from_folders "$device"; then
     echo "gpu-check: no CUDA toolkit: LibTorch from the wheel's folders, the CUDA headers from the nvidia-* wheels"
-    configure_from_folders "$prefix" "$(wheel_cuda_includes)"
+    configure_from_folders "$torch_dir" "$prefix" "$(wheel_cuda_includes)"
   elif ! configure_from_package "$device" "$torch_prefix" "$prefix" "$cuda_home"; then
     # One GPU call must not end at a configure step of PyTorch's that never ran here: the folders need no probe.
-    if [ "$device" != cuda ] || [ -n "${VIDGEN_TORCH_PREFIX:-}" ]; then exit 1; fi
+    if [ "$device" != cuda ] || [ -z "$torch_dir" ]; then exit 1; fi
     echo "gpu-check: PyTorch's CMake package did not configure; LibTorch from the wheel's folders instead"
     status=1
-    configure_from_folders "$prefix" "$(wheel_cuda_includes);$cuda_home/include"
+    configure_from_folders "$torch_dir" "$prefix" "$(wheel_cuda_includes);$cuda_home/include"
   fi
   # Kept going past a file that does not compile: what did build is still tested and measured.
   cmake --build "$BUILD_DIR/core" -j "$(nproc)" -- "${KEEP_GOING[@]}" || {
